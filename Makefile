@@ -1,0 +1,89 @@
+# Every target bootstraps what it needs: uv (from PyPI, if missing) and the locked .venv.
+# `make help` lists the targets.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+# Prefer a uv on PATH; otherwise bootstrap a pinned one from PyPI into .tools/.
+UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV_STAMP := .venv/.synced
+RUN := $(UV) run --frozen --no-sync
+# Run the topology in Docker when an engine answers, else as local processes.
+# Override: make up USE_DOCKER=1 (force compose) or USE_DOCKER=0 (force local processes).
+USE_DOCKER ?= $(shell docker info >/dev/null 2>&1 && echo 1 || echo 0)
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "; printf "Targets:\n"} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.tools/bin/uv:
+	@echo "uv not found: installing uv $(UV_VERSION) from PyPI into .tools/"
+	@$(PYTHON) -m venv .tools
+	@.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+$(VENV_STAMP): uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml) | $(UV)
+	@$(UV) sync --frozen --all-packages --quiet
+	@touch $@
+
+.PHONY: install
+install: $(VENV_STAMP) ## Create .venv from the lock file (every other target does this itself)
+
+.env:
+	@cp .env.example .env
+	@echo "Created .env from .env.example (local defaults; edit it to point at a hosted provider)."
+
+.PHONY: up
+up: install .env ## Start all services (Docker if an engine answers, else local processes) and wait until healthy
+ifeq ($(USE_DOCKER),1)
+	docker compose up --build --wait
+	@$(RUN) python -m scripts.topology banner
+else
+	@$(RUN) python -m scripts.topology up
+endif
+
+.PHONY: down
+down: ## Stop everything `make up` started
+ifeq ($(USE_DOCKER),1)
+	docker compose down
+else
+	@$(RUN) python -m scripts.topology down
+endif
+
+.PHONY: logs
+logs: ## Follow the logs of the local processes started by `make up`
+	@tail -n 50 -F .run/topology.log
+
+.PHONY: demo
+demo: install .env ## Log in as a demo user and call one tool per pattern against the running topology
+	@$(RUN) python -m scripts.demo
+
+.PHONY: test
+test: install ## Run the whole test suite (unit, attack catalog, auth server, integration)
+	@$(RUN) pytest $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## ruff check, ruff format --check, mypy, compose schema check
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+	@$(RUN) mypy shared/src services/*/src scripts
+	@$(RUN) check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+
+.PHONY: fmt
+fmt: install ## Apply ruff fixes and formatting
+	@$(RUN) ruff check --fix .
+	@$(RUN) ruff format .
+
+.PHONY: bench
+bench: install ## Measure token validation, token source and tool-call latency; prints a table
+	@$(RUN) python -m scripts.bench
+
+.PHONY: rotate-keys
+rotate-keys: install .env ## Add a new auth-server signing key (old keys stay published until their tokens expire)
+	@$(RUN) python -m auth_server.keys rotate
+
+.PHONY: clean
+clean: ## Remove .venv, .tools and local runtime data (signing keys, databases)
+	rm -rf .venv .tools .run data .pytest_cache .mypy_cache .ruff_cache
