@@ -31,9 +31,8 @@ $(VENV_STAMP): uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/
 .PHONY: install
 install: $(VENV_STAMP) ## Create .venv from the lock file (every other target does this itself)
 
-.env:
-	@cp .env.example .env
-	@echo "Created .env from .env.example (local defaults; edit it to point at a hosted provider)."
+.env: | $(VENV_STAMP)
+	@$(RUN) python -m scripts.topology init-env
 
 .PHONY: up
 up: install .env ## Start all services (Docker if an engine answers, else local processes) and wait until healthy

@@ -1,0 +1,196 @@
+"""`make up` / `make down` for local processes: honcho runs the Procfile, this waits for health and reports.
+
+Usage: python -m scripts.topology {init-env|up|down|banner}
+
+Process management is honcho's (it starts, prefixes and stops the five services); this script only
+puts honcho in the background, waits until every service's /health answers, prints where to go next,
+and on `down` (or Ctrl-C while waiting) stops honcho's whole process group so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx2
+from dotenv import dotenv_values
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN_DIR = ROOT / ".run"
+PID_FILE = RUN_DIR / "topology.pid"
+LOG_FILE = RUN_DIR / "topology.log"
+ENV_FILE = ROOT / ".env"
+ENV_EXAMPLE = ROOT / ".env.example"
+HEALTH_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service of the topology, as `make up` presents it."""
+
+    name: str
+    port_variable: str
+    default_port: int
+    role: str
+    path: str = ""
+
+
+SERVICES = (
+    Service("auth-server", "AUTH_SERVER_PORT", 9000, "OAuth 2.1 authorization server (local stand-in)"),
+    Service("weather-api", "WEATHER_API_PORT", 8004, "external weather SaaS stand-in (pattern 1: API key)"),
+    Service("crm-api", "CRM_API_PORT", 8003, "internal CRM backend (pattern 3: token cascade)"),
+    Service("tickets-mcp", "TICKETS_MCP_PORT", 8002, "tickets MCP server (pattern 2: client credentials)", "/mcp"),
+    Service("crm-mcp", "CRM_MCP_PORT", 8001, "the MCP server you connect to", "/mcp"),
+)
+
+
+def load_env() -> dict[str, str]:
+    """The settings `make up` runs with: .env, overridden by the process environment."""
+    values = {k: v for k, v in dotenv_values(ENV_FILE).items() if v is not None}
+    return {**values, **{k: v for k, v in os.environ.items() if k in values}}
+
+
+def base_url(service: Service, env: dict[str, str]) -> str:
+    return f"http://localhost:{env.get(service.port_variable, service.default_port)}"
+
+
+def init_env() -> None:
+    """Create .env from .env.example, replacing `<generated>` with fresh random secrets."""
+    if ENV_FILE.exists():
+        print(".env exists; leaving it as it is.")
+        return
+    generated: dict[str, str] = {}
+    lines = []
+    for line in ENV_EXAMPLE.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and value == "<generated>":
+            generated[name] = secrets.token_urlsafe(32)
+            line = f"{name}={generated[name]}"
+        elif sep and (same := re.fullmatch(r"<same as (\w+)>", value)):
+            line = f"{name}={generated[same.group(1)]}"
+        lines.append(line)
+    ENV_FILE.write_text("\n".join(lines) + "\n")
+    ENV_FILE.chmod(0o600)
+    print(f"Created .env with fresh local secrets ({', '.join(generated)}).")
+
+
+def running_pid() -> int | None:
+    """The pid of the honcho started by `up`, if it is still alive."""
+    try:
+        pid = int(PID_FILE.read_text())
+        os.kill(pid, 0)
+    except (FileNotFoundError, ValueError, ProcessLookupError):
+        return None
+    return pid
+
+
+def port_in_use(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_healthy(env: dict[str, str], honcho: subprocess.Popen[bytes]) -> list[str]:
+    """Poll every /health until all answer 200; returns the services still unhealthy at the deadline."""
+    pending = list(SERVICES)
+    deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
+    while pending and time.monotonic() < deadline and honcho.poll() is None:
+        for service in list(pending):
+            try:
+                if httpx2.get(base_url(service, env) + "/health", timeout=1.0).status_code == 200:
+                    print(f"  ✓ {service.name} healthy")
+                    pending.remove(service)
+            except httpx2.TransportError:
+                pass
+        time.sleep(0.3)
+    return [service.name for service in pending]
+
+
+def up() -> int:
+    init_env()
+    if (pid := running_pid()) is not None:
+        print(f"Already running (honcho pid {pid}). `make down` stops it.")
+        banner()
+        return 0
+    env = load_env()
+    busy = [
+        f"{s.name} port {p}" for s in SERVICES if port_in_use(p := int(env.get(s.port_variable, s.default_port)))
+    ]
+    if busy:
+        print(f"Cannot start: in use already: {', '.join(busy)}. Stop what holds them, or change the ports in .env.")
+        return 1
+    RUN_DIR.mkdir(exist_ok=True)
+    with LOG_FILE.open("ab") as log:
+        honcho = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", "Procfile"],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    PID_FILE.write_text(str(honcho.pid))
+    print(f"Starting {len(SERVICES)} services as local processes (log: .run/topology.log)…")
+    try:
+        unhealthy = wait_healthy(env, honcho)
+    except KeyboardInterrupt:
+        down()
+        return 130
+    if unhealthy:
+        print(f"Not healthy: {', '.join(unhealthy)}. Last log lines:\n")
+        print("\n".join(LOG_FILE.read_text(errors="replace").splitlines()[-40:]))
+        down()
+        return 1
+    banner()
+    return 0
+
+
+def down() -> int:
+    pid = running_pid()
+    if pid is None:
+        print("Nothing running.")
+        PID_FILE.unlink(missing_ok=True)
+        return 0
+    os.killpg(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and running_pid() is not None:
+        time.sleep(0.2)
+    if running_pid() is not None:
+        os.killpg(pid, signal.SIGKILL)
+    PID_FILE.unlink(missing_ok=True)
+    print("Stopped all services.")
+    return 0
+
+
+def banner() -> int:
+    env = load_env()
+    print("\nAll services are up:\n")
+    for service in SERVICES:
+        print(f"  {service.name:<12} {base_url(service, env) + service.path:<28} {service.role}")
+    print(
+        "\nNext:\n"
+        "  make demo    log in as a demo user and call one tool per pattern (narrated)\n"
+        "  make logs    follow the services' logs\n"
+        "  make down    stop everything\n"
+        f"  Connect an MCP client (MCP Inspector, Claude Code) to {base_url(SERVICES[-1], env)}/mcp;\n"
+        "  log in as alice or bob with the DEMO_*_PASSWORD values in .env."
+    )
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    commands = {"init-env": lambda: init_env() or 0, "up": up, "down": down, "banner": banner}
+    if len(argv) != 1 or argv[0] not in commands:
+        print(__doc__)
+        return 2
+    return commands[argv[0]]()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,107 @@
+"""crm-mcp's app: an MCPServer protected as an OAuth 2.1 resource server, with its downstream clients.
+
+User tokens must be for this server (audience CRM_MCP_RESOURCE), checked by the shared validator via
+`JWTTokenVerifier` and again by the SDK (`validate_token_resource`). The downstream clients are made
+once, in the lifespan, and shared by every tool call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
+from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from crm_mcp.api_key_weather import WeatherApiClient
+from crm_mcp.client_credentials_tickets import TicketsMcpClient
+from crm_mcp.settings import Settings
+from crm_mcp.token_cascade_crm_api import CrmApiClient
+from crm_mcp.tools import Downstreams, register_tools
+
+USER_SCOPES = ["crm:read", "crm:write", "tickets:read", "tickets:write", "weather:read"]
+# What crm-mcp asks for, as itself, from tickets-mcp (pattern 2).
+TICKETS_SCOPES = "tickets:read tickets:write"
+
+INSTRUCTIONS = (
+    "CRM assistant for sales reps: search and read your customers, add notes, list and open support "
+    "tickets, and check the weather where a customer is. You only see your own accounts."
+)
+
+
+@asynccontextmanager
+async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
+    """Create the three downstream clients once; close them (and the MCP session they hold) at shutdown."""
+    timeout = settings.crm_mcp_downstream_timeout_seconds
+    tickets_auth = ClientCredentialsAuth(
+        settings.auth_token_url,
+        settings.crm_mcp_client_id,
+        settings.crm_mcp_client_secret.get_secret_value(),
+        scope=TICKETS_SCOPES,
+        resource=settings.tickets_mcp_resource,
+        timeout_seconds=timeout,
+    )
+    downstreams = Downstreams(
+        weather=WeatherApiClient(
+            settings.weather_api_url,
+            settings.weather_api_key,
+            key_header=settings.weather_api_key_header,
+            timeout_seconds=timeout,
+        ),
+        crm_api=CrmApiClient(settings.crm_api_url, timeout_seconds=timeout),
+        tickets=TicketsMcpClient(settings.tickets_mcp_url, tickets_auth, timeout_seconds=timeout),
+    )
+    async with anyio.create_task_group() as session_owner:
+        downstreams.tickets.bind(session_owner)
+        try:
+            yield downstreams
+        finally:
+            await downstreams.tickets.aclose()
+            await downstreams.crm_api.aclose()
+            await downstreams.weather.aclose()
+            session_owner.cancel_scope.cancel()
+
+
+def create_server(settings: Settings) -> MCPServer[Downstreams]:
+    """The MCPServer: token verification, tools, and /health."""
+    validator = AccessTokenValidator(settings.validator_config([settings.crm_mcp_resource]))
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
+        async with validator, open_downstreams(settings) as downstreams:
+            yield downstreams
+
+    mcp: MCPServer[Downstreams] = MCPServer(
+        name="crm-mcp",
+        instructions=INSTRUCTIONS,
+        token_verifier=JWTTokenVerifier(validator, resource=settings.crm_mcp_resource),
+        auth=resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource, USER_SCOPES),
+        lifespan=lifespan,
+    )
+    register_tools(mcp)
+
+    @mcp.custom_route("/health", methods=["GET"])
+    async def health(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    return mcp
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The ASGI app uvicorn serves: MCP at /mcp, protected-resource metadata, /health."""
+    allowed_hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.crm_mcp_allowed_hosts]
+    return create_server(settings).streamable_http_app(
+        streamable_http_path="/mcp",
+        host=settings.crm_mcp_host,
+        transport_security=TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=allowed_hosts,
+            allowed_origins=[f"http://{host}" for host in allowed_hosts],
+        ),
+    )

@@ -1,0 +1,93 @@
+"""How crm-mcp talks to any downstream: one HTTP client factory, bounded safe retries, and failure -> ToolError.
+
+Every pattern module sends through `send()`, so every outbound call has a timeout, only idempotent
+requests are retried (and only on failures a retry can fix), and every failure reaches the MCP client
+as a `DownstreamError` (a `ToolError`, the one exception type whose message the SDK passes on) that
+names the service and what went wrong, never a credential.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import anyio
+import httpx2
+from mcp.server.mcpserver.exceptions import ToolError
+
+logger = logging.getLogger(__name__)
+
+# Statuses where the same idempotent request may succeed a moment later.
+RETRYABLE_STATUSES = frozenset({502, 503, 504})
+RETRY_BACKOFF_SECONDS = 0.2
+
+
+class DownstreamError(ToolError):
+    """A downstream call failed; the message is safe to show to the MCP client."""
+
+
+def http_client(timeout_seconds: float, auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
+    """One pooled client per downstream, created at start-up and reused for every call."""
+    return httpx2.AsyncClient(
+        timeout=httpx2.Timeout(timeout_seconds),
+        auth=auth,
+        follow_redirects=False,
+        limits=httpx2.Limits(max_connections=50, max_keepalive_connections=20),
+    )
+
+
+def error_for_status(service: str, response: httpx2.Response) -> DownstreamError | None:
+    """The tool error a non-success response means, or None for a success."""
+    status = response.status_code
+    if status < 400:
+        return None
+    if status == 401:
+        return DownstreamError(f"{service} rejected the credentials crm-mcp presented (401 Unauthorized).")
+    if status == 403:
+        challenge = response.headers.get("www-authenticate", "")
+        scope = challenge.split('scope="', 1)[1].split('"', 1)[0] if 'scope="' in challenge else None
+        needed = f" It requires scope '{scope}'." if scope else ""
+        return DownstreamError(f"{service} refused the request (403 Forbidden).{needed}")
+    if status == 404:
+        return DownstreamError(f"{service}: not found (404).")
+    if status == 429:
+        retry_after = response.headers.get("retry-after")
+        when = f" Retry after {retry_after} s." if retry_after else ""
+        return DownstreamError(f"{service} rate limit reached (429 Too Many Requests).{when}")
+    if status >= 500:
+        return DownstreamError(f"{service} is failing ({status}); try again later.")
+    return DownstreamError(f"{service} rejected the request ({status}).")
+
+
+async def send(
+    service: str,
+    request: Callable[[], Awaitable[httpx2.Response]],
+    *,
+    idempotent: bool,
+    attempts: int = 2,
+) -> httpx2.Response:
+    """Send `request()`; retry an idempotent one on connect errors and 502/503/504, at most `attempts` times.
+
+    Returns the successful response; raises DownstreamError for every failure.
+    """
+    tries = attempts if idempotent else 1
+    for attempt in range(1, tries + 1):
+        last = attempt == tries
+        try:
+            response = await request()
+        except httpx2.TimeoutException as exc:
+            # A timed-out call may have run: never retried, and the caller is told plainly.
+            raise DownstreamError(f"{service} did not answer in time.") from exc
+        except httpx2.TransportError as exc:
+            if last:
+                raise DownstreamError(f"{service} is unreachable; try again later.") from exc
+            logger.info("%s unreachable (attempt %d/%d); retrying", service, attempt, tries)
+        else:
+            if response.status_code in RETRYABLE_STATUSES and not last:
+                logger.info("%s answered %d (attempt %d/%d); retrying", service, response.status_code, attempt, tries)
+            elif (error := error_for_status(service, response)) is not None:
+                raise error
+            else:
+                return response
+        await anyio.sleep(RETRY_BACKOFF_SECONDS * attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")

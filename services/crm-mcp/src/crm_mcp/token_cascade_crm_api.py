@@ -1,0 +1,94 @@
+"""Pattern 3 — token cascade: crm-mcp forwards the caller's own bearer token to crm-api.
+
+crm-api sits inside the same trust boundary and validates the token itself (issuer, its own audience,
+expiry, per-route scopes) against the authorization server's JWKS, then uses `sub` to decide what this
+user may see. crm-mcp adds no credential of its own and cannot widen what the user may do.
+
+Why this is safe here and not in general: the authorization server issues tokens for crm-mcp with
+crm-api's audience too (one trust boundary), and crm-api checks that audience. The MCP specification
+forbids passing a token through to a service that does not validate it as its own (the confused
+deputy); outside one trust boundary, exchange the token instead (RFC 8693, see docs/token-cascade.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from pydantic import BaseModel, TypeAdapter
+
+from crm_mcp.downstream import DownstreamError, http_client, send
+
+SERVICE = "crm-api"
+
+
+class Customer(BaseModel):
+    """A CRM customer, as crm-api returns it to the user the token names."""
+
+    id: str
+    name: str
+    company: str
+    city: str
+    owner: str
+    tier: str
+    email: str | None = None
+    notes: list[str] = []
+
+
+_customers = TypeAdapter(list[Customer])
+
+
+def caller_authorization() -> dict[str, str]:
+    """The Authorization header of the MCP request being served: the user's token, forwarded as is."""
+    access_token = get_access_token()
+    if access_token is None:
+        # The SDK's bearer middleware admits no unauthenticated request; this is a programming error.
+        raise DownstreamError("No caller token to forward to crm-api.")
+    return {"Authorization": f"Bearer {access_token.token}"}
+
+
+class CrmApiClient:
+    """Calls crm-api as the user: every request carries the caller's token and nothing else."""
+
+    def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._http = http_client(timeout_seconds)
+
+    async def search_customers(self, query: str) -> list[Customer]:
+        response = await send(
+            SERVICE,
+            lambda: self._http.get(
+                f"{self._base_url}/customers", params={"q": query}, headers=caller_authorization()
+            ),
+            idempotent=True,
+        )
+        return _customers.validate_python(_json(response.json()))
+
+    async def get_customer(self, customer_id: str) -> Customer:
+        response = await send(
+            SERVICE,
+            lambda: self._http.get(f"{self._base_url}/customers/{quote(customer_id, safe='')}", headers=caller_authorization()),
+            idempotent=True,
+        )
+        return Customer.model_validate(response.json())
+
+    async def add_note(self, customer_id: str, note: str) -> Customer:
+        response = await send(
+            SERVICE,
+            lambda: self._http.post(
+                f"{self._base_url}/customers/{quote(customer_id, safe='')}/notes",
+                json={"text": note},
+                headers=caller_authorization(),
+            ),
+            idempotent=False,
+        )
+        return Customer.model_validate(response.json())
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _json(payload: Any) -> Any:
+    """crm-api answers a search with a list, or with {"customers": [...]}; accept both."""
+    return payload["customers"] if isinstance(payload, dict) and "customers" in payload else payload

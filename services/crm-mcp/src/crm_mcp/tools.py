@@ -1,0 +1,199 @@
+"""crm-mcp's tools: what a model sees. Each checks its scope, then calls one pattern's client.
+
+| tool                  | scope(s)                           | downstream pattern                    |
+|-----------------------|------------------------------------|---------------------------------------|
+| search_customers      | crm:read                           | 3 token cascade → crm-api             |
+| get_customer          | crm:read                           | 3 token cascade → crm-api             |
+| add_customer_note     | crm:write                          | 3 token cascade → crm-api             |
+| list_customer_tickets | tickets:read                       | 2 client credentials → tickets-mcp    |
+| open_ticket           | tickets:write                      | 2 client credentials → tickets-mcp    |
+| get_weather           | weather:read                       | 1 API key → weather-api               |
+| customer_briefing     | crm:read tickets:read weather:read | all three, concurrently               |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import anyio
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+from oauth_tokens.mcp import require_tool_scopes
+from pydantic import BaseModel, Field
+
+from crm_mcp.api_key_weather import Weather, WeatherApiClient
+from crm_mcp.client_credentials_tickets import TicketsMcpClient
+from crm_mcp.token_cascade_crm_api import CrmApiClient, Customer
+
+CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A customer id, e.g. cus_001")]
+READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+
+
+@dataclass
+class Downstreams:
+    """The three downstream clients, opened once in the server's lifespan and shared by every call."""
+
+    weather: WeatherApiClient
+    crm_api: CrmApiClient
+    tickets: TicketsMcpClient
+
+
+class Ticket(BaseModel):
+    """A support ticket as tickets-mcp returns it."""
+
+    model_config = {"extra": "allow"}
+
+    id: str
+    customer_id: str
+    title: str
+    status: str
+    priority: str
+
+
+class Briefing(BaseModel):
+    """Everything about one customer, with any part that could not be fetched named in `unavailable`."""
+
+    customer: Customer
+    open_tickets: list[Ticket] | None
+    weather: Weather | None
+    unavailable: dict[str, str] = Field(description="Part -> why it could not be fetched")
+
+
+def _downstreams(ctx: Context[Downstreams, Any]) -> Downstreams:
+    return ctx.request_context.lifespan_context
+
+
+def _caller() -> str:
+    """The authenticated user's `sub`: who a ticket is requested by."""
+    token = require_tool_scopes()
+    return token.subject or token.client_id
+
+
+def _tickets(payload: Any) -> list[Ticket]:
+    items = payload.get("tickets", payload.get("result", [])) if isinstance(payload, dict) else payload
+    return [Ticket.model_validate(item) for item in items or []]
+
+
+def register_tools(mcp: MCPServer[Downstreams]) -> None:
+    """Add crm-mcp's tools to `mcp`."""
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def search_customers(
+        query: Annotated[str, Field(max_length=100, description="Part of a name, company or city")],
+        ctx: Context[Downstreams, Any],
+    ) -> list[Customer]:
+        """Search your customers by name, company or city. Requires scope crm:read."""
+        require_tool_scopes("crm:read")
+        return await _downstreams(ctx).crm_api.search_customers(query)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_customer(customer_id: CustomerId, ctx: Context[Downstreams, Any]) -> Customer:
+        """Get one of your customers by id, with their notes. Requires scope crm:read."""
+        require_tool_scopes("crm:read")
+        return await _downstreams(ctx).crm_api.get_customer(customer_id)
+
+    @mcp.tool(annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False))
+    async def add_customer_note(
+        customer_id: CustomerId,
+        note: Annotated[str, Field(min_length=1, max_length=2000)],
+        ctx: Context[Downstreams, Any],
+    ) -> Customer:
+        """Add a note to one of your customers. Requires scope crm:write."""
+        require_tool_scopes("crm:write")
+        return await _downstreams(ctx).crm_api.add_note(customer_id, note)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def list_customer_tickets(
+        customer_id: CustomerId,
+        ctx: Context[Downstreams, Any],
+        status: Literal["open", "in_progress", "closed"] | None = None,
+    ) -> list[Ticket]:
+        """List support tickets of a customer, optionally by status. Requires scope tickets:read."""
+        require_tool_scopes("tickets:read")
+        # Scope is checked against the user; the customer's visibility is checked by crm-api first,
+        # so a user cannot list tickets of another rep's customer through crm-mcp's own credentials.
+        await _downstreams(ctx).crm_api.get_customer(customer_id)
+        arguments: dict[str, Any] = {"customer_id": customer_id}
+        if status is not None:
+            arguments["status"] = status
+        return _tickets(await _downstreams(ctx).tickets.call_tool("list_tickets", arguments))
+
+    @mcp.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=False))
+    async def open_ticket(
+        customer_id: CustomerId,
+        title: Annotated[str, Field(min_length=3, max_length=200)],
+        description: Annotated[str, Field(max_length=5000)],
+        ctx: Context[Downstreams, Any],
+        priority: Literal["low", "normal", "high", "urgent"] = "normal",
+    ) -> Ticket:
+        """Open a support ticket for one of your customers. Requires scope tickets:write."""
+        require_tool_scopes("tickets:write")
+        await _downstreams(ctx).crm_api.get_customer(customer_id)
+        arguments = {
+            "customer_id": customer_id,
+            "title": title,
+            "description": description,
+            "priority": priority,
+            # Data for the record, not identity: tickets-mcp authenticates crm-mcp, not this user.
+            "requested_by": _caller(),
+        }
+        result = await _downstreams(ctx).tickets.call_tool("create_ticket", arguments)
+        return Ticket.model_validate(result.get("result", result) if isinstance(result, dict) else result)
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    async def get_weather(
+        city: Annotated[str, Field(min_length=1, max_length=100)], ctx: Context[Downstreams, Any]
+    ) -> Weather:
+        """Current weather in a city (from the external weather provider). Requires scope weather:read."""
+        require_tool_scopes("weather:read")
+        return await _downstreams(ctx).weather.current_weather(city)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def customer_briefing(customer_id: CustomerId, ctx: Context[Downstreams, Any]) -> Briefing:
+        """A customer briefing: the account, its open tickets and the weather where they are.
+
+        Requires scopes crm:read, tickets:read and weather:read. If tickets or weather cannot be
+        fetched, the briefing says which and why instead of failing.
+        """
+        require_tool_scopes("crm:read", "tickets:read", "weather:read")
+        clients = _downstreams(ctx)
+        unavailable: dict[str, str] = {}
+        # The customer (pattern 3) is needed before weather (its city); tickets (pattern 2) need only the
+        # id, so they run alongside both.
+        customer: Customer | None = None
+        customer_error: ToolError | None = None
+        open_tickets: list[Ticket] | None = None
+        weather: Weather | None = None
+
+        async def fetch_tickets() -> None:
+            nonlocal open_tickets
+            try:
+                payload = await clients.tickets.call_tool(
+                    "list_tickets", {"customer_id": customer_id, "status": "open"}
+                )
+                open_tickets = _tickets(payload)
+            except ToolError as exc:
+                unavailable["open_tickets"] = str(exc)
+
+        async def fetch_customer_then_weather() -> None:
+            nonlocal customer, customer_error, weather
+            try:
+                customer = await clients.crm_api.get_customer(customer_id)
+            except ToolError as exc:
+                customer_error = exc
+                return
+            try:
+                weather = await clients.weather.current_weather(customer.city)
+            except ToolError as exc:
+                unavailable["weather"] = str(exc)
+
+        async with anyio.create_task_group() as group:
+            group.start_soon(fetch_tickets)
+            group.start_soon(fetch_customer_then_weather)
+        if customer is None:
+            # Without the account (not found, not yours, crm-api down) there is no briefing, and the
+            # tickets fetched alongside are not shown.
+            raise customer_error or ToolError("crm-api returned no customer.")
+        return Briefing(customer=customer, open_tickets=open_tickets, weather=weather, unavailable=unavailable)
