@@ -1,1 +1,31 @@
 """oauth_tokens: validate OAuth 2.1 JWT access tokens and obtain client-credentials tokens."""
+
+from oauth_tokens.client_credentials import ClientCredentialsAuth, TokenCache
+from oauth_tokens.errors import (
+    InsufficientScopeError,
+    InvalidTokenError,
+    KeySourceError,
+    MissingTokenError,
+    OAuthTokensError,
+    SettingsError,
+    SigningKeyUnavailableError,
+    TokenEndpointError,
+)
+from oauth_tokens.principal import Principal
+from oauth_tokens.validator import AccessTokenValidator, ValidatorConfig
+
+__all__ = [
+    "AccessTokenValidator",
+    "ClientCredentialsAuth",
+    "InsufficientScopeError",
+    "InvalidTokenError",
+    "KeySourceError",
+    "MissingTokenError",
+    "OAuthTokensError",
+    "Principal",
+    "SettingsError",
+    "SigningKeyUnavailableError",
+    "TokenCache",
+    "TokenEndpointError",
+    "ValidatorConfig",
+]

@@ -1,0 +1,62 @@
+"""Exception hierarchy of oauth_tokens: what can go wrong validating or obtaining a token."""
+
+from __future__ import annotations
+
+
+class OAuthTokensError(Exception):
+    """Base class of every error raised by oauth_tokens."""
+
+
+class SettingsError(OAuthTokensError):
+    """A required setting is missing or invalid; the message names the variable, never its value."""
+
+
+class InvalidTokenError(OAuthTokensError):
+    """The access token is missing, malformed, expired or not trusted (HTTP 401, error="invalid_token").
+
+    `reason` is the detailed cause for DEBUG logs; it never contains the token itself.
+    Clients only ever see a generic description.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class MissingTokenError(InvalidTokenError):
+    """The request carries no bearer token at all (HTTP 401 without an error code, RFC 6750 §3.1)."""
+
+
+class SigningKeyUnavailableError(InvalidTokenError):
+    """No trusted signing key matches the token (unknown kid, or the JWKS could not be fetched)."""
+
+
+class KeySourceError(OAuthTokensError):
+    """Discovery metadata or a JWKS could not be fetched or made no sense (an operational failure)."""
+
+
+class InsufficientScopeError(OAuthTokensError):
+    """The token is valid but lacks required scopes (HTTP 403, error="insufficient_scope")."""
+
+    def __init__(self, required: tuple[str, ...], missing: tuple[str, ...] | None = None) -> None:
+        self.required = tuple(required)
+        self.missing = tuple(missing) if missing is not None else self.required
+        super().__init__(f"Missing required scope(s): {' '.join(self.missing)}")
+
+
+class TokenEndpointError(OAuthTokensError):
+    """The token endpoint refused or failed a token request; carries the OAuth error code, never a secret."""
+
+    def __init__(self, error: str, description: str | None = None, status_code: int | None = None) -> None:
+        self.error = error
+        self.description = description
+        self.status_code = status_code
+        status = f" (HTTP {status_code})" if status_code is not None else ""
+        detail = f": {description}" if description else ""
+        super().__init__(f"Token endpoint error {error}{status}{detail}")
+
+    def __repr__(self) -> str:
+        return (
+            f"TokenEndpointError(error={self.error!r}, description={self.description!r}, "
+            f"status_code={self.status_code!r})"
+        )

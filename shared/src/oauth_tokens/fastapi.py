@@ -1,0 +1,115 @@
+"""FastAPI adapter: a bearer-token dependency and RFC 6750 error responses (needs the `fastapi` extra)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Request, Security
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.responses import Response
+
+from oauth_tokens.errors import InsufficientScopeError, InvalidTokenError, MissingTokenError
+from oauth_tokens.principal import Principal
+from oauth_tokens.validator import AccessTokenValidator
+
+__all__ = [
+    "INVALID_TOKEN_DESCRIPTION",
+    "CurrentPrincipal",
+    "authenticated_principal",
+    "install_token_validation",
+    "require_scopes",
+]
+
+# Clients get one generic description; the precise reason is logged at DEBUG by the validator.
+INVALID_TOKEN_DESCRIPTION = "The access token is invalid or expired"  # noqa: S105 - not a secret
+MISSING_TOKEN_DESCRIPTION = "A bearer access token is required"  # noqa: S105 - not a secret
+
+_VALIDATOR_STATE = "oauth_tokens_validator"
+_REALM_STATE = "oauth_tokens_realm"
+
+# auto_error=False: a missing token must get our RFC 6750 answer, not FastAPI's default one.
+_bearer_scheme = HTTPBearer(auto_error=False, description="OAuth 2.1 JWT access token")
+
+
+def _quoted(value: str) -> str:
+    """An RFC 7235 quoted-string."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def _challenge(realm: str | None, **params: str) -> str:
+    """A `WWW-Authenticate: Bearer ...` value; realm first, then the given attributes in order."""
+    attributes = ([("realm", realm)] if realm else []) + list(params.items())
+    if not attributes:
+        return "Bearer"
+    return "Bearer " + ", ".join(f"{name}={_quoted(value)}" for name, value in attributes)
+
+
+def _error_response(status_code: int, challenge: str, error: str, description: str) -> JSONResponse:
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status_code,
+        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+    )
+
+
+def _realm_of(request: Request) -> str | None:
+    realm: str | None = getattr(request.app.state, _REALM_STATE, None)
+    return realm
+
+
+async def _invalid_token_handler(request: Request, exc: Exception) -> Response:
+    realm = _realm_of(request)
+    if isinstance(exc, MissingTokenError):
+        return _error_response(401, _challenge(realm), "unauthorized", MISSING_TOKEN_DESCRIPTION)
+    challenge = _challenge(realm, error="invalid_token", error_description=INVALID_TOKEN_DESCRIPTION)
+    return _error_response(401, challenge, "invalid_token", INVALID_TOKEN_DESCRIPTION)
+
+
+async def _insufficient_scope_handler(request: Request, exc: Exception) -> Response:
+    required = " ".join(exc.required) if isinstance(exc, InsufficientScopeError) else ""
+    description = f"The access token lacks the required scope(s): {required}"
+    challenge = _challenge(
+        _realm_of(request), error="insufficient_scope", error_description=description, scope=required
+    )
+    return _error_response(403, challenge, "insufficient_scope", description)
+
+
+def install_token_validation(app: FastAPI, validator: AccessTokenValidator, *, realm: str | None = None) -> None:
+    """Make `validator` the one CurrentPrincipal uses, and answer token errors per RFC 6750."""
+    setattr(app.state, _VALIDATOR_STATE, validator)
+    setattr(app.state, _REALM_STATE, realm)
+    app.add_exception_handler(InvalidTokenError, _invalid_token_handler)
+    app.add_exception_handler(InsufficientScopeError, _insufficient_scope_handler)
+
+
+async def authenticated_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer_scheme)],
+) -> Principal:
+    """The caller's Principal from `Authorization: Bearer <token>`; InvalidTokenError otherwise."""
+    validator = getattr(request.app.state, _VALIDATOR_STATE, None)
+    if not isinstance(validator, AccessTokenValidator):
+        raise RuntimeError("install_token_validation(app, validator) was not called for this app")
+    if credentials is None:
+        raise MissingTokenError("No bearer token in the Authorization header")
+    principal = await validator.validate(credentials.credentials)
+    request.state.principal = principal
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(authenticated_principal)]
+
+
+def require_scopes(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency returning the caller's Principal if it holds every scope in `scopes` (else 403)."""
+    required = tuple(scopes)
+
+    async def principal_with_scopes(principal: CurrentPrincipal) -> Principal:
+        missing = principal.missing_scopes(required)
+        if missing:
+            raise InsufficientScopeError(required=required, missing=missing)
+        return principal
+
+    return principal_with_scopes

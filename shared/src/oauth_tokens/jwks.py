@@ -1,0 +1,201 @@
+"""Async cache of an authorization server's signing keys (JWKS), safe against kid floods and outages.
+
+Cache policy:
+- The key set is fetched on first use and then kept for `ttl_seconds`; after that the next
+  validation refreshes it.
+- A kid missing from a fresh set triggers a refetch (keys rotate), but fetch attempts of any
+  kind are at least `refetch_cooldown_seconds` apart: a flood of tokens with random kids costs
+  at most one JWKS request per cool-down, and unknown kids in between are refused at once.
+- Concurrent callers that need a fetch share one request (single flight): waiters re-check
+  the cache once the fetch in progress has finished instead of fetching again.
+- When a fetch fails (endpoint down, bad answer), the keys already cached keep working
+  (stale-while-error) for up to `max_stale_seconds`; the failure is logged at WARNING.
+- A successful fetch replaces the whole set, so a key removed by the server stops working.
+- Only verification keys are kept: `use` absent or "sig", `key_ops` absent or with "verify",
+  a kid, an asymmetric kty, no private part, and an `alg` (if given) that is allowed.
+- The jwks_uri is either configured or discovered (RFC 8414) on first fetch and remembered.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx2
+from jwt import PyJWK
+from jwt.exceptions import PyJWKError, PyJWTError
+
+from oauth_tokens.discovery import fetch_json
+from oauth_tokens.errors import KeySourceError, SigningKeyUnavailableError
+
+__all__ = ["ALGORITHM_KEY_TYPES", "JWKSCache", "SigningKey"]
+
+logger = logging.getLogger(__name__)
+
+# Which JWK kty can verify which JWS alg (asymmetric only: HS* and "none" are never accepted).
+ALGORITHM_KEY_TYPES: Mapping[str, str] = {
+    "RS256": "RSA",
+    "RS384": "RSA",
+    "RS512": "RSA",
+    "PS256": "RSA",
+    "PS384": "RSA",
+    "PS512": "RSA",
+    "ES256": "EC",
+    "ES384": "EC",
+    "ES512": "EC",
+    "ES256K": "EC",
+    "EdDSA": "OKP",
+}
+_PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
+
+
+@dataclass
+class SigningKey:
+    """One public verification key from the JWKS, with its PyJWK per algorithm built on demand."""
+
+    kid: str
+    key_type: str
+    algorithm: str | None
+    jwk_data: dict[str, Any]
+    _by_algorithm: dict[str, PyJWK] = field(default_factory=dict, repr=False)
+
+    def for_algorithm(self, algorithm: str) -> PyJWK:
+        """The key bound to `algorithm` (PyJWT refuses a token whose alg differs from the key's)."""
+        if algorithm not in self._by_algorithm:
+            self._by_algorithm[algorithm] = PyJWK(self.jwk_data, algorithm=algorithm)
+        return self._by_algorithm[algorithm]
+
+
+def _parse_key(jwk_data: Any, allowed_algorithms: Collection[str]) -> SigningKey | None:
+    """A SigningKey, or None (with the reason logged at DEBUG) for keys this cache must not use."""
+    if not isinstance(jwk_data, dict):
+        return None
+    kid, kty, alg = jwk_data.get("kid"), jwk_data.get("kty"), jwk_data.get("alg")
+    key_ops = jwk_data.get("key_ops")
+    reason = None
+    if not isinstance(kid, str) or not kid:
+        reason = "no kid"
+    elif jwk_data.get("use", "sig") != "sig":
+        reason = f"use is {jwk_data.get('use')!r}"
+    elif key_ops is not None and (not isinstance(key_ops, list) or "verify" not in key_ops):
+        reason = "key_ops without verify"
+    elif kty not in set(ALGORITHM_KEY_TYPES.values()):
+        reason = f"kty {kty!r} is not an allowed asymmetric type"
+    elif any(member in jwk_data for member in _PRIVATE_MEMBERS):
+        reason = "it contains private key material"
+    elif alg is not None and alg not in allowed_algorithms:
+        reason = f"alg {alg!r} is not allowed"
+    if reason is not None:
+        logger.debug("Ignoring JWKS key %r: %s", kid, reason)
+        return None
+    try:
+        parsed = PyJWK(jwk_data)
+    except (PyJWKError, PyJWTError, ValueError, TypeError) as error:
+        logger.debug("Ignoring JWKS key %r: %s", kid, type(error).__name__)
+        return None
+    key = SigningKey(kid=str(kid), key_type=str(kty), algorithm=alg, jwk_data=jwk_data)
+    key._by_algorithm[parsed.algorithm_name] = parsed
+    return key
+
+
+class JWKSCache:
+    """Signing keys by kid, fetched from a JWKS URL (given, or discovered on first use)."""
+
+    def __init__(
+        self,
+        jwks_uri: str | Callable[[], Awaitable[str]],
+        client: httpx2.AsyncClient,
+        *,
+        allowed_algorithms: Collection[str],
+        ttl_seconds: float = 300,
+        refetch_cooldown_seconds: float = 30,
+        max_stale_seconds: float = 24 * 3600,
+        timeout_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._jwks_uri = jwks_uri if isinstance(jwks_uri, str) else None
+        self._resolve_jwks_uri = None if isinstance(jwks_uri, str) else jwks_uri
+        self._client = client
+        self._allowed_algorithms = frozenset(allowed_algorithms)
+        self._ttl = ttl_seconds
+        self._cooldown = refetch_cooldown_seconds
+        self._max_stale = max_stale_seconds
+        self._timeout = timeout_seconds
+        self._clock = clock
+        self._keys: dict[str, SigningKey] = {}
+        self._fetched_at: float | None = None  # last successful fetch
+        self._attempted_at: float | None = None  # last fetch attempt, successful or not
+        self._fetch_count = 0  # completed attempts; lets waiters see that a fetch happened meanwhile
+        self._lock = anyio.Lock()
+
+    @property
+    def fetch_count(self) -> int:
+        """How many JWKS fetches were attempted (for metrics and tests)."""
+        return self._fetch_count
+
+    async def get_signing_key(self, kid: str) -> SigningKey:
+        """The key for `kid`; SigningKeyUnavailableError when no trusted key has that kid."""
+        # While a fetch is in flight, a caller missing its kid waits for that fetch's result.
+        if self._needs_fetch(kid) or (self._lock.locked() and kid not in self._keys):
+            seen_fetches = self._fetch_count
+            async with self._lock:
+                # Another caller may have fetched while this one waited: use its result.
+                if self._fetch_count == seen_fetches and self._needs_fetch(kid):
+                    await self._fetch()
+        key = self._usable_keys().get(kid)
+        if key is None:
+            raise SigningKeyUnavailableError(f"No trusted signing key with kid {kid!r}")
+        return key
+
+    def _needs_fetch(self, kid: str) -> bool:
+        if self._fetched_at is None or kid not in self._keys:
+            return self._may_fetch()
+        return self._clock() - self._fetched_at >= self._ttl and self._may_fetch()
+
+    def _may_fetch(self) -> bool:
+        return self._attempted_at is None or self._clock() - self._attempted_at >= self._cooldown
+
+    def _usable_keys(self) -> dict[str, SigningKey]:
+        if self._fetched_at is None or self._clock() - self._fetched_at > self._ttl + self._max_stale:
+            return {}
+        return self._keys
+
+    async def _fetch(self) -> None:
+        self._attempted_at = self._clock()
+        try:
+            jwks_uri = await self._jwks_uri_to_fetch()
+            document = await fetch_json(self._client, jwks_uri, timeout_seconds=self._timeout)
+            keys = self._parse(document)
+        except KeySourceError as error:
+            logger.warning("JWKS fetch failed, keeping %d cached key(s): %s", len(self._keys), error)
+            return
+        finally:
+            self._fetch_count += 1
+        self._keys = keys
+        self._fetched_at = self._clock()
+        logger.debug("Fetched JWKS from %s: %d usable key(s)", jwks_uri, len(keys))
+
+    async def _jwks_uri_to_fetch(self) -> str:
+        if self._jwks_uri is None:
+            assert self._resolve_jwks_uri is not None
+            self._jwks_uri = await self._resolve_jwks_uri()
+        return self._jwks_uri
+
+    def _parse(self, document: dict[str, Any]) -> dict[str, SigningKey]:
+        raw_keys = document.get("keys")
+        if not isinstance(raw_keys, list):
+            raise KeySourceError("JWKS document has no 'keys' list")
+        keys: dict[str, SigningKey] = {}
+        for jwk_data in raw_keys:
+            key = _parse_key(jwk_data, self._allowed_algorithms)
+            if key is None:
+                continue
+            if key.kid in keys:
+                logger.warning("JWKS has several keys with kid %r; using the first", key.kid)
+                continue
+            keys[key.kid] = key
+        return keys

@@ -1,0 +1,95 @@
+"""MCP SDK adapter: a TokenVerifier over AccessTokenValidator, per-tool scope checks, AuthSettings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from mcp.server.auth.middleware.auth_context import get_access_token
+from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver.exceptions import ToolError
+
+from oauth_tokens.errors import InvalidTokenError
+from oauth_tokens.logs import redact
+from oauth_tokens.principal import Principal
+from oauth_tokens.validator import AccessTokenValidator
+
+__all__ = ["JWTTokenVerifier", "require_tool_scopes", "resource_server_auth"]
+
+logger = logging.getLogger(__name__)
+
+
+def _same_resource(left: str, right: str) -> bool:
+    return left.rstrip("/") == right.rstrip("/")
+
+
+class JWTTokenVerifier:
+    """An mcp `TokenVerifier`: a valid JWT becomes an AccessToken, anything else None (never raises).
+
+    The validator must be configured with this server's resource as an accepted audience; the
+    AccessToken's `resource` lets the SDK re-check it (AuthSettings.validate_token_resource=True).
+    """
+
+    def __init__(self, validator: AccessTokenValidator, resource: str) -> None:
+        self.validator = validator
+        self.resource = resource
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        """The AccessToken for a valid token; None for any failure (an exception here would be a 500)."""
+        try:
+            principal = await self.validator.validate(token)
+            return AccessToken(
+                token=token,
+                # The SDK needs a client id; a token without one is attributed to its subject.
+                client_id=principal.client_id or principal.subject,
+                scopes=sorted(principal.scopes),
+                expires_at=principal.expires_at,
+                resource=self._resource_of(principal),
+                subject=principal.subject,
+                claims=dict(principal.claims),
+            )
+        except InvalidTokenError as error:
+            logger.debug("MCP bearer token refused: %s", error.reason)
+        except Exception as error:
+            logger.debug("MCP bearer token refused: %s: %s", type(error).__name__, redact(str(error)))
+        return None
+
+    def _resource_of(self, principal: Principal) -> str | None:
+        """The audience naming this server (RFC 8707 resource), else the first audience."""
+        for audience in principal.audiences:
+            if _same_resource(audience, self.resource):
+                return audience
+        return principal.audiences[0] if principal.audiences else None
+
+
+def require_tool_scopes(*scopes: str) -> AccessToken:
+    """Inside an MCP tool: the caller's AccessToken if it has every scope; else ToolError naming the gap."""
+    access_token = get_access_token()
+    if access_token is None:
+        raise ToolError("This tool requires an authenticated caller")
+    granted = set(access_token.scopes)
+    missing = [scope for scope in scopes if scope not in granted]
+    if len(missing) == 1:
+        raise ToolError(f"Missing required scope '{missing[0]}' for this tool")
+    if missing:
+        names = ", ".join(f"'{scope}'" for scope in missing)
+        raise ToolError(f"Missing required scopes {names} for this tool")
+    return access_token
+
+
+def resource_server_auth(
+    settings_issuer: str, resource: str, scopes_supported: Sequence[str] | None = None
+) -> AuthSettings:
+    """AuthSettings for an MCP resource server of `settings_issuer`; tokens for other resources refused.
+
+    Beware: mcp 2.3 uses `required_scopes` both as the scopes_supported it advertises (RFC 9728)
+    and as scopes EVERY request must carry. Pass only scopes every caller must hold (or None),
+    and check per-tool scopes with require_tool_scopes.
+    """
+    return AuthSettings(
+        issuer_url=settings_issuer,
+        resource_server_url=resource,
+        required_scopes=list(scopes_supported) if scopes_supported else None,
+        validate_token_resource=True,
+    )

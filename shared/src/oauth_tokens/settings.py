@@ -1,0 +1,98 @@
+"""Typed service settings from env and `.env`; errors name the variable, never its value."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Annotated, Any, TypeVar
+
+import pydantic
+import pydantic_settings
+from pydantic import BeforeValidator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from oauth_tokens.errors import SettingsError
+from oauth_tokens.validator import ValidatorConfig
+
+__all__ = ["CommaList", "ServiceSettings", "SettingsError", "TrustSettings", "load_settings"]
+
+SettingsT = TypeVar("SettingsT", bound=BaseSettings)
+
+_SOURCE_PARSE_ERROR = re.compile(r'error parsing value for field "(?P<field>[^"]+)"')
+
+
+def _split_commas(value: Any) -> Any:
+    """'a,b , c' -> ('a', 'b', 'c'); empty items are dropped; lists and tuples pass through stripped."""
+    if isinstance(value, str):
+        return tuple(item.strip() for item in value.split(",") if item.strip())
+    if isinstance(value, list | tuple):
+        return tuple(str(item).strip() for item in value if str(item).strip())
+    return value
+
+
+# NoDecode: pydantic-settings would otherwise try to JSON-decode a tuple-typed variable.
+CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
+
+
+class ServiceSettings(BaseSettings):
+    """Base of every service's settings: a field's name is its environment variable (case-insensitive)."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        hide_input_in_errors=True,
+    )
+
+
+class TrustSettings(ServiceSettings):
+    """What every token-validating service shares: whom to trust and how to find its signing keys."""
+
+    auth_issuer: str
+    auth_issuer_aliases: CommaList = ()
+    auth_jwks_url: str | None = None
+    auth_discovery_url: str | None = None
+    auth_algorithms: CommaList = ("RS256", "ES256")
+    auth_leeway_seconds: int = 30
+
+    def validator_config(self, audiences: Sequence[str]) -> ValidatorConfig:
+        """A ValidatorConfig accepting AUTH_ISSUER (and its aliases) for the given audiences."""
+        return ValidatorConfig(
+            issuers=(self.auth_issuer, *self.auth_issuer_aliases),
+            audiences=tuple(audiences),
+            jwks_url=self.auth_jwks_url or None,
+            discovery_url=self.auth_discovery_url or None,
+            algorithms=tuple(self.auth_algorithms),
+            leeway_seconds=self.auth_leeway_seconds,
+        )
+
+
+def _variable_name(location: tuple[int | str, ...]) -> str:
+    return str(location[0]).upper() if location else "<unknown>"
+
+
+def _describe(error: pydantic.ValidationError) -> str:
+    """One line per problem; built from pydantic's messages, which never carry the input here."""
+    missing: list[str] = []
+    invalid: list[str] = []
+    for item in error.errors(include_input=False, include_url=False, include_context=False):
+        variable = _variable_name(tuple(item["loc"]))
+        if item["type"] == "missing":
+            missing.append(f"Missing required setting {variable}")
+        else:
+            invalid.append(f"Invalid setting {variable}: {item['msg']}")
+    return "; ".join(missing + invalid)
+
+
+def load_settings(settings_class: type[SettingsT]) -> SettingsT:
+    """Load `settings_class` from env and `.env` (cwd); raise SettingsError naming the variable."""
+    try:
+        return settings_class()
+    except pydantic.ValidationError as error:
+        raise SettingsError(_describe(error)) from None
+    except pydantic_settings.SettingsError as error:
+        # Raised when a source cannot decode a value; its cause may quote the value, so it is not chained.
+        match = _SOURCE_PARSE_ERROR.search(str(error))
+        variable = match.group("field").upper() if match else "<unknown>"
+        raise SettingsError(f"Invalid setting {variable}: the value could not be parsed") from None

@@ -1,0 +1,225 @@
+"""Validate OAuth 2.1 JWT access tokens (RFC 9068 profile) against a trusted issuer's JWKS."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import httpx2
+import jwt
+from jwt.exceptions import PyJWKError, PyJWTError
+
+from oauth_tokens.discovery import discover_jwks_uri
+from oauth_tokens.errors import InsufficientScopeError, InvalidTokenError
+from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKSCache
+from oauth_tokens.logs import redact
+from oauth_tokens.principal import Principal
+
+__all__ = ["ACCEPTED_TOKEN_TYPES", "REQUIRED_CLAIMS", "AccessTokenValidator", "ValidatorConfig"]
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub")
+# RFC 9068 §2.1 "at+jwt"; plain "JWT" (or no typ) for providers that do not use the RFC 9068 type.
+ACCEPTED_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt", "jwt"})
+_MAX_KID_LENGTH: Final = 256
+
+
+def _as_tuple(values: Sequence[str] | str, what: str) -> tuple[str, ...]:
+    items = (values,) if isinstance(values, str) else tuple(values)
+    if not items or not all(isinstance(item, str) and item for item in items):
+        raise ValueError(f"{what} must be one or more non-empty strings")
+    return items
+
+
+@dataclass(frozen=True)
+class ValidatorConfig:
+    """Whom to trust (issuers, keys, algorithms) and for which audiences; checked when built."""
+
+    issuers: Sequence[str]
+    audiences: Sequence[str]
+    jwks_url: str | None = None
+    discovery_url: str | None = None
+    algorithms: Sequence[str] = ("RS256", "ES256")
+    leeway_seconds: int = 30
+    max_token_bytes: int = 8192
+    jwks_ttl_seconds: float = 300
+    jwks_refetch_cooldown_seconds: float = 30
+    http_timeout_seconds: float = 5.0
+    jwks_max_stale_seconds: float = 24 * 3600
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "issuers", _as_tuple(self.issuers, "issuers"))
+        object.__setattr__(self, "audiences", _as_tuple(self.audiences, "audiences"))
+        algorithms = _as_tuple(self.algorithms, "algorithms")
+        for algorithm in algorithms:
+            if algorithm.lower() == "none" or algorithm.upper().startswith("HS"):
+                raise ValueError(f"Algorithm {algorithm!r} is never accepted for access tokens")
+            if algorithm not in ALGORITHM_KEY_TYPES:
+                raise ValueError(f"Unsupported algorithm {algorithm!r}; use one of {sorted(ALGORITHM_KEY_TYPES)}")
+        object.__setattr__(self, "algorithms", algorithms)
+        key_source = self.jwks_url or self.discovery_url or self.issuers[0]
+        if urlsplit(key_source).scheme not in ("http", "https") or not urlsplit(key_source).netloc:
+            raise ValueError("jwks_url, discovery_url or (failing both) the first issuer must be an http(s) URL")
+        if self.leeway_seconds < 0 or self.leeway_seconds > 300:
+            raise ValueError("leeway_seconds must be between 0 and 300")
+        if self.max_token_bytes <= 0 or self.http_timeout_seconds <= 0:
+            raise ValueError("max_token_bytes and http_timeout_seconds must be positive")
+
+
+def _scopes_from(claims: dict[str, Any]) -> frozenset[str]:
+    """Scopes from `scope` (RFC 9068, space-delimited), `scp` (Okta, Entra) or `scopes` (Scalekit)."""
+    scopes: set[str] = set()
+    for claim in ("scope", "scp", "scopes"):
+        value = claims.get(claim)
+        if value is None:
+            continue
+        if isinstance(value, str):
+            scopes.update(value.split())
+        elif isinstance(value, list) and all(isinstance(item, str) for item in value):
+            scopes.update(item for item in value if item)
+        else:
+            raise InvalidTokenError(f"Claim {claim!r} is neither a string nor a list of strings")
+    return frozenset(scopes)
+
+
+def _client_id_from(claims: dict[str, Any]) -> str | None:
+    """The OAuth client: `client_id` (RFC 9068), else `azp` (OIDC, Keycloak), else `cid` (Okta)."""
+    for claim in ("client_id", "azp", "cid"):
+        value = claims.get(claim)
+        if isinstance(value, str) and value:
+            return value
+    return None
+
+
+class AccessTokenValidator:
+    """Checks a bearer token's size, header, signature (JWKS key by kid), claims and scopes."""
+
+    def __init__(self, config: ValidatorConfig, *, http_client: httpx2.AsyncClient | None = None) -> None:
+        if not isinstance(config, ValidatorConfig):
+            raise TypeError("config must be a ValidatorConfig")
+        self.config = config
+        self._owns_client = http_client is None
+        self._client = http_client or httpx2.AsyncClient(timeout=config.http_timeout_seconds, follow_redirects=False)
+        self.jwks = JWKSCache(
+            config.jwks_url or self._discover_jwks_uri,
+            self._client,
+            allowed_algorithms=config.algorithms,
+            ttl_seconds=config.jwks_ttl_seconds,
+            refetch_cooldown_seconds=config.jwks_refetch_cooldown_seconds,
+            max_stale_seconds=config.jwks_max_stale_seconds,
+            timeout_seconds=config.http_timeout_seconds,
+        )
+
+    async def __aenter__(self) -> AccessTokenValidator:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP client if this validator created it."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def validate(self, token: str, required_scopes: Iterable[str] = ()) -> Principal:
+        """The token's Principal; else InvalidTokenError (401) or InsufficientScopeError (403)."""
+        required = tuple(required_scopes)
+        try:
+            principal = await self._validate(token)
+        except InvalidTokenError as error:
+            logger.debug("Access token refused: %s", error.reason)
+            raise
+        except Exception as error:  # a PyJWT or crypto surprise must still be a plain 401
+            reason = f"Unexpected {type(error).__name__} while validating: {redact(str(error))}"
+            logger.debug("Access token refused: %s", reason)
+            raise InvalidTokenError(reason) from error
+        missing = principal.missing_scopes(required)
+        if missing:
+            logger.debug("Token of %r lacks scope(s) %s", principal.subject, " ".join(missing))
+            raise InsufficientScopeError(required=required, missing=missing)
+        return principal
+
+    async def _validate(self, token: str) -> Principal:
+        config = self.config
+        # Size first: no parsing, decoding or crypto is spent on an oversized token.
+        if not isinstance(token, str) or not token:
+            raise InvalidTokenError("Token is empty or not a string")
+        if len(token) > config.max_token_bytes or len(token.encode()) > config.max_token_bytes:
+            raise InvalidTokenError(f"Token is over {config.max_token_bytes} bytes")
+        if not token.isascii() or token.count(".") != 2:
+            raise InvalidTokenError("Token is not a JWS in compact serialization (three segments)")
+        try:
+            header = jwt.get_unverified_header(token)
+        except PyJWTError as error:
+            raise InvalidTokenError(f"Malformed token header: {error}") from error
+
+        algorithm = self._checked_algorithm(header)
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid or len(kid) > _MAX_KID_LENGTH:
+            raise InvalidTokenError("Token header has no usable kid")
+        # jku, x5u, jwk and x5c are never read: keys come only from the configured JWKS.
+        signing_key = await self.jwks.get_signing_key(kid)
+        if ALGORITHM_KEY_TYPES[algorithm] != signing_key.key_type:
+            raise InvalidTokenError(f"alg {algorithm} does not fit key {kid!r} of type {signing_key.key_type}")
+        if signing_key.algorithm is not None and signing_key.algorithm != algorithm:
+            raise InvalidTokenError(f"Key {kid!r} is for {signing_key.algorithm}, token says {algorithm}")
+
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key=signing_key.for_algorithm(algorithm),
+                algorithms=[algorithm],
+                audience=list(config.audiences),
+                issuer=list(config.issuers),
+                leeway=config.leeway_seconds,
+                options={"require": list(REQUIRED_CLAIMS), "enforce_minimum_key_length": True},
+            )
+        except (PyJWTError, PyJWKError) as error:
+            raise InvalidTokenError(f"{type(error).__name__}: {error}") from error
+        return self._principal(claims)
+
+    def _checked_algorithm(self, header: dict[str, Any]) -> str:
+        algorithm = header.get("alg")
+        if not isinstance(algorithm, str) or algorithm not in self.config.algorithms:
+            raise InvalidTokenError(f"alg {str(algorithm)[:32]!r} is not allowed")
+        token_type = header.get("typ")
+        if token_type is not None and (
+            not isinstance(token_type, str) or token_type.lower() not in ACCEPTED_TOKEN_TYPES
+        ):
+            raise InvalidTokenError(f"typ {str(token_type)[:32]!r} is not an access token type")
+        return algorithm
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        subject, expires_at, audience = claims["sub"], claims["exp"], claims["aud"]
+        if not isinstance(subject, str) or not subject:
+            raise InvalidTokenError("Claim 'sub' is empty")
+        if not isinstance(expires_at, int | float) or isinstance(expires_at, bool):
+            raise InvalidTokenError("Claim 'exp' is not a number")
+        return Principal(
+            subject=subject,
+            client_id=_client_id_from(claims),
+            issuer=str(claims["iss"]),
+            scopes=_scopes_from(claims),
+            audiences=(audience,) if isinstance(audience, str) else tuple(audience),
+            expires_at=int(expires_at),
+            claims=MappingProxyType(claims),
+        )
+
+    async def _discover_jwks_uri(self) -> str:
+        base_url = self.config.discovery_url or self.config.issuers[0]
+        return await discover_jwks_uri(
+            base_url,
+            self._client,
+            timeout_seconds=self.config.http_timeout_seconds,
+            expected_issuers=self.config.issuers,
+        )
