@@ -47,7 +47,9 @@ SERVICES = (
     Service("auth-server", "AUTH_SERVER_PORT", 9000, "OAuth 2.1 authorization server (local stand-in)"),
     Service("weather-api", "WEATHER_API_PORT", 8004, "external weather SaaS stand-in (pattern 1: API key)"),
     Service("crm-api", "CRM_API_PORT", 8003, "internal CRM backend (pattern 3: token cascade)"),
-    Service("tickets-mcp", "TICKETS_MCP_PORT", 8002, "tickets MCP server (pattern 2: client credentials)", "/mcp"),
+    Service(
+        "tickets-mcp", "TICKETS_MCP_PORT", 8002, "tickets MCP server (pattern 2: client credentials)", "/mcp"
+    ),
     Service("crm-mcp", "CRM_MCP_PORT", 8001, "the MCP server you connect to", "/mcp"),
 )
 
@@ -62,11 +64,11 @@ def base_url(service: Service, env: dict[str, str]) -> str:
     return f"http://localhost:{env.get(service.port_variable, service.default_port)}"
 
 
-def init_env() -> None:
+def init_env() -> int:
     """Create .env from .env.example, replacing `<generated>` with fresh random secrets."""
     if ENV_FILE.exists():
         print(".env exists; leaving it as it is.")
-        return
+        return 0
     generated: dict[str, str] = {}
     lines = []
     for line in ENV_EXAMPLE.read_text().splitlines():
@@ -80,6 +82,7 @@ def init_env() -> None:
     ENV_FILE.write_text("\n".join(lines) + "\n")
     ENV_FILE.chmod(0o600)
     print(f"Created .env with fresh local secrets ({', '.join(generated)}).")
+    return 0
 
 
 def running_pid() -> int | None:
@@ -121,10 +124,14 @@ def up() -> int:
         return 0
     env = load_env()
     busy = [
-        f"{s.name} port {p}" for s in SERVICES if port_in_use(p := int(env.get(s.port_variable, s.default_port)))
+        f"{s.name} port {p}"
+        for s in SERVICES
+        if port_in_use(p := int(env.get(s.port_variable, s.default_port)))
     ]
     if busy:
-        print(f"Cannot start: in use already: {', '.join(busy)}. Stop what holds them, or change the ports in .env.")
+        print(
+            f"Cannot start: in use already: {', '.join(busy)}. Stop what holds them, or change the ports in .env."
+        )
         return 1
     RUN_DIR.mkdir(exist_ok=True)
     with LOG_FILE.open("ab") as log:
@@ -185,7 +192,7 @@ def banner() -> int:
 
 
 def main(argv: list[str]) -> int:
-    commands = {"init-env": lambda: init_env() or 0, "up": up, "down": down, "banner": banner}
+    commands = {"init-env": init_env, "up": up, "down": down, "banner": banner}
     if len(argv) != 1 or argv[0] not in commands:
         print(__doc__)
         return 2

@@ -25,7 +25,6 @@ from crm_mcp.settings import Settings
 from crm_mcp.token_cascade_crm_api import CrmApiClient
 from crm_mcp.tools import Downstreams, register_tools
 
-USER_SCOPES = ["crm:read", "crm:write", "tickets:read", "tickets:write", "weather:read"]
 # What crm-mcp asks for, as itself, from tickets-mcp (pattern 2).
 TICKETS_SCOPES = "tickets:read tickets:write"
 
@@ -68,6 +67,11 @@ async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
             session_owner.cancel_scope.cancel()
 
 
+async def health(_: Request) -> JSONResponse:
+    """Liveness for make up and compose: the process serves HTTP (downstreams are not probed)."""
+    return JSONResponse({"status": "ok"})
+
+
 def create_server(settings: Settings) -> MCPServer[Downstreams]:
     """The MCPServer: token verification, tools, and /health."""
     validator = AccessTokenValidator(settings.validator_config([settings.crm_mcp_resource]))
@@ -81,15 +85,13 @@ def create_server(settings: Settings) -> MCPServer[Downstreams]:
         name="crm-mcp",
         instructions=INSTRUCTIONS,
         token_verifier=JWTTokenVerifier(validator, resource=settings.crm_mcp_resource),
-        auth=resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource, USER_SCOPES),
+        # No server-wide scopes: each tool requires its own (see tools.py), so a token with only
+        # crm:read can still use the read tools.
+        auth=resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource),
         lifespan=lifespan,
     )
     register_tools(mcp)
-
-    @mcp.custom_route("/health", methods=["GET"])
-    async def health(_: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
+    mcp.custom_route("/health", methods=["GET"])(health)
     return mcp
 
 

@@ -23,6 +23,15 @@ from crm_mcp.downstream import DownstreamError, http_client, send
 SERVICE = "crm-api"
 
 
+class Note(BaseModel):
+    """A note on a customer; crm-api records who wrote it from the token (`author` = sub)."""
+
+    id: int | str
+    text: str
+    author: str
+    created_at: str
+
+
 class Customer(BaseModel):
     """A CRM customer, as crm-api returns it to the user the token names."""
 
@@ -33,7 +42,7 @@ class Customer(BaseModel):
     owner: str
     tier: str
     email: str | None = None
-    notes: list[str] = []
+    notes: list[Note] = []
 
 
 _customers = TypeAdapter(list[Customer])
@@ -68,7 +77,9 @@ class CrmApiClient:
     async def get_customer(self, customer_id: str) -> Customer:
         response = await send(
             SERVICE,
-            lambda: self._http.get(f"{self._base_url}/customers/{quote(customer_id, safe='')}", headers=caller_authorization()),
+            lambda: self._http.get(
+                f"{self._base_url}/customers/{quote(customer_id, safe='')}", headers=caller_authorization()
+            ),
             idempotent=True,
         )
         return Customer.model_validate(response.json())

@@ -1,0 +1,168 @@
+"""`make demo`: log in as a demo user and call one tool per pattern, narrating every hop; exit 1 if anything is off.
+
+Runs against the topology `make up` started (settings from .env). It uses only what a real client has:
+the official MCP SDK client with its OAuth provider (discovery, dynamic client registration,
+authorization code + PKCE), driven headlessly through the auth server's login and consent pages.
+Tokens and keys are never printed: only who called whom, with which kind of credential, for which
+audience and scopes.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import anyio
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.types import TextContent
+from oauth_tokens import AccessTokenValidator, Principal, ValidatorConfig
+
+from scripts.headless_login import user_oauth
+from scripts.topology import load_env
+
+
+class DemoFailure(Exception):
+    """Something the demo checks did not hold."""
+
+
+def say(text: str = "") -> None:
+    print(text, flush=True)
+
+
+def check(condition: bool, what: str) -> None:
+    if not condition:
+        raise DemoFailure(what)
+    say(f"    ✓ {what}")
+
+
+def describe(principal: Principal) -> str:
+    audiences = ", ".join(principal.audiences)
+    scopes = " ".join(sorted(principal.scopes))
+    return f"sub={principal.subject} client={principal.client_id} aud=[{audiences}] scope={scopes}"
+
+
+async def call(client: Client, tool: str, arguments: dict[str, Any]) -> Any:
+    result = await client.call_tool(tool, arguments)
+    if result.is_error:
+        text = " ".join(b.text for b in result.content if isinstance(b, TextContent))
+        raise DemoFailure(f"{tool} failed: {text}")
+    content = result.structured_content
+    return content["result"] if isinstance(content, dict) and set(content) == {"result"} else content
+
+
+async def validated(env: dict[str, str], token: str, audiences: Sequence[str]) -> Principal:
+    """Check a token the way the services do (shared package, JWKS by discovery) and return its principal."""
+    config = ValidatorConfig(issuers=[env["AUTH_ISSUER"]], audiences=list(audiences))
+    async with AccessTokenValidator(config) as validator:
+        return await validator.validate(token)
+
+
+async def run_demo(env: dict[str, str]) -> None:
+    crm_mcp = env["CRM_MCP_RESOURCE"]
+    say(
+        f"Logging in as alice at {crm_mcp} (OAuth 2.1: discovery → dynamic registration → login → PKCE code → token)"
+    )
+    provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(crm_mcp, http_client=http)) as alice,
+    ):
+        assert storage.tokens is not None
+        user = await validated(env, storage.tokens.access_token, [crm_mcp])
+        say(f"  alice's token (validated with the shared package): {describe(user)}")
+        check(
+            env["CRM_API_AUDIENCE"] in user.audiences, "the token also names crm-api: the same trust boundary"
+        )
+
+        say("\nPattern 3 — token cascade: search_customers")
+        say("  client ─(alice's token)→ crm-mcp ─(the same token, forwarded)→ crm-api")
+        say(
+            "  crm-api validates iss, its own audience, exp and scope crm:read itself, then filters by sub=alice"
+        )
+        customers = await call(alice, "search_customers", {"query": ""})
+        check(
+            bool(customers) and all(c["owner"] == "alice" for c in customers),
+            f"{len(customers)} customers, all alice's",
+        )
+        customer = customers[0]
+
+        say("\nPattern 2 — client credentials, MCP → MCP: list_customer_tickets")
+        say("  crm-mcp ─(client_id + secret, resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
+        say(
+            "  crm-mcp ─(that token, aud=tickets-mcp, scope tickets:read tickets:write)→ tickets-mcp tool list_tickets"
+        )
+        tickets = await call(alice, "list_customer_tickets", {"customer_id": customer["id"]})
+        check(
+            all(t["customer_id"] == customer["id"] for t in tickets),
+            f"{len(tickets)} tickets for {customer['name']}",
+        )
+        ticket = await call(
+            alice,
+            "open_ticket",
+            {
+                "customer_id": customer["id"],
+                "title": "Demo: renewal question",
+                "description": "Opened by make demo",
+            },
+        )
+        check(
+            ticket["created_by_client"] == env["CRM_MCP_CLIENT_ID"],
+            f"ticket {ticket['id']} created by client {ticket['created_by_client']} (from its token), "
+            f"requested_by={ticket['requested_by']} (data)",
+        )
+
+        say("\nPattern 1 — API key: get_weather")
+        say(
+            f"  crm-mcp ─(API key from its settings in a header; never shown)→ weather-api: {customer['city']}"
+        )
+        weather = await call(alice, "get_weather", {"city": customer["city"]})
+        check(weather["city"] == customer["city"], f"{weather['temperature_c']} °C, {weather['condition']}")
+
+        say("\nComposite — customer_briefing: all three patterns at once")
+        briefing = await call(alice, "customer_briefing", {"customer_id": customer["id"]})
+        check(
+            not briefing["unavailable"],
+            "customer (cascade), open tickets (client credentials), weather (API key)",
+        )
+
+    say("\nBoundaries")
+    provider, _ = user_oauth(crm_mcp, "bob", env["DEMO_BOB_PASSWORD"])
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(crm_mcp, http_client=http)) as bob,
+    ):
+        bobs = await call(bob, "search_customers", {"query": ""})
+    check(
+        not {c["id"] for c in bobs} & {c["id"] for c in customers},
+        "bob sees his own customers, none of alice's",
+    )
+    async with httpx2.AsyncClient(timeout=10) as http:
+        response = await http.post(
+            env["TICKETS_MCP_RESOURCE"],
+            json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
+            headers={"Authorization": f"Bearer {storage.tokens.access_token}"},
+        )
+    check(
+        response.status_code == 401, "tickets-mcp refuses alice's token (wrong audience): no confused deputy"
+    )
+
+
+def main() -> int:
+    env = load_env()
+    try:
+        anyio.run(run_demo, env)
+    except DemoFailure as failure:
+        say(f"\n✗ demo failed: {failure}")
+        return 1
+    except (httpx2.TransportError, OSError) as exc:
+        say(f"\n✗ cannot reach the services ({type(exc).__name__}). Is the topology up? Run `make up` first.")
+        return 1
+    say("\nDemo passed: each pattern worked, and each boundary held.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

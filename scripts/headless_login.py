@@ -1,0 +1,188 @@
+"""Log a demo user in through the auth server's real login and consent pages, with no browser.
+
+The official MCP SDK client (`OAuthClientProvider`) runs the whole OAuth flow itself: discovery,
+dynamic client registration, PKCE, the token request. It only needs someone to visit the
+authorization URL; `HeadlessBrowser` does that the way a person would: it loads the login page,
+fills in the form, submits it, approves the consent page, and hands the redirect's `code`, `state`
+and `iss` back to the SDK. Used by `make demo` and the integration tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urlencode, urljoin, urlparse, urlunparse
+
+import httpx2
+from pydantic import AnyUrl
+from mcp.client.auth import OAuthClientProvider
+from mcp.shared.auth import (
+    AuthorizationCodeResult,
+    OAuthClientInformationFull,
+    OAuthClientMetadata,
+    OAuthToken,
+)
+
+CALLBACK_URL = "http://localhost:3030/callback"
+
+
+@dataclass
+class Form:
+    """An HTML form: where it posts and the inputs it would send."""
+
+    action: str
+    fields: dict[str, str] = field(default_factory=dict)
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[Form] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self.forms.append(Form(action=attributes.get("action", "")))
+        elif self.forms and tag in ("input", "button") and attributes.get("name"):
+            kind = attributes.get("type", "submit" if tag == "button" else "text")
+            if kind == "submit":
+                self.forms[-1].buttons.append((attributes["name"], attributes.get("value", "")))
+            else:
+                self.forms[-1].fields[attributes["name"]] = attributes.get("value", "")
+
+
+def parse_forms(html: str) -> list[Form]:
+    parser = _FormParser()
+    parser.feed(html)
+    return parser.forms
+
+
+class HeadlessBrowser:
+    """Plays the user at the authorization endpoint: log in as `username`, approve consent."""
+
+    def __init__(
+        self, username: str, password: str, *, scope: str | None = None, timeout_seconds: float = 10.0
+    ) -> None:
+        self.username = username
+        self._password = password
+        self._scope = scope
+        self._timeout = timeout_seconds
+        self._result: AuthorizationCodeResult | None = None
+
+    async def redirect_handler(self, authorization_url: str) -> None:
+        self._result = await self.authorize(authorization_url)
+
+    async def callback_handler(self) -> AuthorizationCodeResult:
+        if self._result is None:
+            raise RuntimeError("the authorization URL was never visited")
+        result, self._result = self._result, None
+        return result
+
+    async def authorize(self, authorization_url: str) -> AuthorizationCodeResult:
+        """Load the login page, log in, approve, and return what the redirect to the client carries."""
+        if self._scope is not None:
+            authorization_url = _with_scope(authorization_url, self._scope)
+        async with httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False) as browser:
+            page = await browser.get(authorization_url)
+            page.raise_for_status()
+            response = await self._submit(browser, page, self._login_values)
+            if response.status_code == 200:  # the consent page
+                response = await self._submit(browser, response, self._approve_values)
+            location = response.headers.get("location")
+            if response.status_code not in (302, 303) or not location:
+                raise RuntimeError(f"login as {self.username} did not redirect (HTTP {response.status_code})")
+        query = parse_qs(urlparse(location).query)
+        if "error" in query:
+            raise RuntimeError(f"authorization refused: {query['error'][0]}")
+        return AuthorizationCodeResult(
+            code=query["code"][0],
+            state=query.get("state", [None])[0],
+            iss=query.get("iss", [None])[0],
+        )
+
+    def _login_values(self, form: Form) -> dict[str, str]:
+        values = dict(form.fields)
+        for name in values:
+            if "user" in name.lower():
+                values[name] = self.username
+            elif "pass" in name.lower():
+                values[name] = self._password
+        return values
+
+    @staticmethod
+    def _approve_values(form: Form) -> dict[str, str]:
+        values = dict(form.fields)
+        approve = next(
+            ((n, v) for n, v in form.buttons if any(w in f"{n}={v}".lower() for w in ("approve", "allow"))),
+            form.buttons[0] if form.buttons else None,
+        )
+        if approve:
+            values[approve[0]] = approve[1]
+        return values
+
+    @staticmethod
+    async def _submit(
+        browser: httpx2.AsyncClient, page: httpx2.Response, fill: Callable[[Form], dict[str, str]]
+    ) -> httpx2.Response:
+        forms = parse_forms(page.text)
+        if not forms:
+            raise RuntimeError(f"expected a form at {page.url}, got HTTP {page.status_code}")
+        form = forms[0]
+        values = fill(form)
+        return await browser.post(urljoin(str(page.url), form.action or str(page.url)), data=values)
+
+
+def _with_scope(url: str, scope: str) -> str:
+    """`url` asking for exactly `scope`.
+
+    The SDK chooses the scope itself (all the server advertises), so a client that wants less narrows
+    the request here, the way a client configured for fewer scopes would.
+    """
+    parts = urlparse(url)
+    query = {name: values[0] for name, values in parse_qs(parts.query).items()}
+    query["scope"] = scope
+    return urlunparse(parts._replace(query=urlencode(query)))
+
+
+class MemoryTokenStorage:
+    """Token storage for the SDK's OAuth provider: in memory, for one run."""
+
+    def __init__(self) -> None:
+        self.tokens: OAuthToken | None = None
+        self.client_info: OAuthClientInformationFull | None = None
+
+    async def get_tokens(self) -> OAuthToken | None:
+        return self.tokens
+
+    async def set_tokens(self, tokens: OAuthToken) -> None:
+        self.tokens = tokens
+
+    async def get_client_info(self) -> OAuthClientInformationFull | None:
+        return self.client_info
+
+    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
+        self.client_info = client_info
+
+
+def user_oauth(
+    server_url: str, username: str, password: str, *, scope: str | None = None
+) -> tuple[OAuthClientProvider, MemoryTokenStorage]:
+    """The SDK's OAuth provider for `server_url`, logging in as `username` headlessly (asking for `scope`)."""
+    browser = HeadlessBrowser(username, password, scope=scope)
+    storage = MemoryTokenStorage()
+    provider = OAuthClientProvider(
+        server_url=server_url,
+        client_metadata=OAuthClientMetadata(
+            client_name=f"headless demo client ({username})",
+            redirect_uris=[AnyUrl(CALLBACK_URL)],
+            grant_types=["authorization_code", "refresh_token"],
+            response_types=["code"],
+            token_endpoint_auth_method="none",  # noqa: S106 - a public client: "none" is the method, not a password
+        ),
+        storage=storage,
+        redirect_handler=browser.redirect_handler,
+        callback_handler=browser.callback_handler,
+    )
+    return provider, storage

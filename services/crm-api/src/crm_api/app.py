@@ -1,0 +1,125 @@
+"""The crm-api ASGI app: customer search, detail and notes, each scoped to the token's user (`sub`)."""
+
+# No `from __future__ import annotations`: FastAPI must resolve the route closures' annotations at runtime.
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Path, Query, Request, status
+from fastapi.responses import JSONResponse
+from oauth_tokens import AccessTokenValidator, Principal
+from oauth_tokens.fastapi import install_token_validation, require_scopes
+from starlette.concurrency import run_in_threadpool
+
+from crm_api.models import Customer, CustomerList, ErrorBody, NewNote
+from crm_api.settings import CrmApiSettings
+from crm_api.store import CustomerStore
+
+logger = logging.getLogger("crm_api")
+
+# Each route states its scope in its signature; the dependency returns the validated caller.
+ReadPrincipal = Annotated[Principal, Depends(require_scopes("crm:read"))]
+WritePrincipal = Annotated[Principal, Depends(require_scopes("crm:write"))]
+CustomerId = Annotated[str, Path(pattern=r"^cus_\d{3,9}$", examples=["cus_001"])]
+
+_TOKEN_ERRORS: dict[int | str, dict[str, object]] = {
+    401: {
+        "model": ErrorBody,
+        "description": "No token, or an invalid/expired token or one for another audience",
+    },
+    403: {"model": ErrorBody, "description": "The token lacks this route's scope (error=insufficient_scope)"},
+}
+_NOT_FOUND: dict[int | str, dict[str, object]] = {
+    404: {"model": ErrorBody, "description": "No such customer among the caller's own customers"}
+}
+
+
+class CustomerNotFoundError(Exception):
+    """The customer does not exist or belongs to another rep: both answer 404, so existence never leaks."""
+
+
+def create_app(settings: CrmApiSettings) -> FastAPI:
+    """Build the app: the store, and the validator that trusts AUTH_ISSUER for audience CRM_API_AUDIENCE."""
+    store = CustomerStore(settings.crm_api_data_dir)
+    # Built here (not in the lifespan) because its exception handlers must be registered before the
+    # app starts; the lifespan closes its HTTP client.
+    validator = AccessTokenValidator(settings.validator_config(audiences=[settings.crm_api_audience]))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        seeded = await run_in_threadpool(store.initialise)
+        logger.info(
+            "crm-api started: audience %s, issuer %s, database %s%s",
+            settings.crm_api_audience,
+            settings.auth_issuer,
+            store.path,
+            " (seeded with demo customers)" if seeded else "",
+        )
+        async with validator:
+            yield
+
+    app = FastAPI(
+        title="crm-api",
+        summary="Internal CRM backend: validates the caller's own access token (pattern 3, token cascade).",
+        description="Every route needs a bearer token issued by AUTH_ISSUER for the audience "
+        "CRM_API_AUDIENCE. Data is scoped to the token's `sub`: a sales rep sees only their own customers.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    install_token_validation(app, validator, realm="crm-api")
+
+    @app.exception_handler(CustomerNotFoundError)
+    async def customer_not_found(_: Request, __: Exception) -> JSONResponse:
+        body = ErrorBody(error="not_found", error_description="Customer not found")
+        return JSONResponse(body.model_dump(), status_code=status.HTTP_404_NOT_FOUND)
+
+    @app.get("/health", summary="Liveness check (no token needed)", tags=["ops"])
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/customers",
+        summary="Search the caller's customers (scope crm:read)",
+        tags=["customers"],
+        responses=_TOKEN_ERRORS,
+    )
+    async def search_customers(
+        principal: ReadPrincipal,
+        q: Annotated[str | None, Query(max_length=100, description="Matches name, company or city")] = None,
+    ) -> CustomerList:
+        customers = await run_in_threadpool(store.search, principal.subject, q)
+        return CustomerList(customers=customers, count=len(customers))
+
+    @app.get(
+        "/customers/{customer_id}",
+        summary="One of the caller's customers, with notes (scope crm:read)",
+        tags=["customers"],
+        responses={**_TOKEN_ERRORS, **_NOT_FOUND},
+    )
+    async def get_customer(principal: ReadPrincipal, customer_id: CustomerId) -> Customer:
+        customer = await run_in_threadpool(store.get, principal.subject, customer_id)
+        if customer is None:
+            raise CustomerNotFoundError
+        return customer
+
+    @app.post(
+        "/customers/{customer_id}/notes",
+        summary="Add a note to one of the caller's customers (scope crm:write)",
+        description="The note's author is the token's `sub` and its client the token's `client_id`; "
+        "the answer is the customer with all its notes, the new one last.",
+        tags=["customers"],
+        status_code=status.HTTP_201_CREATED,
+        responses={**_TOKEN_ERRORS, **_NOT_FOUND},
+    )
+    async def add_note(principal: WritePrincipal, customer_id: CustomerId, new_note: NewNote) -> Customer:
+        customer = await run_in_threadpool(
+            store.add_note, principal.subject, customer_id, new_note.text, principal.client_id
+        )
+        if customer is None:
+            raise CustomerNotFoundError
+        logger.info("Note added to %s by %s via client %s", customer_id, principal.subject, principal.client_id)
+        return customer
+
+    return app

@@ -1,0 +1,20 @@
+"""Settings of crm-api, read from the environment (and `.env`) at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from oauth_tokens.settings import TrustSettings
+from pydantic import Field
+
+
+class CrmApiSettings(TrustSettings):
+    """Each field's name is its environment variable (upper-cased); AUTH_* come from TrustSettings."""
+
+    crm_api_host: str = "127.0.0.1"
+    crm_api_port: int = Field(default=8003, ge=1, le=65535)
+    # This API's identifier: a token is accepted only if its `aud` contains exactly this string.
+    crm_api_audience: str = Field(min_length=1)
+    crm_api_data_dir: Path = Path("data/crm-api")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,106 @@
+"""tickets-mcp's ASGI app: an MCP server (Streamable HTTP, /mcp) protected as an OAuth 2.1 resource server."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from mcp.server.auth.routes import create_protected_resource_routes
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver import MCPServer
+from mcp.server.transport_security import TransportSecuritySettings
+from oauth_tokens import AccessTokenValidator
+from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from tickets_mcp.settings import TicketsMcpSettings
+from tickets_mcp.store import TicketStore
+from tickets_mcp.tools import SCOPES, register_tools
+
+logger = logging.getLogger("tickets_mcp")
+
+MCP_PATH = "/mcp"
+_LOCAL_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
+
+INSTRUCTIONS = (
+    "Support tickets for crm-api's customers (ids like cus_001). list_tickets and get_ticket need the "
+    "scope tickets:read; create_ticket and update_ticket need tickets:write."
+)
+
+
+def transport_security(settings: TicketsMcpSettings) -> TransportSecuritySettings:
+    """DNS-rebinding protection: localhost Host headers, plus TICKETS_MCP_ALLOWED_HOSTS (tickets-mcp:8002)."""
+    extra_hosts = list(settings.tickets_mcp_allowed_hosts)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[*_LOCAL_HOSTS, *extra_hosts],
+        allowed_origins=[f"http://{host}" for host in (*_LOCAL_HOSTS, *extra_hosts)],
+    )
+
+
+def advertise_scopes(app: Starlette, auth: AuthSettings) -> None:
+    """Serve RFC 9728 metadata that also lists this resource's scopes (ahead of the SDK's own route).
+
+    The SDK would list only `required_scopes`, which it also demands on EVERY request; we require none
+    at the HTTP layer (a read-only token must be able to connect) and check each tool's scope instead.
+    """
+    assert auth.resource_server_url is not None
+    routes = create_protected_resource_routes(
+        resource_url=auth.resource_server_url,
+        authorization_servers=[auth.issuer_url],
+        scopes_supported=list(SCOPES),
+        resource_name="tickets-mcp",
+    )
+    app.router.routes[0:0] = routes
+
+
+def create_app(settings: TicketsMcpSettings) -> Starlette:
+    """Build the MCP server and its Starlette app; the app's lifespan runs the MCP session manager."""
+    store = TicketStore(settings.tickets_mcp_data_dir)
+    validator = AccessTokenValidator(settings.validator_config(audiences=[settings.tickets_mcp_resource]))
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
+        seeded = await anyio.to_thread.run_sync(store.initialise)
+        logger.info(
+            "tickets-mcp started: resource %s, issuer %s, database %s%s",
+            settings.tickets_mcp_resource,
+            settings.auth_issuer,
+            store.path,
+            " (seeded with demo tickets)" if seeded else "",
+        )
+        async with validator:
+            yield {}
+
+    auth = resource_server_auth(settings.auth_issuer, settings.tickets_mcp_resource)
+    mcp: MCPServer[dict[str, Any]] = MCPServer(
+        name="tickets-mcp",
+        instructions=INSTRUCTIONS,
+        token_verifier=JWTTokenVerifier(validator, resource=settings.tickets_mcp_resource),
+        auth=auth,
+        lifespan=lifespan,
+        log_level=settings.log_level,
+    )
+    register_tools(mcp, store)
+
+    async def health(_: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    # Called rather than used as a decorator: the SDK's decorator is untyped (mypy would flag it).
+    mcp.custom_route("/health", methods=["GET"])(health)
+
+    # Stateful sessions (the SDK default): crm-mcp keeps one session open and reuses it. A session is
+    # bound to the (client_id, iss, sub) of the token that opened it, so a refreshed token of the same
+    # client keeps working; idle sessions are reaped after 30 minutes, at most 10 000 live at once.
+    app = mcp.streamable_http_app(
+        streamable_http_path=MCP_PATH,
+        transport_security=transport_security(settings),
+        host=settings.tickets_mcp_host,
+    )
+    advertise_scopes(app, auth)
+    return app

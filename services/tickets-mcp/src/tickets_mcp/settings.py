@@ -1,0 +1,22 @@
+"""Settings of tickets-mcp, read from the environment (and `.env`) at start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from oauth_tokens.settings import CommaList, TrustSettings
+from pydantic import Field
+
+
+class TicketsMcpSettings(TrustSettings):
+    """Each field's name is its environment variable (upper-cased); AUTH_* come from TrustSettings."""
+
+    tickets_mcp_host: str = "127.0.0.1"
+    tickets_mcp_port: int = Field(default=8002, ge=1, le=65535)
+    # This MCP server's resource identifier (RFC 8707/9728): tokens must carry it in `aud`.
+    tickets_mcp_resource: str = Field(min_length=1)
+    tickets_mcp_data_dir: Path = Path("data/tickets-mcp")
+    # Host headers accepted besides localhost's (DNS-rebinding protection), e.g. "tickets-mcp:8002".
+    tickets_mcp_allowed_hosts: CommaList = ()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,0 +1,48 @@
+"""A per-key fixed-window rate limiter (in memory, single process), keyed by key fingerprints."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class RateDecision:
+    """Whether a request may proceed, and the numbers for the X-RateLimit-* / Retry-After headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_after_seconds: int
+
+
+class FixedWindowRateLimiter:
+    """At most `limit` requests per `window_seconds` per bucket; the window starts at a bucket's first hit."""
+
+    def __init__(self, limit: int, window_seconds: float, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self._clock = clock
+        self._windows: dict[str, tuple[float, int]] = {}
+
+    def hit(self, bucket: str) -> RateDecision:
+        """Count one request for `bucket`. Synchronous on purpose: no await, so no race on the counter."""
+        now = self._clock()
+        started, count = self._windows.get(bucket, (now, 0))
+        if now - started >= self.window_seconds:
+            started, count = now, 0
+        self._prune(now)
+        reset_after = max(1, math.ceil(started + self.window_seconds - now))
+        if count >= self.limit:
+            self._windows[bucket] = (started, count)
+            return RateDecision(False, self.limit, 0, reset_after)
+        self._windows[bucket] = (started, count + 1)
+        return RateDecision(True, self.limit, self.limit - count - 1, reset_after)
+
+    def _prune(self, now: float) -> None:
+        """Forget expired windows so memory stays bounded by the number of active keys."""
+        expired = [key for key, (started, _) in self._windows.items() if now - started >= self.window_seconds]
+        for key in expired:
+            del self._windows[key]

@@ -1,0 +1,148 @@
+"""The whole topology as five real processes on free loopback ports, with freshly generated secrets.
+
+Used by the integration tests (tests/integration/conftest.py) and by `make bench`.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from scripts.headless_login import user_oauth
+from tests.support.processes import ServiceProcess, free_port, start_service
+
+SERVICES = {
+    # name: (module, port variable)
+    "auth-server": ("auth_server", "AUTH_SERVER_PORT"),
+    "weather-api": ("weather_api", "WEATHER_API_PORT"),
+    "crm-api": ("crm_api", "CRM_API_PORT"),
+    "tickets-mcp": ("tickets_mcp", "TICKETS_MCP_PORT"),
+    "crm-mcp": ("crm_mcp", "CRM_MCP_PORT"),
+}
+
+DATA_DIR_VARIABLES = {
+    "auth-server": "AUTH_SERVER_DATA_DIR",
+    "crm-api": "CRM_API_DATA_DIR",
+    "tickets-mcp": "TICKETS_MCP_DATA_DIR",
+}
+
+
+@dataclass
+class Topology:
+    """The running services, the settings they share and the secrets they were given."""
+
+    env: dict[str, str]
+    workdir: Path
+    services: dict[str, ServiceProcess] = field(default_factory=dict)
+
+    @property
+    def crm_mcp_url(self) -> str:
+        return self.env["CRM_MCP_RESOURCE"]
+
+    @property
+    def secrets(self) -> dict[str, str]:
+        names = ("CRM_MCP_CLIENT_SECRET", "WEATHER_API_KEY", "DEMO_ALICE_PASSWORD", "DEMO_BOB_PASSWORD")
+        return {name: self.env[name] for name in names}
+
+    def password(self, user: str) -> str:
+        return self.env[f"DEMO_{user.upper()}_PASSWORD"]
+
+    def start(self, name: str, **overrides: str) -> ServiceProcess:
+        module, port_variable = SERVICES[name]
+        port = int(self.env[port_variable])
+        service = start_service(
+            name,
+            module,
+            port_variable=port_variable,
+            port=port,
+            env={**self.env, **overrides},
+            workdir=self.workdir / name,
+        )
+        self.services[name] = service
+        return service
+
+    def logs(self) -> str:
+        return "\n".join(service.logs() for service in self.services.values())
+
+    async def client_credentials_token(self, resource: str, scope: str) -> str:
+        """A token for crm-mcp's own machine client, straight from the token endpoint."""
+        async with httpx2.AsyncClient(timeout=10) as http:
+            response = await http.post(
+                self.env["AUTH_TOKEN_URL"],
+                data={"grant_type": "client_credentials", "resource": resource, "scope": scope},
+                auth=(self.env["CRM_MCP_CLIENT_ID"], self.env["CRM_MCP_CLIENT_SECRET"]),
+            )
+        response.raise_for_status()
+        return str(response.json()["access_token"])
+
+    @asynccontextmanager
+    async def user_session(
+        self, user: str, *, scope: str | None = None, url: str | None = None
+    ) -> AsyncIterator[Client]:
+        """An MCP session with crm-mcp (or `url`), logged in as `user` through the real OAuth flow."""
+        url = url or self.crm_mcp_url
+        provider, _ = user_oauth(url, user, self.password(user), scope=scope)
+        async with (
+            httpx2.AsyncClient(auth=provider, timeout=30) as http,
+            Client(streamable_http_client(url, http_client=http)) as client,
+        ):
+            yield client
+
+    async def user_token(self, user: str) -> str:
+        """The access token `user` gets for crm-mcp through the real OAuth flow (to test it elsewhere)."""
+        provider, storage = user_oauth(self.crm_mcp_url, user, self.password(user))
+        async with (
+            httpx2.AsyncClient(auth=provider, timeout=30) as http,
+            Client(streamable_http_client(self.crm_mcp_url, http_client=http)),
+        ):
+            pass
+        assert storage.tokens is not None
+        return storage.tokens.access_token
+
+
+def topology_env() -> dict[str, str]:
+    ports = {port_variable: free_port() for _, port_variable in SERVICES.values()}
+    issuer = f"http://127.0.0.1:{ports['AUTH_SERVER_PORT']}"
+    weather_key = secrets.token_urlsafe(32)
+    return {
+        **{name: str(port) for name, port in ports.items()},
+        "AUTH_ISSUER": issuer,
+        "AUTH_TOKEN_URL": f"{issuer}/token",
+        "CRM_MCP_RESOURCE": f"http://127.0.0.1:{ports['CRM_MCP_PORT']}/mcp",
+        "TICKETS_MCP_RESOURCE": f"http://127.0.0.1:{ports['TICKETS_MCP_PORT']}/mcp",
+        "CRM_API_AUDIENCE": f"http://127.0.0.1:{ports['CRM_API_PORT']}",
+        "CRM_MCP_CLIENT_ID": "crm-mcp-agent",
+        "CRM_MCP_CLIENT_SECRET": secrets.token_urlsafe(32),
+        "DEMO_ALICE_PASSWORD": secrets.token_urlsafe(16),
+        "DEMO_BOB_PASSWORD": secrets.token_urlsafe(16),
+        "WEATHER_API_KEY": weather_key,
+        "WEATHER_API_KEYS": weather_key,
+        "WEATHER_API_URL": f"http://127.0.0.1:{ports['WEATHER_API_PORT']}",
+        "CRM_API_URL": f"http://127.0.0.1:{ports['CRM_API_PORT']}",
+        "TICKETS_MCP_URL": f"http://127.0.0.1:{ports['TICKETS_MCP_PORT']}/mcp",
+        "CRM_MCP_DOWNSTREAM_TIMEOUT_SECONDS": "5",
+        # Services fetch keys by RFC 8414 discovery from the issuer, as they do under `make up`.
+        "AUTH_JWKS_URL": "",
+    }
+
+
+@contextmanager
+def running_topology(workdir: Path) -> Iterator[Topology]:
+    """Start all five services (auth server first) under `workdir`; stop every one of them afterwards."""
+    topology = Topology(env=topology_env(), workdir=workdir)
+    for name, variable in DATA_DIR_VARIABLES.items():
+        topology.env[variable] = str(workdir / name / "data")
+    try:
+        for name in SERVICES:
+            topology.start(name)
+        yield topology
+    finally:
+        for service in topology.services.values():
+            service.stop()
