@@ -1,4 +1,4 @@
-"""MCP SDK adapter: a TokenVerifier over AccessTokenValidator, per-tool scope checks, AuthSettings."""
+"""MCP SDK adapter: a TokenVerifier over AccessTokenValidator, per-tool scope checks, resource-server plumbing."""
 
 from __future__ import annotations
 
@@ -7,15 +7,26 @@ from collections.abc import Sequence
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.routes import create_protected_resource_routes
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+from starlette.applications import Starlette
 
 from oauth_tokens.errors import InvalidTokenError
 from oauth_tokens.logs import redact
 from oauth_tokens.principal import Principal
 from oauth_tokens.validator import AccessTokenValidator
 
-__all__ = ["JWTTokenVerifier", "require_tool_scopes", "resource_server_auth"]
+__all__ = [
+    "JWTTokenVerifier",
+    "advertise_scopes",
+    "require_tool_scopes",
+    "resource_server_auth",
+    "transport_security",
+]
+
+LOCAL_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 
 logger = logging.getLogger(__name__)
 
@@ -92,4 +103,32 @@ def resource_server_auth(
         resource_server_url=resource,
         required_scopes=list(scopes_supported) if scopes_supported else None,
         validate_token_resource=True,
+    )
+
+
+def advertise_scopes(app: Starlette, auth: AuthSettings, scopes_supported: Sequence[str], resource_name: str) -> None:
+    """Serve RFC 9728 metadata listing `scopes_supported`, ahead of the SDK's own metadata route.
+
+    The SDK lists only `required_scopes`, which it also demands on every request; a server that checks
+    scopes per tool requires none at the HTTP layer, so it advertises its scopes here instead. Clients
+    (the SDK's OAuth provider among them) request the scopes this metadata lists.
+    """
+    if auth.resource_server_url is None:
+        raise ValueError("advertise_scopes needs AuthSettings.resource_server_url")
+    routes = create_protected_resource_routes(
+        resource_url=auth.resource_server_url,
+        authorization_servers=[auth.issuer_url],
+        scopes_supported=list(scopes_supported),
+        resource_name=resource_name,
+    )
+    app.router.routes[0:0] = routes
+
+
+def transport_security(extra_hosts: Sequence[str] = ()) -> TransportSecuritySettings:
+    """DNS-rebinding protection accepting localhost Host headers plus `extra_hosts` (e.g. `tickets-mcp:8002`)."""
+    hosts = [*LOCAL_HOSTS, *extra_hosts]
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=hosts,
+        allowed_origins=[f"http://{host}" for host in hosts],
     )

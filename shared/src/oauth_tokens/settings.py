@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import pydantic
 import pydantic_settings
@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
         case_sensitive=False,
         hide_input_in_errors=True,
     )
+
+    # LOG_LEVEL: DEBUG shows why a token was refused (never the token itself).
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
 class TrustSettings(ServiceSettings):

@@ -1,26 +1,12 @@
-"""Entry point: `python -m crm_api` loads settings, configures logging and serves the app."""
+"""Run crm-api: `python -m crm_api` (settings from the environment and .env)."""
 
-from __future__ import annotations
-
-from oauth_tokens.errors import SettingsError
-from oauth_tokens.logs import configure_logging
-from oauth_tokens.settings import load_settings
+from oauth_tokens.serve import serve
 
 from crm_api.settings import CrmApiSettings
 
 
 def main() -> None:
-    try:
-        settings = load_settings(CrmApiSettings)
-    except SettingsError as error:
-        raise SystemExit(f"crm-api: {error}") from None
-    configure_logging(settings.log_level)
-    # Imported only now, so a configuration error is reported before the slow imports.
-    import uvicorn
-
-    from crm_api.app import create_app
-
-    uvicorn.run(create_app(settings), host=settings.crm_api_host, port=settings.crm_api_port, log_config=None)
+    serve("crm-api", CrmApiSettings, "crm_api.app:create_app", lambda s: (s.crm_api_host, s.crm_api_port))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from oauth_tokens.settings import TrustSettings
 from pydantic import Field
@@ -17,4 +16,3 @@ class CrmApiSettings(TrustSettings):
     # This API's identifier: a token is accepted only if its `aud` contains exactly this string.
     crm_api_audience: str = Field(min_length=1)
     crm_api_data_dir: Path = Path("data/crm-api")
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

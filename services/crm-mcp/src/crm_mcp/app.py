@@ -11,10 +11,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
+from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
-from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
+from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -25,6 +25,8 @@ from crm_mcp.settings import Settings
 from crm_mcp.token_cascade_crm_api import CrmApiClient
 from crm_mcp.tools import Downstreams, register_tools
 
+# The scopes user tokens for crm-mcp can carry; each tool requires its own (see tools.py).
+USER_SCOPES = ("crm:read", "crm:write", "tickets:read", "tickets:write", "weather:read")
 # What crm-mcp asks for, as itself, from tickets-mcp (pattern 2).
 TICKETS_SCOPES = "tickets:read tickets:write"
 
@@ -72,7 +74,7 @@ async def health(_: Request) -> JSONResponse:
     return JSONResponse({"status": "ok"})
 
 
-def create_server(settings: Settings) -> MCPServer[Downstreams]:
+def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstreams]:
     """The MCPServer: token verification, tools, and /health."""
     validator = AccessTokenValidator(settings.validator_config([settings.crm_mcp_resource]))
 
@@ -85,9 +87,7 @@ def create_server(settings: Settings) -> MCPServer[Downstreams]:
         name="crm-mcp",
         instructions=INSTRUCTIONS,
         token_verifier=JWTTokenVerifier(validator, resource=settings.crm_mcp_resource),
-        # No server-wide scopes: each tool requires its own (see tools.py), so a token with only
-        # crm:read can still use the read tools.
-        auth=resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource),
+        auth=auth,
         lifespan=lifespan,
     )
     register_tools(mcp)
@@ -96,14 +96,14 @@ def create_server(settings: Settings) -> MCPServer[Downstreams]:
 
 
 def create_app(settings: Settings) -> Starlette:
-    """The ASGI app uvicorn serves: MCP at /mcp, protected-resource metadata, /health."""
-    allowed_hosts = ["127.0.0.1:*", "localhost:*", "[::1]:*", *settings.crm_mcp_allowed_hosts]
-    return create_server(settings).streamable_http_app(
+    """The ASGI app uvicorn serves: MCP at /mcp, protected-resource metadata listing USER_SCOPES, /health."""
+    # No server-wide scopes: each tool requires its own (see tools.py), so a token with only crm:read
+    # can still use the read tools.
+    auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
+    app = create_server(settings, auth).streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.crm_mcp_host,
-        transport_security=TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=allowed_hosts,
-            allowed_origins=[f"http://{host}" for host in allowed_hosts],
-        ),
+        transport_security=transport_security(settings.crm_mcp_allowed_hosts),
     )
+    advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
+    return app

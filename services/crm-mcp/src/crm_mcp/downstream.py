@@ -84,9 +84,7 @@ async def send(
             logger.info("%s unreachable (attempt %d/%d); retrying", service, attempt, tries)
         else:
             if response.status_code in RETRYABLE_STATUSES and not last:
-                logger.info(
-                    "%s answered %d (attempt %d/%d); retrying", service, response.status_code, attempt, tries
-                )
+                logger.info("%s answered %d (attempt %d/%d); retrying", service, response.status_code, attempt, tries)
             elif (error := error_for_status(service, response)) is not None:
                 raise error
             else:

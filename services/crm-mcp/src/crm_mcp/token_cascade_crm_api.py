@@ -67,9 +67,7 @@ class CrmApiClient:
     async def search_customers(self, query: str) -> list[Customer]:
         response = await send(
             SERVICE,
-            lambda: self._http.get(
-                f"{self._base_url}/customers", params={"q": query}, headers=caller_authorization()
-            ),
+            lambda: self._http.get(f"{self._base_url}/customers", params={"q": query}, headers=caller_authorization()),
             idempotent=True,
         )
         return _customers.validate_python(_json(response.json()))

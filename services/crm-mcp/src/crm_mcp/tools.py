@@ -27,9 +27,7 @@ from crm_mcp.api_key_weather import Weather, WeatherApiClient
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.token_cascade_crm_api import CrmApiClient, Customer
 
-CustomerId = Annotated[
-    str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A customer id, e.g. cus_001")
-]
+CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A customer id, e.g. cus_001")]
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
 
 
@@ -122,9 +120,7 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
             arguments["status"] = status
         return _tickets(await _downstreams(ctx).tickets.call_tool("list_tickets", arguments))
 
-    @mcp.tool(
-        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=False)
-    )
+    @mcp.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=False))
     async def open_ticket(
         customer_id: CustomerId,
         title: Annotated[str, Field(min_length=3, max_length=200)],
@@ -200,6 +196,4 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
             # Without the account (not found, not yours, crm-api down) there is no briefing, and the
             # tickets fetched alongside are not shown.
             raise customer_error or ToolError("crm-api returned no customer.")
-        return Briefing(
-            customer=customer, open_tickets=open_tickets, weather=weather, unavailable=unavailable
-        )
+        return Briefing(customer=customer, open_tickets=open_tickets, weather=weather, unavailable=unavailable)

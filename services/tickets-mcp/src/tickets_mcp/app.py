@@ -8,12 +8,9 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio.to_thread
-from mcp.server.auth.routes import create_protected_resource_routes
-from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
-from mcp.server.transport_security import TransportSecuritySettings
 from oauth_tokens import AccessTokenValidator
-from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
+from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -25,38 +22,11 @@ from tickets_mcp.tools import SCOPES, register_tools
 logger = logging.getLogger("tickets_mcp")
 
 MCP_PATH = "/mcp"
-_LOCAL_HOSTS = ("127.0.0.1:*", "localhost:*", "[::1]:*")
 
 INSTRUCTIONS = (
     "Support tickets for crm-api's customers (ids like cus_001). list_tickets and get_ticket need the "
     "scope tickets:read; create_ticket and update_ticket need tickets:write."
 )
-
-
-def transport_security(settings: TicketsMcpSettings) -> TransportSecuritySettings:
-    """DNS-rebinding protection: localhost Host headers, plus TICKETS_MCP_ALLOWED_HOSTS (tickets-mcp:8002)."""
-    extra_hosts = list(settings.tickets_mcp_allowed_hosts)
-    return TransportSecuritySettings(
-        enable_dns_rebinding_protection=True,
-        allowed_hosts=[*_LOCAL_HOSTS, *extra_hosts],
-        allowed_origins=[f"http://{host}" for host in (*_LOCAL_HOSTS, *extra_hosts)],
-    )
-
-
-def advertise_scopes(app: Starlette, auth: AuthSettings) -> None:
-    """Serve RFC 9728 metadata that also lists this resource's scopes (ahead of the SDK's own route).
-
-    The SDK would list only `required_scopes`, which it also demands on EVERY request; we require none
-    at the HTTP layer (a read-only token must be able to connect) and check each tool's scope instead.
-    """
-    assert auth.resource_server_url is not None
-    routes = create_protected_resource_routes(
-        resource_url=auth.resource_server_url,
-        authorization_servers=[auth.issuer_url],
-        scopes_supported=list(SCOPES),
-        resource_name="tickets-mcp",
-    )
-    app.router.routes[0:0] = routes
 
 
 def create_app(settings: TicketsMcpSettings) -> Starlette:
@@ -99,8 +69,8 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     # client keeps working; idle sessions are reaped after 30 minutes, at most 10 000 live at once.
     app = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH,
-        transport_security=transport_security(settings),
+        transport_security=transport_security(settings.tickets_mcp_allowed_hosts),
         host=settings.tickets_mcp_host,
     )
-    advertise_scopes(app, auth)
+    advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
     return app

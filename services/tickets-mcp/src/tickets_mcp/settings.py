@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from oauth_tokens.settings import CommaList, TrustSettings
 from pydantic import Field
@@ -19,4 +18,3 @@ class TicketsMcpSettings(TrustSettings):
     tickets_mcp_data_dir: Path = Path("data/tickets-mcp")
     # Host headers accepted besides localhost's (DNS-rebinding protection), e.g. "tickets-mcp:8002".
     tickets_mcp_allowed_hosts: CommaList = ()
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

@@ -1,30 +1,16 @@
-"""Entry point: `python -m weather_api` loads settings, configures logging and serves the app."""
+"""Run weather-api: `python -m weather_api` (settings from the environment and .env)."""
 
-from __future__ import annotations
-
-from oauth_tokens.errors import SettingsError
-from oauth_tokens.logs import configure_logging
-from oauth_tokens.settings import load_settings
+from oauth_tokens.serve import serve
 
 from weather_api.settings import WeatherApiSettings
 
 
 def main() -> None:
-    try:
-        settings = load_settings(WeatherApiSettings)
-    except SettingsError as error:
-        raise SystemExit(f"weather-api: {error}") from None
-    configure_logging(settings.log_level)
-    # Imported only now, so a configuration error is reported before the slow imports.
-    import uvicorn
-
-    from weather_api.app import create_app
-
-    uvicorn.run(
-        create_app(settings),
-        host=settings.weather_api_host,
-        port=settings.weather_api_port,
-        log_config=None,
+    serve(
+        "weather-api",
+        WeatherApiSettings,
+        "weather_api.app:create_app",
+        lambda s: (s.weather_api_host, s.weather_api_port),
     )
 
 

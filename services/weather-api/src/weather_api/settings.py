@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from oauth_tokens.settings import CommaList, ServiceSettings
 from pydantic import Field
@@ -17,4 +17,3 @@ class WeatherApiSettings(ServiceSettings):
     weather_api_keys: Annotated[CommaList, Field(min_length=1, repr=False)]
     weather_api_rate_limit: int = Field(default=60, ge=1)
     weather_api_rate_window_seconds: float = Field(default=60.0, gt=0)
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
