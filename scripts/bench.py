@@ -99,7 +99,9 @@ async def bench_topology(topology: Topology) -> list[Row]:
                 tool("list_customer_tickets", {"customer_id": "cus_001"}),
             ),
             await timed("tool search_customers (pattern 3: cascade)", 100, tool("search_customers", {"query": ""})),
-            await timed("tool customer_briefing (all three)", 100, tool("customer_briefing", {"customer_id": "cus_001"})),
+            await timed(
+                "tool customer_briefing (all three)", 100, tool("customer_briefing", {"customer_id": "cus_001"})
+            ),
             await concurrent(
                 "tool search_customers, 10 concurrent callers", 10, 20, tool("search_customers", {"query": ""})
             ),

@@ -62,9 +62,7 @@ async def validated(env: dict[str, str], token: str, audiences: Sequence[str]) -
 
 async def run_demo(env: dict[str, str]) -> None:
     crm_mcp = env["CRM_MCP_RESOURCE"]
-    say(
-        f"Logging in as alice at {crm_mcp} (OAuth 2.1: discovery → dynamic registration → login → PKCE code → token)"
-    )
+    say(f"Logging in as alice at {crm_mcp} (OAuth 2.1: discovery → dynamic registration → login → PKCE code → token)")
     provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
@@ -73,15 +71,11 @@ async def run_demo(env: dict[str, str]) -> None:
         assert storage.tokens is not None
         user = await validated(env, storage.tokens.access_token, [crm_mcp])
         say(f"  alice's token (validated with the shared package): {describe(user)}")
-        check(
-            env["CRM_API_AUDIENCE"] in user.audiences, "the token also names crm-api: the same trust boundary"
-        )
+        check(env["CRM_API_AUDIENCE"] in user.audiences, "the token also names crm-api: the same trust boundary")
 
         say("\nPattern 3 — token cascade: search_customers")
         say("  client ─(alice's token)→ crm-mcp ─(the same token, forwarded)→ crm-api")
-        say(
-            "  crm-api validates iss, its own audience, exp and scope crm:read itself, then filters by sub=alice"
-        )
+        say("  crm-api validates iss, its own audience, exp and scope crm:read itself, then filters by sub=alice")
         customers = await call(alice, "search_customers", {"query": ""})
         check(
             bool(customers) and all(c["owner"] == "alice" for c in customers),
@@ -91,9 +85,7 @@ async def run_demo(env: dict[str, str]) -> None:
 
         say("\nPattern 2 — client credentials, MCP → MCP: list_customer_tickets")
         say("  crm-mcp ─(client_id + secret, resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
-        say(
-            "  crm-mcp ─(that token, aud=tickets-mcp, scope tickets:read tickets:write)→ tickets-mcp tool list_tickets"
-        )
+        say("  crm-mcp ─(that token, aud=tickets-mcp, scope tickets:read tickets:write)→ tickets-mcp tool list_tickets")
         tickets = await call(alice, "list_customer_tickets", {"customer_id": customer["id"]})
         check(
             all(t["customer_id"] == customer["id"] for t in tickets),
@@ -115,9 +107,7 @@ async def run_demo(env: dict[str, str]) -> None:
         )
 
         say("\nPattern 1 — API key: get_weather")
-        say(
-            f"  crm-mcp ─(API key from its settings in a header; never shown)→ weather-api: {customer['city']}"
-        )
+        say(f"  crm-mcp ─(API key from its settings in a header; never shown)→ weather-api: {customer['city']}")
         weather = await call(alice, "get_weather", {"city": customer["city"]})
         check(weather["city"] == customer["city"], f"{weather['temperature_c']} °C, {weather['condition']}")
 
@@ -145,9 +135,7 @@ async def run_demo(env: dict[str, str]) -> None:
             json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
             headers={"Authorization": f"Bearer {storage.tokens.access_token}"},
         )
-    check(
-        response.status_code == 401, "tickets-mcp refuses alice's token (wrong audience): no confused deputy"
-    )
+    check(response.status_code == 401, "tickets-mcp refuses alice's token (wrong audience): no confused deputy")
 
 
 def main() -> int:

@@ -47,9 +47,7 @@ SERVICES = (
     Service("auth-server", "AUTH_SERVER_PORT", 9000, "OAuth 2.1 authorization server (local stand-in)"),
     Service("weather-api", "WEATHER_API_PORT", 8004, "external weather SaaS stand-in (pattern 1: API key)"),
     Service("crm-api", "CRM_API_PORT", 8003, "internal CRM backend (pattern 3: token cascade)"),
-    Service(
-        "tickets-mcp", "TICKETS_MCP_PORT", 8002, "tickets MCP server (pattern 2: client credentials)", "/mcp"
-    ),
+    Service("tickets-mcp", "TICKETS_MCP_PORT", 8002, "tickets MCP server (pattern 2: client credentials)", "/mcp"),
     Service("crm-mcp", "CRM_MCP_PORT", 8001, "the MCP server you connect to", "/mcp"),
 )
 
@@ -123,15 +121,9 @@ def up() -> int:
         banner()
         return 0
     env = load_env()
-    busy = [
-        f"{s.name} port {p}"
-        for s in SERVICES
-        if port_in_use(p := int(env.get(s.port_variable, s.default_port)))
-    ]
+    busy = [f"{s.name} port {p}" for s in SERVICES if port_in_use(p := int(env.get(s.port_variable, s.default_port)))]
     if busy:
-        print(
-            f"Cannot start: in use already: {', '.join(busy)}. Stop what holds them, or change the ports in .env."
-        )
+        print(f"Cannot start: in use already: {', '.join(busy)}. Stop what holds them, or change the ports in .env.")
         return 1
     RUN_DIR.mkdir(exist_ok=True)
     with LOG_FILE.open("ab") as log:

@@ -20,21 +20,24 @@ def serve(
     settings_class: type[SettingsT],
     app_factory: str,
     address: Callable[[SettingsT], tuple[str, int]],
+    *,
+    access_log: bool = True,
 ) -> None:
     """Load `settings_class`, configure logging, build `app_factory` ("module:function") and serve it.
 
-    A missing or bad setting exits at once with one line naming the variable (never its value). The app
-    module is imported only after that, so configuration errors are reported before the slow imports.
-    uvicorn runs with `log_config=None` so its loggers go through the redacting handler.
+    A missing or bad setting (in the settings or found while building the app) exits at once with one
+    line naming the variable, never its value. uvicorn runs with `log_config=None`, so its loggers go
+    through the redacting handler; `access_log=False` silences its per-request lines altogether.
     """
     try:
         settings = load_settings(settings_class)
+        configure_logging(settings.log_level)
+        module_name, _, function_name = app_factory.partition(":")
+        create_app: Callable[[SettingsT], Any] = getattr(importlib.import_module(module_name), function_name)
+        app = create_app(settings)
     except SettingsError as error:
         raise SystemExit(f"{name}: {error}") from None
-    configure_logging(settings.log_level)
     import uvicorn
 
-    module_name, _, function_name = app_factory.partition(":")
-    create_app: Callable[[SettingsT], Any] = getattr(importlib.import_module(module_name), function_name)
     host, port = address(settings)
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    uvicorn.run(app, host=host, port=port, log_config=None, access_log=access_log)

@@ -1,0 +1,95 @@
+"""The auth-server ASGI app: discovery, JWKS, authorize (login + consent), token, register, health."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import FastAPI, Request, Response
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from auth_server import authorize, metadata, register, token
+from auth_server.config import load_config
+from auth_server.errors import OAuthError, oauth_error_handler
+from auth_server.settings import AuthServerSettings, environment
+from auth_server.state import AuthServer
+
+logger = logging.getLogger(__name__)
+access_logger = logging.getLogger("auth_server.access")
+
+# Endpoints browser-based clients (MCP Inspector) call with fetch(); never /authorize, a page the user visits.
+CORS_PATHS = frozenset(
+    {
+        "/.well-known/oauth-authorization-server",
+        "/.well-known/openid-configuration",
+        "/jwks",
+        "/token",
+        "/register",
+    }
+)
+
+
+class ApiCorsMiddleware:
+    """Cross-origin access (any origin, no cookies) for the API endpoints only."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origins=["*"],
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "MCP-Protocol-Version"],
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in CORS_PATHS:
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None = None) -> FastAPI:
+    """Build the app; reads the config file and secrets (from `environ`, default: env over `.env`)."""
+    environ = environment() if environ is None else environ
+    config = load_config(settings.auth_server_config, environ)
+    server = AuthServer.build(settings, config, environ)
+    logger.warning(
+        "auth-server is a DEVELOPMENT STAND-IN authorization server (demo users, in-memory grants); "
+        "use a real identity provider in production"
+    )
+    logger.info(
+        "Issuer %s; config %s; %d resources, %d clients, %d users; signing key %s",
+        settings.auth_issuer,
+        settings.auth_server_config or "auth_server/auth-server.toml (packaged default)",
+        len(config.resources),
+        len(config.clients),
+        len(config.users),
+        server.keystore.signing_key().kid,
+    )
+
+    app = FastAPI(
+        title="auth-server (development stand-in)",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.auth_server = server
+    app.add_exception_handler(OAuthError, oauth_error_handler)
+    for module in (metadata, authorize, token, register):
+        app.include_router(module.router)
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    app.add_middleware(ApiCorsMiddleware)
+
+    @app.middleware("http")
+    async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        # The path only: query strings are not logged (uvicorn's access log is off, see __main__).
+        response = await call_next(request)
+        access_logger.info("%s %s %d", request.method, request.url.path, response.status_code)
+        return response
+
+    return app

@@ -1,0 +1,135 @@
+"""Client registry (configured + dynamically registered) and token-endpoint client authentication."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote_plus
+
+from auth_server.config import AuthServerConfig, ClientConfig, require_secret
+from auth_server.errors import OAuthError, invalid_client
+
+
+@dataclass(frozen=True)
+class Client:
+    """A client as the server knows it: what it may ask for, and how it proves who it is."""
+
+    client_id: str
+    name: str
+    grant_types: frozenset[str]
+    resources: tuple[str, ...]  # resource names from the config, not identifiers
+    scopes: tuple[str, ...]
+    redirect_uris: tuple[str, ...] = ()
+    exchange_subject_resources: tuple[str, ...] = ()
+    dynamically_registered: bool = False
+    # SHA-256 of the secret; None for a public client. Digests make the comparison length-independent.
+    secret_digest: bytes | None = field(default=None, repr=False)
+
+    @property
+    def is_confidential(self) -> bool:
+        return self.secret_digest is not None
+
+    @property
+    def token_endpoint_auth_method(self) -> str:
+        return "client_secret_basic" if self.is_confidential else "none"
+
+    def secret_matches(self, presented: str) -> bool:
+        expected = self.secret_digest or b""
+        return hmac.compare_digest(_digest(presented), expected) and self.is_confidential
+
+
+def _digest(secret: str) -> bytes:
+    return hashlib.sha256(secret.encode("utf-8")).digest()
+
+
+# Compared against when the client is unknown, so an unknown client_id costs the same as a wrong secret.
+_UNKNOWN_CLIENT_DIGEST = _digest("no client has this secret")
+
+
+def client_from_config(entry: ClientConfig, environ: Mapping[str, str]) -> Client:
+    secret = require_secret(environ, entry.secret_env) if entry.secret_env else None
+    return Client(
+        client_id=entry.client_id,
+        name=entry.name or entry.client_id,
+        grant_types=frozenset(entry.grant_types),
+        resources=entry.resources,
+        scopes=entry.scopes,
+        redirect_uris=entry.redirect_uris,
+        exchange_subject_resources=entry.exchange_subject_resources,
+        secret_digest=_digest(secret) if secret is not None else None,
+    )
+
+
+class ClientRegistry:
+    """Configured clients, plus dynamically registered ones kept in memory (oldest dropped beyond a cap)."""
+
+    def __init__(self, configured: Iterable[Client], *, realm: str, max_dynamic_clients: int) -> None:
+        self._configured = {client.client_id: client for client in configured}
+        self._dynamic: dict[str, Client] = {}
+        self._realm = realm
+        self._max_dynamic_clients = max_dynamic_clients
+
+    @classmethod
+    def from_config(cls, config: AuthServerConfig, environ: Mapping[str, str], realm: str) -> ClientRegistry:
+        clients = [client_from_config(entry, environ) for entry in config.clients]
+        return cls(clients, realm=realm, max_dynamic_clients=config.registration.max_clients)
+
+    def get(self, client_id: str) -> Client | None:
+        return self._configured.get(client_id) or self._dynamic.get(client_id)
+
+    def register(self, client: Client) -> None:
+        if client.client_id in self._configured or client.client_id in self._dynamic:
+            raise ValueError("client_id already exists")
+        while len(self._dynamic) >= self._max_dynamic_clients:
+            del self._dynamic[next(iter(self._dynamic))]
+        self._dynamic[client.client_id] = client
+
+    def authenticate(self, authorization_header: str | None, form: Mapping[str, str]) -> Client:
+        """The client making a token request (RFC 6749 §2.3): Basic, body secret, or a public client_id.
+
+        Raises OAuthError invalid_client (401) with the same description for an unknown client and a wrong
+        secret, and invalid_request when the request mixes methods.
+        """
+        basic = self._parse_basic(authorization_header)
+        body_client_id = form.get("client_id")
+        body_secret = form.get("client_secret")
+        client_id: str | None = body_client_id
+        secret: str | None = body_secret
+        if basic is not None:
+            if body_secret is not None:
+                raise OAuthError("invalid_request", "Use exactly one client authentication method")
+            if body_client_id is not None and body_client_id != basic[0]:
+                raise OAuthError("invalid_request", "client_id does not match the authenticated client")
+            client_id, secret = basic
+        if not client_id:
+            raise invalid_client(self._realm)
+        client = self.get(client_id)
+        if client is None:
+            hmac.compare_digest(_digest(secret or ""), _UNKNOWN_CLIENT_DIGEST)
+            raise invalid_client(self._realm)
+        if client.is_confidential:
+            if secret is None or not client.secret_matches(secret):
+                raise invalid_client(self._realm)
+        elif secret is not None:  # a public client has no secret; presenting one is a misconfiguration
+            raise invalid_client(self._realm)
+        return client
+
+    def _parse_basic(self, header: str | None) -> tuple[str, str] | None:
+        if header is None:
+            return None
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() != "basic":
+            raise invalid_client(self._realm)
+        try:
+            decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError):
+            raise invalid_client(self._realm) from None
+        client_id, separator, secret = decoded.partition(":")
+        if not separator:
+            raise invalid_client(self._realm)
+        # RFC 6749 §2.3.1: both parts are form-urlencoded before being joined.
+        return unquote_plus(client_id), unquote_plus(secret)

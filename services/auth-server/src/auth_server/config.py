@@ -1,0 +1,226 @@
+"""Load and check the auth-server TOML config: resources, clients, users, registration policy, lifetimes."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Mapping
+from importlib import resources as package_files
+from pathlib import Path
+from typing import Any
+
+from oauth_tokens.errors import SettingsError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    model_validator,
+)
+
+from auth_server.uris import check_redirect_uri, check_resource_indicator
+
+GRANT_AUTHORIZATION_CODE = "authorization_code"
+# Grant type names (ruff's S105 mistakes "token" in them for passwords).
+GRANT_REFRESH_TOKEN = "refresh_token"  # noqa: S105
+GRANT_CLIENT_CREDENTIALS = "client_credentials"
+GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+SUPPORTED_GRANTS = (
+    GRANT_AUTHORIZATION_CODE,
+    GRANT_REFRESH_TOKEN,
+    GRANT_CLIENT_CREDENTIALS,
+    GRANT_TOKEN_EXCHANGE,
+)
+# Grants that need a client secret: a public client cannot keep one.
+CONFIDENTIAL_ONLY_GRANTS = frozenset({GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE})
+
+_ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(SettingsError):
+    """The config file is unreadable, invalid, or references an environment variable that is not set."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Lifetimes(_Strict):
+    access_token_seconds: PositiveInt = 600
+    authorization_code_seconds: PositiveInt = 60
+    refresh_token_seconds: PositiveInt = 86400
+
+
+class LoginPolicy(_Strict):
+    failure_delay_seconds: PositiveFloat = 0.5
+    max_failure_delay_seconds: PositiveFloat = 8.0
+    failure_window_seconds: PositiveInt = 900
+
+
+class ResourceConfig(_Strict):
+    identifier: str
+    description: str = ""
+    scopes: tuple[str, ...] = Field(min_length=1)
+    extra_audiences: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _identifiers_are_uris(self) -> ResourceConfig:
+        for uri in (self.identifier, *self.extra_audiences):
+            check_resource_indicator(uri)
+        return self
+
+
+class ClientConfig(_Strict):
+    client_id: str = Field(min_length=1)
+    name: str | None = None
+    # Set: a confidential client whose secret is this environment variable. Unset: a public client.
+    secret_env: str | None = None
+    grant_types: tuple[str, ...] = Field(min_length=1)
+    resources: tuple[str, ...] = Field(min_length=1)
+    scopes: tuple[str, ...] = Field(min_length=1)
+    redirect_uris: tuple[str, ...] = ()
+    # Resources whose access tokens this client may exchange (RFC 8693): the resource servers it runs as.
+    exchange_subject_resources: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ClientConfig:
+        unknown = set(self.grant_types) - set(SUPPORTED_GRANTS)
+        if unknown:
+            raise ValueError(f"unsupported grant types {sorted(unknown)}")
+        if self.secret_env is None and CONFIDENTIAL_ONLY_GRANTS & set(self.grant_types):
+            raise ValueError("client_credentials and token exchange need a confidential client (secret_env)")
+        if GRANT_AUTHORIZATION_CODE in self.grant_types and not self.redirect_uris:
+            raise ValueError("authorization_code needs at least one redirect_uris entry")
+        for uri in self.redirect_uris:
+            check_redirect_uri(uri)
+        if self.exchange_subject_resources and GRANT_TOKEN_EXCHANGE not in self.grant_types:
+            raise ValueError("exchange_subject_resources needs the token-exchange grant")
+        return self
+
+
+class UserConfig(_Strict):
+    username: str = Field(min_length=1)
+    name: str
+    title: str = ""
+    password_env: str
+
+
+class RegistrationPolicy(_Strict):
+    """What RFC 7591 dynamic registration grants: always public clients (no secret) that must use PKCE."""
+
+    enabled: bool = True
+    grant_types: tuple[str, ...] = (GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN)
+    resources: tuple[str, ...] = ()
+    # Unset: every scope of the listed resources.
+    scopes: tuple[str, ...] | None = None
+    max_clients: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _public_grants_only(self) -> RegistrationPolicy:
+        allowed = {GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN}
+        if not set(self.grant_types) <= allowed or GRANT_AUTHORIZATION_CODE not in self.grant_types:
+            raise ValueError("registered clients are public: grant_types must be authorization_code [+ refresh_token]")
+        return self
+
+
+class AuthServerConfig(_Strict):
+    lifetimes: Lifetimes = Lifetimes()
+    login: LoginPolicy = LoginPolicy()
+    resources: dict[str, ResourceConfig]
+    clients: tuple[ClientConfig, ...] = ()
+    users: tuple[UserConfig, ...] = ()
+    registration: RegistrationPolicy = RegistrationPolicy()
+
+    @model_validator(mode="after")
+    def _references_exist(self) -> AuthServerConfig:
+        def check_resources(names: tuple[str, ...], where: str) -> None:
+            unknown = [name for name in names if name not in self.resources]
+            if unknown:
+                raise ValueError(f"{where} names unknown resources {unknown}")
+
+        client_ids = [client.client_id for client in self.clients]
+        if len(set(client_ids)) != len(client_ids):
+            raise ValueError("client_id values must be unique")
+        usernames = [user.username for user in self.users]
+        if len(set(usernames)) != len(usernames):
+            raise ValueError("usernames must be unique")
+        for client in self.clients:
+            check_resources(client.resources, f"client {client.client_id}")
+            check_resources(client.exchange_subject_resources, f"client {client.client_id}")
+            known = set().union(*(self.resources[name].scopes for name in client.resources))
+            if not set(client.scopes) <= known:
+                raise ValueError(f"client {client.client_id} has scopes none of its resources define")
+        check_resources(self.registration.resources, "registration")
+        if self.registration.enabled and not self.registration.resources:
+            raise ValueError("registration needs at least one resource")
+        return self
+
+    def resource_named(self, name: str) -> ResourceConfig:
+        return self.resources[name]
+
+    def registration_scopes(self) -> tuple[str, ...]:
+        """Scopes dynamically registered clients may ask for."""
+        if self.registration.scopes is not None:
+            return self.registration.scopes
+        scopes: dict[str, None] = {}
+        for name in self.registration.resources:
+            scopes.update(dict.fromkeys(self.resources[name].scopes))
+        return tuple(scopes)
+
+    def all_scopes(self) -> tuple[str, ...]:
+        scopes: dict[str, None] = {}
+        for resource in self.resources.values():
+            scopes.update(dict.fromkeys(resource.scopes))
+        return tuple(scopes)
+
+
+def default_config_text() -> str:
+    """The annotated config shipped in the package (used when AUTH_SERVER_CONFIG is unset)."""
+    return package_files.files("auth_server").joinpath("auth-server.toml").read_text(encoding="utf-8")
+
+
+def load_config(path: Path | None, environ: Mapping[str, str]) -> AuthServerConfig:
+    """Parse the config at `path` (None: the packaged default), expanding `${NAME}` from `environ`."""
+    source = str(path) if path is not None else "auth_server/auth-server.toml (packaged default)"
+    try:
+        text = path.read_text(encoding="utf-8") if path is not None else default_config_text()
+        raw = tomllib.loads(text)
+    except (OSError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(f"Cannot read auth-server config {source}: {error}") from None
+    expanded = _expand(raw, environ, location="")
+    try:
+        return AuthServerConfig.model_validate(expanded)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
+            for item in error.errors(include_input=False, include_url=False, include_context=False)
+        )
+        raise ConfigError(f"Invalid auth-server config {source}: {problems}") from None
+
+
+def _expand(value: Any, environ: Mapping[str, str], location: str) -> Any:
+    """Replace `${NAME}` in every string; a variable that is not set stops start-up, naming it."""
+    if isinstance(value, str):
+
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if not environ.get(name):
+                raise ConfigError(f"Missing required setting {name} (referenced by {location} in the config)")
+            return environ[name]
+
+        return _ENV_REFERENCE.sub(substitute, value)
+    if isinstance(value, dict):
+        return {key: _expand(item, environ, f"{location}.{key}".lstrip(".")) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_expand(item, environ, f"{location}[{index}]") for index, item in enumerate(value)]
+    return value
+
+
+def require_secret(environ: Mapping[str, str], name: str) -> str:
+    """The secret held by environment variable `name`; its absence stops start-up (the value is never shown)."""
+    value = environ.get(name, "")
+    if not value:
+        raise ConfigError(f"Missing required setting {name} (a secret the config refers to)")
+    return value

@@ -1,0 +1,127 @@
+"""Plain, accessible HTML for the login, consent and error pages; every dynamic value is escaped."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from html import escape
+
+from fastapi.responses import HTMLResponse
+
+# No framing (clickjacking on the consent page), no scripts, nothing cached, no referrer leaks.
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Pragma": "no-cache",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0; background: #f4f5f7; color: #1b1f24; }
+main { max-width: 28rem; margin: 3rem auto; background: #fff; padding: 2rem; border-radius: 8px;
+       box-shadow: 0 1px 3px rgba(0,0,0,.15); }
+h1 { font-size: 1.5rem; margin-top: 0; }
+label { display: block; font-weight: 600; margin-top: 1rem; }
+input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: .6rem; font-size: 1rem;
+       border: 1px solid #6b7280; border-radius: 4px; }
+button { margin-top: 1.25rem; margin-right: .5rem; padding: .6rem 1.2rem; font-size: 1rem; border-radius: 4px;
+       border: 1px solid #1d4ed8; background: #1d4ed8; color: #fff; cursor: pointer; }
+button.secondary { background: #fff; color: #1d4ed8; }
+button:focus-visible, input:focus-visible { outline: 3px solid #f59e0b; outline-offset: 2px; }
+.error { color: #991b1b; background: #fef2f2; border: 1px solid #fecaca; padding: .5rem .75rem; border-radius: 4px; }
+.note { font-size: .875rem; color: #4b5563; }
+code { word-break: break-all; }
+"""
+
+
+@dataclass(frozen=True)
+class RequestSummary:
+    """What the user is told about the authorization request, on both pages."""
+
+    request_id: str
+    csrf_token: str
+    client_name: str
+    client_id: str
+    client_verified: bool  # False for dynamically registered clients: the name is self-asserted
+    resource_description: str
+    resource_identifier: str
+    scopes: Sequence[str]
+    return_to: str  # origin of the redirect URI
+
+
+def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
+    document = (
+        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f"<title>{escape(title)} - auth-server (development)</title>\n<style>{_STYLE}</style>\n</head>\n"
+        f"<body>\n<main>\n{body}\n"
+        '<p class="note">auth-server is a development stand-in authorization server.</p>\n'
+        "</main>\n</body>\n</html>\n"
+    )
+    return HTMLResponse(document, status_code=status_code, headers=PAGE_HEADERS)
+
+
+def _hidden(summary: RequestSummary) -> str:
+    return (
+        f'<input type="hidden" name="request_id" value="{escape(summary.request_id)}">\n'
+        f'<input type="hidden" name="csrf_token" value="{escape(summary.csrf_token)}">\n'
+    )
+
+
+def _client_line(summary: RequestSummary) -> str:
+    unverified = "" if summary.client_verified else " (name given by the application itself, not verified)"
+    return (
+        f"<strong>{escape(summary.client_name)}</strong>{escape(unverified)} "
+        f"<span class='note'>client ID <code>{escape(summary.client_id)}</code></span>"
+    )
+
+
+def login_page(summary: RequestSummary, *, username: str = "", failed: bool = False) -> HTMLResponse:
+    error = (
+        '<p id="login-error" class="error" role="alert">The username or password is incorrect.</p>\n' if failed else ""
+    )
+    described = ' aria-describedby="login-error"' if failed else ""
+    body = (
+        "<h1>Sign in</h1>\n"
+        f"<p>Sign in to continue to {_client_line(summary)}.</p>\n"
+        f"{error}"
+        '<form method="post" action="/authorize/login">\n'
+        f"{_hidden(summary)}"
+        '<label for="username">Username</label>\n'
+        f'<input id="username" name="username" type="text" value="{escape(username)}" autocomplete="username" '
+        f'autocapitalize="none" spellcheck="false" required autofocus{described}>\n'
+        '<label for="password">Password</label>\n'
+        f'<input id="password" name="password" type="password" autocomplete="current-password" '
+        f"required{described}>\n"
+        '<button type="submit">Sign in</button>\n'
+        "</form>"
+    )
+    return _page("Sign in", body)
+
+
+def consent_page(summary: RequestSummary, *, user_name: str, username: str) -> HTMLResponse:
+    scopes = "\n".join(f"<li><code>{escape(scope)}</code></li>" for scope in summary.scopes)
+    body = (
+        "<h1>Allow access?</h1>\n"
+        f"<p>Signed in as <strong>{escape(user_name)}</strong> ({escape(username)}).</p>\n"
+        f"<p>{_client_line(summary)} asks to act on your behalf on:</p>\n"
+        f"<p><strong>{escape(summary.resource_description or 'Resource')}</strong><br>"
+        f"<code>{escape(summary.resource_identifier)}</code></p>\n"
+        '<h2 id="scopes-heading">With these permissions (scopes)</h2>\n'
+        f'<ul aria-labelledby="scopes-heading">\n{scopes}\n</ul>\n'
+        f"<p>If you allow, you will be sent back to <code>{escape(summary.return_to)}</code>.</p>\n"
+        '<form method="post" action="/authorize/consent">\n'
+        f"{_hidden(summary)}"
+        '<button type="submit" name="decision" value="approve">Allow</button>\n'
+        '<button type="submit" name="decision" value="deny" class="secondary">Deny</button>\n'
+        "</form>"
+    )
+    return _page("Allow access?", body)
+
+
+def error_page(title: str, message: str, status_code: int = 400) -> HTMLResponse:
+    """A request we cannot send back to the client (unknown client, bad redirect URI, expired form...)."""
+    body = f'<h1>{escape(title)}</h1>\n<p class="error" role="alert">{escape(message)}</p>'
+    return _page(title, body, status_code=status_code)

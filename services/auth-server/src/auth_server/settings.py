@@ -1,0 +1,55 @@
+"""Typed settings of the auth-server, read from the environment (and `.env`) at start-up."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from dotenv import dotenv_values
+from oauth_tokens.settings import ServiceSettings
+from pydantic import field_validator
+
+
+class AuthServerSettings(ServiceSettings):
+    """AUTH_ISSUER is the public URL every token names; the rest say where to listen and keep state."""
+
+    auth_issuer: str
+    auth_server_host: str = "127.0.0.1"
+    auth_server_port: int = 9000
+    auth_server_data_dir: Path = Path("data/auth-server")
+    # Unset: the annotated default file shipped inside the package (auth_server/auth-server.toml).
+    auth_server_config: Path | None = None
+
+    @field_validator("auth_issuer")
+    @classmethod
+    def _issuer_is_exact_url(cls, value: str) -> str:
+        # Clients compare `iss` by exact string (RFC 8414 §3.3, RFC 9207), so no normalising here.
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http(s) URL")
+        # An origin only: the endpoints and /.well-known documents are served at the root (RFC 8414 §3).
+        if parts.path or parts.query or parts.fragment:
+            raise ValueError("must be an origin (scheme://host[:port]) with no path or trailing slash")
+        return value
+
+    @field_validator("auth_server_config", mode="before")
+    @classmethod
+    def _empty_means_default(cls, value: object) -> object:
+        # `AUTH_SERVER_CONFIG=` in .env means "not set", not the current directory.
+        return None if value == "" else value
+
+    @property
+    def keys_dir(self) -> Path:
+        """Where the signing keys live (PEM files, mode 0600)."""
+        return self.auth_server_data_dir / "keys"
+
+
+def environment(env_file: Path = Path(".env")) -> dict[str, str]:
+    """The process environment over the values in `.env`, the precedence pydantic-settings uses.
+
+    The config file's `${NAME}` references and the secrets it names (`secret_env`, `password_env`) are
+    resolved from this, so a developer's `.env` works for them exactly as for the typed settings.
+    """
+    from_file = {name: value for name, value in dotenv_values(env_file).items() if value is not None}
+    return {**from_file, **os.environ}

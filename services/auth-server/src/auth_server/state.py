@@ -1,0 +1,63 @@
+"""The server's parts, built once from settings and config and shared by every endpoint (app.state)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from auth_server.clients import ClientRegistry
+from auth_server.codes import AuthorizationCodeStore
+from auth_server.config import AuthServerConfig
+from auth_server.keys import KeyStore
+from auth_server.pending import CsrfSigner, PendingAuthorizations
+from auth_server.settings import AuthServerSettings
+from auth_server.tokens import AccessTokenIssuer, RefreshTokenStore
+from auth_server.users import LoginThrottle, UserDirectory
+
+
+@dataclass
+class AuthServer:
+    settings: AuthServerSettings
+    config: AuthServerConfig
+    keystore: KeyStore
+    access_tokens: AccessTokenIssuer
+    refresh_tokens: RefreshTokenStore
+    codes: AuthorizationCodeStore
+    clients: ClientRegistry
+    users: UserDirectory
+    throttle: LoginThrottle
+    pending: PendingAuthorizations
+    csrf: CsrfSigner
+
+    @property
+    def issuer(self) -> str:
+        return self.settings.auth_issuer
+
+    @classmethod
+    def build(cls, settings: AuthServerSettings, config: AuthServerConfig, environ: Mapping[str, str]) -> AuthServer:
+        """Wire everything; generates the first signing key if the data directory has none."""
+        keystore = KeyStore(settings.keys_dir, config.lifetimes.access_token_seconds)
+        keystore.ensure_key()
+        keystore.prune()
+        refresh_tokens = RefreshTokenStore()
+        return cls(
+            settings=settings,
+            config=config,
+            keystore=keystore,
+            access_tokens=AccessTokenIssuer(settings.auth_issuer, keystore, config.lifetimes.access_token_seconds),
+            refresh_tokens=refresh_tokens,
+            codes=AuthorizationCodeStore(config.lifetimes.authorization_code_seconds, refresh_tokens),
+            clients=ClientRegistry.from_config(config, environ, realm=settings.auth_issuer),
+            users=UserDirectory.from_config(config, environ),
+            throttle=LoginThrottle(config.login),
+            pending=PendingAuthorizations(),
+            csrf=CsrfSigner(),
+        )
+
+
+def server_of(request: Request) -> AuthServer:
+    """The AuthServer of the app handling `request`."""
+    server: AuthServer = request.app.state.auth_server
+    return server

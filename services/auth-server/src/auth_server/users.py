@@ -1,0 +1,123 @@
+"""Demo users: scrypt-hashed passwords, constant-time checks, and slowing down repeated failed logins."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import anyio.to_thread
+
+from auth_server.config import AuthServerConfig, LoginPolicy, require_secret
+
+# scrypt cost: ~50 ms per check on a laptop core; memory 16 MiB (128 * r * n bytes).
+_SCRYPT_N = 2**14
+_SCRYPT_R = 8
+_SCRYPT_P = 1
+_KEY_LENGTH = 32
+_MAX_PASSWORD_BYTES = 1024
+
+
+@dataclass(frozen=True)
+class User:
+    username: str
+    name: str
+    title: str
+    salt: bytes = field(repr=False)
+    password_hash: bytes = field(repr=False)
+
+
+def hash_password(password: str, salt: bytes) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8")[:_MAX_PASSWORD_BYTES],
+        salt=salt,
+        n=_SCRYPT_N,
+        r=_SCRYPT_R,
+        p=_SCRYPT_P,
+        dklen=_KEY_LENGTH,
+    )
+
+
+def make_user(username: str, name: str, title: str, password: str) -> User:
+    salt = os.urandom(16)
+    return User(username, name, title, salt, hash_password(password, salt))
+
+
+class UserDirectory:
+    """Users by username; `verify` takes the same time whether or not the user exists."""
+
+    def __init__(self, users: list[User]) -> None:
+        self._users = {user.username: user for user in users}
+        # An unknown username is checked against this, so the response time does not reveal existence.
+        self._decoy = make_user("", "", "", os.urandom(16).hex())
+
+    @classmethod
+    def from_config(cls, config: AuthServerConfig, environ: Mapping[str, str]) -> UserDirectory:
+        return cls(
+            [
+                make_user(entry.username, entry.name, entry.title, require_secret(environ, entry.password_env))
+                for entry in config.users
+            ]
+        )
+
+    def get(self, username: str) -> User | None:
+        return self._users.get(username)
+
+    async def verify(self, username: str, password: str) -> User | None:
+        """The user if `password` is theirs, else None; scrypt runs in a worker thread."""
+        user = self._users.get(username)
+        candidate = user or self._decoy
+        computed = await anyio.to_thread.run_sync(hash_password, password, candidate.salt)
+        matches = hmac.compare_digest(computed, candidate.password_hash)
+        return user if matches and user is not None else None
+
+
+@dataclass
+class _Failures:
+    count: int
+    last_at: float
+
+
+class LoginThrottle:
+    """Counts consecutive failures per (username, client address) and says how long the next try waits.
+
+    The delay grows with each failure (doubling up to a cap) and is applied before the password is checked,
+    for known and unknown usernames alike. Entries are forgotten after the failure window.
+    """
+
+    _MAX_ENTRIES = 10_000
+
+    def __init__(self, policy: LoginPolicy) -> None:
+        self._policy = policy
+        self._failures: dict[tuple[str, str], _Failures] = {}
+
+    def delay_for(self, username: str, address: str, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        entry = self._failures.get((username.casefold(), address))
+        if entry is None or now - entry.last_at > self._policy.failure_window_seconds:
+            return 0.0
+        delay = self._policy.failure_delay_seconds * 2 ** (entry.count - 1)
+        return float(min(delay, self._policy.max_failure_delay_seconds))
+
+    def record_failure(self, username: str, address: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        key = (username.casefold(), address)
+        entry = self._failures.get(key)
+        if entry is None or now - entry.last_at > self._policy.failure_window_seconds:
+            entry = _Failures(0, now)
+        self._failures[key] = _Failures(entry.count + 1, now)
+        if len(self._failures) > self._MAX_ENTRIES:
+            self._forget_stale(now)
+
+    def record_success(self, username: str, address: str) -> None:
+        self._failures.pop((username.casefold(), address), None)
+
+    def _forget_stale(self, now: float) -> None:
+        window = self._policy.failure_window_seconds
+        for key in [key for key, entry in self._failures.items() if now - entry.last_at > window]:
+            del self._failures[key]
+        while len(self._failures) > self._MAX_ENTRIES:  # still full: drop the oldest insertions
+            del self._failures[next(iter(self._failures))]

@@ -1,0 +1,83 @@
+"""A headless stand-in for the user's browser: opens the login page, fills in and submits its forms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import httpx2
+
+
+@dataclass
+class Form:
+    action: str
+    method: str
+    fields: dict[str, str] = field(default_factory=dict)
+    buttons: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _FormParser(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.forms: list[Form] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "form":
+            self.forms.append(Form(attributes.get("action", ""), attributes.get("method", "get").lower()))
+        elif tag == "input" and self.forms and attributes.get("name"):
+            self.forms[-1].fields[attributes["name"]] = attributes.get("value", "")
+        elif tag == "button" and self.forms and attributes.get("name"):
+            self.forms[-1].buttons.append((attributes["name"], attributes.get("value", "")))
+
+
+def only_form(page: httpx2.Response) -> Form:
+    parser = _FormParser()
+    parser.feed(page.text)
+    assert len(parser.forms) == 1, f"expected one form on the page:\n{page.text}"
+    return parser.forms[0]
+
+
+def query_of(location: str) -> dict[str, str]:
+    """The query parameters of a redirect Location, one value each."""
+    return {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
+
+
+class Browser:
+    """Keeps cookies like a browser, follows no redirects (the test reads the callback URL itself)."""
+
+    def __init__(self) -> None:
+        self.http = httpx2.Client(timeout=10.0, follow_redirects=False)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def open(self, url: str) -> httpx2.Response:
+        return self.http.get(url)
+
+    def submit(
+        self, page: httpx2.Response, values: dict[str, str], button: tuple[str, str] | None = None
+    ) -> httpx2.Response:
+        form = only_form(page)
+        assert form.method == "post"
+        data = {**form.fields, **values}
+        if button is not None:
+            assert button in form.buttons, f"no button {button} in {form.buttons}"
+            data[button[0]] = button[1]
+        return self.http.post(urljoin(str(page.url), form.action), data=data)
+
+    def sign_in(self, authorization_url: str, username: str, password: str) -> httpx2.Response:
+        """Open the authorization URL and sign in; returns the consent page."""
+        login = self.open(authorization_url)
+        assert login.status_code == 200, login.text
+        return self.submit(login, {"username": username, "password": password})
+
+    def authorize(self, authorization_url: str, username: str, password: str, decision: str = "approve") -> str:
+        """Sign in and decide on the consent page; returns the redirect back to the client (Location)."""
+        consent = self.sign_in(authorization_url, username, password)
+        assert consent.status_code == 200, consent.text
+        assert "Allow access?" in consent.text, consent.text
+        redirect = self.submit(consent, {}, button=("decision", decision))
+        assert redirect.status_code == 303, redirect.text
+        return redirect.headers["location"]

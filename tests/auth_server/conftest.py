@@ -1,0 +1,146 @@
+"""Fixtures: a real auth-server process on loopback with generated secrets, a throwaway data dir and a
+test config (the shipped config plus a few extra clients), and helpers to call it."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+import pytest
+from auth_server.config import default_config_text
+
+from tests.support.processes import ServiceProcess, free_port, start_service
+
+# Appended to the shipped config: clients the negative tests need (TOML arrays of tables may continue
+# anywhere in the file). Names and secrets are test-only.
+TEST_CLIENTS = """
+[[clients]]
+client_id = "test-native-app"
+name = "Test native app"
+grant_types = ["authorization_code", "refresh_token"]
+resources = ["crm-mcp"]
+scopes = ["crm:read", "crm:write", "tickets:read", "tickets:write", "weather:read"]
+redirect_uris = ["http://127.0.0.1:53682/callback", "http://localhost:53682/callback?app=native"]
+
+[[clients]]
+client_id = "test-web-app"
+name = "Test web app (confidential)"
+secret_env = "TEST_WEB_APP_SECRET"
+grant_types = ["authorization_code", "client_credentials"]
+resources = ["crm-mcp", "crm-api"]
+scopes = ["crm:read", "tickets:read"]
+redirect_uris = ["https://app.example.test/callback"]
+
+[[clients]]
+client_id = "test-reporting-job"
+name = "Reporting job: client credentials only, no token exchange"
+secret_env = "TEST_REPORTING_JOB_SECRET"
+grant_types = ["client_credentials"]
+resources = ["crm-api"]
+scopes = ["crm:read"]
+"""
+
+NATIVE_REDIRECT = "http://127.0.0.1:53682/callback"
+WEB_REDIRECT = "https://app.example.test/callback"
+
+
+@dataclass
+class AuthTestEnv:
+    """Everything a test needs to know about the auth-server under test (secrets generated per run)."""
+
+    port: int
+    workdir: Path
+    crm_mcp_port: int = field(default_factory=free_port)
+    tickets_mcp_port: int = field(default_factory=free_port)
+    crm_api_audience: str = "http://crm-api.internal:8003"
+    agent_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    web_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    reporting_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+    alice_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    bob_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    issuer: str = ""
+
+    def __post_init__(self) -> None:
+        self.issuer = self.issuer or f"http://127.0.0.1:{self.port}"
+
+    @property
+    def crm_mcp_resource(self) -> str:
+        return f"http://127.0.0.1:{self.crm_mcp_port}/mcp"
+
+    @property
+    def tickets_mcp_resource(self) -> str:
+        return f"http://127.0.0.1:{self.tickets_mcp_port}/mcp"
+
+    @property
+    def url(self) -> str:
+        """Where the test reaches the server (equals the issuer except in the internal-host-name test)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.url}/token"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "auth-server.test.toml"
+
+    def secrets(self) -> list[str]:
+        return [self.agent_secret, self.web_secret, self.reporting_secret, self.alice_password, self.bob_password]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "AUTH_ISSUER": self.issuer,
+            "AUTH_SERVER_DATA_DIR": str(self.workdir / "data"),
+            "AUTH_SERVER_CONFIG": str(self.config_path),
+            "CRM_MCP_RESOURCE": self.crm_mcp_resource,
+            "TICKETS_MCP_RESOURCE": self.tickets_mcp_resource,
+            "CRM_API_AUDIENCE": self.crm_api_audience,
+            "CRM_MCP_CLIENT_SECRET": self.agent_secret,
+            "TEST_WEB_APP_SECRET": self.web_secret,
+            "TEST_REPORTING_JOB_SECRET": self.reporting_secret,
+            "DEMO_ALICE_PASSWORD": self.alice_password,
+            "DEMO_BOB_PASSWORD": self.bob_password,
+        }
+
+
+def start_auth_server(workdir: Path, *, issuer: str = "") -> tuple[AuthTestEnv, ServiceProcess]:
+    env = AuthTestEnv(port=free_port(), workdir=workdir, issuer=issuer)
+    workdir.mkdir(parents=True, exist_ok=True)
+    env.config_path.write_text(default_config_text() + TEST_CLIENTS, encoding="utf-8")
+    process = start_service(
+        "auth-server",
+        "auth_server",
+        port_variable="AUTH_SERVER_PORT",
+        env=env.environment(),
+        workdir=workdir,
+        port=env.port,
+    )
+    return env, process
+
+
+@pytest.fixture(scope="session")
+def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[AuthTestEnv, ServiceProcess]]:
+    env, process = start_auth_server(tmp_path_factory.mktemp("auth-server"))
+    yield env, process
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def auth(auth_server: tuple[AuthTestEnv, ServiceProcess]) -> AuthTestEnv:
+    """The shared auth-server under test."""
+    return auth_server[0]
+
+
+@pytest.fixture
+def http() -> Iterator[httpx2.Client]:
+    with httpx2.Client(timeout=10.0, follow_redirects=False) as client:
+        yield client
+
+
+@pytest.fixture(autouse=True)
+def _authlib_over_loopback_http(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Authlib refuses plain http unless told; the servers under test listen on loopback http.
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")

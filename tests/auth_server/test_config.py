@@ -1,0 +1,125 @@
+"""The config file: the shipped one loads and says what the issue asks; mistakes stop start-up clearly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from auth_server.clients import ClientRegistry
+from auth_server.config import GRANT_TOKEN_EXCHANGE, ConfigError, default_config_text, load_config
+from auth_server.settings import AuthServerSettings
+from auth_server.users import UserDirectory
+from oauth_tokens.errors import SettingsError
+from oauth_tokens.settings import load_settings
+
+ENVIRONMENT = {
+    "CRM_MCP_RESOURCE": "http://localhost:8001/mcp",
+    "TICKETS_MCP_RESOURCE": "http://localhost:8002/mcp",
+    "CRM_API_AUDIENCE": "http://localhost:8003",
+    "CRM_MCP_CLIENT_SECRET": "agent-secret-for-tests",
+    "DEMO_ALICE_PASSWORD": "alice-password-for-tests",
+    "DEMO_BOB_PASSWORD": "bob-password-for-tests",
+}
+
+
+def test_shipped_config_describes_the_topology() -> None:
+    config = load_config(None, ENVIRONMENT)
+
+    crm_mcp = config.resources["crm-mcp"]
+    assert crm_mcp.identifier == "http://localhost:8001/mcp"
+    assert set(crm_mcp.scopes) == {"crm:read", "crm:write", "tickets:read", "tickets:write", "weather:read"}
+    assert crm_mcp.extra_audiences == ("http://localhost:8003",)
+    assert config.resources["tickets-mcp"].extra_audiences == ()
+    assert set(config.resources["crm-api"].scopes) == {"crm:read", "crm:write"}
+    (agent,) = config.clients
+    assert agent.client_id == "crm-mcp-agent"
+    assert agent.secret_env == "CRM_MCP_CLIENT_SECRET"
+    assert set(agent.grant_types) == {"client_credentials", GRANT_TOKEN_EXCHANGE}
+    assert set(agent.resources) == {"tickets-mcp", "crm-api"}
+    assert set(agent.scopes) == {"tickets:read", "tickets:write", "crm:read"}
+    assert [(user.username, user.name) for user in config.users] == [("alice", "Alice Adams"), ("bob", "Bob Baker")]
+    assert config.registration.resources == ("crm-mcp",)
+    assert config.registration_scopes() == crm_mcp.scopes
+    assert (config.lifetimes.access_token_seconds, config.lifetimes.authorization_code_seconds) == (600, 60)
+    assert config.lifetimes.refresh_token_seconds == 86400
+
+
+def test_shipped_config_holds_no_secret_values() -> None:
+    text = default_config_text()
+    for secret in ("agent-secret-for-tests", "alice-password-for-tests"):
+        assert secret not in text
+    assert "secret_env" in text
+    assert "password_env" in text
+
+
+def test_a_missing_variable_stops_start_up_naming_it() -> None:
+    environment = {name: value for name, value in ENVIRONMENT.items() if name != "TICKETS_MCP_RESOURCE"}
+    with pytest.raises(ConfigError, match="TICKETS_MCP_RESOURCE"):
+        load_config(None, environment)
+
+
+def test_a_missing_secret_stops_start_up_naming_it_not_showing_anything() -> None:
+    config = load_config(None, ENVIRONMENT)
+    without_secret = {name: value for name, value in ENVIRONMENT.items() if name != "CRM_MCP_CLIENT_SECRET"}
+    with pytest.raises(SettingsError, match="CRM_MCP_CLIENT_SECRET"):
+        ClientRegistry.from_config(config, without_secret, realm="test")
+    without_password = {name: value for name, value in ENVIRONMENT.items() if name != "DEMO_BOB_PASSWORD"}
+    with pytest.raises(SettingsError, match="DEMO_BOB_PASSWORD"):
+        UserDirectory.from_config(config, without_password)
+
+
+@pytest.mark.parametrize(
+    ("client_toml", "problem"),
+    [
+        ('redirect_uris = ["http://evil.example.com/cb"]', "https"),
+        ('redirect_uris = ["https://app.example.com/cb#frag"]', "fragment"),
+        ('redirect_uris = ["https://app.example.com/cb"]\nresources = ["nope"]', "unknown resources"),
+        ('redirect_uris = ["https://app.example.com/cb"]\ngrant_types = ["password"]', "unsupported grant"),
+        ('redirect_uris = ["https://app.example.com/cb"]\ngrant_types = ["client_credentials"]', "confidential"),
+        ('redirect_uris = ["https://app.example.com/cb"]\nscopes = ["crm:admin"]', "scopes none"),
+        ('redirect_uris = ["https://app.example.com/cb"]\nsecret = "inline"', "Extra inputs"),
+    ],
+)
+def test_config_mistakes_are_refused(tmp_path: Path, client_toml: str, problem: str) -> None:
+    defaults = {
+        "grant_types": 'grant_types = ["authorization_code"]',
+        "resources": 'resources = ["crm-mcp"]',
+        "scopes": 'scopes = ["crm:read"]',
+    }
+    lines = [line for key, line in defaults.items() if f"{key} =" not in client_toml]
+    client = "\n".join(['client_id = "broken"', *lines, client_toml])
+    path = tmp_path / "config.toml"
+    path.write_text(f"{default_config_text()}\n[[clients]]\n{client}\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match=problem):
+        load_config(path, ENVIRONMENT)
+
+
+def test_an_unreadable_config_names_the_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"nowhere\.toml"):
+        load_config(tmp_path / "nowhere.toml", ENVIRONMENT)
+
+
+@pytest.mark.parametrize(
+    "issuer", ["http://localhost:9000/", "localhost:9000", "http://localhost:9000/auth", "ftp://localhost"]
+)
+def test_the_issuer_must_be_an_exact_origin(monkeypatch: pytest.MonkeyPatch, issuer: str) -> None:
+    monkeypatch.setenv("AUTH_ISSUER", issuer)
+    with pytest.raises(SettingsError, match="AUTH_ISSUER"):
+        load_settings(AuthServerSettings)
+
+
+def test_settings_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    for name in ("AUTH_SERVER_PORT", "AUTH_SERVER_HOST", "AUTH_SERVER_DATA_DIR", "AUTH_SERVER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AUTH_ISSUER", "http://localhost:9000")
+    settings = load_settings(AuthServerSettings)
+    assert (settings.auth_server_host, settings.auth_server_port) == ("127.0.0.1", 9000)
+    assert settings.keys_dir == Path("data/auth-server/keys")
+    assert settings.auth_server_config is None
+
+
+def test_an_empty_config_setting_means_the_packaged_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_ISSUER", "http://localhost:9000")
+    monkeypatch.setenv("AUTH_SERVER_CONFIG", "")
+    assert load_settings(AuthServerSettings).auth_server_config is None
