@@ -32,6 +32,7 @@ class Form:
     """An HTML form: where it posts and the inputs it would send."""
 
     action: str
+    method: str = "get"
     fields: dict[str, str] = field(default_factory=dict)
     buttons: list[tuple[str, str]] = field(default_factory=list)
 
@@ -44,7 +45,7 @@ class _FormParser(HTMLParser):
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         attributes = {name: value or "" for name, value in attrs}
         if tag == "form":
-            self.forms.append(Form(action=attributes.get("action", "")))
+            self.forms.append(Form(action=attributes.get("action", ""), method=attributes.get("method", "get").lower()))
         elif self.forms and tag in ("input", "button") and attributes.get("name"):
             kind = attributes.get("type", "submit" if tag == "button" else "text")
             if kind == "submit":

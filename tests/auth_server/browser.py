@@ -1,42 +1,21 @@
-"""A headless stand-in for the user's browser: opens the login page, fills in and submits its forms."""
+"""A headless stand-in for the user's browser, with assertions: opens the login page, submits its forms.
+
+The form parsing is `scripts/headless_login.py`'s (the one `make demo` uses); this adds strict checks.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from html.parser import HTMLParser
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx2
 
-
-@dataclass
-class Form:
-    action: str
-    method: str
-    fields: dict[str, str] = field(default_factory=dict)
-    buttons: list[tuple[str, str]] = field(default_factory=list)
-
-
-class _FormParser(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.forms: list[Form] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        attributes = {name: value or "" for name, value in attrs}
-        if tag == "form":
-            self.forms.append(Form(attributes.get("action", ""), attributes.get("method", "get").lower()))
-        elif tag == "input" and self.forms and attributes.get("name"):
-            self.forms[-1].fields[attributes["name"]] = attributes.get("value", "")
-        elif tag == "button" and self.forms and attributes.get("name"):
-            self.forms[-1].buttons.append((attributes["name"], attributes.get("value", "")))
+from scripts.headless_login import Form, parse_forms
 
 
 def only_form(page: httpx2.Response) -> Form:
-    parser = _FormParser()
-    parser.feed(page.text)
-    assert len(parser.forms) == 1, f"expected one form on the page:\n{page.text}"
-    return parser.forms[0]
+    forms = parse_forms(page.text)
+    assert len(forms) == 1, f"expected one form on the page:\n{page.text}"
+    return forms[0]
 
 
 def query_of(location: str) -> dict[str, str]:

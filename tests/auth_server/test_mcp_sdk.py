@@ -11,34 +11,15 @@ from mcp import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.auth import AuthorizationCodeResult, OAuthClientInformationFull, OAuthClientMetadata, OAuthToken
+from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from mcp_types import TextContent
 from pydantic import AnyUrl
 
+from scripts.headless_login import MemoryTokenStorage
 from tests.auth_server.browser import Browser, query_of
 from tests.auth_server.conftest import AuthTestEnv
 from tests.auth_server.resource_server import running_resource_server
 from tests.auth_server.tokens import claims_of
-
-
-class MemoryStorage:
-    """The SDK's TokenStorage, in memory."""
-
-    def __init__(self) -> None:
-        self.tokens: OAuthToken | None = None
-        self.client_info: OAuthClientInformationFull | None = None
-
-    async def get_tokens(self) -> OAuthToken | None:
-        return self.tokens
-
-    async def set_tokens(self, tokens: OAuthToken) -> None:
-        self.tokens = tokens
-
-    async def get_client_info(self) -> OAuthClientInformationFull | None:
-        return self.client_info
-
-    async def set_client_info(self, client_info: OAuthClientInformationFull) -> None:
-        self.client_info = client_info
 
 
 async def _whoami(url: str, auth_provider: httpx2.Auth) -> str:
@@ -56,7 +37,7 @@ async def _whoami(url: str, auth_provider: httpx2.Auth) -> str:
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
 @pytest.mark.anyio
 async def test_sdk_client_credentials_provider(auth: AuthTestEnv, method: str) -> None:
-    storage = MemoryStorage()
+    storage = MemoryTokenStorage()
     provider = ClientCredentialsOAuthProvider(
         server_url=auth.tickets_mcp_resource,
         storage=storage,
@@ -103,7 +84,7 @@ class HeadlessUser:
 @pytest.mark.anyio
 async def test_sdk_oauth_client_provider_with_dynamic_registration(auth: AuthTestEnv) -> None:
     user = HeadlessUser("alice", auth.alice_password)
-    storage = MemoryStorage()
+    storage = MemoryTokenStorage()
     provider = OAuthClientProvider(
         server_url=auth.crm_mcp_resource,
         # As the SDK's own example client registers (it asks for client_secret_post; it gets a public client).
