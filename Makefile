@@ -10,14 +10,17 @@ UV_VERSION := 0.13.9
 UV ?= $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 VENV_STAMP := .venv/.synced
 RUN := $(UV) run --frozen --no-sync
-# Run the topology in Docker when an engine answers, else as local processes.
-# Override: make up USE_DOCKER=1 (force compose) or USE_DOCKER=0 (force local processes).
-USE_DOCKER ?= $(shell docker info >/dev/null 2>&1 && echo 1 || echo 0)
+# Run the topology in Docker when an engine answers, else as local processes; while a local topology
+# runs (.run/topology.pid alive), up/down/logs keep to it. Override: USE_DOCKER=1 or USE_DOCKER=0.
+USE_DOCKER ?= $(shell if [ -f .run/topology.pid ] && kill -0 "$$(cat .run/topology.pid)" 2>/dev/null; then echo 0; \
+	elif docker info >/dev/null 2>&1; then echo 1; else echo 0; fi)
 PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## Show this help
-	@awk 'BEGIN {FS = ":.*## "; printf "Targets:\n"} /^[a-zA-Z0-9_-]+:.*## / {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Usage: make up, then make demo, then make down. make test runs every test."
+	@awk 'BEGIN {FS = ":.*## "; printf "Targets:\n"} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@echo "Variables: USE_DOCKER=1|0 forces Docker Compose or local processes (default: Docker if an engine answers)."
 
 .tools/bin/uv:
 	@echo "uv not found: installing uv $(UV_VERSION) from PyPI into .tools/"
@@ -52,8 +55,13 @@ else
 endif
 
 .PHONY: logs
-logs: ## Follow the logs of the local processes started by `make up`
+logs: ## Follow the services' logs
+ifeq ($(USE_DOCKER),1)
+	docker compose logs --follow --tail 50
+else
+	@test -f .run/topology.log || { echo "No logs yet: run make up first."; exit 1; }
 	@tail -n 50 -F .run/topology.log
+endif
 
 .PHONY: demo
 demo: install .env ## Log in as a demo user and call one tool per pattern against the running topology

@@ -89,7 +89,7 @@ async def run_demo(env: dict[str, str]) -> None:
         tickets = await call(alice, "list_customer_tickets", {"customer_id": customer["id"]})
         check(
             all(t["customer_id"] == customer["id"] for t in tickets),
-            f"{len(tickets)} tickets for {customer['name']}",
+            f"{len(tickets)} ticket(s) for {customer['name']}",
         )
         ticket = await call(
             alice,
@@ -138,16 +138,27 @@ async def run_demo(env: dict[str, str]) -> None:
     check(response.status_code == 401, "tickets-mcp refuses alice's token (wrong audience): no confused deputy")
 
 
+def find(error: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
+    """`error` itself or the first exception of `kind` inside it (the MCP client raises exception groups)."""
+    if isinstance(error, kind):
+        return error
+    if isinstance(error, BaseExceptionGroup):
+        return next((found for inner in error.exceptions if (found := find(inner, kind)) is not None), None)
+    return None
+
+
 def main() -> int:
     env = load_env()
     try:
         anyio.run(run_demo, env)
-    except DemoFailure as failure:
-        say(f"\n✗ demo failed: {failure}")
-        return 1
-    except (httpx2.TransportError, OSError) as exc:
-        say(f"\n✗ cannot reach the services ({type(exc).__name__}). Is the topology up? Run `make up` first.")
-        return 1
+    except Exception as error:
+        if (failure := find(error, DemoFailure)) is not None:
+            say(f"\n✗ demo failed: {failure}")
+            return 1
+        if (unreachable := find(error, (httpx2.TransportError, OSError))) is not None:
+            say(f"\n✗ cannot reach the services ({type(unreachable).__name__}). Run `make up` first.")
+            return 1
+        raise
     say("\nDemo passed: each pattern worked, and each boundary held.")
     return 0
 

@@ -65,7 +65,6 @@ def base_url(service: Service, env: dict[str, str]) -> str:
 def init_env() -> int:
     """Create .env from .env.example, replacing `<generated>` with fresh random secrets."""
     if ENV_FILE.exists():
-        print(".env exists; leaving it as it is.")
         return 0
     generated: dict[str, str] = {}
     lines = []

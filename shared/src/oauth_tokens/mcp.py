@@ -130,5 +130,5 @@ def transport_security(extra_hosts: Sequence[str] = ()) -> TransportSecuritySett
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
-        allowed_origins=[f"http://{host}" for host in hosts],
+        allowed_origins=[f"{scheme}://{host}" for scheme in ("http", "https") for host in hosts],
     )

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, SecretStr, ValidationError
+from pydantic import BaseModel, SecretStr
 
-from crm_mcp.downstream import DownstreamError, http_client, send
+from crm_mcp.downstream import http_client, parse_response, send
 
 SERVICE = "weather-api"
 
@@ -61,10 +61,7 @@ class WeatherApiClient:
             ),
             idempotent=True,
         )
-        try:
-            return map_weather_response(response.json())
-        except (ValueError, KeyError, TypeError, ValidationError) as exc:
-            raise DownstreamError(f"{SERVICE} returned a response crm-mcp cannot read.") from exc
+        return parse_response(SERVICE, lambda: map_weather_response(response.json()))
 
     async def aclose(self) -> None:
         await self._http.aclose()

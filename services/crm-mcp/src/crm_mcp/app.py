@@ -41,7 +41,7 @@ async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
     """Create the three downstream clients once; close them (and the MCP session they hold) at shutdown."""
     timeout = settings.crm_mcp_downstream_timeout_seconds
     tickets_auth = ClientCredentialsAuth(
-        settings.auth_token_url,
+        settings.token_url,
         settings.crm_mcp_client_id,
         settings.crm_mcp_client_secret.get_secret_value(),
         scope=TICKETS_SCOPES,

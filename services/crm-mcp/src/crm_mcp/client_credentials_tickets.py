@@ -17,7 +17,7 @@ secret at the token endpoint and presents that token to tickets-mcp.
 from __future__ import annotations
 
 import logging
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import anyio
 import httpx2
@@ -27,8 +27,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import TextContent
 from oauth_tokens import ClientCredentialsAuth, TokenEndpointError
+from pydantic import BaseModel, TypeAdapter
 
-from crm_mcp.downstream import DownstreamError, http_client
+from crm_mcp.downstream import DownstreamError, http_client, parse_response
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +37,31 @@ E = TypeVar("E", bound=BaseException)
 
 SERVICE = "tickets-mcp"
 READ_ONLY_TOOLS = frozenset({"list_tickets", "get_ticket"})
+TicketStatus = Literal["open", "in_progress", "resolved", "closed"]
+TicketPriority = Literal["low", "normal", "high", "urgent"]
+
+
+class TicketSummary(BaseModel):
+    """A ticket as tickets-mcp lists it."""
+
+    model_config = {"extra": "allow"}
+
+    id: str
+    customer_id: str
+    title: str
+    status: str
+    priority: str
+
+
+class Ticket(TicketSummary):
+    """A ticket in full, with its provenance: who created it (identity) and for whom (data)."""
+
+    description: str
+    created_by_client: str
+    requested_by: str | None = None
+
+
+_summaries = TypeAdapter(list[TicketSummary])
 
 
 class TicketsMcpClient:
@@ -53,6 +79,27 @@ class TicketsMcpClient:
     def bind(self, task_group: TaskGroup) -> None:
         """Give the client the long-lived task group (the server's lifespan) that owns its MCP session."""
         self._task_group = task_group
+
+    async def list_tickets(self, customer_id: str, status: TicketStatus | None = None) -> list[TicketSummary]:
+        arguments: dict[str, Any] = {"customer_id": customer_id}
+        if status is not None:
+            arguments["status"] = status
+        payload = await self.call_tool("list_tickets", arguments)
+        return parse_response(SERVICE, lambda: _summaries.validate_python(payload["tickets"]))
+
+    async def create_ticket(
+        self, customer_id: str, title: str, description: str, priority: TicketPriority, requested_by: str
+    ) -> Ticket:
+        arguments = {
+            "customer_id": customer_id,
+            "title": title,
+            "description": description,
+            "priority": priority,
+            # Data for the record, not identity: tickets-mcp authenticates crm-mcp, not this user.
+            "requested_by": requested_by,
+        }
+        payload = await self.call_tool("create_ticket", arguments)
+        return parse_response(SERVICE, lambda: Ticket.model_validate(payload))
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
         """Call a tickets-mcp tool; return its structured result or raise DownstreamError."""
@@ -125,7 +172,9 @@ def _connect_error(exc: BaseException) -> DownstreamError:
         return DownstreamError(
             f"crm-mcp could not get a token for {SERVICE} (authorization server said: {token_error.error})."
         )
-    return DownstreamError(f"{SERVICE} is unreachable: {_reason(exc)}")
+    if isinstance(exc, MCPError):
+        return DownstreamError(f"{SERVICE} refused the MCP session: {exc.error.message}")
+    return DownstreamError(f"{SERVICE} is unreachable ({_reason(exc)}); try again later.")
 
 
 def _first(exc: BaseException, kind: type[E]) -> E | None:
@@ -150,11 +199,11 @@ def _reason(exc: BaseException) -> str:
     if isinstance(exc, MCPError):
         return exc.error.message
     if isinstance(exc, httpx2.TimeoutException):
-        return "it did not answer in time"
+        return "no answer in time"
     if isinstance(exc, httpx2.HTTPError):
-        return "it is unreachable"
+        return "connection failed"
     if isinstance(exc, BaseExceptionGroup):
         return _reason(exc.exceptions[0])
     if isinstance(exc, TimeoutError):
-        return "it did not answer in time"
+        return "no answer in time"
     return type(exc).__name__

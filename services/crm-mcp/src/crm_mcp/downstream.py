@@ -10,16 +10,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import anyio
 import httpx2
 from mcp.server.mcpserver.exceptions import ToolError
+from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
 
 # Statuses where the same idempotent request may succeed a moment later.
 RETRYABLE_STATUSES = frozenset({502, 503, 504})
 RETRY_BACKOFF_SECONDS = 0.2
+
+T = TypeVar("T")
 
 
 class DownstreamError(ToolError):
@@ -34,6 +38,14 @@ def http_client(timeout_seconds: float, auth: httpx2.Auth | None = None) -> http
         follow_redirects=False,
         limits=httpx2.Limits(max_connections=50, max_keepalive_connections=20),
     )
+
+
+def parse_response(service: str, parse: Callable[[], T]) -> T:
+    """Run `parse` on a downstream's answer; an unexpected shape is a clear tool error, not a masked crash."""
+    try:
+        return parse()
+    except (ValueError, KeyError, TypeError, ValidationError) as exc:
+        raise DownstreamError(f"{service} returned a response crm-mcp cannot read.") from exc
 
 
 def error_for_status(service: str, response: httpx2.Response) -> DownstreamError | None:

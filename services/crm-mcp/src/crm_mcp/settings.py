@@ -24,7 +24,8 @@ class Settings(TrustSettings):
     weather_api_key_header: str = "X-API-Key"
 
     # Pattern 2 — client credentials.
-    auth_token_url: str
+    # Empty: <AUTH_ISSUER>/token, the local auth server's token endpoint.
+    auth_token_url: str = ""
     crm_mcp_client_id: str
     crm_mcp_client_secret: SecretStr
     tickets_mcp_url: str
@@ -32,3 +33,8 @@ class Settings(TrustSettings):
 
     # Pattern 3 — token cascade.
     crm_api_url: str
+
+    @property
+    def token_url(self) -> str:
+        """Where crm-mcp gets its client-credentials token."""
+        return self.auth_token_url or f"{self.auth_issuer}/token"

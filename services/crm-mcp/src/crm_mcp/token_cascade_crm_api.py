@@ -4,10 +4,11 @@ crm-api sits inside the same trust boundary and validates the token itself (issu
 expiry, per-route scopes) against the authorization server's JWKS, then uses `sub` to decide what this
 user may see. crm-mcp adds no credential of its own and cannot widen what the user may do.
 
-Why this is safe here and not in general: the authorization server issues tokens for crm-mcp with
-crm-api's audience too (one trust boundary), and crm-api checks that audience. The MCP specification
-forbids passing a token through to a service that does not validate it as its own (the confused
-deputy); outside one trust boundary, exchange the token instead (RFC 8693, see docs/token-cascade.md).
+This is a deliberate, bounded exception to a rule: the MCP specification says an MCP server MUST NOT
+pass the token it received through to upstream APIs (a confused deputy). It holds here only because
+crm-api is inside the same trust boundary, the authorization server puts crm-api's audience in tokens
+for crm-mcp, and crm-api validates that audience itself. Anywhere else, exchange the token for one
+issued for the downstream (RFC 8693, supported by the local auth server; see docs/token-cascade.md).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from urllib.parse import quote
 from mcp.server.auth.middleware.auth_context import get_access_token
 from pydantic import BaseModel, TypeAdapter
 
-from crm_mcp.downstream import DownstreamError, http_client, send
+from crm_mcp.downstream import DownstreamError, http_client, parse_response, send
 
 SERVICE = "crm-api"
 
@@ -70,7 +71,7 @@ class CrmApiClient:
             lambda: self._http.get(f"{self._base_url}/customers", params={"q": query}, headers=caller_authorization()),
             idempotent=True,
         )
-        return _customers.validate_python(_json(response.json()))
+        return parse_response(SERVICE, lambda: _customers.validate_python(_json(response.json())))
 
     async def get_customer(self, customer_id: str) -> Customer:
         response = await send(
@@ -80,7 +81,7 @@ class CrmApiClient:
             ),
             idempotent=True,
         )
-        return Customer.model_validate(response.json())
+        return parse_response(SERVICE, lambda: Customer.model_validate(response.json()))
 
     async def add_note(self, customer_id: str, note: str) -> Customer:
         response = await send(
@@ -92,7 +93,7 @@ class CrmApiClient:
             ),
             idempotent=False,
         )
-        return Customer.model_validate(response.json())
+        return parse_response(SERVICE, lambda: Customer.model_validate(response.json()))
 
     async def aclose(self) -> None:
         await self._http.aclose()

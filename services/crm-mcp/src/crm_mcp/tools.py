@@ -14,7 +14,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
@@ -24,7 +24,13 @@ from oauth_tokens.mcp import require_tool_scopes
 from pydantic import BaseModel, Field
 
 from crm_mcp.api_key_weather import Weather, WeatherApiClient
-from crm_mcp.client_credentials_tickets import TicketsMcpClient
+from crm_mcp.client_credentials_tickets import (
+    Ticket,
+    TicketPriority,
+    TicketsMcpClient,
+    TicketStatus,
+    TicketSummary,
+)
 from crm_mcp.token_cascade_crm_api import CrmApiClient, Customer
 
 CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A customer id, e.g. cus_001")]
@@ -40,23 +46,11 @@ class Downstreams:
     tickets: TicketsMcpClient
 
 
-class Ticket(BaseModel):
-    """A support ticket as tickets-mcp returns it."""
-
-    model_config = {"extra": "allow"}
-
-    id: str
-    customer_id: str
-    title: str
-    status: str
-    priority: str
-
-
 class Briefing(BaseModel):
     """Everything about one customer, with any part that could not be fetched named in `unavailable`."""
 
     customer: Customer
-    open_tickets: list[Ticket] | None
+    open_tickets: list[TicketSummary] | None
     weather: Weather | None
     unavailable: dict[str, str] = Field(description="Part -> why it could not be fetched")
 
@@ -69,11 +63,6 @@ def _caller() -> str:
     """The authenticated user's `sub`: who a ticket is requested by."""
     token = require_tool_scopes()
     return token.subject or token.client_id
-
-
-def _tickets(payload: Any) -> list[Ticket]:
-    items = payload.get("tickets", payload.get("result", [])) if isinstance(payload, dict) else payload
-    return [Ticket.model_validate(item) for item in items or []]
 
 
 def register_tools(mcp: MCPServer[Downstreams]) -> None:
@@ -108,17 +97,14 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
     async def list_customer_tickets(
         customer_id: CustomerId,
         ctx: Context[Downstreams, Any],
-        status: Literal["open", "in_progress", "closed"] | None = None,
-    ) -> list[Ticket]:
+        status: TicketStatus | None = None,
+    ) -> list[TicketSummary]:
         """List support tickets of a customer, optionally by status. Requires scope tickets:read."""
         require_tool_scopes("tickets:read")
         # Scope is checked against the user; the customer's visibility is checked by crm-api first,
         # so a user cannot list tickets of another rep's customer through crm-mcp's own credentials.
         await _downstreams(ctx).crm_api.get_customer(customer_id)
-        arguments: dict[str, Any] = {"customer_id": customer_id}
-        if status is not None:
-            arguments["status"] = status
-        return _tickets(await _downstreams(ctx).tickets.call_tool("list_tickets", arguments))
+        return await _downstreams(ctx).tickets.list_tickets(customer_id, status)
 
     @mcp.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=False))
     async def open_ticket(
@@ -126,21 +112,12 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         title: Annotated[str, Field(min_length=3, max_length=200)],
         description: Annotated[str, Field(max_length=5000)],
         ctx: Context[Downstreams, Any],
-        priority: Literal["low", "normal", "high", "urgent"] = "normal",
+        priority: TicketPriority = "normal",
     ) -> Ticket:
         """Open a support ticket for one of your customers. Requires scope tickets:write."""
         require_tool_scopes("tickets:write")
         await _downstreams(ctx).crm_api.get_customer(customer_id)
-        arguments = {
-            "customer_id": customer_id,
-            "title": title,
-            "description": description,
-            "priority": priority,
-            # Data for the record, not identity: tickets-mcp authenticates crm-mcp, not this user.
-            "requested_by": _caller(),
-        }
-        result = await _downstreams(ctx).tickets.call_tool("create_ticket", arguments)
-        return Ticket.model_validate(result.get("result", result) if isinstance(result, dict) else result)
+        return await _downstreams(ctx).tickets.create_ticket(customer_id, title, description, priority, _caller())
 
     @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
     async def get_weather(
@@ -164,16 +141,13 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         # id, so they run alongside both.
         customer: Customer | None = None
         customer_error: ToolError | None = None
-        open_tickets: list[Ticket] | None = None
+        open_tickets: list[TicketSummary] | None = None
         weather: Weather | None = None
 
         async def fetch_tickets() -> None:
             nonlocal open_tickets
             try:
-                payload = await clients.tickets.call_tool(
-                    "list_tickets", {"customer_id": customer_id, "status": "open"}
-                )
-                open_tickets = _tickets(payload)
+                open_tickets = await clients.tickets.list_tickets(customer_id, "open")
             except ToolError as exc:
                 unavailable["open_tickets"] = str(exc)
 
