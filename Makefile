@@ -88,7 +88,7 @@ bench: install ## Measure token validation, token source and tool-call latency; 
 	@$(RUN) python -m scripts.bench
 
 .PHONY: rotate-keys
-rotate-keys: install .env ## Add a new auth-server signing key (old keys stay published until their tokens expire)
+rotate-keys: install .env ## Add an auth-server signing key: published now, signs in 60 s; old keys stay published
 	@$(RUN) python -m auth_server.keys rotate
 
 .PHONY: clean

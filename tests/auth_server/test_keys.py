@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import jwt
-from auth_server.keys import RETIREMENT_MARGIN_SECONDS, KeyStore
+from auth_server.keys import PUBLISH_AHEAD_SECONDS, RETIREMENT_MARGIN_SECONDS, KeyStore
 from auth_server.tokens import AccessTokenIssuer
 
 LIFETIME = 600
@@ -45,7 +45,7 @@ def test_rotation_signs_with_the_new_key_and_keeps_publishing_the_old(tmp_path: 
     issuer = AccessTokenIssuer("http://issuer.test", store, LIFETIME)
     old_token = issuer.issue(subject="s", client_id="c", audiences=("a",), scopes=("x",)).token
 
-    new_kid = store.rotate()
+    new_kid = store.rotate(publish_ahead_seconds=0).kid
 
     assert new_kid != old_kid
     assert store.signing_key().kid == new_kid
@@ -60,7 +60,7 @@ def test_a_retired_key_is_dropped_once_its_tokens_have_expired(tmp_path: Path) -
     store = KeyStore(tmp_path, LIFETIME)
     store.ensure_key()
     old_kid = store.signing_key().kid
-    new_kid = store.rotate()
+    new_kid = store.rotate(publish_ahead_seconds=0).kid
     retired_at = time.time()
 
     still_valid = retired_at + LIFETIME + RETIREMENT_MARGIN_SECONDS - 5
@@ -79,7 +79,23 @@ def test_a_rotation_by_another_process_is_picked_up(tmp_path: Path) -> None:
     old_kid = server_store.signing_key().kid
 
     cli_store = KeyStore(tmp_path, LIFETIME)  # what `python -m auth_server.keys rotate` does
-    new_kid = cli_store.rotate()
+    new_kid = cli_store.rotate(publish_ahead_seconds=0).kid
 
     assert server_store.signing_key().kid == new_kid
     assert {key["kid"] for key in server_store.jwks()["keys"]} == {old_kid, new_kid}
+
+
+def test_a_rotated_in_key_is_published_before_it_signs(tmp_path: Path) -> None:
+    """Validators see the new key in the JWKS before any token carries its kid (no refetch race)."""
+    store = KeyStore(tmp_path, LIFETIME)
+    store.ensure_key()
+    old_kid = store.signing_key().kid
+
+    new = store.rotate()
+    now = time.time()
+
+    assert {key["kid"] for key in store.jwks()["keys"]} == {old_kid, new.kid}
+    assert store.signing_key(now=now).kid == old_kid
+    assert store.signing_key(now=now + PUBLISH_AHEAD_SECONDS + 1).kid == new.kid
+    assert new.activates_at is not None
+    assert new.activates_at >= int(now) + PUBLISH_AHEAD_SECONDS - 1

@@ -41,7 +41,8 @@ def _agent_token(env: AuthTestEnv) -> str:
 
 def _rotate(env: AuthTestEnv, workdir: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "auth_server.keys", "rotate"],
+        # No publish-ahead delay here, so the new key signs at once (the delay is tested in test_keys.py).
+        [sys.executable, "-m", "auth_server.keys", "rotate", "--publish-ahead", "0"],
         cwd=workdir,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}, **env.environment()},
         capture_output=True,

@@ -10,7 +10,8 @@ import logging
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,10 @@ SIGNING_ALGORITHM = "RS256"
 _INDEX_FILE = "keys.json"
 # Published beyond the token lifetime so a token signed just before rotation outlives validators' leeway.
 RETIREMENT_MARGIN_SECONDS = 60
+# A rotated-in key is published this long before it signs, so every validator has refetched the JWKS
+# (the shared validator refetches for an unknown kid at most once per 30 s cool-down) before it meets
+# a token signed with it.
+PUBLISH_AHEAD_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -38,6 +43,13 @@ class KeyRecord:
     kid: str
     created_at: int
     retired_at: int | None = None
+    # Signs from this time on (published from created_at); None: from created_at.
+    activates_at: int | None = None
+
+    def signs_at(self, now: float) -> bool:
+        """Whether this key may sign at `now`: activated, and not yet retired."""
+        activated = (self.activates_at or self.created_at) <= now
+        return activated and (self.retired_at is None or now < self.retired_at)
 
 
 @dataclass(frozen=True)
@@ -47,7 +59,10 @@ class SigningKey:
 
 
 class KeyStore:
-    """Keys under `directory`; the newest unretired key signs, retired keys stay in the JWKS for a while.
+    """Keys under `directory`; the newest activated, unretired key signs; others stay in the JWKS a while.
+
+    Rotation publishes the new key PUBLISH_AHEAD_SECONDS before it signs (and the old one signs until
+    then), and keeps the old key published until every token it signed has expired.
 
     The index is re-read whenever its file changes, so `python -m auth_server.keys rotate` takes effect
     in a running server without a restart.
@@ -71,16 +86,17 @@ class KeyStore:
             kid = self._add_key(retire_current=False)
             logger.info("Generated signing key %s in %s", kid, self.directory)
 
-    def rotate(self) -> str:
-        """Add a new signing key and retire the current one (still published until its tokens expire)."""
+    def rotate(self, publish_ahead_seconds: int = PUBLISH_AHEAD_SECONDS) -> KeyRecord:
+        """Add a key that signs after `publish_ahead_seconds`; the current one signs until then, then retires."""
         self._reload_if_changed()
-        kid = self._add_key(retire_current=True)
+        kid = self._add_key(retire_current=True, publish_ahead_seconds=publish_ahead_seconds)
         self.prune()
-        return kid
+        return next(record for record in self._records if record.kid == kid)
 
-    def signing_key(self) -> SigningKey:
+    def signing_key(self, now: float | None = None) -> SigningKey:
         self._reload_if_changed()
-        active = [record for record in self._records if record.retired_at is None]
+        now = time.time() if now is None else now
+        active = [record for record in self._records if record.signs_at(now)]
         if not active:
             raise RuntimeError(f"No active signing key in {self.directory}")
         newest = max(active, key=lambda record: record.created_at)
@@ -123,7 +139,7 @@ class KeyStore:
             return True
         return now < record.retired_at + self.retired_key_publication_seconds + RETIREMENT_MARGIN_SECONDS
 
-    def _add_key(self, *, retire_current: bool) -> str:
+    def _add_key(self, *, retire_current: bool, publish_ahead_seconds: int = 0) -> str:
         private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         kid = _thumbprint(private_key.public_key())
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -135,13 +151,16 @@ class KeyStore:
         with os.fdopen(descriptor, "wb") as pem_file:
             pem_file.write(pem)
         now = int(time.time())
+        switch_at = now + publish_ahead_seconds
         records = [
-            KeyRecord(record.kid, record.created_at, now) if retire_current and record.retired_at is None else record
+            replace(record, retired_at=switch_at) if retire_current and record.retired_at is None else record
             for record in self._records
         ]
         # Created strictly after the key it replaces, so "newest" is unambiguous within one second.
         created_at = max([now, *(record.created_at + 1 for record in records)])
-        self._write_index([*records, KeyRecord(kid, created_at)])
+        # The old key retires the moment the new one activates: exactly one key signs at any time.
+        activates_at = switch_at if retire_current else None
+        self._write_index([*records, KeyRecord(kid, created_at, activates_at=activates_at)])
         self._private_keys[kid] = private_key
         return kid
 
@@ -192,11 +211,21 @@ def _thumbprint(public_key: rsa.RSAPublicKey) -> str:
     return base64.urlsafe_b64encode(digest).decode().rstrip("=")
 
 
+def _when(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _describe(store: KeyStore) -> str:
+    now = time.time()
     lines = []
     for record in store.published_records():
-        state = "signing" if record.retired_at is None else f"retired at {record.retired_at}, still published"
-        lines.append(f"  {record.kid}  created {record.created_at}  {state}")
+        if record.signs_at(now):
+            state = "signing" + (f" until {_when(record.retired_at)}" if record.retired_at else "")
+        elif record.activates_at and record.activates_at > now:
+            state = f"published, signs from {_when(record.activates_at)}"
+        else:
+            state = f"retired {_when(record.retired_at or now)}, still published for its tokens"
+        lines.append(f"  {record.kid}  created {_when(record.created_at)}  {state}")
     return "\n".join(lines)
 
 
@@ -204,14 +233,22 @@ def main(argv: list[str] | None = None) -> None:
     """`python -m auth_server.keys rotate|list` (run from the repo root, like the server)."""
     parser = argparse.ArgumentParser(prog="python -m auth_server.keys", description=__doc__)
     parser.add_argument("command", choices=["rotate", "list"])
+    parser.add_argument(
+        "--publish-ahead",
+        type=int,
+        default=PUBLISH_AHEAD_SECONDS,
+        metavar="SECONDS",
+        help=f"publish the new key this long before it signs (default {PUBLISH_AHEAD_SECONDS})",
+    )
     arguments = parser.parse_args(argv)
     settings = load_settings(AuthServerSettings)
     config = load_config(settings.auth_server_config, environment())
     store = KeyStore(settings.keys_dir, config.lifetimes.access_token_seconds)
     store.ensure_key()
     if arguments.command == "rotate":
-        kid = store.rotate()
-        print(f"New signing key {kid}; a running auth-server signs with it from its next token.")
+        record = store.rotate(arguments.publish_ahead)
+        signs_from = _when(record.activates_at or record.created_at)
+        print(f"New signing key {record.kid}: published now, signs from {signs_from}.")
     print(f"Published keys in {store.directory}:\n{_describe(store)}")
 
 
