@@ -169,6 +169,8 @@ def _connect_error(exc: BaseException) -> DownstreamError:
     """The tool error for a session that could not be opened (the token request is the usual cause)."""
     token_error = _first(exc, TokenEndpointError)
     if token_error is not None:
+        if token_error.status_code is None:  # no answer at all: unreachable or timed out
+            return DownstreamError(f"crm-mcp could not get a token for {SERVICE}: {token_error.description}.")
         return DownstreamError(
             f"crm-mcp could not get a token for {SERVICE} (authorization server said: {token_error.error})."
         )
