@@ -10,10 +10,12 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from mcp.types import CallToolResult, ListToolsResult
 
 from scripts.headless_login import user_oauth
 from tests.support.processes import ServiceProcess, free_port, start_service
@@ -41,6 +43,8 @@ class Topology:
     env: dict[str, str]
     workdir: Path
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    # Every tool result (and tool list) a user session received, as JSON: scanned for secrets at the end.
+    received: list[str] = field(default_factory=list)
 
     @property
     def crm_mcp_url(self) -> str:
@@ -93,7 +97,25 @@ class Topology:
             httpx2.AsyncClient(auth=provider, timeout=30) as http,
             Client(streamable_http_client(url, http_client=http)) as client,
         ):
-            yield client
+            yield self._recording(client)
+
+    def _recording(self, client: Client) -> Client:
+        """`client`, with every tool result and tool list it receives also kept in `received`."""
+        call_tool, list_tools = client.call_tool, client.list_tools
+
+        async def recorded_call_tool(*args: Any, **kwargs: Any) -> CallToolResult:
+            result = await call_tool(*args, **kwargs)
+            self.received.append(result.model_dump_json())
+            return result
+
+        async def recorded_list_tools(*args: Any, **kwargs: Any) -> ListToolsResult:
+            result = await list_tools(*args, **kwargs)
+            self.received.append(result.model_dump_json())
+            return result
+
+        client.call_tool = recorded_call_tool  # type: ignore[method-assign]
+        client.list_tools = recorded_list_tools  # type: ignore[method-assign]
+        return client
 
     async def user_token(self, user: str) -> str:
         """The access token `user` gets for crm-mcp through the real OAuth flow (to test it elsewhere)."""
