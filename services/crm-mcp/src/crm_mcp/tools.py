@@ -8,7 +8,7 @@
 | list_customer_tickets | tickets:read                       | 2 client credentials → tickets-mcp    |
 | open_ticket           | tickets:write                      | 2 client credentials → tickets-mcp    |
 | get_weather           | weather:read                       | 1 API key → weather-api               |
-| customer_briefing     | crm:read tickets:read weather:read | all three, concurrently               |
+| customer_briefing     | crm:read tickets:read weather:read | 3 first, then 1 and 2 concurrently    |
 """
 
 from __future__ import annotations
@@ -132,15 +132,14 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         """A customer briefing: the account, its open tickets and the weather where they are.
 
         Requires scopes crm:read, tickets:read and weather:read. If tickets or weather cannot be
-        fetched, the briefing says which and why instead of failing.
+        fetched, the briefing says which and why instead of failing; without the account, it fails.
         """
         require_tool_scopes("crm:read", "tickets:read", "weather:read")
         clients = _downstreams(ctx)
+        # The account first, as the user (pattern 3): it proves the customer is the caller's before
+        # crm-mcp uses its own identity (pattern 2) for it, and it gives the city for the weather.
+        customer = await clients.crm_api.get_customer(customer_id)
         unavailable: dict[str, str] = {}
-        # The customer (pattern 3) is needed before weather (its city); tickets (pattern 2) need only the
-        # id, so they run alongside both.
-        customer: Customer | None = None
-        customer_error: ToolError | None = None
         open_tickets: list[TicketSummary] | None = None
         weather: Weather | None = None
 
@@ -151,13 +150,8 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
             except ToolError as exc:
                 unavailable["open_tickets"] = str(exc)
 
-        async def fetch_customer_then_weather() -> None:
-            nonlocal customer, customer_error, weather
-            try:
-                customer = await clients.crm_api.get_customer(customer_id)
-            except ToolError as exc:
-                customer_error = exc
-                return
+        async def fetch_weather() -> None:
+            nonlocal weather
             try:
                 weather = await clients.weather.current_weather(customer.city)
             except ToolError as exc:
@@ -165,9 +159,5 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
 
         async with anyio.create_task_group() as group:
             group.start_soon(fetch_tickets)
-            group.start_soon(fetch_customer_then_weather)
-        if customer is None:
-            # Without the account (not found, not yours, crm-api down) there is no briefing, and the
-            # tickets fetched alongside are not shown.
-            raise customer_error or ToolError("crm-api returned no customer.")
+            group.start_soon(fetch_weather)
         return Briefing(customer=customer, open_tickets=open_tickets, weather=weather, unavailable=unavailable)
