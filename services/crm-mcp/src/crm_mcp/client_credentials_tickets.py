@@ -17,6 +17,7 @@ secret at the token endpoint and presents that token to tickets-mcp.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -25,7 +26,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import TextContent
+from mcp.types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUEST_TIMEOUT, TextContent
 from oauth_tokens import ClientCredentialsAuth, TokenEndpointError
 from pydantic import BaseModel, TypeAdapter
 
@@ -64,6 +65,19 @@ class Ticket(TicketSummary):
 _summaries = TypeAdapter(list[TicketSummary])
 
 
+# MCP errors that mean the connection or the session is gone, not that the call was refused.
+SESSION_BROKEN = frozenset({CONNECTION_CLOSED, INVALID_REQUEST, INTERNAL_ERROR})
+
+
+@dataclass(eq=False)
+class _Session:
+    """One kept MCP session: its client, and the events that end it and report it ended."""
+
+    client: Client
+    dropped: anyio.Event = field(default_factory=anyio.Event)
+    closed: anyio.Event = field(default_factory=anyio.Event)
+
+
 class TicketsMcpClient:
     """Calls tickets-mcp's tools with crm-mcp's own client-credentials token over one kept MCP session."""
 
@@ -73,7 +87,7 @@ class TicketsMcpClient:
         self._timeout = timeout_seconds
         self._http = http_client(timeout_seconds, auth=auth)
         self._lock = anyio.Lock()
-        self._session: tuple[Client, anyio.Event] | None = None
+        self._session: _Session | None = None
         self._task_group: TaskGroup | None = None
 
     def bind(self, task_group: TaskGroup) -> None:
@@ -105,27 +119,37 @@ class TicketsMcpClient:
         """Call a tickets-mcp tool; return its structured result or raise DownstreamError."""
         attempts = 2 if name in READ_ONLY_TOOLS else 1
         for attempt in range(1, attempts + 1):
-            client = await self._connected()
+            session = await self._connected()
             try:
-                result = await client.call_tool(name, arguments, read_timeout_seconds=self._timeout)
+                result = await session.client.call_tool(name, arguments, read_timeout_seconds=self._timeout)
             except TokenEndpointError as exc:
                 raise _connect_error(exc) from exc
-            except (MCPError, httpx2.HTTPError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
-                await self._drop_session()
-                if attempt == attempts:
-                    raise DownstreamError(f"{SERVICE} call '{name}' failed: {_reason(exc)}") from exc
-                logger.info("%s session broke during %s; retrying on a new session", SERVICE, name)
-                continue
-            if result.is_error:
-                raise DownstreamError(f"{SERVICE} refused '{name}': {_text(result.content)}")
-            return result.structured_content
+            except MCPError as exc:
+                if exc.code == REQUEST_TIMEOUT:
+                    # The session is fine and the call may still run: reported, not retried, not dropped.
+                    raise DownstreamError(f"{SERVICE} did not answer '{name}' in time.") from exc
+                if exc.code not in SESSION_BROKEN:
+                    raise DownstreamError(f"{SERVICE} refused '{name}': {exc.error.message}") from exc
+                failure: Exception = exc
+            except (httpx2.HTTPError, anyio.BrokenResourceError, anyio.ClosedResourceError) as exc:
+                failure = exc
+            else:
+                if result.is_error:
+                    raise DownstreamError(f"{SERVICE} refused '{name}': {_text(result.content)}")
+                return result.structured_content
+            # The connection or the session itself is gone: drop it (only this one, which other calls
+            # may share), and retry a read-only call once on a new session.
+            await self._drop_session(session)
+            if attempt == attempts:
+                raise DownstreamError(f"{SERVICE} call '{name}' failed: {_reason(failure)}") from failure
+            logger.info("%s session broke during %s; retrying on a new session", SERVICE, name)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
-    async def _connected(self) -> Client:
+    async def _connected(self) -> _Session:
         """The kept session, opening one (under a lock, so concurrent first calls share it) if needed."""
         async with self._lock:
             if self._session is not None:
-                return self._session[0]
+                return self._session
             if self._task_group is None:
                 raise RuntimeError("TicketsMcpClient.bind() must be called in the server lifespan")
             try:
@@ -133,34 +157,43 @@ class TicketsMcpClient:
                     self._session = await self._task_group.start(self._hold_session)
             except Exception as exc:
                 raise _connect_error(exc) from exc
-            return self._session[0]
+            return self._session
 
-    async def _hold_session(self, *, task_status: TaskStatus[tuple[Client, anyio.Event]]) -> None:
+    async def _hold_session(self, *, task_status: TaskStatus[_Session]) -> None:
         """Open the MCP session and keep it open, in the lifespan's task group, until it is dropped."""
-        closed = anyio.Event()
-        started = False
+        session: _Session | None = None
         try:
             transport = streamable_http_client(self._url, http_client=self._http)
             async with Client(transport, read_timeout_seconds=self._timeout) as client:
-                task_status.started((client, closed))
-                started = True
-                await closed.wait()
+                session = _Session(client)
+                task_status.started(session)
+                await session.dropped.wait()
+            # Leaving the Client ends the session on tickets-mcp too (DELETE /mcp, where it keeps sessions).
         except Exception as exc:
-            if not started:
+            if session is None:
                 raise
             # The session died after it was handed out; the next call notices and opens a new one.
             logger.warning("%s session ended unexpectedly: %s", SERVICE, _reason(exc))
-            if self._session is not None and self._session[1] is closed:
+            if self._session is session:
                 self._session = None
+        finally:
+            if session is not None:
+                session.closed.set()
 
-    async def _drop_session(self) -> None:
+    async def _drop_session(self, session: _Session | None) -> None:
+        """Close `session` (if it is still the current one) and let the next call open a new one."""
         async with self._lock:
-            if self._session is not None:
-                self._session[1].set()
+            if session is not None and self._session is session:
                 self._session = None
+                session.dropped.set()
 
     async def aclose(self) -> None:
-        await self._drop_session()
+        """Close the kept session (waiting briefly for it to end cleanly), then the HTTP pools."""
+        session = self._session
+        await self._drop_session(session)
+        if session is not None:
+            with anyio.move_on_after(self._timeout):
+                await session.closed.wait()
         await self._http.aclose()
         await self._auth.aclose()
 
