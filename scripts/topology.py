@@ -58,6 +58,13 @@ def load_env() -> dict[str, str]:
     return {**values, **{k: v for k, v in os.environ.items() if k in values}}
 
 
+def active_services(env: dict[str, str]) -> tuple[Service, ...]:
+    """The services this configuration runs: auth-server only with the `local-auth` profile (the default)."""
+    profiles = env.get("COMPOSE_PROFILES", "local-auth").split(",")
+    local_auth = "local-auth" in (profile.strip() for profile in profiles)
+    return tuple(service for service in SERVICES if local_auth or service.name != "auth-server")
+
+
 def base_url(service: Service, env: dict[str, str]) -> str:
     return f"http://localhost:{env.get(service.port_variable, service.default_port)}"
 
@@ -76,8 +83,9 @@ def init_env() -> int:
         elif sep and (same := re.fullmatch(r"<same as (\w+)>", value)):
             line = f"{name}={generated[same.group(1)]}"
         lines.append(line)
-    ENV_FILE.write_text("\n".join(lines) + "\n")
-    ENV_FILE.chmod(0o600)
+    # Created 0600 from the start: the secrets are never readable by others, not even briefly.
+    with os.fdopen(os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as env_file:
+        env_file.write("\n".join(lines) + "\n")
     print(f"Created .env with fresh local secrets ({', '.join(generated)}).")
     return 0
 
@@ -99,7 +107,7 @@ def port_in_use(port: int) -> bool:
 
 def wait_healthy(env: dict[str, str], honcho: subprocess.Popen[bytes]) -> list[str]:
     """Poll every /health until all answer 200; returns the services still unhealthy at the deadline."""
-    pending = list(SERVICES)
+    pending = list(active_services(env))
     deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
     while pending and time.monotonic() < deadline and honcho.poll() is None:
         for service in list(pending):
@@ -120,21 +128,23 @@ def up() -> int:
         banner()
         return 0
     env = load_env()
-    busy = [f"{s.name} port {p}" for s in SERVICES if port_in_use(p := int(env.get(s.port_variable, s.default_port)))]
+    services = active_services(env)
+    busy = [f"{s.name} port {p}" for s in services if port_in_use(p := int(env.get(s.port_variable, s.default_port)))]
     if busy:
         print(f"Cannot start: in use already: {', '.join(busy)}. Stop what holds them, or change the ports in .env.")
         return 1
     RUN_DIR.mkdir(exist_ok=True)
     with LOG_FILE.open("ab") as log:
-        honcho = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", "Procfile"],
+        # Names come from SERVICES (our own constant), never from input.
+        honcho = subprocess.Popen(  # noqa: S603
+            [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", "Procfile", *(s.name for s in services)],
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
     PID_FILE.write_text(str(honcho.pid))
-    print(f"Starting {len(SERVICES)} services as local processes (log: .run/topology.log)…")
+    print(f"Starting {len(services)} services as local processes (log: .run/topology.log)…")
     try:
         unhealthy = wait_healthy(env, honcho)
     except KeyboardInterrupt:
@@ -169,7 +179,7 @@ def down() -> int:
 def banner() -> int:
     env = load_env()
     print("\nAll services are up:\n")
-    for service in SERVICES:
+    for service in active_services(env):
         print(f"  {service.name:<12} {base_url(service, env) + service.path:<28} {service.role}")
     print(
         "\nNext:\n"
@@ -177,7 +187,11 @@ def banner() -> int:
         "  make logs    follow the services' logs\n"
         "  make down    stop everything\n"
         f"  Connect an MCP client (MCP Inspector, Claude Code) to {base_url(SERVICES[-1], env)}/mcp;\n"
-        "  log in as alice or bob with the DEMO_*_PASSWORD values in .env."
+        + (
+            "  log in as alice or bob with the DEMO_*_PASSWORD values in .env."
+            if SERVICES[0] in active_services(env)
+            else "  log in with an account of your hosted provider."
+        )
     )
     return 0
 

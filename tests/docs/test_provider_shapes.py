@@ -127,9 +127,14 @@ def validator(
 # --- The files themselves --------------------------------------------------------------------------------
 
 
+# Read by `make up` and docker compose, not by a service: which services run.
+TOPOLOGY_SETTINGS = {"COMPOSE_PROFILES"}
+
+
 @pytest.mark.parametrize("provider", list(EXAMPLES))
 def test_example_files_name_only_real_settings(provider: str) -> None:
     known = {name.upper() for settings_class in SERVICE_SETTINGS for name in settings_class.model_fields}
+    known |= TOPOLOGY_SETTINGS
     named = set(dotenv_values(EXAMPLES[provider]))
     assert named - known == set(), f"{EXAMPLES[provider].name} names variables no service reads"
     assert {"AUTH_ISSUER", "AUTH_JWKS_URL", "AUTH_TOKEN_URL", "CRM_MCP_CLIENT_ID"} <= named
