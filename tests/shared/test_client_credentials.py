@@ -32,9 +32,19 @@ class ManualClock:
 
 
 @pytest.fixture
-async def auth(auth_server: LoopbackAuthServer) -> AsyncIterator[ClientCredentialsAuth]:
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def auth(auth_server: LoopbackAuthServer, clock: ManualClock) -> AsyncIterator[ClientCredentialsAuth]:
     token_source = ClientCredentialsAuth(
-        f"{auth_server.url}/token", "crm-mcp-agent", SECRET, scope="tickets:read", resource="http://tickets/mcp"
+        f"{auth_server.url}/token",
+        "crm-mcp-agent",
+        SECRET,
+        scope="tickets:read",
+        resource="http://tickets/mcp",
+        cache=TokenCache(clock=clock),
     )
     yield token_source
     await token_source.aclose()
@@ -145,8 +155,13 @@ async def test_cache_keys_separate_scope_and_resource(auth_server: LoopbackAuthS
 
 
 async def test_401_from_the_resource_retries_once_with_a_new_token(
-    resource_client: httpx2.AsyncClient, auth_server: LoopbackAuthServer
+    auth: ClientCredentialsAuth,
+    clock: ManualClock,
+    resource_client: httpx2.AsyncClient,
+    auth_server: LoopbackAuthServer,
 ) -> None:
+    await auth.get_token()
+    clock.now += 11  # past the 10 s cool-down: a 401 may mean a revoked token or rotated keys
     auth_server.state.resource_rejections = 1
     response = await resource_client.post(f"{auth_server.url}/resource", json={"replayed": "body"})
     assert response.status_code == 200
@@ -157,13 +172,42 @@ async def test_401_from_the_resource_retries_once_with_a_new_token(
 
 
 async def test_401_twice_is_returned_after_exactly_one_retry(
-    resource_client: httpx2.AsyncClient, auth_server: LoopbackAuthServer
+    auth: ClientCredentialsAuth,
+    clock: ManualClock,
+    resource_client: httpx2.AsyncClient,
+    auth_server: LoopbackAuthServer,
 ) -> None:
+    await auth.get_token()
+    clock.now += 11
     auth_server.state.resource_rejections = 5
     response = await resource_client.get(f"{auth_server.url}/resource")
     assert response.status_code == 401
     assert auth_server.state.counts["resource"] == 2
     assert auth_server.state.counts["token"] == 2
+
+
+async def test_401_to_a_fresh_token_is_returned_without_a_retry(
+    resource_client: httpx2.AsyncClient, auth_server: LoopbackAuthServer
+) -> None:
+    auth_server.state.resource_rejections = 1
+    response = await resource_client.get(f"{auth_server.url}/resource")
+    assert response.status_code == 401
+    assert auth_server.state.counts["resource"] == 1
+    assert auth_server.state.counts["token"] == 1
+
+
+async def test_a_resource_always_answering_401_costs_one_token_request_per_cool_down(
+    clock: ManualClock, resource_client: httpx2.AsyncClient, auth_server: LoopbackAuthServer
+) -> None:
+    auth_server.state.resource_rejections = 1_000  # e.g. it expects another audience
+    for _ in range(20):
+        response = await resource_client.get(f"{auth_server.url}/resource")
+        assert response.status_code == 401
+        clock.now += 1
+    # Token 1 at t=0; refused until it is 10 s old, then dropped for token 2 at t=10, itself
+    # never 10 s old by t=19. Without the cool-down: one token request per call and one per retry (21).
+    assert auth_server.state.counts["token"] == 2
+    assert auth_server.state.counts["resource"] == 21
 
 
 async def test_invalidate_forces_a_new_token(auth: ClientCredentialsAuth, auth_server: LoopbackAuthServer) -> None:

@@ -12,6 +12,7 @@ from oauth_tokens import AccessTokenValidator, Principal
 from oauth_tokens.fastapi import CurrentPrincipal, install_token_validation, require_scopes
 
 from tests.shared.conftest import Keys
+from tests.shared.loopback import LoopbackAuthServer
 from tests.shared.tokens import claims, mint
 
 pytestmark = pytest.mark.anyio
@@ -80,6 +81,28 @@ async def test_invalid_token_is_401_with_a_generic_description(
         "error_description": "The access token is invalid or expired",
     }
     assert response.headers["cache-control"] == "no-store"
+
+
+async def test_unknown_kid_from_an_answering_jwks_is_401(keys: Keys, issuer: str, client: httpx2.AsyncClient) -> None:
+    token = mint(keys.attacker, claims(issuer))
+    response = await client.get("/me", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert response.json()["error"] == "invalid_token"
+
+
+async def test_unreachable_signing_keys_are_503_with_retry_after(
+    keys: Keys, issuer: str, auth_server: LoopbackAuthServer, client: httpx2.AsyncClient
+) -> None:
+    auth_server.state.jwks_down = True
+    response = await client.get("/me", headers={"Authorization": f"Bearer {mint(keys.rsa, claims(issuer))}"})
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert response.headers["cache-control"] == "no-store"
+    assert "www-authenticate" not in response.headers  # nothing is wrong with the credentials
+    assert response.json() == {
+        "error": "temporarily_unavailable",
+        "error_description": "The token signing keys cannot be fetched right now; retry later",
+    }
 
 
 async def test_insufficient_scope_is_403_naming_every_required_scope(

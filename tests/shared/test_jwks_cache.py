@@ -7,7 +7,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-from oauth_tokens import AccessTokenValidator, SigningKeyUnavailableError, ValidatorConfig
+from oauth_tokens import AccessTokenValidator, KeySourceUnavailableError, SigningKeyUnavailableError, ValidatorConfig
 from oauth_tokens.jwks import JWKSCache
 
 from tests.shared.conftest import Keys
@@ -164,3 +164,31 @@ async def test_jwks_without_a_keys_list_counts_as_a_failed_fetch(
     with pytest.raises(SigningKeyUnavailableError):
         await cache.get_signing_key("rsa-1")
     assert cache.fetch_count == 1
+
+
+async def test_unknown_kid_from_an_answering_jwks_is_not_a_key_source_failure(
+    auth_server: LoopbackAuthServer, http_client: httpx2.AsyncClient
+) -> None:
+    cache = JWKSCache(f"{auth_server.url}/jwks", http_client, allowed_algorithms=("RS256",))
+    for _ in range(2):  # refetched at once, then refused within the cool-down: a bad token both times
+        with pytest.raises(SigningKeyUnavailableError) as refused:
+            await cache.get_signing_key("no-such-kid")
+        assert not isinstance(refused.value, KeySourceUnavailableError)
+    assert cache.fetch_count == 1
+
+
+async def test_unknown_kid_while_the_jwks_is_down_is_a_key_source_failure(
+    auth_server: LoopbackAuthServer, http_client: httpx2.AsyncClient
+) -> None:
+    auth_server.state.jwks_down = True
+    cache = JWKSCache(f"{auth_server.url}/jwks", http_client, allowed_algorithms=("RS256",), refetch_cooldown_seconds=0)
+    with pytest.raises(KeySourceUnavailableError):  # down from the start
+        await cache.get_signing_key("rsa-1")
+
+    auth_server.state.jwks_down = False
+    assert (await cache.get_signing_key("rsa-1")).kid == "rsa-1"
+    auth_server.state.jwks_down = True
+    with pytest.raises(KeySourceUnavailableError):  # a kid rotated in during the outage may be genuine
+        await cache.get_signing_key("rotated-in-during-outage")
+    assert (await cache.get_signing_key("rsa-1")).kid == "rsa-1"  # cached keys keep working
+    assert cache.fetch_count == 3

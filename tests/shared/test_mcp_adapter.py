@@ -17,8 +17,10 @@ from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecurityMiddleware
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, ValidatorConfig
-from oauth_tokens.mcp import JWTTokenVerifier, require_tool_scopes, resource_server_auth
+from oauth_tokens.mcp import JWTTokenVerifier, require_tool_scopes, resource_server_auth, transport_security
+from starlette.requests import Request
 
 from tests.shared.conftest import Keys
 from tests.shared.loopback import LoopbackAuthServer
@@ -104,6 +106,31 @@ def test_resource_server_auth() -> None:
     assert settings.validate_token_resource is True
     assert settings.required_scopes is None
     assert resource_server_auth("http://as", RESOURCE, ["tickets:read"]).required_scopes == ["tickets:read"]
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "status"),
+    [
+        ("127.0.0.1:8002", None, None),  # no Origin: a non-browser client
+        ("localhost:55555", "http://localhost:6274", None),  # localhost, any port
+        ("[::1]:8002", "https://[::1]:8002", None),
+        ("tickets-mcp:8002", "https://tickets-mcp:8002", None),  # an extra host, exactly as written
+        ("localhost", None, 421),  # the localhost patterns need a port
+        ("tickets-mcp:9999", None, 421),  # an extra host without `:*` allows only its own port
+        ("evil.example:8002", None, 421),
+        ("localhost:8002", "http://evil.example", 403),
+        ("localhost:8002", "http://tickets-mcp", 403),  # no port: only an extra host written without one
+        ("api.example.com", "https://api.example.com", None),
+        ("api.example.com:443", None, 421),
+    ],
+)
+async def test_transport_security_allows_what_its_docstring_says(
+    host: str, origin: str | None, status: int | None
+) -> None:
+    middleware = TransportSecurityMiddleware(transport_security(["tickets-mcp:8002", "api.example.com"]))
+    headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
+    refusal = await middleware.validate_request(Request({"type": "http", "method": "GET", "headers": headers}))
+    assert (refusal.status_code if refusal else None) == status
 
 
 @contextlib.asynccontextmanager

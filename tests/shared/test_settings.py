@@ -118,9 +118,44 @@ def test_validator_config_from_trust_settings(monkeypatch: pytest.MonkeyPatch) -
     )
 
 
-def test_hs256_in_auth_algorithms_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("AUTH_ALGORITHMS", "RS256,HS256"),
+        ("AUTH_ALGORITHMS", "none"),
+        ("AUTH_ALGORITHMS", "RS256,hunter2"),  # not a supported algorithm
+        ("AUTH_ALGORITHMS", " , "),  # no algorithm at all
+        ("AUTH_ISSUER", "localhost:9000-hunter2"),  # no scheme
+        ("AUTH_ISSUER", "http://"),  # no host
+        ("AUTH_JWKS_URL", "file:///etc/hunter2"),
+        ("AUTH_JWKS_URL", "auth-server:9000/jwks-hunter2"),
+        ("AUTH_DISCOVERY_URL", "//auth-server:9000/hunter2"),
+        ("AUTH_DISCOVERY_URL", "http://[hunter2"),  # urlsplit itself refuses it
+        ("AUTH_LEEWAY_SECONDS", "-1"),
+        ("AUTH_LEEWAY_SECONDS", "301"),
+    ],
+)
+def test_bad_trust_setting_is_named_when_loaded_never_echoed(
+    variable: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("AUTH_ISSUER", "http://localhost:9000")
-    monkeypatch.setenv("AUTH_ALGORITHMS", "RS256,HS256")
     monkeypatch.setenv("DEMO_API_AUDIENCE", "http://localhost:8003")
-    with pytest.raises(ValueError, match="HS256"):
-        load_settings(DemoSettings).validator_config(["http://localhost:8003"])
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError) as failed:
+        load_settings(DemoSettings)
+    message = str(failed.value)
+    assert message.startswith(f"Invalid setting {variable}: ")
+    assert ";" not in message  # this one problem only
+    assert value not in message
+    assert "hunter2" not in message
+
+
+def test_empty_optional_urls_mean_unset(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / ".env").write_text("AUTH_JWKS_URL=\nAUTH_DISCOVERY_URL=\n")  # as in .env.example
+    monkeypatch.setenv("AUTH_ISSUER", "https://keycloak.example.com/realms/acme")
+    monkeypatch.setenv("AUTH_LEEWAY_SECONDS", "0")
+    monkeypatch.setenv("DEMO_API_AUDIENCE", "http://localhost:8003")
+
+    config = load_settings(DemoSettings).validator_config(["http://localhost:8003"])
+
+    assert (config.jwks_url, config.discovery_url, config.leeway_seconds) == (None, None, 0)

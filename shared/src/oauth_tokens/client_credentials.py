@@ -1,4 +1,13 @@
-"""Client-credentials tokens as an httpx2.Auth: cached, refreshed early, single-flight, retried on 401."""
+"""Client-credentials tokens as an httpx2.Auth: cached, refreshed early, single-flight, retried on 401.
+
+401 policy: a 401 from the resource may mean the token was revoked or the keys rotated, so the
+token is dropped and the request retried once with a fresh one -- but only when the token that
+was refused is at least `retry_after_401_min_age_seconds` (10 s) old. A 401 to a younger token is
+returned as is, without a second request: a fresh token would most likely be refused too (wrong
+audience, resource misconfigured), and a resource that always answers 401 must not turn every call
+into a token request. So such a resource costs at most one token request per cool-down, not one
+per call. 0 restores "always retry once".
+"""
 
 from __future__ import annotations
 
@@ -27,11 +36,11 @@ _MAX_DESCRIPTION_CHARS = 200
 
 @dataclass(frozen=True)
 class CachedToken:
-    """An access token with the (monotonic) times to refresh it and at which it expires."""
+    """An access token with the (monotonic) times at which it was obtained and is to be refreshed."""
 
     access_token: str = field(repr=False)
+    obtained_at: float
     refresh_at: float
-    expires_at: float
 
 
 class TokenCache:
@@ -56,7 +65,14 @@ class TokenCache:
         """Cache a token to refresh `margin` seconds early, yet use it for at least half its `lifetime`."""
         now = self.clock()
         refresh_after = max(lifetime - margin, lifetime / 2)
-        self._tokens[key] = CachedToken(access_token, now + refresh_after, now + lifetime)
+        self._tokens[key] = CachedToken(access_token, now, now + refresh_after)
+
+    def age(self, key: TokenCacheKey, access_token: str) -> float | None:
+        """Seconds since `access_token` was stored for `key`; None if it is no longer the cached token."""
+        cached = self._tokens.get(key)
+        if cached is None or cached.access_token != access_token:
+            return None
+        return self.clock() - cached.obtained_at
 
     def invalidate(self, key: TokenCacheKey, access_token: str | None = None) -> None:
         """Drop the token for `key` (only if it is still `access_token`, when given: a newer one stays)."""
@@ -97,11 +113,14 @@ class ClientCredentialsAuth(httpx2.Auth):
         default_lifetime_seconds: float = 60,
         timeout_seconds: float = 5.0,
         cache: TokenCache | None = None,
+        retry_after_401_min_age_seconds: float = 10,
     ) -> None:
         if auth_method not in ("client_secret_basic", "client_secret_post"):
             raise ValueError(f"Unsupported auth_method {auth_method!r}")
         if not client_id or not client_secret:
             raise ValueError("client_id and client_secret must be non-empty")
+        if retry_after_401_min_age_seconds < 0:
+            raise ValueError("retry_after_401_min_age_seconds must not be negative")
         self.token_url = token_url
         self.client_id = client_id
         self._client_secret = client_secret
@@ -112,6 +131,7 @@ class ClientCredentialsAuth(httpx2.Auth):
         self.default_lifetime_seconds = default_lifetime_seconds
         self.timeout_seconds = timeout_seconds
         self.cache = cache if cache is not None else TokenCache()
+        self.retry_after_401_min_age_seconds = retry_after_401_min_age_seconds
         self._token_client: httpx2.AsyncClient | None = None
 
     def __repr__(self) -> str:
@@ -153,13 +173,17 @@ class ClientCredentialsAuth(httpx2.Auth):
         token = await self.get_token()
         request.headers["Authorization"] = f"Bearer {token}"
         response = yield request
-        if response.status_code == 401:
-            # The token may have been revoked or the keys rotated: one retry with a fresh token.
-            logger.info("Resource %s answered 401; retrying once with a new token", request.url.host)
-            self.invalidate(token)
-            token = await self.get_token()
-            request.headers["Authorization"] = f"Bearer {token}"
-            yield request
+        if response.status_code != 401:
+            return
+        age = self.cache.age(self.cache_key, token)  # None: another caller already dropped or replaced it
+        if age is not None and age < self.retry_after_401_min_age_seconds:
+            logger.info("Resource %s answered 401 to a token %.0f s old; not retrying", request.url.host, age)
+            return
+        logger.info("Resource %s answered 401; retrying once with a new token", request.url.host)
+        self.invalidate(token)
+        token = await self.get_token()
+        request.headers["Authorization"] = f"Bearer {token}"
+        yield request
 
     def _client(self) -> httpx2.AsyncClient:
         if self._token_client is None:

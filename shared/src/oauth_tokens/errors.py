@@ -31,6 +31,14 @@ class SigningKeyUnavailableError(InvalidTokenError):
     """No trusted signing key matches the token (unknown kid, or the JWKS could not be fetched)."""
 
 
+class KeySourceUnavailableError(SigningKeyUnavailableError):
+    """The kid is not in the cached keys and the key source failed (JWKS or discovery down, bad answer).
+
+    The token may well be valid: the FastAPI adapter answers 503 and asks to retry, not 401.
+    A plain SigningKeyUnavailableError means the JWKS endpoint answered and has no such kid.
+    """
+
+
 class KeySourceError(OAuthTokensError):
     """Discovery metadata or a JWKS could not be fetched or made no sense (an operational failure)."""
 

@@ -10,7 +10,12 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.responses import Response
 
-from oauth_tokens.errors import InsufficientScopeError, InvalidTokenError, MissingTokenError
+from oauth_tokens.errors import (
+    InsufficientScopeError,
+    InvalidTokenError,
+    KeySourceUnavailableError,
+    MissingTokenError,
+)
 from oauth_tokens.principal import Principal
 from oauth_tokens.validator import AccessTokenValidator
 
@@ -25,6 +30,8 @@ __all__ = [
 # Clients get one generic description; the precise reason is logged at DEBUG by the validator.
 INVALID_TOKEN_DESCRIPTION = "The access token is invalid or expired"  # noqa: S105 - not a secret
 MISSING_TOKEN_DESCRIPTION = "A bearer access token is required"  # noqa: S105 - not a secret
+KEYS_UNAVAILABLE_DESCRIPTION = "The token signing keys cannot be fetched right now; retry later"
+KEYS_UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 _VALIDATOR_STATE = "oauth_tokens_validator"
 _REALM_STATE = "oauth_tokens_realm"
@@ -67,6 +74,15 @@ async def _invalid_token_handler(request: Request, exc: Exception) -> Response:
     return _error_response(401, challenge, "invalid_token", INVALID_TOKEN_DESCRIPTION)
 
 
+async def _key_source_unavailable_handler(request: Request, exc: Exception) -> Response:
+    # The token may be fine: the key source is down. 503 tells the client to retry, not to re-authenticate.
+    return JSONResponse(
+        {"error": "temporarily_unavailable", "error_description": KEYS_UNAVAILABLE_DESCRIPTION},
+        status_code=503,
+        headers={"Retry-After": str(KEYS_UNAVAILABLE_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
+    )
+
+
 async def _insufficient_scope_handler(request: Request, exc: Exception) -> Response:
     required = " ".join(exc.required) if isinstance(exc, InsufficientScopeError) else ""
     description = f"The access token lacks the required scope(s): {required}"
@@ -77,10 +93,15 @@ async def _insufficient_scope_handler(request: Request, exc: Exception) -> Respo
 
 
 def install_token_validation(app: FastAPI, validator: AccessTokenValidator, *, realm: str | None = None) -> None:
-    """Make `validator` the one CurrentPrincipal uses, and answer token errors per RFC 6750."""
+    """Make `validator` the one CurrentPrincipal uses, and answer token errors per RFC 6750.
+
+    An unreachable key source (KeySourceUnavailableError) is a 503 with Retry-After, not a 401.
+    """
     setattr(app.state, _VALIDATOR_STATE, validator)
     setattr(app.state, _REALM_STATE, realm)
     app.add_exception_handler(InvalidTokenError, _invalid_token_handler)
+    # Starlette picks the handler of the most specific class, so this subclass gets its own answer.
+    app.add_exception_handler(KeySourceUnavailableError, _key_source_unavailable_handler)
     app.add_exception_handler(InsufficientScopeError, _insufficient_scope_handler)
 
 
@@ -94,9 +115,7 @@ async def authenticated_principal(
         raise RuntimeError("install_token_validation(app, validator) was not called for this app")
     if credentials is None:
         raise MissingTokenError("No bearer token in the Authorization header")
-    principal = await validator.validate(credentials.credentials)
-    request.state.principal = principal
-    return principal
+    return await validator.validate(credentials.credentials)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(authenticated_principal)]

@@ -10,6 +10,10 @@ Cache policy:
   the cache once the fetch in progress has finished instead of fetching again.
 - When a fetch fails (endpoint down, bad answer), the keys already cached keep working
   (stale-while-error) for up to `max_stale_seconds`; the failure is logged at WARNING.
+- A kid that cannot be found raises SigningKeyUnavailableError when the last fetch succeeded
+  (the endpoint answered without that kid: the token is bad), and its subclass
+  KeySourceUnavailableError when the last fetch failed or no usable key set is left (the key
+  source is down: the token may be fine, the caller should retry later).
 - A successful fetch replaces the whole set, so a key removed by the server stops working.
 - Only verification keys are kept: `use` absent or "sig", `key_ops` absent or with "verify",
   a kid, an asymmetric kty, no private part, and an `alg` (if given) that is allowed.
@@ -30,7 +34,7 @@ from jwt import PyJWK
 from jwt.exceptions import PyJWKError, PyJWTError
 
 from oauth_tokens.discovery import fetch_json
-from oauth_tokens.errors import KeySourceError, SigningKeyUnavailableError
+from oauth_tokens.errors import KeySourceError, KeySourceUnavailableError, SigningKeyUnavailableError
 
 __all__ = ["ALGORITHM_KEY_TYPES", "JWKSCache", "SigningKey"]
 
@@ -130,6 +134,7 @@ class JWKSCache:
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch attempt, successful or not
         self._fetch_count = 0  # completed attempts; lets waiters see that a fetch happened meanwhile
+        self._last_fetch_failed = False
         self._lock = anyio.Lock()
 
     @property
@@ -138,7 +143,10 @@ class JWKSCache:
         return self._fetch_count
 
     async def get_signing_key(self, kid: str) -> SigningKey:
-        """The key for `kid`; SigningKeyUnavailableError when no trusted key has that kid."""
+        """The key for `kid`; SigningKeyUnavailableError when no trusted key has that kid.
+
+        KeySourceUnavailableError (a SigningKeyUnavailableError) when the key source is the reason.
+        """
         # While a fetch is in flight, a caller missing its kid waits for that fetch's result.
         if self._needs_fetch(kid) or (self._lock.locked() and kid not in self._keys):
             seen_fetches = self._fetch_count
@@ -147,9 +155,11 @@ class JWKSCache:
                 if self._fetch_count == seen_fetches and self._needs_fetch(kid):
                     await self._fetch()
         key = self._usable_keys().get(kid)
-        if key is None:
-            raise SigningKeyUnavailableError(f"No trusted signing key with kid {kid!r}")
-        return key
+        if key is not None:
+            return key
+        if self._last_fetch_failed or self._keys_expired():
+            raise KeySourceUnavailableError(f"No signing key with kid {kid!r}: the JWKS could not be fetched")
+        raise SigningKeyUnavailableError(f"No trusted signing key with kid {kid!r}")
 
     def _needs_fetch(self, kid: str) -> bool:
         if self._fetched_at is None or kid not in self._keys:
@@ -159,13 +169,16 @@ class JWKSCache:
     def _may_fetch(self) -> bool:
         return self._attempted_at is None or self._clock() - self._attempted_at >= self._cooldown
 
+    def _keys_expired(self) -> bool:
+        """True before the first successful fetch, and once the keys are past `max_stale_seconds`."""
+        return self._fetched_at is None or self._clock() - self._fetched_at > self._ttl + self._max_stale
+
     def _usable_keys(self) -> dict[str, SigningKey]:
-        if self._fetched_at is None or self._clock() - self._fetched_at > self._ttl + self._max_stale:
-            return {}
-        return self._keys
+        return {} if self._keys_expired() else self._keys
 
     async def _fetch(self) -> None:
         self._attempted_at = self._clock()
+        self._last_fetch_failed = True  # until it succeeds, whatever it raises
         try:
             jwks_uri = await self._jwks_uri_to_fetch()
             document = await fetch_json(self._client, jwks_uri, timeout_seconds=self._timeout)
@@ -177,6 +190,7 @@ class JWKSCache:
             self._fetch_count += 1
         self._keys = keys
         self._fetched_at = self._clock()
+        self._last_fetch_failed = False
         logger.debug("Fetched JWKS from %s: %d usable key(s)", jwks_uri, len(keys))
 
     async def _jwks_uri_to_fetch(self) -> str:

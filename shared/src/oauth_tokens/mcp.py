@@ -125,7 +125,17 @@ def advertise_scopes(app: Starlette, auth: AuthSettings, scopes_supported: Seque
 
 
 def transport_security(extra_hosts: Sequence[str] = ()) -> TransportSecuritySettings:
-    """DNS-rebinding protection accepting localhost Host headers plus `extra_hosts` (e.g. `tickets-mcp:8002`)."""
+    """DNS-rebinding protection for an MCP endpoint: exactly which Host and Origin headers pass.
+
+    Host (else 421): `127.0.0.1`, `localhost` or `[::1]` with a port, any port (a bare `localhost`
+    without a port is refused), plus each of `extra_hosts` exactly as written (`tickets-mcp:8002`),
+    or with any port when written `name:*`.
+    Origin (else 403): absent (non-browser clients send none), or `http://` or `https://` followed by
+    an allowed Host value under the same rules: `http://localhost:6274`, `https://tickets-mcp:8002`.
+    So an Origin without a port (`https://mcp.example.com`) passes only if `extra_hosts` lists the
+    host without a port too, and any page served from an allowed host (on any port, for the
+    localhost patterns) may call the endpoint from a browser.
+    """
     hosts = [*LOCAL_HOSTS, *extra_hosts]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,

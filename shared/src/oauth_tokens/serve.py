@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 from oauth_tokens.errors import SettingsError
@@ -13,6 +15,15 @@ from oauth_tokens.settings import ServiceSettings, load_settings
 __all__ = ["serve"]
 
 SettingsT = TypeVar("SettingsT", bound=ServiceSettings)
+
+
+def _where(error: BaseException) -> str:
+    """`file.py:line in function` where `error` was raised: enough to find the check, with no value in it."""
+    frames = traceback.extract_tb(error.__traceback__)
+    if not frames:
+        return "the app factory"
+    frame = frames[-1]
+    return f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}"
 
 
 def serve(
@@ -26,7 +37,9 @@ def serve(
     """Load `settings_class`, configure logging, build `app_factory` ("module:function") and serve it.
 
     A missing or bad setting (in the settings or found while building the app) exits at once with one
-    line naming the variable, never its value. uvicorn runs with `log_config=None`, so its loggers go
+    line naming the variable, never its value. As a backstop, a ValueError raised while building the app
+    (a check the settings class did not make) also exits with one line, naming where it was raised but
+    not its message, which may quote a value. uvicorn runs with `log_config=None`, so its loggers go
     through the redacting handler; `access_log=False` silences its per-request lines altogether.
     """
     try:
@@ -37,6 +50,8 @@ def serve(
         app = create_app(settings)
     except SettingsError as error:
         raise SystemExit(f"{name}: {error}") from None
+    except ValueError as error:
+        raise SystemExit(f"{name}: Invalid configuration: ValueError at {_where(error)}; check the settings") from None
     import uvicorn
 
     host, port = address(settings)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Annotated, Any, Literal, TypeVar
+from urllib.parse import urlsplit
 
 import pydantic
 import pydantic_settings
-from pydantic import BeforeValidator
+from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from oauth_tokens.errors import SettingsError
+from oauth_tokens.jwks import ALGORITHM_KEY_TYPES
 from oauth_tokens.validator import ValidatorConfig
 
 __all__ = ["CommaList", "ServiceSettings", "SettingsError", "TrustSettings", "load_settings"]
@@ -49,15 +51,54 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
 
+def _checked_http_url(value: str) -> str:
+    """`value` if it is an http(s) URL with a host; else ValueError (whose message never quotes it)."""
+    try:
+        parts = urlsplit(value)
+        is_http_url = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:  # e.g. an unbalanced "[" in the host
+        is_http_url = False
+    if not is_http_url:
+        raise ValueError("must be an http(s) URL with a host")
+    return value
+
+
 class TrustSettings(ServiceSettings):
-    """What every token-validating service shares: whom to trust and how to find its signing keys."""
+    """What every token-validating service shares: whom to trust and how to find its signing keys.
+
+    Checked when loaded, so a bad value is a SettingsError naming the variable (never quoting it):
+    URLs must be http(s) with a host (AUTH_JWKS_URL / AUTH_DISCOVERY_URL may be empty: unset),
+    AUTH_ALGORITHMS must be asymmetric algorithms ValidatorConfig supports, the leeway 0..300 s.
+    """
 
     auth_issuer: str
     auth_issuer_aliases: CommaList = ()
     auth_jwks_url: str | None = None
     auth_discovery_url: str | None = None
     auth_algorithms: CommaList = ("RS256", "ES256")
-    auth_leeway_seconds: int = 30
+    auth_leeway_seconds: Annotated[int, Field(ge=0, le=300)] = 30
+
+    # Messages never include the value: pydantic puts them in the error the operator sees.
+    @field_validator("auth_issuer")
+    @classmethod
+    def _issuer_is_http_url(cls, value: str) -> str:
+        return _checked_http_url(value)
+
+    @field_validator("auth_jwks_url", "auth_discovery_url")
+    @classmethod
+    def _optional_http_url(cls, value: str | None) -> str | None:
+        return _checked_http_url(value) if value else value  # empty (as in .env.example) means unset
+
+    @field_validator("auth_algorithms")
+    @classmethod
+    def _asymmetric_algorithms(cls, algorithms: tuple[str, ...]) -> tuple[str, ...]:
+        if not algorithms:
+            raise ValueError("at least one algorithm is required")
+        if any(algorithm.lower() == "none" or algorithm.upper().startswith("HS") for algorithm in algorithms):
+            raise ValueError("unsigned and symmetric (HS*) algorithms are never accepted for access tokens")
+        if any(algorithm not in ALGORITHM_KEY_TYPES for algorithm in algorithms):
+            raise ValueError(f"each algorithm must be one of {', '.join(ALGORITHM_KEY_TYPES)}")
+        return algorithms
 
     def validator_config(self, audiences: Sequence[str]) -> ValidatorConfig:
         """A ValidatorConfig accepting AUTH_ISSUER (and its aliases) for the given audiences."""
