@@ -5,6 +5,7 @@ The form parsing is `scripts/headless_login.py`'s (the one `make demo` uses); th
 
 from __future__ import annotations
 
+import re
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx2
@@ -16,6 +17,11 @@ def only_form(page: httpx2.Response) -> Form:
     forms = parse_forms(page.text)
     assert len(forms) == 1, f"expected one form on the page:\n{page.text}"
     return forms[0]
+
+
+def without_per_request_values(html: str) -> str:
+    """A page with the values that differ per request (request id, CSRF value, typed username) removed."""
+    return re.sub(r'name="(request_id|csrf_token|username)" (type="text" )?value="[^"]*"', "", html)
 
 
 def query_of(location: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ test config (the shipped config plus a few extra clients), and helpers to call i
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,10 +106,17 @@ class AuthTestEnv:
         }
 
 
-def start_auth_server(workdir: Path, *, issuer: str = "") -> tuple[AuthTestEnv, ServiceProcess]:
+def start_auth_server(
+    workdir: Path, *, issuer: str = "", config_changes: Mapping[str, str] | None = None
+) -> tuple[AuthTestEnv, ServiceProcess]:
+    """Start a server; `config_changes` replaces lines of the shipped config (each must be found)."""
     env = AuthTestEnv(port=free_port(), workdir=workdir, issuer=issuer)
     workdir.mkdir(parents=True, exist_ok=True)
-    env.config_path.write_text(default_config_text() + TEST_CLIENTS, encoding="utf-8")
+    config = default_config_text()
+    for old, new in (config_changes or {}).items():
+        assert old in config, f"not in the shipped config: {old}"
+        config = config.replace(old, new)
+    env.config_path.write_text(config + TEST_CLIENTS, encoding="utf-8")
     process = start_service(
         "auth-server",
         "auth_server",

@@ -42,6 +42,13 @@ def test_shipped_config_describes_the_topology() -> None:
     assert config.registration_scopes() == crm_mcp.scopes
     assert (config.lifetimes.access_token_seconds, config.lifetimes.authorization_code_seconds) == (600, 60)
     assert config.lifetimes.refresh_token_seconds == 86400
+    # The limits the README's "Limits and refusals" table states.
+    assert (config.login.max_failures, config.login.max_pending_sign_ins) == (10, 10_000)
+    assert (config.registration.max_clients, config.registration.unused_client_seconds) == (1000, 3600)
+    limits = config.rate_limits
+    assert (limits.authorize.burst, limits.authorize.per_minute) == (120, 60)
+    assert (limits.registration.burst, limits.registration.per_minute) == (60, 10)
+    assert (limits.token.burst, limits.token.per_minute) == (300, 300)
 
 
 def test_shipped_config_holds_no_secret_values() -> None:

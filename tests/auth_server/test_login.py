@@ -3,13 +3,12 @@ failures slowed, forms bound to the browser that loaded them (CSRF), framing for
 
 from __future__ import annotations
 
-import re
 import time
 
 import httpx2
 from authlib.common.security import generate_token
 
-from tests.auth_server.browser import Browser, only_form
+from tests.auth_server.browser import Browser, only_form, without_per_request_values
 from tests.auth_server.conftest import AuthTestEnv
 from tests.auth_server.flows import authorize_url, native_app
 
@@ -76,10 +75,6 @@ def _failed_login(auth: AuthTestEnv, username: str, password: str) -> tuple[http
     return response, elapsed
 
 
-def _without_per_request_values(html: str) -> str:
-    return re.sub(r'name="(request_id|csrf_token|username)" (type="text" )?value="[^"]*"', "", html)
-
-
 def test_a_failed_login_does_not_reveal_whether_the_user_exists(auth: AuthTestEnv) -> None:
     wrong_password, _ = _failed_login(auth, "bob", "not-bobs-password")
     unknown_user, _ = _failed_login(auth, "nobody-by-this-name", "whatever")
@@ -87,7 +82,7 @@ def test_a_failed_login_does_not_reveal_whether_the_user_exists(auth: AuthTestEn
         assert response.status_code == 200
         assert "The username or password is incorrect." in response.text
         assert "Allow access?" not in response.text
-    assert _without_per_request_values(wrong_password.text) == _without_per_request_values(unknown_user.text)
+    assert without_per_request_values(wrong_password.text) == without_per_request_values(unknown_user.text)
     # Sign bob in properly, which resets his failure count for the tests that follow.
     browser = Browser()
     url, _ = authorize_url(auth, native_app(), generate_token(64))

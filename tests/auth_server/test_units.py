@@ -6,12 +6,15 @@ import time
 from pathlib import Path
 
 import pytest
+from auth_server.clients import Client, ClientRegistry
 from auth_server.codes import AuthorizationCodeStore, AuthorizationGrant, check_pkce, s256_challenge
-from auth_server.config import LoginPolicy
+from auth_server.config import LoginPolicy, RateLimit
 from auth_server.errors import OAuthError
 from auth_server.keys import KeyStore
+from auth_server.limits import RateLimiter
+from auth_server.pending import PendingAuthorization, PendingAuthorizations, TooManyPending
 from auth_server.tokens import AccessTokenIssuer, RefreshTokenStore
-from auth_server.users import LoginThrottle, UserDirectory, make_user
+from auth_server.users import LoginThrottle, TooManyFailures, UserDirectory, make_user
 
 VERIFIER = "v" * 43
 
@@ -80,15 +83,112 @@ async def test_password_checks() -> None:
     assert make_user("a", "", "", "same").salt != make_user("a", "", "", "same").salt
 
 
-def test_the_throttle_doubles_up_to_its_cap_and_forgets() -> None:
-    throttle = LoginThrottle(LoginPolicy(failure_delay_seconds=0.5, max_failure_delay_seconds=2.0))
-    assert throttle.delay_for("bob", "10.0.0.1", now=0) == 0
-    delays = []
-    for attempt in range(4):
-        throttle.record_failure("bob", "10.0.0.1", now=attempt)
-        delays.append(throttle.delay_for("Bob", "10.0.0.1", now=attempt))
-    assert delays == [0.5, 1.0, 2.0, 2.0]
-    assert throttle.delay_for("bob", "10.0.0.2", now=4) == 0  # per username + address
-    assert throttle.delay_for("bob", "10.0.0.1", now=4 + 901) == 0  # the failure window passed
+def test_the_throttle_counts_attempts_as_they_begin_doubles_and_forgets() -> None:
+    throttle = LoginThrottle(LoginPolicy(failure_delay_seconds=0.5, max_failure_delay_seconds=2.0, max_failures=10))
+    # Attempts that begin before any has finished (in parallel) are counted, so each waits longer.
+    delays = [throttle.begin_attempt("Bob", "10.0.0.1", now=0) for _ in range(5)]
+    assert delays == [0, 0.5, 1.0, 2.0, 2.0]
+    assert throttle.begin_attempt("bob", "10.0.0.2", now=1) == 0  # per username + address
+    assert throttle.begin_attempt("alice", "10.0.0.1", now=1) == 0
+    assert throttle.begin_attempt("bob", "10.0.0.1", now=901) == 0  # the failure window passed
     throttle.record_success("bob", "10.0.0.1")
-    assert throttle.delay_for("bob", "10.0.0.1", now=5) == 0
+    assert throttle.begin_attempt("bob", "10.0.0.1", now=902) == 0
+
+
+def test_the_throttle_refuses_past_max_failures_until_the_window_passes() -> None:
+    throttle = LoginThrottle(LoginPolicy(max_failures=3, failure_window_seconds=900))
+    for _ in range(3):
+        throttle.begin_attempt("mallory", "10.0.0.1", now=0)
+    with pytest.raises(TooManyFailures) as refused:
+        throttle.begin_attempt("Mallory", "10.0.0.1", now=10)
+    assert refused.value.retry_after == 890
+    with pytest.raises(TooManyFailures):  # refusals do not count, so they do not extend the lock
+        throttle.begin_attempt("mallory", "10.0.0.1", now=899)
+    assert throttle.begin_attempt("mallory", "10.0.0.1", now=901) == 0
+    assert throttle.begin_attempt("mallory", "10.0.0.2", now=901) == 0  # another address is not affected
+
+
+def _registered(number: int) -> Client:
+    return Client(
+        client_id=f"dyn-{number}",
+        name=f"Registered {number}",
+        grant_types=frozenset({"authorization_code"}),
+        resources=("crm-mcp",),
+        scopes=("crm:read",),
+        redirect_uris=("http://localhost:1/cb",),
+        dynamically_registered=True,
+    )
+
+
+def test_a_full_registry_refuses_new_registrations_and_keeps_the_old(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = 1_000_000.0
+    monkeypatch.setattr(time, "time", lambda: now)
+    registry = ClientRegistry([], realm="test", max_dynamic_clients=2, unused_client_seconds=3600)
+    registry.register(_registered(1))
+    now += 100
+    registry.register(_registered(2))
+    with pytest.raises(OAuthError) as refused:
+        registry.register(_registered(3))
+    assert (refused.value.status_code, refused.value.error) == (503, "temporarily_unavailable")
+    assert refused.value.headers["Retry-After"] == "3500"  # when the oldest unused registration expires
+    assert registry.get("dyn-1") is not None
+    assert registry.get("dyn-2") is not None
+    assert registry.get("dyn-3") is None
+
+
+def test_registrations_never_used_expire_used_ones_stay(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = 1_000_000.0
+    monkeypatch.setattr(time, "time", lambda: now)
+    registry = ClientRegistry([], realm="test", max_dynamic_clients=2, unused_client_seconds=3600)
+    registry.register(_registered(1))
+    registry.register(_registered(2))
+    registry.mark_used("dyn-2")  # it obtained a token
+    now += 3600
+    assert registry.get("dyn-1") is None
+    assert registry.get("dyn-2") is not None
+    registry.register(_registered(3))  # the expired one made room
+    with pytest.raises(OAuthError):
+        registry.register(_registered(4))
+
+
+def _pend(store: PendingAuthorizations) -> PendingAuthorization:
+    return store.create(
+        client_id="app",
+        redirect_uri="http://localhost:1/cb",
+        redirect_uri_in_request=True,
+        state=None,
+        code_challenge="c" * 43,
+        resource="crm-mcp",
+        scopes=("crm:read",),
+    )
+
+
+def test_a_full_pending_store_refuses_and_expired_entries_make_room(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = 1_000_000.0
+    monkeypatch.setattr(time, "time", lambda: now)
+    store = PendingAuthorizations(lifetime_seconds=600, max_entries=2)
+    first = _pend(store)
+    now += 60
+    second = _pend(store)
+    with pytest.raises(TooManyPending) as refused:
+        _pend(store)
+    assert refused.value.retry_after == 540
+    assert store.get(first.request_id) is first  # nothing was evicted
+    assert store.get(second.request_id) is second
+    now += 541
+    assert store.get(first.request_id) is None  # expired
+    _pend(store)
+    assert store.get(second.request_id) is second
+
+
+def test_the_rate_limiter_allows_a_burst_then_the_rate_per_address() -> None:
+    limiter = RateLimiter(RateLimit(burst=3, per_minute=6))  # one every 10 s
+    for _ in range(3):
+        limiter.check("10.0.0.1", now=0)
+    with pytest.raises(OAuthError) as refused:
+        limiter.check("10.0.0.1", now=1)
+    assert (refused.value.status_code, refused.value.headers["Retry-After"]) == (429, "9")
+    limiter.check("10.0.0.2", now=1)  # per address
+    limiter.check("10.0.0.1", now=10)
+    with pytest.raises(OAuthError):
+        limiter.check("10.0.0.1", now=11)

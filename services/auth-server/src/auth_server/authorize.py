@@ -14,17 +14,26 @@ from auth_server.clients import Client
 from auth_server.codes import AuthorizationGrant
 from auth_server.config import GRANT_AUTHORIZATION_CODE
 from auth_server.errors import OAuthError
-from auth_server.pages import PAGE_HEADERS, RequestSummary, consent_page, error_page, login_page
-from auth_server.pending import BROWSER_COOKIE, PendingAuthorization
+from auth_server.limits import BodyTooLarge, RateLimited, client_address, read_body
+from auth_server.pages import (
+    LOGIN_FAILED,
+    LOGIN_REFUSED,
+    PAGE_HEADERS,
+    RequestSummary,
+    consent_page,
+    error_page,
+    login_page,
+)
+from auth_server.pending import BROWSER_COOKIE, PendingAuthorization, TooManyPending
 from auth_server.policy import allowed_scopes, select_resource, select_scopes
 from auth_server.state import AuthServer, server_of
+from auth_server.users import TooManyFailures
 
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
 # S256 challenges are BASE64URL(SHA-256): exactly 43 characters.
 _S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
-_MAX_FORM_BYTES = 16 * 1024
 
 
 class _Redirect(Exception):
@@ -74,9 +83,19 @@ def _summary(
     )
 
 
+def _try_again_later(message: str, status_code: int, retry_after: int) -> Response:
+    page = error_page("Try again later", message, status_code=status_code)
+    page.headers["Retry-After"] = str(retry_after)
+    return page
+
+
 @router.get("/authorize")
 async def authorize(request: Request) -> Response:
     server = server_of(request)
+    try:
+        server.authorize_rate.check(client_address(request))
+    except RateLimited as limited:
+        return _try_again_later("Too many requests from your address. Try again in a minute.", 429, limited.retry_after)
     pairs = list(request.query_params.multi_items())
     try:
         params = _single_params(pairs)
@@ -99,6 +118,9 @@ async def authorize(request: Request) -> Response:
         extra = {"state": state} if state is not None else {}
         body = {"error": refused.error.error, "error_description": refused.error.description, **extra}
         return _redirect(server, redirect_uri, body, status_code=302)
+    except TooManyPending as full:
+        message = "This server has too many unfinished sign-ins right now. Try again in a few minutes."
+        return _try_again_later(message, 503, full.retry_after)
     nonce = request.cookies.get(BROWSER_COOKIE) or server.csrf.new_browser_nonce()
     response = login_page(_summary(server, pending, client, "login", nonce))
     response.set_cookie(
@@ -153,21 +175,21 @@ def _validate(
     )
 
 
-async def _form(request: Request) -> dict[str, str]:
-    body = await request.body()
-    if len(body) > _MAX_FORM_BYTES:
-        raise OAuthError("invalid_request", "The form is too large")
-    return dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
-
-
 def _expired() -> Response:
     return error_page("Sign-in expired", "This sign-in page has expired. Start again from your application.")
 
 
-def _checked_pending(
-    server: AuthServer, request: Request, form: dict[str, str], step: str
-) -> tuple[PendingAuthorization, Client] | Response:
-    """The pending request a form belongs to, if its CSRF value matches this browser; else an error page."""
+async def _checked_form(
+    server: AuthServer, request: Request, step: str
+) -> tuple[dict[str, str], PendingAuthorization, Client] | Response:
+    """The posted form and the pending request it belongs to, if its CSRF value matches this browser; else a page."""
+    try:
+        body = await read_body(request)
+    except BodyTooLarge:
+        return error_page(
+            "Form too large", "The form sent is too large. Start again from your application.", status_code=413
+        )
+    form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
     pending = server.pending.get(form.get("request_id", ""))
     client = server.clients.get(pending.client_id) if pending else None
     if pending is None or client is None:
@@ -179,28 +201,33 @@ def _checked_pending(
             "This form was not issued to this browser (are cookies enabled?). Start again from your application.",
             status_code=403,
         )
-    return pending, client
+    return form, pending, client
 
 
 @router.post("/authorize/login")
 async def login(request: Request) -> Response:
     server = server_of(request)
-    form = await _form(request)
-    checked = _checked_pending(server, request, form, "login")
+    checked = await _checked_form(server, request, "login")
     if isinstance(checked, Response):
         return checked
-    pending, client = checked
+    form, pending, client = checked
     nonce = request.cookies.get(BROWSER_COOKIE, "")
     username = form.get("username", "").strip()
-    address = request.client.host if request.client else "unknown"
-    delay = server.throttle.delay_for(username, address)
+    address = client_address(request)
+    try:
+        delay = server.throttle.begin_attempt(username, address)  # counted as a failure until it succeeds
+    except TooManyFailures as refused:
+        logger.info("Login refused (too many failures) for client %s from %s", client.client_id, address)
+        summary = _summary(server, pending, client, "login", nonce)
+        page = login_page(summary, username=username, error=LOGIN_REFUSED, status_code=429)
+        page.headers["Retry-After"] = str(refused.retry_after)
+        return page
     if delay:
         await anyio.sleep(delay)
     user = await server.users.verify(username, form.get("password", ""))
     if user is None:
-        server.throttle.record_failure(username, address)
         logger.info("Failed login for client %s from %s", client.client_id, address)
-        return login_page(_summary(server, pending, client, "login", nonce), username=username, failed=True)
+        return login_page(_summary(server, pending, client, "login", nonce), username=username, error=LOGIN_FAILED)
     server.throttle.record_success(username, address)
     pending.subject = user.username
     logger.info("User %s signed in for client %s", user.username, client.client_id)
@@ -211,11 +238,10 @@ async def login(request: Request) -> Response:
 @router.post("/authorize/consent")
 async def consent(request: Request) -> Response:
     server = server_of(request)
-    form = await _form(request)
-    checked = _checked_pending(server, request, form, "consent")
+    checked = await _checked_form(server, request, "consent")
     if isinstance(checked, Response):
         return checked
-    pending, client = checked
+    form, pending, client = checked
     if pending.subject is None:
         return _expired()
     server.pending.discard(pending.request_id)  # one decision per request

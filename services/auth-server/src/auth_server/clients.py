@@ -6,6 +6,8 @@ import base64
 import binascii
 import hashlib
 import hmac
+import math
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
@@ -65,28 +67,71 @@ def client_from_config(entry: ClientConfig, environ: Mapping[str, str]) -> Clien
 
 
 class ClientRegistry:
-    """Configured clients, plus dynamically registered ones kept in memory (oldest dropped beyond a cap)."""
+    """Configured clients, plus dynamically registered ones kept in memory.
 
-    def __init__(self, configured: Iterable[Client], *, realm: str, max_dynamic_clients: int) -> None:
+    Registrations are capped: past the cap new ones are refused (an anonymous caller must not be able to
+    evict real clients). A registration not used to obtain a token within `unused_client_seconds` is
+    forgotten, so abandoned and junk registrations free their place.
+    """
+
+    def __init__(
+        self,
+        configured: Iterable[Client],
+        *,
+        realm: str,
+        max_dynamic_clients: int,
+        unused_client_seconds: float,
+    ) -> None:
         self._configured = {client.client_id: client for client in configured}
         self._dynamic: dict[str, Client] = {}
+        self._unused_since: dict[str, float] = {}  # registered, never used: client_id -> when, oldest first
         self._realm = realm
         self._max_dynamic_clients = max_dynamic_clients
+        self._unused_client_seconds = unused_client_seconds
 
     @classmethod
     def from_config(cls, config: AuthServerConfig, environ: Mapping[str, str], realm: str) -> ClientRegistry:
         clients = [client_from_config(entry, environ) for entry in config.clients]
-        return cls(clients, realm=realm, max_dynamic_clients=config.registration.max_clients)
+        return cls(
+            clients,
+            realm=realm,
+            max_dynamic_clients=config.registration.max_clients,
+            unused_client_seconds=config.registration.unused_client_seconds,
+        )
 
     def get(self, client_id: str) -> Client | None:
+        self._forget_unused(time.time())
         return self._configured.get(client_id) or self._dynamic.get(client_id)
 
     def register(self, client: Client) -> None:
+        """Add a registered client; raises 503 `temporarily_unavailable` with Retry-After when full."""
+        now = time.time()
+        self._forget_unused(now)
         if client.client_id in self._configured or client.client_id in self._dynamic:
             raise ValueError("client_id already exists")
-        while len(self._dynamic) >= self._max_dynamic_clients:
-            del self._dynamic[next(iter(self._dynamic))]
+        if len(self._dynamic) >= self._max_dynamic_clients:
+            oldest_unused = next(iter(self._unused_since.values()), now)
+            retry_after = max(1, math.ceil(oldest_unused + self._unused_client_seconds - now))
+            raise OAuthError(
+                "temporarily_unavailable",
+                "Too many clients are registered; retry later",
+                status_code=503,
+                headers={"Retry-After": str(retry_after)},
+            )
         self._dynamic[client.client_id] = client
+        self._unused_since[client.client_id] = now
+
+    def mark_used(self, client_id: str) -> None:
+        """The client obtained a token: its registration is kept (until a restart)."""
+        self._unused_since.pop(client_id, None)
+
+    def _forget_unused(self, now: float) -> None:
+        while self._unused_since:
+            client_id, registered_at = next(iter(self._unused_since.items()))  # the oldest
+            if now - registered_at < self._unused_client_seconds:
+                return
+            del self._unused_since[client_id]
+            del self._dynamic[client_id]
 
     def authenticate(self, authorization_header: str | None, form: Mapping[str, str]) -> Client:
         """The client making a token request (RFC 6749 §2.3): Basic, body secret, or a public client_id.

@@ -57,6 +57,23 @@ class LoginPolicy(_Strict):
     failure_delay_seconds: PositiveFloat = 0.5
     max_failure_delay_seconds: PositiveFloat = 8.0
     failure_window_seconds: PositiveInt = 900
+    # Attempts beyond this many failures (per username + address, in the window) are refused outright.
+    max_failures: PositiveInt = 10
+    # /authorize requests waiting for sign-in and consent; more are refused until some expire.
+    max_pending_sign_ins: PositiveInt = 10_000
+
+
+class RateLimit(_Strict):
+    """A token bucket per client address: `burst` requests at once, refilled at `per_minute`."""
+
+    burst: PositiveInt
+    per_minute: PositiveFloat
+
+
+class RateLimits(_Strict):
+    authorize: RateLimit = RateLimit(burst=120, per_minute=60)
+    registration: RateLimit = RateLimit(burst=60, per_minute=10)
+    token: RateLimit = RateLimit(burst=300, per_minute=300)
 
 
 class ResourceConfig(_Strict):
@@ -115,7 +132,9 @@ class RegistrationPolicy(_Strict):
     resources: tuple[str, ...] = ()
     # Unset: every scope of the listed resources.
     scopes: tuple[str, ...] | None = None
-    max_clients: PositiveInt = 1000
+    max_clients: PositiveInt = 1000  # more registrations are refused (nothing is evicted)
+    # A registration that has not been used to obtain a token within this long is forgotten.
+    unused_client_seconds: PositiveInt = 3600
 
     @model_validator(mode="after")
     def _public_grants_only(self) -> RegistrationPolicy:
@@ -132,6 +151,7 @@ class AuthServerConfig(_Strict):
     clients: tuple[ClientConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()
     registration: RegistrationPolicy = RegistrationPolicy()
+    rate_limits: RateLimits = RateLimits()
 
     @model_validator(mode="after")
     def _references_exist(self) -> AuthServerConfig:

@@ -78,15 +78,20 @@ def _client_line(summary: RequestSummary) -> str:
     )
 
 
-def login_page(summary: RequestSummary, *, username: str = "", failed: bool = False) -> HTMLResponse:
-    error = (
-        '<p id="login-error" class="error" role="alert">The username or password is incorrect.</p>\n' if failed else ""
-    )
-    described = ' aria-describedby="login-error"' if failed else ""
+# The same texts whether or not the username exists.
+LOGIN_FAILED = "The username or password is incorrect."
+LOGIN_REFUSED = "Too many failed sign-in attempts. Wait a few minutes, then try again."
+
+
+def login_page(
+    summary: RequestSummary, *, username: str = "", error: str | None = None, status_code: int = 200
+) -> HTMLResponse:
+    alert = f'<p id="login-error" class="error" role="alert">{escape(error)}</p>\n' if error else ""
+    described = ' aria-describedby="login-error"' if error else ""
     body = (
         "<h1>Sign in</h1>\n"
         f"<p>Sign in to continue to {_client_line(summary)}.</p>\n"
-        f"{error}"
+        f"{alert}"
         '<form method="post" action="/authorize/login">\n'
         f"{_hidden(summary)}"
         '<label for="username">Username</label>\n'
@@ -98,7 +103,7 @@ def login_page(summary: RequestSummary, *, username: str = "", failed: bool = Fa
         '<button type="submit">Sign in</button>\n'
         "</form>"
     )
-    return _page("Sign in", body)
+    return _page("Sign in", body, status_code=status_code)
 
 
 def consent_page(summary: RequestSummary, *, user_name: str, username: str) -> HTMLResponse:

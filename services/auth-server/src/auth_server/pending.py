@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -29,13 +30,21 @@ class PendingAuthorization:
     subject: str | None = None
 
 
+class TooManyPending(Exception):
+    """The store is full; `retry_after` seconds from now the oldest entry expires."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many sign-ins in progress")
+        self.retry_after = retry_after
+
+
 class PendingAuthorizations:
-    """In-memory, short-lived (10 minutes by default) and bounded."""
+    """In-memory, short-lived (10 minutes by default) and bounded: when full, new requests are refused."""
 
     def __init__(self, lifetime_seconds: float = 600.0, max_entries: int = 10_000) -> None:
         self._lifetime_seconds = lifetime_seconds
         self._max_entries = max_entries
-        self._entries: dict[str, PendingAuthorization] = {}
+        self._entries: dict[str, PendingAuthorization] = {}  # oldest first: all live equally long
 
     def create(
         self,
@@ -48,10 +57,13 @@ class PendingAuthorizations:
         resource: str,
         scopes: tuple[str, ...],
     ) -> PendingAuthorization:
+        """A new pending request; raises TooManyPending (never evicts: they may be real users' sign-ins)."""
         now = time.time()
-        self._entries = {key: entry for key, entry in self._entries.items() if entry.expires_at > now}
-        while len(self._entries) >= self._max_entries:
+        while self._entries and next(iter(self._entries.values())).expires_at <= now:
             del self._entries[next(iter(self._entries))]
+        if len(self._entries) >= self._max_entries:
+            oldest = next(iter(self._entries.values()))
+            raise TooManyPending(max(1, math.ceil(oldest.expires_at - now)))
         entry = PendingAuthorization(
             request_id=secrets.token_urlsafe(24),
             client_id=client_id,

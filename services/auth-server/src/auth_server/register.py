@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from auth_server.clients import Client
 from auth_server.config import GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN
 from auth_server.errors import NO_STORE_HEADERS, OAuthError
+from auth_server.limits import client_address, read_body
 from auth_server.policy import parse_scope
 from auth_server.state import AuthServer, server_of
 from auth_server.uris import check_redirect_uri
@@ -21,7 +22,6 @@ from auth_server.uris import check_redirect_uri
 logger = logging.getLogger(__name__)
 router = APIRouter()
 
-_MAX_BODY_BYTES = 32 * 1024
 _MAX_REDIRECT_URIS = 10
 
 
@@ -88,9 +88,8 @@ async def register(request: Request) -> JSONResponse:
     server = server_of(request)
     if not server.config.registration.enabled:
         raise OAuthError("access_denied", "Dynamic client registration is disabled", status_code=403)
-    body = await request.body()
-    if len(body) > _MAX_BODY_BYTES:
-        raise _metadata_error("The registration request is too large")
+    server.registration_rate.check(client_address(request))
+    body = await read_body(request)
     try:
         metadata = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -11,6 +11,7 @@ from auth_server.clients import ClientRegistry
 from auth_server.codes import AuthorizationCodeStore
 from auth_server.config import AuthServerConfig
 from auth_server.keys import KeyStore
+from auth_server.limits import RateLimiter
 from auth_server.pending import CsrfSigner, PendingAuthorizations
 from auth_server.settings import AuthServerSettings
 from auth_server.tokens import AccessTokenIssuer, RefreshTokenStore
@@ -30,6 +31,9 @@ class AuthServer:
     throttle: LoginThrottle
     pending: PendingAuthorizations
     csrf: CsrfSigner
+    authorize_rate: RateLimiter
+    registration_rate: RateLimiter
+    token_rate: RateLimiter
 
     @property
     def issuer(self) -> str:
@@ -52,8 +56,11 @@ class AuthServer:
             clients=ClientRegistry.from_config(config, environ, realm=settings.auth_issuer),
             users=UserDirectory.from_config(config, environ),
             throttle=LoginThrottle(config.login),
-            pending=PendingAuthorizations(),
+            pending=PendingAuthorizations(max_entries=config.login.max_pending_sign_ins),
             csrf=CsrfSigner(),
+            authorize_rate=RateLimiter(config.rate_limits.authorize),
+            registration_rate=RateLimiter(config.rate_limits.registration),
+            token_rate=RateLimiter(config.rate_limits.token),
         )
 
 

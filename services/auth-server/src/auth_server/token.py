@@ -21,6 +21,7 @@ from auth_server.config import (
     GRANT_TOKEN_EXCHANGE,
 )
 from auth_server.errors import NO_STORE_HEADERS, OAuthError
+from auth_server.limits import client_address, read_body
 from auth_server.policy import (
     allowed_scopes,
     audiences_of,
@@ -37,7 +38,6 @@ router = APIRouter()
 
 ACCESS_TOKEN_TYPE_URN = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 - a type name
 _REPEATABLE = frozenset({"resource", "audience"})  # RFC 8707 §2, RFC 8693 §2.1
-_MAX_BODY_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -62,9 +62,7 @@ async def _read_request(request: Request) -> TokenRequest:
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "The body must be application/x-www-form-urlencoded")
-    body = await request.body()
-    if len(body) > _MAX_BODY_BYTES:
-        raise OAuthError("invalid_request", "The request body is too large")
+    body = await read_body(request)
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except (UnicodeDecodeError, ValueError):
@@ -229,6 +227,7 @@ def _log_issue(grant: str, client: Client, subject: str, resource: str) -> None:
 @router.post("/token")
 async def token(request: Request) -> JSONResponse:
     server = server_of(request)
+    server.token_rate.check(client_address(request))
     token_request = await _read_request(request)
     client = server.clients.authenticate(request.headers.get("authorization"), token_request.params)
     grant_type = token_request.require("grant_type")
@@ -237,4 +236,6 @@ async def token(request: Request) -> JSONResponse:
         raise OAuthError("unsupported_grant_type", "Supported: " + ", ".join(GRANT_HANDLERS))
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", "This client is not allowed to use this grant type")
-    return JSONResponse(handler(server, client, token_request), headers=NO_STORE_HEADERS)
+    response = handler(server, client, token_request)
+    server.clients.mark_used(client.client_id)  # a registration that got a token is no longer at risk of expiry
+    return JSONResponse(response, headers=NO_STORE_HEADERS)

@@ -1,9 +1,10 @@
-"""Demo users: scrypt-hashed passwords, constant-time checks, and slowing down repeated failed logins."""
+"""Demo users: scrypt-hashed passwords, constant-time checks, and throttling repeated failed logins."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import os
 import time
 from collections.abc import Mapping
@@ -81,11 +82,20 @@ class _Failures:
     last_at: float
 
 
-class LoginThrottle:
-    """Counts consecutive failures per (username, client address) and says how long the next try waits.
+class TooManyFailures(Exception):
+    """Too many recent or in-flight failed logins for this username and address; refused unchecked."""
 
-    The delay grows with each failure (doubling up to a cap) and is applied before the password is checked,
-    for known and unknown usernames alike. Entries are forgotten after the failure window.
+    def __init__(self, retry_after: int) -> None:
+        super().__init__("Too many failed logins")
+        self.retry_after = retry_after
+
+
+class LoginThrottle:
+    """Counts failures per (username, client address): each later attempt waits longer, and past a limit none run.
+
+    An attempt counts as a failure when it begins (before its delay and the password check) and a success
+    clears the count, so parallel attempts cannot all pass with no delay. The same applies to known and
+    unknown usernames alike. Entries are forgotten after the failure window.
     """
 
     _MAX_ENTRIES = 10_000
@@ -94,23 +104,23 @@ class LoginThrottle:
         self._policy = policy
         self._failures: dict[tuple[str, str], _Failures] = {}
 
-    def delay_for(self, username: str, address: str, now: float | None = None) -> float:
-        now = time.monotonic() if now is None else now
-        entry = self._failures.get((username.casefold(), address))
-        if entry is None or now - entry.last_at > self._policy.failure_window_seconds:
-            return 0.0
-        delay = self._policy.failure_delay_seconds * 2 ** (entry.count - 1)
-        return float(min(delay, self._policy.max_failure_delay_seconds))
-
-    def record_failure(self, username: str, address: str, now: float | None = None) -> None:
+    def begin_attempt(self, username: str, address: str, now: float | None = None) -> float:
+        """Count this attempt as a failure; how long it must wait. Raises TooManyFailures past the limit."""
         now = time.monotonic() if now is None else now
         key = (username.casefold(), address)
+        window = self._policy.failure_window_seconds
         entry = self._failures.get(key)
-        if entry is None or now - entry.last_at > self._policy.failure_window_seconds:
+        if entry is None or now - entry.last_at > window:
             entry = _Failures(0, now)
+        if entry.count >= self._policy.max_failures:  # refused attempts do not extend the window
+            raise TooManyFailures(max(1, math.ceil(entry.last_at + window - now)))
         self._failures[key] = _Failures(entry.count + 1, now)
         if len(self._failures) > self._MAX_ENTRIES:
             self._forget_stale(now)
+        if entry.count == 0:
+            return 0.0
+        delay = self._policy.failure_delay_seconds * 2 ** (entry.count - 1)
+        return float(min(delay, self._policy.max_failure_delay_seconds))
 
     def record_success(self, username: str, address: str) -> None:
         self._failures.pop((username.casefold(), address), None)
