@@ -12,11 +12,12 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import anyio
-from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, ValidatorConfig
+from oauth_tokens import AccessTokenValidator, ValidatorConfig
 
 from tests.support.tokens import TestIssuer
 from tests.support.topology import Topology, running_topology
@@ -24,8 +25,22 @@ from tests.support.topology import Topology, running_topology
 Row = tuple[str, int, float, float, float]
 
 
+@dataclass
+class Scale:
+    """Multiplies every run count: `--quick` (0.05) is how the test suite checks the bench still runs."""
+
+    factor: float = 1.0
+
+    def __call__(self, runs: int) -> int:
+        return max(5, int(runs * self.factor))
+
+
+SCALE = Scale()
+
+
 async def timed(name: str, runs: int, operation: Callable[[], Awaitable[Any]]) -> Row:
     """Run `operation` `runs` times after one warm-up call; return (name, runs, p50, p95, ops/s) in ms."""
+    runs = SCALE(runs)
     await operation()
     samples = []
     started = time.perf_counter()
@@ -41,6 +56,7 @@ async def timed(name: str, runs: int, operation: Callable[[], Awaitable[Any]]) -
 async def concurrent(name: str, callers: int, rounds: int, operation: Callable[[], Awaitable[Any]]) -> Row:
     """`callers` concurrent loops of `operation`, `rounds` each; throughput and per-call latency."""
     samples: list[float] = []
+    rounds = SCALE(rounds)
 
     async def loop() -> None:
         for _ in range(rounds):
@@ -68,14 +84,7 @@ async def bench_validation() -> list[Row]:
 
 
 async def bench_topology(topology: Topology) -> list[Row]:
-    env = topology.env
-    auth = ClientCredentialsAuth(
-        env["AUTH_TOKEN_URL"],
-        env["CRM_MCP_CLIENT_ID"],
-        env["CRM_MCP_CLIENT_SECRET"],
-        scope="tickets:read",
-        resource=env["TICKETS_MCP_RESOURCE"],
-    )
+    auth = topology.tickets_auth()
 
     async def fresh_token() -> None:
         auth.invalidate()
@@ -127,6 +136,8 @@ async def main_async(workdir: Path) -> list[Row]:
 
 
 def main() -> int:
+    if "--quick" in sys.argv[1:]:
+        SCALE.factor = 0.05
     with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
         rows = anyio.run(main_async, Path(workdir))
     print_table(rows)

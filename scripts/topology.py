@@ -24,12 +24,35 @@ import httpx2
 from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parent.parent
-RUN_DIR = ROOT / ".run"
-PID_FILE = RUN_DIR / "topology.pid"
-LOG_FILE = RUN_DIR / "topology.log"
-ENV_FILE = ROOT / ".env"
+PROCFILE = ROOT / "Procfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 HEALTH_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """Where a topology keeps its .env, its runtime state (.run/) and its data: the repository by default.
+
+    TOPOLOGY_DIR points it elsewhere, which is how the tests run `up` and `down` on free ports.
+    """
+
+    directory: Path
+
+    @classmethod
+    def from_environment(cls) -> Workspace:
+        return cls(Path(os.environ.get("TOPOLOGY_DIR") or ROOT))
+
+    @property
+    def env_file(self) -> Path:
+        return self.directory / ".env"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.directory / ".run" / "topology.pid"
+
+    @property
+    def log_file(self) -> Path:
+        return self.directory / ".run" / "topology.log"
 
 
 @dataclass(frozen=True)
@@ -52,9 +75,10 @@ SERVICES = (
 )
 
 
-def load_env() -> dict[str, str]:
+def load_env(workspace: Workspace | None = None) -> dict[str, str]:
     """The settings `make up` runs with: .env, overridden by the process environment."""
-    values = {k: v for k, v in dotenv_values(ENV_FILE).items() if v is not None}
+    workspace = workspace or Workspace.from_environment()
+    values = {k: v for k, v in dotenv_values(workspace.env_file).items() if v is not None}
     return {**values, **{k: v for k, v in os.environ.items() if k in values}}
 
 
@@ -69,9 +93,9 @@ def base_url(service: Service, env: dict[str, str]) -> str:
     return f"http://localhost:{env.get(service.port_variable, service.default_port)}"
 
 
-def init_env() -> int:
+def init_env(workspace: Workspace) -> int:
     """Create .env from .env.example, replacing `<generated>` with fresh random secrets."""
-    if ENV_FILE.exists():
+    if workspace.env_file.exists():
         return 0
     generated: dict[str, str] = {}
     lines = []
@@ -84,16 +108,16 @@ def init_env() -> int:
             line = f"{name}={generated[same.group(1)]}"
         lines.append(line)
     # Created 0600 from the start: the secrets are never readable by others, not even briefly.
-    with os.fdopen(os.open(ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as env_file:
+    with os.fdopen(os.open(workspace.env_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as env_file:
         env_file.write("\n".join(lines) + "\n")
     print(f"Created .env with fresh local secrets ({', '.join(generated)}).")
     return 0
 
 
-def running_pid() -> int | None:
+def running_pid(workspace: Workspace) -> int | None:
     """The pid of the honcho started by `up`, if it is still alive."""
     try:
-        pid = int(PID_FILE.read_text())
+        pid = int(workspace.pid_file.read_text())
         os.kill(pid, 0)
     except (FileNotFoundError, ValueError, ProcessLookupError):
         return None
@@ -121,63 +145,67 @@ def wait_healthy(env: dict[str, str], honcho: subprocess.Popen[bytes]) -> list[s
     return [service.name for service in pending]
 
 
-def up() -> int:
-    init_env()
-    if (pid := running_pid()) is not None:
+def up(workspace: Workspace) -> int:
+    init_env(workspace)
+    if (pid := running_pid(workspace)) is not None:
         print(f"Already running (honcho pid {pid}). `make down` stops it.")
-        banner()
+        banner(workspace)
         return 0
-    env = load_env()
+    env = load_env(workspace)
     services = active_services(env)
     busy = [f"{s.name} port {p}" for s in services if port_in_use(p := int(env.get(s.port_variable, s.default_port)))]
     if busy:
         print(f"Cannot start: in use already: {', '.join(busy)}. Stop what holds them, or change the ports in .env.")
         return 1
-    RUN_DIR.mkdir(exist_ok=True)
-    with LOG_FILE.open("ab") as log:
-        # Names come from SERVICES (our own constant), never from input.
+    workspace.pid_file.parent.mkdir(exist_ok=True)
+    with workspace.log_file.open("ab") as log:
+        # The settings go in as the environment (process env over .env, as compose does), not as an env
+        # file honcho would let win. Names come from SERVICES (our own constant), never from input.
         honcho = subprocess.Popen(  # noqa: S603
-            [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", "Procfile", *(s.name for s in services)],
-            cwd=ROOT,
+            [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", str(PROCFILE), "-e", os.devnull]
+            + [service.name for service in services],
+            # The Procfile's `python` is this interpreter, the project's virtualenv.
+            env={**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+            cwd=workspace.directory,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    PID_FILE.write_text(str(honcho.pid))
+    workspace.pid_file.write_text(str(honcho.pid))
     print(f"Starting {len(services)} services as local processes (log: .run/topology.log)…")
     try:
         unhealthy = wait_healthy(env, honcho)
     except KeyboardInterrupt:
-        down()
+        down(workspace)
         return 130
     if unhealthy:
         print(f"Not healthy: {', '.join(unhealthy)}. Last log lines:\n")
-        print("\n".join(LOG_FILE.read_text(errors="replace").splitlines()[-40:]))
-        down()
+        print("\n".join(workspace.log_file.read_text(errors="replace").splitlines()[-40:]))
+        down(workspace)
         return 1
-    banner()
+    banner(workspace)
     return 0
 
 
-def down() -> int:
-    pid = running_pid()
+def down(workspace: Workspace) -> int:
+    pid = running_pid(workspace)
     if pid is None:
         print("Nothing running.")
-        PID_FILE.unlink(missing_ok=True)
+        workspace.pid_file.unlink(missing_ok=True)
         return 0
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and running_pid() is not None:
+    while time.monotonic() < deadline and running_pid(workspace) is not None:
         time.sleep(0.2)
-    if running_pid() is not None:
+    if running_pid(workspace) is not None:
         os.killpg(pid, signal.SIGKILL)
-    PID_FILE.unlink(missing_ok=True)
+    workspace.pid_file.unlink(missing_ok=True)
     print("Stopped all services.")
     return 0
 
 
-def banner() -> int:
-    env = load_env()
+def banner(workspace: Workspace) -> int:
+    env = load_env(workspace)
     print("\nAll services are up:\n")
     for service in active_services(env):
         print(f"  {service.name:<12} {base_url(service, env) + service.path:<28} {service.role}")
@@ -201,7 +229,7 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in commands:
         print(__doc__)
         return 2
-    return commands[argv[0]]()
+    return commands[argv[0]](Workspace.from_environment())
 
 
 if __name__ == "__main__":

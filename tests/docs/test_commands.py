@@ -94,17 +94,16 @@ def makefile_targets() -> set[str]:
 MAKE_TARGETS_EXERCISED_BY = {
     "help": "tests/docs/test_commands.py::test_make_help_output_matches_the_readme runs it",
     "install": "every other target depends on it; CI runs it through `make lint` and `make test` (.ci/run)",
-    "up": "not run in CI: it binds the fixed ports 9000 and 8001-8004 and writes .env. The same five "
-    "`python -m <service>` processes are started on free ports by tests/support/topology.py for "
-    "tests/integration and tests/docs; scripts/topology.py itself (honcho, health wait) has no test",
-    "down": "not run in CI, for the reason given for `up`",
+    "up": "tests/scripts/test_topology.py runs what it runs locally (`python -m scripts.topology up`) in a "
+    "scratch directory on free ports; the Docker path (`docker compose up --build --wait`) is proven by hand",
+    "down": "tests/scripts/test_topology.py, as for `up`",
     "logs": "not run: `tail -F` never ends",
     "demo": "tests/docs/test_commands.py::test_make_demo_passes_against_a_fresh_topology runs "
     "scripts.demo.run_demo, what `make demo` runs, against a topology on free ports",
     "test": "CI: .ci/run",
     "lint": "CI: .ci/run",
     "fmt": "not run in CI (it rewrites files); `make lint` checks the same rules",
-    "bench": "not run in CI: it measures, and timings are never asserted",
+    "bench": "tests/scripts/test_bench.py runs it with tiny run counts (`--quick`); timings are never asserted",
     "rotate-keys": "what it runs, `python -m auth_server.keys rotate`, is run by tests/auth_server/test_rotation.py",
     "clean": "not run: it deletes .venv",
 }

@@ -8,7 +8,6 @@ import anyio
 import pytest
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.downstream import DownstreamError
-from oauth_tokens import ClientCredentialsAuth
 
 from tests.support.topology import Topology
 
@@ -17,15 +16,7 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def tickets(topology: Topology) -> AsyncIterator[TicketsMcpClient]:
-    env = topology.env
-    auth = ClientCredentialsAuth(
-        env["AUTH_TOKEN_URL"],
-        env["CRM_MCP_CLIENT_ID"],
-        env["CRM_MCP_CLIENT_SECRET"],
-        scope="tickets:read tickets:write",
-        resource=env["TICKETS_MCP_RESOURCE"],
-    )
-    client = TicketsMcpClient(env["TICKETS_MCP_URL"], auth, timeout_seconds=5)
+    client = TicketsMcpClient(topology.env["TICKETS_MCP_URL"], topology.tickets_auth(), timeout_seconds=5)
     async with anyio.create_task_group() as owner:
         client.bind(owner)
         try:

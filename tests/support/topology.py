@@ -16,6 +16,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ListToolsResult
+from oauth_tokens import ClientCredentialsAuth
 
 from scripts.headless_login import user_oauth
 from tests.support.processes import ServiceProcess, free_port, start_service
@@ -74,6 +75,16 @@ class Topology:
 
     def logs(self) -> str:
         return "\n".join(service.logs() for service in self.services.values())
+
+    def tickets_auth(self, scope: str = "tickets:read tickets:write") -> ClientCredentialsAuth:
+        """crm-mcp's own client-credentials token source for tickets-mcp, as crm-mcp builds it."""
+        return ClientCredentialsAuth(
+            self.env["AUTH_TOKEN_URL"],
+            self.env["CRM_MCP_CLIENT_ID"],
+            self.env["CRM_MCP_CLIENT_SECRET"],
+            scope=scope,
+            resource=self.env["TICKETS_MCP_RESOURCE"],
+        )
 
     async def client_credentials_token(self, resource: str, scope: str) -> str:
         """A token for crm-mcp's own machine client, straight from the token endpoint."""

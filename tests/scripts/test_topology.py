@@ -1,0 +1,81 @@
+"""`make up` / `make down` as local processes (scripts/topology.py), in a scratch directory on free ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx2
+
+from tests.support.processes import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+PORT_VARIABLES = ("AUTH_SERVER_PORT", "CRM_MCP_PORT", "TICKETS_MCP_PORT", "CRM_API_PORT", "WEATHER_API_PORT")
+DEFAULT_PORTS = {"AUTH_SERVER_PORT": 9000, "CRM_MCP_PORT": 8001, "TICKETS_MCP_PORT": 8002, "CRM_API_PORT": 8003}
+DEFAULT_PORTS["WEATHER_API_PORT"] = 8004
+
+
+def topology(command: str, directory: Path) -> subprocess.CompletedProcess[str]:
+    scrubbed = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "CRM_", "TICKETS_", "WEATHER_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.topology", command],
+        cwd=ROOT,
+        env={**scrubbed, "TOPOLOGY_DIR": str(directory)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def free_port_env(directory: Path) -> dict[str, int]:
+    """Write the .env `make up` would, with every localhost port moved to a free one."""
+    assert topology("init-env", directory).returncode == 0
+    ports = {variable: free_port() for variable in PORT_VARIABLES}
+    moved = {str(DEFAULT_PORTS[variable]): str(port) for variable, port in ports.items()}
+    env_file = directory / ".env"
+    text = env_file.read_text()
+    text = re.sub(r"(?<=localhost:)(\d+)", lambda m: moved.get(m.group(1), m.group(1)), text)
+    for variable, port in ports.items():
+        text = re.sub(rf"^{variable}=.*$", f"{variable}={port}", text, flags=re.MULTILINE)
+    env_file.write_text(text)
+    return ports
+
+
+def test_up_starts_every_service_healthy_and_down_leaves_nothing(tmp_path: Path) -> None:
+    ports = free_port_env(tmp_path)
+    assert oct((tmp_path / ".env").stat().st_mode & 0o777) == "0o600"
+    try:
+        started = topology("up", tmp_path)
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert "All services are up" in started.stdout
+        for port in ports.values():
+            assert httpx2.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
+        again = topology("up", tmp_path)
+        assert "Already running" in again.stdout
+    finally:
+        stopped = topology("down", tmp_path)
+    assert stopped.returncode == 0
+    assert "Stopped all services" in stopped.stdout
+    for port in ports.values():
+        try:
+            httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1)
+        except httpx2.TransportError:
+            continue
+        raise AssertionError(f"port {port} still answers after down")
+    assert "Nothing running" in topology("down", tmp_path).stdout
+
+
+def test_up_refuses_a_busy_port_by_name(tmp_path: Path) -> None:
+    import socket
+
+    ports = free_port_env(tmp_path)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", ports["CRM_API_PORT"]))
+        holder.listen()
+        started = topology("up", tmp_path)
+    assert started.returncode == 1
+    assert f"crm-api port {ports['CRM_API_PORT']}" in started.stdout
