@@ -6,10 +6,10 @@ secret at the token endpoint and presents that token to tickets-mcp.
 
 - `oauth_tokens.ClientCredentialsAuth` (an `httpx2.Auth`) gets the token with the RFC 8707 `resource`
   of tickets-mcp, caches it, refreshes it ahead of expiry, makes one token request for many concurrent
-  callers, and on a 401 drops the token and retries once.
+  callers, and on a 401 drops the token and retries once (if the token is not brand new).
 - One `httpx2.AsyncClient` (one connection pool) and one MCP session are opened on first use and kept;
-  calls are multiplexed over that session instead of opening one per call. A broken session is dropped
-  and the next call opens a new one.
+  calls are multiplexed over that session instead of opening one per call. A session whose connection
+  is gone is dropped and the next call opens a new one; a timeout or a refused call keeps it.
 - Only read-only tools are retried (once, on a fresh session); a write that failed mid-way is reported,
   never repeated, because tickets-mcp might have done it.
 """
