@@ -92,5 +92,6 @@ rotate-keys: install .env ## Add an auth-server signing key: published now, sign
 	@$(RUN) python -m auth_server.keys rotate
 
 .PHONY: clean
-clean: ## Remove .venv, .tools and local runtime data (signing keys, databases)
+clean: ## Remove .venv, .tools and local runtime data (signing keys, databases, compose volumes)
+	-@docker info >/dev/null 2>&1 && docker compose down --volumes --remove-orphans
 	rm -rf .venv .tools .run data .pytest_cache .mypy_cache .ruff_cache

@@ -21,7 +21,7 @@ from mcp.types import TextContent
 from oauth_tokens import AccessTokenValidator, Principal, ValidatorConfig
 
 from scripts.headless_login import user_oauth
-from scripts.topology import load_env
+from scripts.topology import active_services, load_env
 
 
 class DemoFailure(Exception):
@@ -58,6 +58,22 @@ async def validated(env: dict[str, str], token: str, audiences: Sequence[str]) -
     config = ValidatorConfig(issuers=[env["AUTH_ISSUER"]], audiences=list(audiences))
     async with AccessTokenValidator(config) as validator:
         return await validator.validate(token)
+
+
+def missing_prerequisite(env: dict[str, str]) -> str | None:
+    """What the demo needs that does not answer, said in one line; None when all is there."""
+    if all(service.name != "auth-server" for service in active_services(env)):
+        return "make demo logs in as the local demo users, so it needs COMPOSE_PROFILES=local-auth in .env"
+    needed = {
+        "crm-mcp": env["CRM_MCP_RESOURCE"].removesuffix("/mcp") + "/health",
+        "the auth-server": env["AUTH_ISSUER"] + "/.well-known/oauth-authorization-server",
+    }
+    for name, url in needed.items():
+        try:
+            httpx2.get(url, timeout=3).raise_for_status()
+        except httpx2.HTTPError:
+            return f"{name} does not answer at {url}: run `make up` first"
+    return None
 
 
 async def run_demo(env: dict[str, str]) -> None:
@@ -149,6 +165,9 @@ def find(error: BaseException, kind: type[BaseException] | tuple[type[BaseExcept
 
 def main() -> int:
     env = load_env()
+    if (problem := missing_prerequisite(env)) is not None:
+        print(f"✗ {problem}", file=sys.stderr)
+        return 1
     try:
         anyio.run(run_demo, env)
     except Exception as error:

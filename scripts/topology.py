@@ -209,15 +209,16 @@ def banner(workspace: Workspace) -> int:
     print("\nAll services are up:\n")
     for service in active_services(env):
         print(f"  {service.name:<12} {base_url(service, env) + service.path:<28} {service.role}")
+    local_auth = SERVICES[0] in active_services(env)
     print(
         "\nNext:\n"
-        "  make demo    log in as a demo user and call one tool per pattern (narrated)\n"
-        "  make logs    follow the services' logs\n"
+        + ("  make demo    log in as a demo user and call one tool per pattern (narrated)\n" if local_auth else "")
+        + "  make logs    follow the services' logs\n"
         "  make down    stop everything\n"
         f"  Connect an MCP client (MCP Inspector, Claude Code) to {base_url(SERVICES[-1], env)}/mcp;\n"
         + (
             "  log in as alice or bob with the DEMO_*_PASSWORD values in .env."
-            if SERVICES[0] in active_services(env)
+            if local_auth
             else "  log in with an account of your hosted provider."
         )
     )
