@@ -67,6 +67,11 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
         len(config.users),
         server.keystore.signing_key().kid,
     )
+    if settings.auth_server_cimd_allow_loopback:
+        logger.warning(
+            "AUTH_SERVER_CIMD_ALLOW_LOOPBACK is on: client metadata documents may be fetched from loopback "
+            "addresses, so a client_id URL can make this server call services on its own machine (development only)"
+        )
 
     app = FastAPI(
         title="auth-server (development stand-in)",

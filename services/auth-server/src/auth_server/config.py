@@ -144,6 +144,27 @@ class RegistrationPolicy(_Strict):
         return self
 
 
+class ClientMetadataDocumentPolicy(_Strict):
+    """Client ID Metadata Documents: https `client_id` URLs whose document this server fetches (see cimd.py).
+
+    Such clients get what registered ones get: the `[registration]` grant types, resources and scopes.
+    """
+
+    enabled: bool = True
+    fetch_timeout_seconds: PositiveFloat = 5.0  # for the whole fetch: resolve, connect, TLS, read
+    max_document_bytes: PositiveInt = 5120  # the draft recommends reading at most 5 KB
+    # The document's HTTP caching headers decide how long it is reused, within these bounds.
+    min_cache_seconds: PositiveInt = 60
+    max_cache_seconds: PositiveInt = 86400
+    max_cached_documents: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> ClientMetadataDocumentPolicy:
+        if self.min_cache_seconds > self.max_cache_seconds:
+            raise ValueError("min_cache_seconds must not exceed max_cache_seconds")
+        return self
+
+
 class AuthServerConfig(_Strict):
     lifetimes: Lifetimes = Lifetimes()
     login: LoginPolicy = LoginPolicy()
@@ -151,6 +172,7 @@ class AuthServerConfig(_Strict):
     clients: tuple[ClientConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()
     registration: RegistrationPolicy = RegistrationPolicy()
+    client_metadata_documents: ClientMetadataDocumentPolicy = ClientMetadataDocumentPolicy()
     rate_limits: RateLimits = RateLimits()
 
     @model_validator(mode="after")
@@ -175,6 +197,8 @@ class AuthServerConfig(_Strict):
         check_resources(self.registration.resources, "registration")
         if self.registration.enabled and not self.registration.resources:
             raise ValueError("registration needs at least one resource")
+        if self.client_metadata_documents.enabled and not self.registration.resources:
+            raise ValueError("client_metadata_documents needs at least one resource in [registration]")
         return self
 
     def resource_named(self, name: str) -> ResourceConfig:
