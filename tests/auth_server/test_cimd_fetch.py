@@ -1,0 +1,123 @@
+"""The CIMD fetch's guards, in process: refused URLs and addresses never reach the network (a tripwire on
+the HTTP client and the resolver fails the test if they do), caching headers, loopback redirect ports."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import anyio
+import httpx2
+import pytest
+from auth_server.document_fetch import FetchPolicy, FetchRefused, cache_lifetime, checked_url, fetch_document
+from auth_server.uris import loopback_redirect_matches
+
+POLICY = FetchPolicy(timeout_seconds=1.0, max_bytes=5120, allow_loopback=False)
+
+
+@pytest.fixture
+def tripwire(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records (and stops) any lookup or request: a refusal must come before either."""
+    attempts: list[str] = []
+
+    async def no_request(self: httpx2.AsyncClient, request: httpx2.Request, **_: Any) -> httpx2.Response:
+        attempts.append(f"request {request.url}")
+        raise AssertionError("a request was sent")
+
+    async def no_lookup(host: str, *_: Any, **__: Any) -> list[Any]:
+        attempts.append(f"lookup {host}")
+        raise AssertionError("a name was resolved")
+
+    monkeypatch.setattr(httpx2.AsyncClient, "send", no_request)
+    monkeypatch.setattr(anyio, "getaddrinfo", no_lookup)
+    return attempts
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://10.0.0.1/client.json",
+        "https://192.168.1.10/client.json",
+        "https://172.16.0.1/client.json",
+        "https://169.254.169.254/latest/meta-data",  # cloud metadata service (link-local)
+        "https://100.64.0.1/client.json",  # carrier-grade NAT
+        "https://0.0.0.0/client.json",
+        "https://224.0.0.1/client.json",  # multicast
+        "https://240.0.0.1/client.json",  # reserved
+        "https://[fd00::1]/client.json",  # unique local
+        "https://[fe80::1]/client.json",  # link-local
+        "https://[::ffff:10.0.0.1]/client.json",  # IPv4-mapped private
+        "https://127.0.0.1/client.json",  # loopback, without the development setting
+        "https://[::1]/client.json",
+    ],
+)
+@pytest.mark.anyio
+async def test_special_use_addresses_are_refused_without_any_connection(url: str, tripwire: list[str]) -> None:
+    with pytest.raises(FetchRefused, match="address, which this server does not fetch from"):
+        await fetch_document(url, POLICY, ssl.create_default_context())
+    assert tripwire == []
+
+
+@pytest.mark.anyio
+async def test_the_development_setting_allows_loopback_only(tripwire: list[str]) -> None:
+    development = FetchPolicy(timeout_seconds=1.0, max_bytes=5120, allow_loopback=True)
+    with pytest.raises(FetchRefused, match="private or special-use"):
+        await fetch_document("https://10.0.0.1/client.json", development, ssl.create_default_context())
+    with pytest.raises(FetchRefused, match="must use https"):  # plain http only for a loopback host
+        await fetch_document("http://10.0.0.1/client.json", development, ssl.create_default_context())
+    assert tripwire == []
+
+
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://app.example.test/client.json", "must use https"),
+        ("ftp://app.example.test/client.json", "must use https"),
+        ("https://app.example.test", "must have a path"),
+        ("https://app.example.test/", "must have a path"),
+        ("https://user@app.example.test/client.json", "user name or password"),
+        ("https://app.example.test/client.json#x", "fragment"),
+        ("https://app.example.test/a/../client.json", "path segments"),
+        ("https://app.example.test:99999/client.json", "not a valid URL"),
+        ("https://app.example.test/" + "a" * 2048, "longer than"),
+    ],
+)
+def test_client_id_urls_must_follow_the_draft(url: str, reason: str) -> None:
+    with pytest.raises(FetchRefused, match=reason):
+        checked_url(url, allow_loopback=True)
+
+
+@pytest.mark.parametrize(
+    ("headers", "seconds"),
+    [
+        ({"Cache-Control": "public, max-age=600"}, 600.0),
+        ({"Cache-Control": "no-store"}, 0.0),
+        ({"Cache-Control": "no-cache, max-age=600"}, 0.0),
+        ({"Cache-Control": "max-age=soon"}, 0.0),
+        ({"Expires": "Thu, 01 Jan 2026 00:10:00 GMT", "Date": "Thu, 01 Jan 2026 00:00:00 GMT"}, 600.0),
+        ({"Expires": "0"}, 0.0),
+        ({}, None),
+    ],
+)
+def test_cache_lifetime_follows_rfc_9111(headers: dict[str, str], seconds: float | None) -> None:
+    assert cache_lifetime(httpx2.Headers(headers)) == seconds
+
+
+@pytest.mark.parametrize(
+    ("registered", "requested", "matches"),
+    [
+        ("http://127.0.0.1/callback", "http://127.0.0.1:49152/callback", True),
+        ("http://localhost/callback", "http://localhost:8080/callback", True),
+        ("http://[::1]/callback", "http://[::1]:8080/callback", True),
+        ("http://127.0.0.1/callback", "http://127.0.0.1/callback/x", False),
+        ("http://127.0.0.1/callback", "http://127.0.0.2:8080/callback", False),
+        ("http://127.0.0.1/callback", "https://127.0.0.1:8080/callback", False),
+        ("http://127.0.0.1:3000/callback", "http://127.0.0.1:3001/callback", False),  # a listed port is exact
+        ("https://app.example.test/callback", "https://app.example.test:8443/callback", False),
+        ("http://127.0.0.1/callback", "http://127.0.0.1:8080/callback?extra=1", False),
+    ],
+)
+def test_a_portless_loopback_redirect_uri_accepts_any_port_and_nothing_else(
+    registered: str, requested: str, matches: bool
+) -> None:
+    assert loopback_redirect_matches(registered, requested) is matches
