@@ -118,7 +118,7 @@ class DocumentHost:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.0"  # one request per connection; a body may end at close
 
-            def do_GET(self) -> None:  # noqa: N802 - the http.server hook's name
+            def do_GET(self) -> None:
                 host.requests[self.path] += 1
                 answer = host.answers.get(self.path, Answer(status=404, body=b"{}"))
                 if answer.hang:
@@ -133,7 +133,7 @@ class DocumentHost:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            def log_message(self, format: str, *args: Any) -> None:
                 pass  # keep test output quiet
 
         return Handler

@@ -135,7 +135,8 @@ async def test_the_sdk_client_signs_in_with_its_metadata_document(
     async with running_resource_server(dev_auth, dev_auth.crm_mcp_resource, dev_auth.crm_mcp_port):
         identity = await _whoami(dev_auth.crm_mcp_resource, provider)
         assert identity.split(" ")[:2] == ["alice", url]  # the token's client_id is the document URL
-        assert storage.client_info is not None and storage.client_info.client_id == url
+        assert storage.client_info is not None
+        assert storage.client_info.client_id == url
         provider.context.token_expiry_time = 1.0  # expired: the SDK refreshes as the same client
         assert await _whoami(dev_auth.crm_mcp_resource, provider) == identity
     assert user.authorizations == 1
