@@ -15,18 +15,15 @@ from urllib.parse import urlencode
 
 import httpx2
 import pytest
-from mcp import Client
 from mcp.client.auth import OAuthClientProvider
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import OAuthClientMetadata
-from mcp_types import TextContent
 from pydantic import AnyUrl
 
 from scripts.headless_login import MemoryTokenStorage
 from tests.auth_server.browser import Browser, query_of
 from tests.auth_server.conftest import AuthTestEnv, start_auth_server
 from tests.auth_server.metadata_host import Answer, DocumentHost, write_test_ca
-from tests.auth_server.resource_server import running_resource_server
+from tests.auth_server.resource_server import running_resource_server, whoami
 from tests.auth_server.test_mcp_sdk import HeadlessUser
 from tests.auth_server.tokens import claims_of
 
@@ -133,29 +130,17 @@ async def test_the_sdk_client_signs_in_with_its_metadata_document(
         client_metadata_url=url,
     )
     async with running_resource_server(dev_auth, dev_auth.crm_mcp_resource, dev_auth.crm_mcp_port):
-        identity = await _whoami(dev_auth.crm_mcp_resource, provider)
+        identity = await whoami(dev_auth.crm_mcp_resource, provider)
         assert identity.split(" ")[:2] == ["alice", url]  # the token's client_id is the document URL
         assert storage.client_info is not None
         assert storage.client_info.client_id == url
         provider.context.token_expiry_time = 1.0  # expired: the SDK refreshes as the same client
-        assert await _whoami(dev_auth.crm_mcp_resource, provider) == identity
+        assert await whoami(dev_auth.crm_mcp_resource, provider) == identity
     assert user.authorizations == 1
     assert storage.tokens is not None
     assert claims_of(storage.tokens.access_token)["client_id"] == url
     # authorize, sign-in, consent, code and refresh all used one fetch: the document said max-age=600.
     assert https_host.requests["/sdk/client.json"] == 1
-
-
-async def _whoami(url: str, auth_provider: httpx2.Auth) -> str:
-    async with (
-        httpx2.AsyncClient(auth=auth_provider, timeout=30.0) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        result = await client.call_tool("whoami", {})
-    assert not result.is_error, result
-    content = result.content[0]
-    assert isinstance(content, TextContent)
-    return content.text
 
 
 def test_consent_names_the_client_and_its_host_and_the_code_redeems(
