@@ -9,7 +9,6 @@ path, so a test can tell whether the auth-server fetched, refetched or never con
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import json
 import ssl
 import threading
@@ -42,7 +41,7 @@ def _name(common_name: str) -> x509.Name:
 
 
 def write_test_ca(directory: Path) -> tuple[Path, Path, Path]:
-    """(CA certificate, server certificate, server key) PEM files; the server is localhost and 127.0.0.1."""
+    """(CA certificate, server certificate, server key) PEM files; the server is `localhost`."""
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = (
@@ -67,7 +66,8 @@ def write_test_ca(directory: Path) -> tuple[Path, Path, Path]:
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(hours=2))
         .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            # The name only, no IP: the fetch connects to 127.0.0.1 and must still check the name.
+            x509.SubjectAlternativeName([x509.DNSName("localhost")]),
             critical=False,
         )
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)

@@ -230,6 +230,18 @@ def test_a_bad_document_is_refused_on_a_page_and_never_cached(
         assert https_host.requests[path] == attempt  # errors are not cached: fetched again
 
 
+def test_a_certificate_from_an_untrusted_ca_is_refused(dev_auth: AuthTestEnv, tmp_path: Path) -> None:
+    _, certificate, key = write_test_ca(tmp_path)  # another CA, which the auth-server does not trust
+    impostor = DocumentHost(certificate=(certificate, key), host_name="localhost")
+    try:
+        impostor.answers["/client.json"] = Answer(document=document(impostor, "/client.json"))
+        page = _open(dev_auth, impostor.url("/client.json"))
+    finally:
+        impostor.stop()
+    assert page.status_code == 400
+    assert "connection or TLS failure" in page.text
+
+
 def test_a_redirect_uri_the_document_does_not_list_is_refused(dev_auth: AuthTestEnv, https_host: DocumentHost) -> None:
     https_host.answers["/listed.json"] = Answer(document=document(https_host, "/listed.json"))
     for unlisted in (

@@ -80,6 +80,8 @@ async def test_the_development_setting_allows_loopback_only(tripwire: list[str])
         ("https://app.example.test/a/../client.json", "path segments"),
         ("https://app.example.test:99999/client.json", "not a valid URL"),
         ("https://app.example.test/" + "a" * 2048, "longer than"),
+        ("https://app.example.test/client.json\n", "control characters"),
+        ("https://app.example.test/my client.json", "spaces"),
     ],
 )
 def test_client_id_urls_must_follow_the_draft(url: str, reason: str) -> None:

@@ -200,7 +200,7 @@ async def _checked_form(
         client = await server.clients.find(pending.client_id) if pending else None
     except UnusableClient:  # its metadata document changed or vanished mid-sign-in (logged by the lookup)
         client = None
-    if pending is None or client is None:
+    if pending is None or client is None or not client.accepts_redirect_uri(pending.redirect_uri):
         return _expired()
     nonce = request.cookies.get(BROWSER_COOKIE)
     if not server.csrf.is_valid(form.get("csrf_token", ""), step, pending.request_id, nonce):

@@ -132,12 +132,12 @@ class ClientMetadataDocuments:
             fetched = await fetch_document(client_id, self._fetch, self._tls)
             client = client_from_document(client_id, fetched.body, self._config)
         except (FetchRefused, InvalidDocument) as refused:
-            logger.info("Client metadata document refused: %s: %s", client_id, refused)
+            logger.info("Client metadata document refused: %r: %s", client_id, refused)
             raise InvalidDocument(str(refused)) from None
         lifetime = fetched.cache_seconds if fetched.cache_seconds is not None else 0.0
         lifetime = min(max(lifetime, self._policy.min_cache_seconds), self._policy.max_cache_seconds)
         self._store(client_id, client, time.monotonic() + lifetime)
-        logger.info("Client metadata document accepted: %s named %r, cached %d s", client_id, client.name, lifetime)
+        logger.info("Client metadata document accepted: %r named %r, cached %d s", client_id, client.name, lifetime)
         return client
 
     def _store(self, client_id: str, client: Client, expires_at: float) -> None:

@@ -206,7 +206,7 @@ class ClientRegistry:
         try:
             client = await self.find(client_id)
         except UnusableClient as unusable:
-            logger.info("Client %s refused at the token endpoint: %s", client_id, unusable)
+            logger.info("Client %r refused at the token endpoint: %s", client_id, unusable)
             client = None
         if client is None:
             hmac.compare_digest(_digest(secret or ""), _UNKNOWN_CLIENT_DIGEST)

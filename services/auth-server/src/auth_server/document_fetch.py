@@ -67,6 +67,9 @@ def checked_url(url: str, allow_loopback: bool) -> SplitResult:
     """
     if len(url) > _MAX_URL_LENGTH:
         raise FetchRefused(f"the client_id URL is longer than {_MAX_URL_LENGTH} characters")
+    if any(character.isspace() or not character.isprintable() for character in url):
+        # urlsplit would silently drop some of them, and the URL must be compared exactly as sent.
+        raise FetchRefused("the client_id URL must not contain spaces or control characters")
     try:
         parts = urlsplit(url)
         host, _ = parts.hostname, parts.port  # .port raises for a malformed one
