@@ -9,8 +9,9 @@ redirects) and checks it before the user sees anything:
 - `client_name` (shown on the sign-in and consent pages, with the URL's host) and `redirect_uris` (each
   https or http on loopback, as for registration) are present;
 - it is a public client: `token_endpoint_auth_method` absent or `none`. Secret-based methods are
-  forbidden by the draft (§4.1), and `private_key_jwt` is refused because this server does not verify
-  client assertions, so accepting it as public would drop the authentication the client asked for;
+  forbidden by the draft ("Credential and Key Material Restrictions"), and `private_key_jwt` is refused
+  because this server does not verify client assertions, so accepting it as public would drop the
+  authentication the client asked for;
 - `grant_types` (RFC 7591 default `authorization_code`) within the `[registration]` grant types,
   `response_types` only `code`; `scope`, if given, narrows the `[registration]` scopes.
 
@@ -20,8 +21,8 @@ clients publish `http://127.0.0.1/callback` and listen on an ephemeral port.
 
 A valid document is cached for as long as its HTTP caching headers say, within
 `[client_metadata_documents] min_cache_seconds` and `max_cache_seconds`; errors and invalid documents are
-never cached (draft §5.2). The cache is bounded: past `max_cached_documents` the entry closest to
-expiry goes (it is only a cache, so nothing is lost but a fetch).
+never cached (draft, "Metadata Caching"). The cache is bounded: past `max_cached_documents` the entry
+closest to expiry goes (it is only a cache, so nothing is lost but a fetch).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Anyone can make this server fetch a URL by sending it as a `client_id`, so the fetch is built so that it
 cannot be aimed at anything but a public web server (SSRF, draft-ietf-oauth-client-id-metadata-document
-§8.6):
+"Server Side Request Forgery"):
 
 - **Addresses.** The host is resolved first and every address it resolves to is checked: private,
   loopback, link-local, multicast, reserved and other special-use addresses (RFC 6890) are refused, and
@@ -12,10 +12,12 @@ cannot be aimed at anything but a public web server (SSRF, draft-ietf-oauth-clie
   again: the URL is rewritten to that IP, the `Host` header and the TLS server name (SNI, and the
   certificate check) keep the original host. Re-resolving at connect time would leave a window in which
   a hostile DNS server answers with a public address for the check and a private one for the connection.
-  A fresh client per fetch means no pooled connection is ever reused for another host.
+  A fresh client per fetch means no pooled connection is ever reused for another host. A host with
+  several addresses (localhost: ::1 and 127.0.0.1) has all of them checked, then tried in order.
 - **Bounded.** One deadline for all of it (resolve, connect, TLS, read), no redirects (a 3xx is an
   error), at most `max_bytes` read (`Accept-Encoding: identity`, and a compressed answer is refused, so
-  the limit counts real bytes), a JSON content type, and no environment proxies.
+  the limit counts real bytes), a JSON content type. No environment proxies: a proxy would resolve the
+  name itself, out of reach of the address check.
 - **Caching.** `cache_lifetime` turns the response's Cache-Control / Expires into seconds (RFC 9111);
   the caller applies its own lower and upper bounds.
 
@@ -60,7 +62,7 @@ class FetchedDocument:
 
 
 def checked_url(url: str, allow_loopback: bool) -> SplitResult:
-    """`url` split, if it may be fetched as a Client Identifier URL (draft §3); else FetchRefused.
+    """`url` split, if it may be fetched as a Client Identifier URL (the draft's rules); else FetchRefused.
 
     https with a host and a path other than `/`, no userinfo, fragment or dot segments. Plain http only
     for a loopback host, and only with the development setting.

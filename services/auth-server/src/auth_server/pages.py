@@ -75,7 +75,7 @@ def _hidden(summary: RequestSummary) -> str:
 
 
 def _client_line(summary: RequestSummary) -> str:
-    if summary.client_host:  # draft-ietf-oauth-client-id-metadata-document §8.5: show the client_id's host
+    if summary.client_host:  # the CIMD draft ("OAuth Phishing Attacks"): show the client_id URL's host
         return (
             f"<strong>{escape(summary.client_name)}</strong> from <strong>{escape(summary.client_host)}</strong> "
             "(the name is the application's own claim; the host is where this server fetched it from) "
