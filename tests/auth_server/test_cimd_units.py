@@ -1,14 +1,19 @@
-"""The CIMD fetch's guards, in process: refused URLs and addresses never reach the network (a tripwire on
-the HTTP client and the resolver fails the test if they do), caching headers, loopback redirect ports."""
+"""CIMD in process: the fetch's guards (refused URLs and addresses never reach the network: a tripwire on
+the HTTP client and the resolver fails the test if they do), caching headers, loopback redirect ports, and
+the rules a document must follow."""
 
 from __future__ import annotations
 
+import json
 import ssl
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
+from auth_server.cimd import InvalidDocument, client_from_document
+from auth_server.clients import Client
+from auth_server.config import load_config
 from auth_server.document_fetch import FetchPolicy, FetchRefused, cache_lifetime, checked_url, fetch_document
 from auth_server.uris import loopback_redirect_matches
 
@@ -123,3 +128,50 @@ def test_a_portless_loopback_redirect_uri_accepts_any_port_and_nothing_else(
     registered: str, requested: str, matches: bool
 ) -> None:
     assert loopback_redirect_matches(registered, requested) is matches
+
+
+URL = "https://app.example.test/client.json"
+CONFIG = load_config(
+    None,
+    {
+        "CRM_MCP_RESOURCE": "http://127.0.0.1:1/mcp",
+        "TICKETS_MCP_RESOURCE": "http://127.0.0.1:2/mcp",
+        "CRM_API_AUDIENCE": "http://127.0.0.1:3",
+    },
+)
+
+
+def _client(**changes: Any) -> Client:
+    document = {"client_id": URL, "client_name": "App", "redirect_uris": ["https://app.example.test/cb"], **changes}
+    return client_from_document(URL, json.dumps(document).encode(), CONFIG)
+
+
+def test_a_document_client_is_public_with_the_registration_policy() -> None:
+    client = _client()
+    assert (client.client_id, client.name, client.from_metadata_document) == (URL, "App", True)
+    assert not client.is_confidential
+    assert client.grant_types == {"authorization_code"}  # RFC 7591's default: no refresh tokens unless listed
+    assert client.resources == CONFIG.registration.resources
+    assert client.scopes == CONFIG.registration_scopes()
+    assert _client(client_name="x" * 500).name == "x" * 100
+    # `scope` narrows; scopes this server does not know are another server's business.
+    assert _client(scope="crm:read elsewhere:admin").scopes == ("crm:read",)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"client_secret": "s"}, "must not use a client secret"),
+        ({"token_endpoint_auth_method": "client_secret_post"}, "must not use a client secret"),
+        ({"grant_types": ["authorization_code", "client_credentials"]}, "grant_types may only be"),
+        ({"response_types": ["token"]}, "response_types must be"),
+        ({"redirect_uris": []}, "has no redirect_uris"),
+        ({"redirect_uris": ["http://app.example.test/cb"]}, "unusable redirect URI"),
+        ({"redirect_uris": "https://app.example.test/cb"}, "must be an array of strings"),
+        ({"client_id": URL + "?"}, "not exactly its URL"),
+        ({"scope": ["crm:read"]}, "scope must be a string"),
+    ],
+)
+def test_a_document_breaking_a_rule_is_refused(changes: dict[str, Any], reason: str) -> None:
+    with pytest.raises(InvalidDocument, match=reason):
+        _client(**changes)
