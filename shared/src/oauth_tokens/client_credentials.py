@@ -1,5 +1,10 @@
 """Client-credentials tokens as an httpx2.Auth: cached, refreshed early, single-flight, retried on 401.
 
+A token request has one total deadline (`timeout_seconds`, connect and every read); concurrent
+callers share one request and its outcome, and a failed request is remembered for
+`failure_backoff_seconds` (1 s), so callers against a token endpoint that hangs all end within one
+deadline with the same TokenEndpointError, which names the token endpoint.
+
 401 policy: a 401 from the resource may mean the token was revoked or the keys rotated, so the
 token is dropped and the request retried once with a fresh one -- but only when the token that
 was refused is at least `retry_after_401_min_age_seconds` (10 s) old. A 401 to a younger token is
@@ -20,10 +25,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
 
-import anyio
 import httpx2
 
-from oauth_tokens.errors import TokenEndpointError
+from oauth_tokens.deadline import deadline
+from oauth_tokens.errors import DeadlineExceededError, TokenEndpointError
+from oauth_tokens.single_flight import SingleFlight
 
 __all__ = ["CachedToken", "ClientCredentialsAuth", "TokenCache", "TokenCacheKey"]
 
@@ -46,13 +52,15 @@ class CachedToken:
 class TokenCache:
     """In-memory access tokens per (token_url, client_id, scope, resource); share one between instances.
 
-    Holds one lock per key, so concurrent callers needing the same token make one request.
+    Holds one SingleFlight per key, so concurrent callers needing the same token make one request
+    and share its outcome; a failed request is remembered for `failure_backoff_seconds`.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, *, failure_backoff_seconds: float = 1.0) -> None:
         self.clock = clock
+        self.failure_backoff_seconds = failure_backoff_seconds
         self._tokens: dict[TokenCacheKey, CachedToken] = {}
-        self._locks: dict[TokenCacheKey, anyio.Lock] = {}
+        self._flights: dict[TokenCacheKey, SingleFlight[str]] = {}
 
     def fresh(self, key: TokenCacheKey) -> str | None:
         """The cached token for `key` unless it is due for refresh."""
@@ -80,9 +88,11 @@ class TokenCache:
         if cached is not None and (access_token is None or cached.access_token == access_token):
             del self._tokens[key]
 
-    def lock(self, key: TokenCacheKey) -> anyio.Lock:
-        """The single-flight lock for `key`."""
-        return self._locks.setdefault(key, anyio.Lock())
+    def flight(self, key: TokenCacheKey) -> SingleFlight[str]:
+        """The single flight that requests the token for `key`."""
+        if key not in self._flights:
+            self._flights[key] = SingleFlight(failure_backoff_seconds=self.failure_backoff_seconds, clock=self.clock)
+        return self._flights[key]
 
 
 def _basic_credentials(client_id: str, client_secret: str) -> str:
@@ -145,16 +155,21 @@ class ClientCredentialsAuth(httpx2.Auth):
         return (self.token_url, self.client_id, self.scope, self.resource)
 
     async def get_token(self) -> str:
-        """A valid access token: from the cache, or from one token request shared by concurrent callers."""
+        """A valid access token: from the cache, or from one token request shared by concurrent callers.
+
+        TokenEndpointError when the request fails, for every caller sharing it and for a second after.
+        """
         token = self.cache.fresh(self.cache_key)
         if token is not None:
             return token
-        async with self.cache.lock(self.cache_key):
-            token = self.cache.fresh(self.cache_key)  # someone else may have fetched it meanwhile
-            if token is None:
-                token, lifetime = await self._request_token()
-                self.cache.store(self.cache_key, token, lifetime, self.refresh_margin_seconds)
-            return token
+        return await self.cache.flight(self.cache_key).run(self._fetch_and_store)
+
+    async def _fetch_and_store(self) -> str:
+        token = self.cache.fresh(self.cache_key)  # another instance sharing the cache may have fetched it
+        if token is None:
+            token, lifetime = await self._request_token()
+            self.cache.store(self.cache_key, token, lifetime, self.refresh_margin_seconds)
+        return token
 
     def invalidate(self, access_token: str | None = None) -> None:
         """Forget the cached token (if given, only while it is still that token)."""
@@ -202,15 +217,17 @@ class ClientCredentialsAuth(httpx2.Auth):
         else:
             form.update(client_id=self.client_id, client_secret=self._client_secret)
         try:
-            response = await self._client().post(
-                self.token_url,
-                data=form,
-                headers=headers,
-                timeout=self.timeout_seconds,
-                follow_redirects=False,
-            )
-        except httpx2.TimeoutException as error:
-            raise TokenEndpointError("temporarily_unavailable", "The token endpoint timed out") from error
+            with deadline(self.timeout_seconds, "The token endpoint"):
+                response = await self._client().post(
+                    self.token_url,
+                    data=form,
+                    headers=headers,
+                    timeout=self.timeout_seconds,
+                    follow_redirects=False,
+                )
+        except (httpx2.TimeoutException, DeadlineExceededError) as error:
+            description = f"The token endpoint did not answer within {self.timeout_seconds:g} s"
+            raise TokenEndpointError("temporarily_unavailable", description) from error
         except httpx2.TransportError as error:
             description = f"The token endpoint is unreachable ({type(error).__name__})"
             raise TokenEndpointError("temporarily_unavailable", description) from error

@@ -14,6 +14,8 @@ import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
+from oauth_tokens.host_check import install_strict_host_check
+from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -100,10 +102,13 @@ def create_app(settings: Settings) -> Starlette:
     # No server-wide scopes: each tool requires its own (see tools.py), so a token with only crm:read
     # can still use the read tools.
     auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
+    security = transport_security(settings.crm_mcp_allowed_hosts)
     app = create_server(settings, auth).streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.crm_mcp_host,
-        transport_security=transport_security(settings.crm_mcp_allowed_hosts),
+        transport_security=security,
     )
     advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
+    install_strict_host_check(app, security, "/mcp")
+    install_key_source_outage(app)
     return app

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from oauth_tokens.settings import CommaList, TrustSettings
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 
 class Settings(TrustSettings):
@@ -15,8 +17,9 @@ class Settings(TrustSettings):
     crm_mcp_resource: str
     # Host headers accepted besides localhost (DNS-rebinding protection), e.g. crm-mcp:8001 in compose.
     crm_mcp_allowed_hosts: CommaList = ()
-    # Timeout of every downstream call, seconds.
-    crm_mcp_downstream_timeout_seconds: float = 10.0
+    # Total deadline (connect and every read) of each downstream call, token request and MCP session
+    # set-up, seconds.
+    crm_mcp_downstream_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
 
     # Pattern 1 — API key.
     weather_api_url: str

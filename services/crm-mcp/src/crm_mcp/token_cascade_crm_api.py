@@ -63,6 +63,7 @@ class CrmApiClient:
 
     def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
         self._base_url = base_url.rstrip("/")
+        self._timeout = timeout_seconds
         self._http = http_client(timeout_seconds)
 
     async def search_customers(self, query: str) -> list[Customer]:
@@ -70,6 +71,7 @@ class CrmApiClient:
             SERVICE,
             lambda: self._http.get(f"{self._base_url}/customers", params={"q": query}, headers=caller_authorization()),
             idempotent=True,
+            deadline_seconds=self._timeout,
         )
         return parse_response(SERVICE, lambda: _customers.validate_python(_json(response.json())))
 
@@ -80,6 +82,7 @@ class CrmApiClient:
                 f"{self._base_url}/customers/{quote(customer_id, safe='')}", headers=caller_authorization()
             ),
             idempotent=True,
+            deadline_seconds=self._timeout,
         )
         return parse_response(SERVICE, lambda: Customer.model_validate(response.json()))
 
@@ -92,6 +95,7 @@ class CrmApiClient:
                 headers=caller_authorization(),
             ),
             idempotent=False,
+            deadline_seconds=self._timeout,
         )
         return parse_response(SERVICE, lambda: Customer.model_validate(response.json()))
 
