@@ -7,6 +7,8 @@ Counts of exchange requests are the authorization server's own: its log line for
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,8 +17,10 @@ import httpx2
 import pytest
 from oauth_tokens import AccessTokenValidator, TokenExchange, ValidatorConfig
 
+from scripts.demo import run_demo
 from tests.integration.test_patterns import call_error, call_ok
-from tests.support.topology import Topology
+from tests.support.processes import free_port
+from tests.support.topology import SERVICES, Topology
 
 pytestmark = pytest.mark.anyio
 
@@ -149,3 +153,47 @@ def _restart_auth_server(topology: Topology, while_stopped: Callable[[], object]
     topology.services["auth-server"].stop()
     while_stopped()
     topology.start("auth-server")
+
+
+@pytest.mark.parametrize(
+    ("service", "overrides", "named"),
+    [
+        ("crm-mcp", {"CRM_API_AUTH_MODE": "passthrough"}, "Invalid setting CRM_API_AUTH_MODE"),
+        ("auth-server", {"CRM_API_AUTH_MODE": "passthrough"}, "Invalid setting CRM_API_AUTH_MODE"),
+        ("crm-mcp", {"CRM_API_AUTH_MODE": "exchange", "CRM_API_AUDIENCE": ""}, "Invalid setting CRM_API_AUDIENCE"),
+    ],
+)
+def test_a_bad_mode_stops_start_up_naming_the_variable(
+    topology: Topology, tmp_path: Path, service: str, overrides: dict[str, str], named: str
+) -> None:
+    module, port_variable = SERVICES[service]
+    completed = subprocess.run(
+        [sys.executable, "-m", module],
+        cwd=tmp_path,
+        env={
+            "PATH": "/usr/bin:/bin",
+            **topology.env,
+            **overrides,
+            port_variable: str(free_port()),
+            "AUTH_SERVER_DATA_DIR": str(tmp_path),
+        },
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert completed.returncode != 0
+    assert named in completed.stderr
+
+
+async def test_make_demo_narrates_the_exchange(exchange_topology: Topology, capsys: pytest.CaptureFixture[str]) -> None:
+    """What `make demo` runs, in exchange mode (tests/docs runs it in the default cascade mode)."""
+    await run_demo(exchange_topology.env)  # raises DemoFailure if any check of the demo fails
+    narration = capsys.readouterr().out
+    assert "CRM_API_AUTH_MODE=exchange" in narration
+    assert "Pattern 3b — token exchange (RFC 8693)" in narration
+    assert f"act.sub={exchange_topology.env['CRM_MCP_CLIENT_ID']}" in narration
+    assert "crm-api refuses alice's crm-mcp token sent straight to it" in narration
+    assert "make up CRM_API_AUTH_MODE=cascade" in narration
+    assert "eyJ" not in narration
+    assert exchange_topology.env["CRM_MCP_CLIENT_SECRET"] not in narration

@@ -7,6 +7,7 @@ once, in the lifespan, and shared by every tool call.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -27,6 +28,8 @@ from crm_mcp.token_cascade_crm_api import CallerToken
 from crm_mcp.token_exchange_crm_api import ExchangedToken
 from crm_mcp.tools import Downstreams, register_tools
 
+logger = logging.getLogger(__name__)
+
 # The scopes user tokens for crm-mcp can carry; each tool requires its own (see tools.py).
 USER_SCOPES = ("crm:read", "crm:write", "tickets:read", "tickets:write", "weather:read")
 # What crm-mcp asks for, as itself, from tickets-mcp (pattern 2).
@@ -40,6 +43,7 @@ INSTRUCTIONS = (
 
 def crm_api_credentials(settings: Settings) -> CrmApiCredentials:
     """Pattern 3 (forward the caller's token) or 3b (exchange it), as CRM_API_AUTH_MODE says."""
+    logger.info("crm-api calls: CRM_API_AUTH_MODE=%s", settings.crm_api_auth_mode)
     if settings.crm_api_auth_mode == "cascade":
         return CallerToken()
     exchange = TokenExchange(
