@@ -33,7 +33,7 @@ class Settings(TrustSettings):
     tickets_mcp_url: str
     tickets_mcp_resource: str
 
-    # Pattern 3 — token cascade.
+    # Pattern 3 — crm-api, by token cascade (3) or token exchange (3b).
     crm_api_url: str
     # How crm-mcp authenticates to crm-api: `cascade` forwards the caller's token (pattern 3),
     # `exchange` trades it for a token for crm-api alone (pattern 3b, RFC 8693). The auth-server reads it too.
