@@ -15,6 +15,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -100,10 +101,13 @@ def create_app(settings: Settings) -> Starlette:
     # No server-wide scopes: each tool requires its own (see tools.py), so a token with only crm:read
     # can still use the read tools.
     auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
-    app = create_server(settings, auth).streamable_http_app(
+    server = create_server(settings, auth)
+    app = server.streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.crm_mcp_host,
         transport_security=transport_security(settings.crm_mcp_allowed_hosts),
     )
     advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
+    # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
+    enforce_tool_scopes(app, server, auth)
     return app

@@ -11,6 +11,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -73,4 +74,6 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
         host=settings.tickets_mcp_host,
     )
     advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
+    # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
+    enforce_tool_scopes(app, mcp, auth, path=MCP_PATH)
     return app
