@@ -153,6 +153,31 @@ async def run_demo(env: dict[str, str]) -> None:
         )
     check(response.status_code == 401, "tickets-mcp refuses alice's token (wrong audience): no confused deputy")
 
+    await step_up(env, customer["id"])
+
+
+async def step_up(env: dict[str, str], customer_id: str) -> None:
+    """alice consents to crm:read only; adding a note makes the SDK client step up (no 403 handling here)."""
+    crm_mcp = env["CRM_MCP_RESOURCE"]
+    say("\nStep-up — a client that consented to less: alice grants crm:read only, then adds a note")
+    say('  crm-mcp answers add_customer_note with 403 insufficient_scope, scope="crm:write", before the tool runs;')
+    say("  the SDK client logs alice in again for crm:read + crm:write and retries the call")
+    provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"], scope="crm:read")
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(crm_mcp, http_client=http)) as alice,
+    ):
+        await call(alice, "get_customer", {"customer_id": customer_id})
+        assert storage.tokens is not None
+        before = await validated(env, storage.tokens.access_token, [crm_mcp])
+        check(before.scopes == {"crm:read"}, "alice's first token: scope crm:read only")
+        noted = await call(alice, "add_customer_note", {"customer_id": customer_id, "note": "Added by make demo"})
+        after = await validated(env, storage.tokens.access_token, [crm_mcp])
+    check(
+        {"crm:read", "crm:write"} <= after.scopes and noted["notes"][-1]["text"] == "Added by make demo",
+        f"note added after the step-up; the new token: scope={' '.join(sorted(after.scopes))}",
+    )
+
 
 def find(error: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
     """`error` itself or the first exception of `kind` inside it (the MCP client raises exception groups)."""

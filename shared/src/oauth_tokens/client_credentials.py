@@ -15,7 +15,7 @@ import base64
 import json
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -114,9 +114,13 @@ class ClientCredentialsAuth(httpx2.Auth):
         timeout_seconds: float = 5.0,
         cache: TokenCache | None = None,
         retry_after_401_min_age_seconds: float = 10,
+        discover_token_url: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
+        """`token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint)."""
         if auth_method not in ("client_secret_basic", "client_secret_post"):
             raise ValueError(f"Unsupported auth_method {auth_method!r}")
+        if not token_url and discover_token_url is None:
+            raise ValueError("token_url is required unless discover_token_url is given")
         if not client_id or not client_secret:
             raise ValueError("client_id and client_secret must be non-empty")
         if retry_after_401_min_age_seconds < 0:
@@ -133,6 +137,7 @@ class ClientCredentialsAuth(httpx2.Auth):
         self.cache = cache if cache is not None else TokenCache()
         self.retry_after_401_min_age_seconds = retry_after_401_min_age_seconds
         self._token_client: httpx2.AsyncClient | None = None
+        self._discover_token_url = discover_token_url
 
     def __repr__(self) -> str:
         return (
@@ -146,6 +151,8 @@ class ClientCredentialsAuth(httpx2.Auth):
 
     async def get_token(self) -> str:
         """A valid access token: from the cache, or from one token request shared by concurrent callers."""
+        if not self.token_url and self._discover_token_url is not None:
+            self.token_url = await self._discover_token_url()
         token = self.cache.fresh(self.cache_key)
         if token is not None:
             return token

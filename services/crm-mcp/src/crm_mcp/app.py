@@ -16,6 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
+from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -41,13 +42,18 @@ INSTRUCTIONS = (
 async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
     """Create the three downstream clients once; close them (and the MCP session they hold) at shutdown."""
     timeout = settings.crm_mcp_downstream_timeout_seconds
+    # Without AUTH_TOKEN_URL, the token endpoint is found the way MCP clients find it: from tickets-mcp.
+    discovery = TokenEndpointDiscovery(
+        settings.tickets_mcp_url, (settings.auth_issuer, *settings.auth_issuer_aliases), timeout_seconds=timeout
+    )
     tickets_auth = ClientCredentialsAuth(
-        settings.token_url,
+        settings.auth_token_url,
         settings.crm_mcp_client_id,
         settings.crm_mcp_client_secret.get_secret_value(),
         scope=TICKETS_SCOPES,
         resource=settings.tickets_mcp_resource,
         timeout_seconds=timeout,
+        discover_token_url=discovery.token_endpoint,
     )
     downstreams = Downstreams(
         weather=WeatherApiClient(
