@@ -74,7 +74,7 @@ async def test_discovery_failure_is_a_clear_tool_error(
             error = await call_error(alice, "list_customer_tickets", {"customer_id": "cus_001"})
     finally:
         service.stop()
-    assert error == (
+    assert error.endswith(
         "crm-mcp could not get a token for tickets-mcp: its authorization server could not be discovered "
         "(the resource is unreachable (ConnectError))."
     )
