@@ -174,7 +174,7 @@ async def step_up(env: dict[str, str], customer_id: str) -> None:
         noted = await call(alice, "add_customer_note", {"customer_id": customer_id, "note": "Added by make demo"})
         after = await validated(env, storage.tokens.access_token, [crm_mcp])
     check(
-        {"crm:read", "crm:write"} <= after.scopes and noted["notes"][-1]["text"] == "Added by make demo",
+        {"crm:read", "crm:write"} <= after.scopes and any(n["text"] == "Added by make demo" for n in noted["notes"]),
         f"note added after the step-up; the new token: scope={' '.join(sorted(after.scopes))}",
     )
 

@@ -9,6 +9,8 @@ the 403: the test only sees that the note was added, with a wider token.
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import httpx2
 import jwt
@@ -16,7 +18,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from scripts.headless_login import user_oauth
+from scripts.headless_login import MemoryTokenStorage, user_oauth
 from tests.integration.test_patterns import call_ok
 from tests.support.topology import Topology
 
@@ -33,13 +35,20 @@ def challenge_params(response: httpx2.Response) -> dict[str, str]:
     return dict(re.findall(r'(\w+)="([^"]*)"', response.headers["www-authenticate"]))
 
 
-async def test_the_sdk_client_steps_up_to_add_a_note(topology: Topology) -> None:
+@asynccontextmanager
+async def alice_with_crm_read_only(topology: Topology) -> AsyncIterator[tuple[Client, MemoryTokenStorage]]:
+    """alice's SDK client session, logged in through the real pages having consented to crm:read only."""
     url = topology.crm_mcp_url
     provider, storage = user_oauth(url, "alice", topology.password("alice"), scope="crm:read")
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
         Client(streamable_http_client(url, http_client=http)) as alice,
     ):
+        yield alice, storage
+
+
+async def test_the_sdk_client_steps_up_to_add_a_note(topology: Topology) -> None:
+    async with alice_with_crm_read_only(topology) as (alice, storage):
         customer = (await call_ok(alice, "search_customers", {"query": ""}))[0]
         assert storage.tokens is not None
         first_token = storage.tokens.access_token
@@ -57,11 +66,7 @@ async def test_the_sdk_client_steps_up_to_add_a_note(topology: Topology) -> None
 
 async def test_a_read_only_token_gets_403_naming_crm_write_before_the_tool_runs(topology: Topology) -> None:
     url = topology.crm_mcp_url
-    provider, storage = user_oauth(url, "alice", topology.password("alice"), scope="crm:read")
-    async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http)) as alice,
-    ):
+    async with alice_with_crm_read_only(topology) as (alice, storage):
         customer = (await call_ok(alice, "search_customers", {"query": ""}))[0]
     assert storage.tokens is not None
     call = {
