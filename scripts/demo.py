@@ -161,7 +161,7 @@ async def step_up(env: dict[str, str], customer_id: str) -> None:
     crm_mcp = env["CRM_MCP_RESOURCE"]
     say("\nStep-up — a client that consented to less: alice grants crm:read only, then adds a note")
     say('  crm-mcp answers add_customer_note with 403 insufficient_scope, scope="crm:write", before the tool runs;')
-    say("  the SDK client logs alice in again for crm:read + crm:write and retries the call")
+    say("  the SDK client logs alice in again, asking for its first request plus crm:write (SEP-2350), and retries")
     provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"], scope="crm:read")
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
