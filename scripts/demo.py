@@ -172,6 +172,7 @@ async def run_demo(env: dict[str, str]) -> None:
         check(response.status_code == 401, "crm-api refuses alice's crm-mcp token sent straight to it: no passthrough")
     else:
         check(response.status_code == 200, "crm-api accepts alice's crm-mcp token sent straight to it (the cascade)")
+    await step_up(env, customer["id"])
     other = "cascade" if exchange else "exchange"
     say(f"\nThe other way to crm-api: make down, then make up CRM_API_AUTH_MODE={other}, then make demo.")
 
@@ -201,6 +202,29 @@ async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal
     check(issued.actor == env["CRM_MCP_CLIENT_ID"], f"act.sub={issued.actor}: crm-api sees who acts for alice")
     check(issued.expires_at <= user.expires_at, "it ends no later than alice's own token")
     say("  crm-mcp ─(the exchanged token; cached per user token and scope until shortly before it ends)→ crm-api")
+
+
+async def step_up(env: dict[str, str], customer_id: str) -> None:
+    """alice consents to crm:read only; adding a note makes the SDK client step up (no 403 handling here)."""
+    crm_mcp = env["CRM_MCP_RESOURCE"]
+    say("\nStep-up — a client that consented to less: alice grants crm:read only, then adds a note")
+    say('  crm-mcp answers add_customer_note with 403 insufficient_scope, scope="crm:write", before the tool runs;')
+    say("  the SDK client logs alice in again, asking for its first request plus crm:write (SEP-2350), and retries")
+    provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"], scope="crm:read")
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(crm_mcp, http_client=http)) as alice,
+    ):
+        await call(alice, "get_customer", {"customer_id": customer_id})
+        assert storage.tokens is not None
+        before = await validated(env, storage.tokens.access_token, [crm_mcp])
+        check(before.scopes == {"crm:read"}, "alice's first token: scope crm:read only")
+        noted = await call(alice, "add_customer_note", {"customer_id": customer_id, "note": "Added by make demo"})
+        after = await validated(env, storage.tokens.access_token, [crm_mcp])
+    check(
+        {"crm:read", "crm:write"} <= after.scopes and any(n["text"] == "Added by make demo" for n in noted["notes"]),
+        f"note added after the step-up; the new token: scope={' '.join(sorted(after.scopes))}",
+    )
 
 
 def find(error: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:

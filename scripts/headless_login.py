@@ -82,9 +82,13 @@ class HeadlessBrowser:
         return result
 
     async def authorize(self, authorization_url: str) -> AuthorizationCodeResult:
-        """Load the login page, log in, approve, and return what the redirect to the client carries."""
+        """Load the login page, log in, approve, and return what the redirect to the client carries.
+
+        `scope` narrows the first authorization only: a later one (the SDK stepping up after a 403
+        insufficient_scope) asks for what the SDK asks, as a user re-consenting to more would grant.
+        """
         if self._scope is not None:
-            authorization_url = _with_scope(authorization_url, self._scope)
+            authorization_url, self._scope = _with_scope(authorization_url, self._scope), None
         async with httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False) as browser:
             page = await browser.get(authorization_url)
             page.raise_for_status()

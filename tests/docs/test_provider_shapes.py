@@ -162,7 +162,8 @@ def test_example_files_load_into_every_service(
     for name, value in dotenv_values(EXAMPLES[provider]).items():
         if name.lower() in type(settings).model_fields and value and not PLACEHOLDER.match(value):
             loaded = getattr(settings, name.lower())
-            assert loaded == value or loaded == tuple(v for v in value.split(",") if v), f"{name} was not applied"
+            as_loaded = (value, tuple(v for v in value.split(",") if v), value.lower() == "true")
+            assert loaded in as_loaded, f"{name} was not applied"
     if isinstance(settings, TrustSettings):
         assert (
             settings.validator_config(["https://resource.example"]).jwks_url

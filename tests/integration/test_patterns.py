@@ -117,15 +117,6 @@ async def test_composite_briefing_uses_all_three_patterns(crm_api_topology: Topo
     assert briefing["unavailable"] == {}
 
 
-async def test_tool_without_its_scope_is_refused_naming_the_scope(crm_api_topology: Topology) -> None:
-    async with crm_api_topology.user_session("alice", scope="crm:read") as alice:
-        assert await call_ok(alice, "search_customers", {"query": ""})
-        weather_error = await call_error(alice, "get_weather", {"city": "Paris"})
-        note_error = await call_error(alice, "add_customer_note", {"customer_id": "cus_001", "note": "x"})
-    assert "weather:read" in weather_error
-    assert "crm:write" in note_error
-
-
 async def test_tools_declare_what_they_need_and_take_no_credentials(topology: Topology) -> None:
     async with topology.user_session("alice") as alice:
         tools = (await alice.list_tools()).tools

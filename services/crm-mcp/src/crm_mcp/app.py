@@ -18,6 +18,8 @@ from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExcha
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_step_up import enforce_tool_scopes
+from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -43,16 +45,17 @@ INSTRUCTIONS = (
 )
 
 
-def crm_api_credentials(settings: Settings) -> CrmApiCredentials:
+def crm_api_credentials(settings: Settings, discovery: TokenEndpointDiscovery) -> CrmApiCredentials:
     """Pattern 3 (forward the caller's token) or 3b (exchange it), as CRM_API_AUTH_MODE says."""
     logger.info("crm-api calls: CRM_API_AUTH_MODE=%s", settings.crm_api_auth_mode)
     if settings.crm_api_auth_mode == "cascade":
         return CallerToken()
     exchange = TokenExchange(
-        settings.token_url,
+        settings.auth_token_url,
         settings.crm_mcp_client_id,
         settings.crm_mcp_client_secret.get_secret_value(),
         timeout_seconds=settings.crm_mcp_downstream_timeout_seconds,
+        discover_token_url=discovery.token_endpoint,
     )
     return ExchangedToken(exchange, settings.crm_api_audience)
 
@@ -61,13 +64,18 @@ def crm_api_credentials(settings: Settings) -> CrmApiCredentials:
 async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
     """Create the three downstream clients once; close them (and the MCP session they hold) at shutdown."""
     timeout = settings.crm_mcp_downstream_timeout_seconds
+    # Without AUTH_TOKEN_URL, the token endpoint is found the way MCP clients find it: from tickets-mcp.
+    discovery = TokenEndpointDiscovery(
+        settings.tickets_mcp_url, (settings.auth_issuer, *settings.auth_issuer_aliases), timeout_seconds=timeout
+    )
     tickets_auth = ClientCredentialsAuth(
-        settings.token_url,
+        settings.auth_token_url,
         settings.crm_mcp_client_id,
         settings.crm_mcp_client_secret.get_secret_value(),
         scope=TICKETS_SCOPES,
         resource=settings.tickets_mcp_resource,
         timeout_seconds=timeout,
+        discover_token_url=discovery.token_endpoint,
     )
     downstreams = Downstreams(
         weather=WeatherApiClient(
@@ -76,7 +84,7 @@ async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
             key_header=settings.weather_api_key_header,
             timeout_seconds=timeout,
         ),
-        crm_api=CrmApiClient(settings.crm_api_url, crm_api_credentials(settings), timeout_seconds=timeout),
+        crm_api=CrmApiClient(settings.crm_api_url, crm_api_credentials(settings, discovery), timeout_seconds=timeout),
         tickets=TicketsMcpClient(settings.tickets_mcp_url, tickets_auth, timeout_seconds=timeout),
     )
     async with anyio.create_task_group() as session_owner:
@@ -122,7 +130,8 @@ def create_app(settings: Settings) -> Starlette:
     # can still use the read tools.
     auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
     security = transport_security(settings.crm_mcp_allowed_hosts)
-    app = create_server(settings, auth).streamable_http_app(
+    server = create_server(settings, auth)
+    app = server.streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.crm_mcp_host,
         transport_security=security,
@@ -130,4 +139,6 @@ def create_app(settings: Settings) -> Starlette:
     advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
     install_strict_host_check(app, security, "/mcp")
     install_key_source_outage(app)
+    # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
+    enforce_tool_scopes(app, server, auth)
     return app

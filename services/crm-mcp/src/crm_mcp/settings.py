@@ -27,7 +27,7 @@ class Settings(TrustSettings):
     weather_api_key_header: str = "X-API-Key"
 
     # Pattern 2 — client credentials.
-    # Empty: <AUTH_ISSUER>/token, the local auth server's token endpoint.
+    # Empty: discovered from tickets-mcp's RFC 9728 metadata, then its (trusted) issuer's RFC 8414 metadata.
     auth_token_url: str = ""
     crm_mcp_client_id: str
     crm_mcp_client_secret: SecretStr
@@ -48,8 +48,3 @@ class Settings(TrustSettings):
         if not value and info.data.get("crm_api_auth_mode") == "exchange":
             raise ValueError("is required when CRM_API_AUTH_MODE=exchange")
         return value
-
-    @property
-    def token_url(self) -> str:
-        """Where crm-mcp gets its client-credentials token."""
-        return self.auth_token_url or f"{self.auth_issuer}/token"

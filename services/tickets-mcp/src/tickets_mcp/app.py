@@ -13,6 +13,7 @@ from oauth_tokens import AccessTokenValidator
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -78,4 +79,6 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
     install_strict_host_check(app, security, MCP_PATH)
     install_key_source_outage(app)
+    # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
+    enforce_tool_scopes(app, mcp, auth, path=MCP_PATH)
     return app
