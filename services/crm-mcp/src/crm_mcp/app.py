@@ -14,6 +14,7 @@ import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
+from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -106,4 +107,5 @@ def create_app(settings: Settings) -> Starlette:
         transport_security=transport_security(settings.crm_mcp_allowed_hosts),
     )
     advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
+    app.add_middleware(BodyLimitMiddleware)
     return app

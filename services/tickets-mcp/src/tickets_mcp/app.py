@@ -10,6 +10,7 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
+from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -73,4 +74,5 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
         host=settings.tickets_mcp_host,
     )
     advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
+    app.add_middleware(BodyLimitMiddleware)
     return app
