@@ -34,6 +34,7 @@ class AuthServer:
     authorize_rate: RateLimiter
     registration_rate: RateLimiter
     token_rate: RateLimiter
+    login_rate: RateLimiter
 
     @property
     def issuer(self) -> str:
@@ -61,6 +62,7 @@ class AuthServer:
             authorize_rate=RateLimiter(config.rate_limits.authorize),
             registration_rate=RateLimiter(config.rate_limits.registration),
             token_rate=RateLimiter(config.rate_limits.token),
+            login_rate=RateLimiter(config.rate_limits.login),
         )
 
 
