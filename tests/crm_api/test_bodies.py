@@ -11,7 +11,6 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx2
 import pytest
@@ -25,14 +24,6 @@ BODY_MIB = 200
 # "A few MiB": the old crm-api grew by ~166 MiB reading such a body before its 401.
 MAX_RSS_GROWTH = 8 * MIB
 NOTES = "/customers/cus_001/notes"
-
-
-def resident_bytes(pid: int) -> int:
-    """The process's resident set size (VmRSS) from /proc."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS for process {pid}")
 
 
 def post_streamed(service: ServiceProcess, *, chunked: bool, headers: dict[str, str] | None = None) -> bytes:
@@ -74,11 +65,10 @@ def post_streamed(service: ServiceProcess, *, chunked: bool, headers: dict[str, 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
 def test_a_200_mib_post_without_a_token_is_refused_without_reading_it(crm_api: ServiceProcess, chunked: bool) -> None:
-    assert crm_api.process is not None
     assert httpx2.get(f"{crm_api.url}/health").status_code == 200
-    before = resident_bytes(crm_api.process.pid)
+    before = crm_api.resident_bytes()
     answer = post_streamed(crm_api, chunked=chunked)
-    growth = resident_bytes(crm_api.process.pid) - before
+    growth = crm_api.resident_bytes() - before
     # A declared length over the limit is a 413 at once; a chunked body is not read before the token check.
     expected = b"HTTP/1.1 401 " if chunked else b"HTTP/1.1 413 "
     assert answer.startswith(expected), answer[:200]
@@ -86,10 +76,9 @@ def test_a_200_mib_post_without_a_token_is_refused_without_reading_it(crm_api: S
 
 
 def test_a_chunked_200_mib_post_with_a_token_is_counted_and_refused(crm_api: ServiceProcess, bearer: Bearer) -> None:
-    assert crm_api.process is not None
-    before = resident_bytes(crm_api.process.pid)
+    before = crm_api.resident_bytes()
     answer = post_streamed(crm_api, chunked=True, headers=bearer(scope="crm:write"))
-    growth = resident_bytes(crm_api.process.pid) - before
+    growth = crm_api.resident_bytes() - before
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
     assert growth < MAX_RSS_GROWTH, f"crm-api grew by {growth / MIB:.1f} MiB"
 
