@@ -16,6 +16,7 @@ from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
 from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -84,7 +85,7 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
         async with validator, open_downstreams(settings) as downstreams:
             yield downstreams
 
-    mcp: MCPServer[Downstreams] = MCPServer(
+    mcp: MCPServer[Downstreams] = ModelFriendlyMCPServer(
         name="crm-mcp",
         instructions=INSTRUCTIONS,
         token_verifier=JWTTokenVerifier(validator, resource=settings.crm_mcp_resource),

@@ -65,10 +65,12 @@ class CrmApiClient:
         self._base_url = base_url.rstrip("/")
         self._http = http_client(timeout_seconds)
 
-    async def search_customers(self, query: str) -> list[Customer]:
+    async def search_customers(self, query: str | None = None) -> list[Customer]:
+        """The caller's customers matching `query` (None or empty: all of them)."""
+        params = {"q": query} if query else {}
         response = await send(
             SERVICE,
-            lambda: self._http.get(f"{self._base_url}/customers", params={"q": query}, headers=caller_authorization()),
+            lambda: self._http.get(f"{self._base_url}/customers", params=params, headers=caller_authorization()),
             idempotent=True,
         )
         return parse_response(SERVICE, lambda: _customers.validate_python(_json(response.json())))

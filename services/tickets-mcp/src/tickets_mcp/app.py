@@ -12,6 +12,7 @@ from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
 from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -49,7 +50,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
             yield {}
 
     auth = resource_server_auth(settings.auth_issuer, settings.tickets_mcp_resource)
-    mcp: MCPServer[dict[str, Any]] = MCPServer(
+    mcp: MCPServer[dict[str, Any]] = ModelFriendlyMCPServer(
         name="tickets-mcp",
         instructions=INSTRUCTIONS,
         token_verifier=JWTTokenVerifier(validator, resource=settings.tickets_mcp_resource),
