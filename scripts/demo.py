@@ -4,7 +4,8 @@ Runs against the topology `make up` started (settings from .env). It uses only w
 the official MCP SDK client with its OAuth provider (discovery, dynamic client registration,
 authorization code + PKCE), driven headlessly through the auth server's login and consent pages.
 Tokens and keys are never printed: only who called whom, with which kind of credential, for which
-audience and scopes.
+audience and scopes. Each run adds one ticket (crm-mcp has no tool to delete one) and says so; the
+counts it prints tell earlier runs' tickets apart, and `make down` deletes the data.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from oauth_tokens import AccessTokenValidator, Principal, TokenExchange, Validat
 
 from scripts.headless_login import user_oauth
 from scripts.topology import active_services, load_env
+
+DEMO_TICKET_TITLE = "Demo: renewal question"
 
 
 class DemoFailure(Exception):
@@ -115,16 +118,19 @@ async def run_demo(env: dict[str, str]) -> None:
         say("  crm-mcp ─(client_id + secret, resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
         say("  crm-mcp ─(that token, aud=tickets-mcp, scope tickets:read tickets:write)→ tickets-mcp tool list_tickets")
         tickets = await call(alice, "list_customer_tickets", {"customer_id": customer["id"]})
+        earlier = sum(t["title"] == DEMO_TICKET_TITLE for t in tickets)
         check(
             all(t["customer_id"] == customer["id"] for t in tickets),
-            f"{len(tickets)} ticket(s) for {customer['name']}",
+            f"{len(tickets)} ticket(s) for {customer['name']}"
+            + (f", {earlier} of them opened by earlier make demo runs" if earlier else ""),
         )
+        say("  open_ticket adds one ticket on every run (it stays: `make down` deletes the data)")
         ticket = await call(
             alice,
             "open_ticket",
             {
                 "customer_id": customer["id"],
-                "title": "Demo: renewal question",
+                "title": DEMO_TICKET_TITLE,
                 "description": "Opened by make demo",
             },
         )
@@ -251,7 +257,7 @@ def main() -> int:
             say(f"\n✗ cannot reach the services ({type(unreachable).__name__}). Run `make up` first.")
             return 1
         raise
-    say("\nDemo passed: each pattern worked, and each boundary held.")
+    say("\nDemo passed: each pattern worked, and each boundary held. It added one ticket, and changed nothing else.")
     return 0
 
 

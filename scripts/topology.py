@@ -5,6 +5,7 @@ Usage: python -m scripts.topology {init-env|up|down|banner}
 Process management is honcho's (it starts, prefixes and stops the five services); this script only
 puts honcho in the background, waits until every service's /health answers, prints where to go next,
 and on `down` (or Ctrl-C while waiting) stops honcho's whole process group so nothing is left behind.
+`down` then deletes the services' data directories (signing keys, databases), unless KEEP_DATA=1.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = ROOT / "Procfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 HEALTH_TIMEOUT_SECONDS = 60.0
+# The services' data directories (.env can move them), relative to the workspace.
+DATA_DIRS = {
+    "AUTH_SERVER_DATA_DIR": "data/auth-server",
+    "CRM_API_DATA_DIR": "data/crm-api",
+    "TICKETS_MCP_DATA_DIR": "data/tickets-mcp",
+}
 
 
 @dataclass(frozen=True)
@@ -186,23 +194,24 @@ def up(workspace: Workspace) -> int:
     try:
         unhealthy = wait_healthy(env, honcho)
     except KeyboardInterrupt:
-        down(workspace)
+        stop(workspace)
         return 130
     if unhealthy:
         print(f"Not healthy: {', '.join(unhealthy)}. Last log lines:\n")
         print("\n".join(workspace.log_file.read_text(errors="replace").splitlines()[-40:]))
-        down(workspace)
+        stop(workspace)
         return 1
     banner(workspace)
     return 0
 
 
-def down(workspace: Workspace) -> int:
+def stop(workspace: Workspace) -> None:
+    """Stop honcho's whole process group, if it runs."""
     pid = running_pid(workspace)
     if pid is None:
         print("Nothing running.")
         workspace.pid_file.unlink(missing_ok=True)
-        return 0
+        return
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and running_pid(workspace) is not None:
@@ -211,6 +220,32 @@ def down(workspace: Workspace) -> int:
         os.killpg(pid, signal.SIGKILL)
     workspace.pid_file.unlink(missing_ok=True)
     print("Stopped all services.")
+
+
+def delete_data(workspace: Workspace) -> list[str]:
+    """Delete the data directories inside the workspace (never one outside it); the ones deleted."""
+    env = load_env(workspace)
+    root = workspace.directory.resolve()
+    deleted = []
+    for variable, default in DATA_DIRS.items():
+        path = (root / (env.get(variable) or default)).resolve()
+        if path != root and path.is_relative_to(root) and path.is_dir():
+            shutil.rmtree(path)
+            deleted.append(str(path.relative_to(root)))
+            if path.parent != root and path.parent.is_relative_to(root) and not any(path.parent.iterdir()):
+                path.parent.rmdir()  # data/ itself, once empty
+    return deleted
+
+
+def down(workspace: Workspace) -> int:
+    """Stop the services, then delete their data unless KEEP_DATA=1 (.env, with its secrets, stays)."""
+    stop(workspace)
+    if os.environ.get("KEEP_DATA") == "1":
+        print("Kept the data (KEEP_DATA=1): signing keys and databases are reused by the next make up.")
+        return 0
+    deleted = delete_data(workspace)
+    if deleted:
+        print(f"Deleted the data: {', '.join(deleted)} (make down KEEP_DATA=1 keeps it).")
     return 0
 
 

@@ -1,12 +1,12 @@
 """The whole topology as five real processes on free loopback ports, with freshly generated secrets.
 
-Used by the integration tests (tests/integration/conftest.py) and by `make bench`.
+Used by the integration tests (tests/integration/conftest.py), `make bench` and `make soak`.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,9 +174,14 @@ def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
 
 
 @contextmanager
-def running_topology(workdir: Path, *, crm_api_auth_mode: str = "cascade") -> Iterator[Topology]:
-    """Start all five services (auth server first) under `workdir`; stop every one of them afterwards."""
-    topology = Topology(env=topology_env(crm_api_auth_mode), workdir=workdir)
+def running_topology(
+    workdir: Path, *, crm_api_auth_mode: str = "cascade", overrides: Mapping[str, str] | None = None
+) -> Iterator[Topology]:
+    """Start all five services (auth server first) under `workdir`; stop every one of them afterwards.
+
+    `overrides` replaces or adds settings in every service's environment.
+    """
+    topology = Topology(env={**topology_env(crm_api_auth_mode), **(overrides or {})}, workdir=workdir)
     for name, variable in DATA_DIR_VARIABLES.items():
         topology.env[variable] = str(workdir / name / "data")
     try:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
 from oauth_tokens.challenge import INVALID_TOKEN_DESCRIPTION, MISSING_TOKEN_DESCRIPTION, bearer_challenge
@@ -24,11 +26,14 @@ from oauth_tokens.validator import AccessTokenValidator
 __all__ = [
     "INVALID_TOKEN_DESCRIPTION",
     "CurrentPrincipal",
+    "JsonBody",
     "authenticated_principal",
     "install_token_validation",
     "require_scopes",
 ]
 
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _VALIDATOR_STATE = "oauth_tokens_validator"
 _REALM_STATE = "oauth_tokens_realm"
@@ -114,3 +119,31 @@ def require_scopes(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
         return principal
 
     return principal_with_scopes
+
+
+class JsonBody(Generic[ModelT]):
+    """A dependency that reads and parses the JSON body only when FastAPI reaches it.
+
+    FastAPI reads a body parameter before it solves any dependency, so a route with one would read a
+    whole body before checking the token. Declared after the principal instead, `Depends(JsonBody(Model))`
+    runs after the token check. Malformed, too deeply nested or non-UTF-8 JSON is a 422 like any other
+    validation error; pass `openapi` to the route's `openapi_extra` to document the body.
+    """
+
+    def __init__(self, model: type[ModelT]) -> None:
+        self.model = model
+
+    async def __call__(self, request: Request) -> ModelT:
+        body = await request.body()
+        try:
+            return self.model.model_validate_json(body)
+        except ValidationError as error:
+            problems = error.errors(include_url=False, include_context=False, include_input=False)
+            located = [{**problem, "loc": ("body", *problem["loc"])} for problem in problems]
+            raise RequestValidationError(located) from None
+
+    @property
+    def openapi(self) -> dict[str, Any]:
+        """The route's `requestBody` in OpenAPI, as a body parameter would have documented it."""
+        schema = self.model.model_json_schema()
+        return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -215,6 +215,12 @@ async def _checked_form(
 @router.post("/authorize/login")
 async def login(request: Request) -> Response:
     server = server_of(request)
+    try:  # per address, so one address cannot fill the failed-login table alone
+        server.login_rate.check(client_address(request))
+    except RateLimited as limited:
+        return _try_again_later(
+            "Too many sign-in attempts from your address. Try again in a minute.", 429, limited.retry_after
+        )
     checked = await _checked_form(server, request, "login")
     if isinstance(checked, Response):
         return checked

@@ -61,6 +61,9 @@ class LoginPolicy(_Strict):
     failure_window_seconds: PositiveInt = 900
     # Attempts beyond this many failures (per username + address, in the window) are refused outright.
     max_failures: PositiveInt = 10
+    # (username, address) pairs with failures in the window; when full, new pairs are refused until some
+    # expire. Nothing is evicted early, so junk usernames cannot flush a lockout.
+    max_tracked_failures: PositiveInt = 10_000
     # /authorize requests waiting for sign-in and consent; more are refused until some expire.
     max_pending_sign_ins: PositiveInt = 10_000
 
@@ -76,6 +79,7 @@ class RateLimits(_Strict):
     authorize: RateLimit = RateLimit(burst=120, per_minute=60)
     registration: RateLimit = RateLimit(burst=60, per_minute=10)
     token: RateLimit = RateLimit(burst=300, per_minute=300)
+    login: RateLimit = RateLimit(burst=60, per_minute=30)
 
 
 class Switch(_Strict):

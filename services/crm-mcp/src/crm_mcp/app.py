@@ -15,11 +15,13 @@ import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
+from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
+from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -112,7 +114,7 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
         async with validator, open_downstreams(settings) as downstreams:
             yield downstreams
 
-    mcp: MCPServer[Downstreams] = MCPServer(
+    mcp: MCPServer[Downstreams] = ModelFriendlyMCPServer(
         name="crm-mcp",
         instructions=INSTRUCTIONS,
         token_verifier=JWTTokenVerifier(validator, resource=settings.crm_mcp_resource),
@@ -141,4 +143,5 @@ def create_app(settings: Settings) -> Starlette:
     install_key_source_outage(app)
     # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
     enforce_tool_scopes(app, server, auth)
+    app.add_middleware(BodyLimitMiddleware)
     return app

@@ -72,10 +72,12 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
 
     @mcp.tool(annotations=READ_ONLY, meta=requires_scopes("crm:read"))
     async def search_customers(
-        query: Annotated[str, Field(max_length=100, description="Part of a name, company or city")],
         ctx: Context[Downstreams, Any],
+        query: Annotated[
+            str | None, Field(max_length=100, description="Part of a name, company or city; omit to list all")
+        ] = None,
     ) -> list[Customer]:
-        """Search your customers by name, company or city. Requires scope crm:read."""
+        """Search your customers by name, company or city, or list them all. Requires scope crm:read."""
         require_tool_scopes("crm:read")
         return await _downstreams(ctx).crm_api.search_customers(query)
 

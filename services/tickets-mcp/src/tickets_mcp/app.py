@@ -10,10 +10,12 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
+from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
+from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -51,7 +53,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
             yield {}
 
     auth = resource_server_auth(settings.auth_issuer, settings.tickets_mcp_resource)
-    mcp: MCPServer[dict[str, Any]] = MCPServer(
+    mcp: MCPServer[dict[str, Any]] = ModelFriendlyMCPServer(
         name="tickets-mcp",
         instructions=INSTRUCTIONS,
         token_verifier=JWTTokenVerifier(validator, resource=settings.tickets_mcp_resource),
@@ -81,4 +83,5 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     install_key_source_outage(app)
     # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
     enforce_tool_scopes(app, mcp, auth, path=MCP_PATH)
+    app.add_middleware(BodyLimitMiddleware)
     return app
