@@ -14,6 +14,7 @@ import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
+from oauth_tokens.cors import allow_browser_origins
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -103,7 +104,8 @@ def create_app(settings: Settings) -> Starlette:
     app = create_server(settings, auth).streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.crm_mcp_host,
-        transport_security=transport_security(settings.crm_mcp_allowed_hosts),
+        transport_security=transport_security(settings.crm_mcp_allowed_hosts, settings.cors_allowed_origins),
     )
     advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
+    allow_browser_origins(app, settings.cors_allowed_origins, mcp_path="/mcp")
     return app

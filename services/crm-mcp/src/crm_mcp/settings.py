@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from oauth_tokens.cors import CorsSettings
 from oauth_tokens.settings import CommaList, TrustSettings
 from pydantic import SecretStr
 
 
-class Settings(TrustSettings):
+class Settings(TrustSettings, CorsSettings):
     """Every field is the environment variable of the same name, upper-cased (see .env.example)."""
 
     crm_mcp_host: str = "127.0.0.1"

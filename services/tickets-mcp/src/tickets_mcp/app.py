@@ -10,6 +10,7 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
+from oauth_tokens.cors import allow_browser_origins
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -69,8 +70,9 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     # client keeps working; idle sessions are reaped after 30 minutes, at most 10 000 live at once.
     app = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH,
-        transport_security=transport_security(settings.tickets_mcp_allowed_hosts),
+        transport_security=transport_security(settings.tickets_mcp_allowed_hosts, settings.cors_allowed_origins),
         host=settings.tickets_mcp_host,
     )
     advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
+    allow_browser_origins(app, settings.cors_allowed_origins, mcp_path=MCP_PATH)
     return app
