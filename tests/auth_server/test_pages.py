@@ -1,6 +1,6 @@
 """The pages' markup for keyboard and screen-reader users: where focus starts, what the title says, scopes in words.
 
-Rendered straight from auth_server.pages (no server needed); tests/browser/ checks the same in Chromium.
+Rendered straight from auth_server.pages (no server needed); tests/integration/browser/ checks the same in Chromium.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """CORS_ALLOWED_ORIGINS: which origin patterns load, which fail start-up naming the variable, what they match.
 
 The wire behaviour (preflight before the bearer check, 403 for another Origin) is tested against a real
-tickets-mcp in tests/tickets_mcp/test_cors.py, and from a real browser in tests/browser/.
+tickets-mcp in tests/tickets_mcp/test_cors.py, and from a real browser in tests/integration/browser/.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """CORS on a real tickets-mcp's /mcp, on the wire: preflights before the bearer check, other origins refused.
 
 Default CORS_ALLOWED_ORIGINS (loopback pages on any port). What a real browser makes of these answers is
-tested in tests/browser/test_cors.py.
+tested in tests/integration/browser/test_cors.py.
 """
 
 from __future__ import annotations
