@@ -1,4 +1,4 @@
-"""Fixtures: one headless Chromium for the session, a loopback page origin, a client registered there.
+"""Fixtures: one headless Chromium per test module, a loopback page origin, a client registered there.
 
 The services are the integration tests' topology (tests/integration/conftest.py), default settings.
 Each test gets a fresh browser context (its own cookies), so no sign-in leaks from one test into another.
@@ -23,7 +23,9 @@ DISALLOWED_HOST = "evil.test"
 TIMEOUT_MS = 20_000
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API keeps its event loop marked running in this thread
+# while it is started, and the async tests of later modules need the thread's loop to themselves.
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Browser]:
     executable = chromium_executable()
     with sync_playwright() as playwright:
