@@ -5,6 +5,7 @@ Rendered straight from auth_server.pages (no server needed); tests/integration/b
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from auth_server.pages import LOGIN_FAILED, RequestSummary, consent_page, login_page
@@ -65,6 +66,6 @@ def test_each_scope_is_described_in_words_with_its_code_beside_it() -> None:
 
 
 def test_a_scope_without_a_description_shows_its_code() -> None:
-    summary = RequestSummary(**{**SUMMARY.__dict__, "scope_descriptions": {}})
+    summary = dataclasses.replace(SUMMARY, scope_descriptions={})
     html = _html(consent_page(summary, user_name="Alice Adams", username="alice"))
     assert "<li><code>crm:read</code></li>" in html
