@@ -154,3 +154,34 @@ def test_an_empty_config_setting_means_the_packaged_default(monkeypatch: pytest.
     monkeypatch.setenv("AUTH_ISSUER", "http://localhost:9000")
     monkeypatch.setenv("AUTH_SERVER_CONFIG", "")
     assert load_settings(AuthServerSettings).auth_server_config is None
+
+
+def test_every_shipped_scope_has_a_plain_language_description() -> None:
+    config = load_config(None, ENVIRONMENT)
+    assert set(config.scope_descriptions) == set(config.all_scopes())
+    assert config.scope_descriptions["tickets:write"] == "Open and update support tickets"
+
+
+WEATHER_DESCRIPTION = '"weather:read" = "Look up the weather where your customers are"\n'
+
+
+@pytest.mark.parametrize(
+    ("replacement", "problem"),
+    [
+        ("", r"needs a plain-language description of \['weather:read'\]"),
+        ('"weather:read" = " "\n', r"needs a plain-language description of \['weather:read'\]"),
+        (
+            f'{WEATHER_DESCRIPTION}"crm:admin" = "Everything"\n',
+            r"describes scopes no resource defines: \['crm:admin'\]",
+        ),
+    ],
+)
+def test_scope_descriptions_must_cover_exactly_the_defined_scopes(
+    tmp_path: Path, replacement: str, problem: str
+) -> None:
+    text = default_config_text()
+    assert WEATHER_DESCRIPTION in text
+    path = tmp_path / "config.toml"
+    path.write_text(text.replace(WEATHER_DESCRIPTION, replacement), encoding="utf-8")
+    with pytest.raises(ConfigError, match=problem):
+        load_config(path, ENVIRONMENT)

@@ -22,6 +22,7 @@ import httpx2
 # Variables a developer's shell may carry that must not leak into a service under test.
 _SCRUBBED_PREFIXES = (
     "AUTH_",
+    "CORS_",
     "CRM_MCP_",
     "CRM_API_",
     "TICKETS_MCP_",

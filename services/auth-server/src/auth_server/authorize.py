@@ -81,6 +81,7 @@ def _summary(
         resource_identifier=resource.identifier,
         scopes=pending.scopes,
         return_to=f"{target.scheme}://{target.netloc}",
+        scope_descriptions=server.config.scope_descriptions,
     )
 
 

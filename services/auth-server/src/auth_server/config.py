@@ -190,6 +190,8 @@ class AuthServerConfig(_Strict):
     lifetimes: Lifetimes = Lifetimes()
     login: LoginPolicy = LoginPolicy()
     resources: dict[str, ResourceConfig]
+    # scope -> what it lets an application do, in plain language (shown on the consent page).
+    scope_descriptions: dict[str, str] = Field(default_factory=dict)
     clients: tuple[ClientConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()
     registration: RegistrationPolicy = RegistrationPolicy()
@@ -235,7 +237,18 @@ class AuthServerConfig(_Strict):
             raise ValueError("registration needs at least one resource")
         if self.client_metadata_documents.enabled and not self.registration.resources:
             raise ValueError("client_metadata_documents needs at least one resource in [registration]")
+        self._check_scope_descriptions()
         return self
+
+    def _check_scope_descriptions(self) -> None:
+        """Every scope a resource defines has a non-empty description, and only those scopes have one."""
+        scopes = self.all_scopes()
+        undescribed = [scope for scope in scopes if not self.scope_descriptions.get(scope, "").strip()]
+        if undescribed:
+            raise ValueError(f"scope_descriptions needs a plain-language description of {undescribed}")
+        unknown = sorted(set(self.scope_descriptions) - set(scopes))
+        if unknown:
+            raise ValueError(f"scope_descriptions describes scopes no resource defines: {unknown}")
 
     def resource_named(self, name: str) -> ResourceConfig:
         return self.resources[name]

@@ -16,6 +16,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
 from oauth_tokens.body_limit import BodyLimitMiddleware
+from oauth_tokens.cors import allow_browser_origins
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
@@ -131,7 +132,7 @@ def create_app(settings: Settings) -> Starlette:
     # No server-wide scopes: each tool requires its own (see tools.py), so a token with only crm:read
     # can still use the read tools.
     auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
-    security = transport_security(settings.crm_mcp_allowed_hosts)
+    security = transport_security(settings.crm_mcp_allowed_hosts, settings.cors_allowed_origins)
     server = create_server(settings, auth)
     app = server.streamable_http_app(
         streamable_http_path="/mcp",
@@ -144,4 +145,6 @@ def create_app(settings: Settings) -> Starlette:
     # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
     enforce_tool_scopes(app, server, auth)
     app.add_middleware(BodyLimitMiddleware)
+    # Last, so it is outermost: preflights answered without a token, every refusal readable by a page.
+    allow_browser_origins(app, settings.cors_allowed_origins, mcp_path="/mcp")
     return app

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from oauth_tokens.cors import CorsSettings
 from oauth_tokens.settings import CommaList, TrustSettings
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 
-class Settings(TrustSettings):
+class Settings(TrustSettings, CorsSettings):
     """Every field is the environment variable of the same name, upper-cased (see .env.example)."""
 
     crm_mcp_host: str = "127.0.0.1"
