@@ -5,18 +5,25 @@ declared length (chunked) or a short declared one is counted as it arrives: past
 fails, whatever the app answers to that is dropped, and the client gets the 413 instead. So no service
 ever holds more than the limit (plus one chunk) of a request body in memory. Needs Starlette (the
 `fastapi` or `mcp` extra).
+
+Lingering close: a client still sending its body when the 413 arrives and the connection closes sees a
+reset, not the 413. So before answering, up to `LINGER_BYTES` more of the body are read and thrown away
+(never kept; `LINGER_SECONDS` at most); a body declared larger than that is answered at once.
 """
 
 from __future__ import annotations
 
 import json
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["DEFAULT_MAX_BODY_BYTES", "BodyLimitMiddleware", "BodyTooLargeError"]
 
 # MCP messages and API requests of this project are a few KiB; 1 MiB leaves ample room.
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+LINGER_BYTES = 8 * 1024 * 1024
+LINGER_SECONDS = 2.0
 
 
 class BodyTooLargeError(Exception):
@@ -38,6 +45,8 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope["headers"]).get(b"content-length", b"")
         if declared.isdigit() and int(declared) > self.max_bytes:
+            if int(declared) <= self.max_bytes + LINGER_BYTES:
+                await _discard(receive)
             await self._too_large(send)
             return
 
@@ -68,6 +77,7 @@ class BodyLimitMiddleware:
             if response_started:
                 raise  # too late for a 413: let the server close the connection
         if exceeded and not response_started:
+            await _discard(receive)
             await self._too_large(send)
 
     async def _too_large(self, send: Send) -> None:
@@ -84,3 +94,14 @@ class BodyLimitMiddleware:
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _discard(receive: Receive) -> None:
+    """Read and drop up to LINGER_BYTES of the rest of the body, for LINGER_SECONDS at most."""
+    left = LINGER_BYTES
+    with anyio.move_on_after(LINGER_SECONDS):
+        while left > 0:
+            message = await receive()
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                return
+            left -= len(message.get("body", b""))
