@@ -71,8 +71,12 @@ SERVICES = (
     Service("weather-api", "WEATHER_API_PORT", 8004, "external weather SaaS stand-in (pattern 1: API key)"),
     Service("crm-api", "CRM_API_PORT", 8003, "internal CRM backend (pattern 3: token cascade)"),
     Service("tickets-mcp", "TICKETS_MCP_PORT", 8002, "tickets MCP server (pattern 2: client credentials)", "/mcp"),
+    Service("calendar-auth-server", "CALENDAR_AUTH_SERVER_PORT", 9001, "the calendar SaaS's own authorization server"),
+    Service("calendar-api", "CALENDAR_API_PORT", 8005, "calendar SaaS stand-in (pattern 4: the user's own account)"),
     Service("crm-mcp", "CRM_MCP_PORT", 8001, "the MCP server you connect to", "/mcp"),
 )
+# The calendar's authorization server is auth_server run with this config (the Procfile passes it on).
+CALENDAR_AUTH_SERVER_CONFIG = ROOT / "services" / "calendar-api" / "auth-server.toml"
 
 
 def load_env(workspace: Workspace | None = None) -> dict[str, str]:
@@ -101,8 +105,8 @@ def init_env(workspace: Workspace) -> int:
     lines = []
     for line in ENV_EXAMPLE.read_text().splitlines():
         name, sep, value = line.partition("=")
-        if sep and value == "<generated>":
-            generated[name] = secrets.token_urlsafe(32)
+        if sep and value.endswith("<generated>"):  # a prefix stays: `k1:<generated>` is a key id and a key
+            generated[name] = value.removesuffix("<generated>") + secrets.token_urlsafe(32)
             line = f"{name}={generated[name]}"
         elif sep and (same := re.fullmatch(r"<same as (\w+)>", value)):
             line = f"{name}={generated[same.group(1)]}"
@@ -165,7 +169,12 @@ def up(workspace: Workspace) -> int:
             [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", str(PROCFILE), "-e", os.devnull]
             + [service.name for service in services],
             # The Procfile's `python` is this interpreter, the project's virtualenv.
-            env={**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+            env={
+                "CALENDAR_AUTH_SERVER_CONFIG": str(CALENDAR_AUTH_SERVER_CONFIG),
+                **os.environ,
+                **env,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
             cwd=workspace.directory,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -208,7 +217,7 @@ def banner(workspace: Workspace) -> int:
     env = load_env(workspace)
     print("\nAll services are up:\n")
     for service in active_services(env):
-        print(f"  {service.name:<12} {base_url(service, env) + service.path:<28} {service.role}")
+        print(f"  {service.name:<20} {base_url(service, env) + service.path:<28} {service.role}")
     local_auth = SERVICES[0] in active_services(env)
     print(
         "\nNext:\n"
