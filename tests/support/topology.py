@@ -73,7 +73,12 @@ class Topology:
 
     @property
     def secrets(self) -> dict[str, str]:
-        names = ("CRM_MCP_CLIENT_SECRET", "WEATHER_API_KEY", "DEMO_ALICE_PASSWORD", "DEMO_BOB_PASSWORD")
+        names: tuple[str, ...] = (
+            "CRM_MCP_CLIENT_SECRET",
+            "WEATHER_API_KEY",
+            "DEMO_ALICE_PASSWORD",
+            "DEMO_BOB_PASSWORD",
+        )
         names += ("CALENDAR_CLIENT_SECRET", "CALENDAR_ALICE_PASSWORD", "CALENDAR_BOB_PASSWORD")
         names += ("CRM_MCP_VAULT_KEYS", "CRM_MCP_REQUEST_STATE_KEYS")
         return {name: self.env[name] for name in names}
@@ -121,14 +126,16 @@ class Topology:
 
     @asynccontextmanager
     async def user_session(
-        self, user: str, *, scope: str | None = None, url: str | None = None
+        self, user: str, *, scope: str | None = None, url: str | None = None, **client_options: Any
     ) -> AsyncIterator[Client]:
-        """An MCP session with crm-mcp (or `url`), logged in as `user` through the real OAuth flow."""
+        """An MCP session with crm-mcp (or `url`), logged in as `user` through the real OAuth flow.
+
+        `client_options` go to the SDK's `Client` (e.g. `elicitation_callback`, `mode="legacy"`)."""
         url = url or self.crm_mcp_url
         provider, _ = user_oauth(url, user, self.password(user), scope=scope)
         async with (
             httpx2.AsyncClient(auth=provider, timeout=30) as http,
-            Client(streamable_http_client(url, http_client=http)) as client,
+            Client(streamable_http_client(url, http_client=http), **client_options) as client,
         ):
             yield self._recording(client)
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from crm_mcp.api_key_weather import WeatherApiClient
+from crm_mcp.calendar_tools import CalendarPattern, register_calendar_tools
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.settings import Settings
 from crm_mcp.token_cascade_crm_api import CrmApiClient
@@ -78,9 +79,11 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     """The MCPServer: token verification, tools, and /health."""
     validator = AccessTokenValidator(settings.validator_config([settings.crm_mcp_resource]))
 
+    calendar = CalendarPattern.build(settings, validator)  # pattern 4: its connect pages are routes, not tools
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
-        async with validator, open_downstreams(settings) as downstreams:
+        async with validator, calendar.running(), open_downstreams(settings) as downstreams:
             yield downstreams
 
     mcp: MCPServer[Downstreams] = MCPServer(
@@ -89,8 +92,11 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
         token_verifier=JWTTokenVerifier(validator, resource=settings.crm_mcp_resource),
         auth=auth,
         lifespan=lifespan,
+        # Shared keys, so the retry after a URL elicitation may reach any replica (pattern 4).
+        request_state_security=RequestStateSecurity(keys=list(settings.crm_mcp_request_state_keys)),
     )
     register_tools(mcp)
+    register_calendar_tools(mcp, calendar)
     mcp.custom_route("/health", methods=["GET"])(health)
     return mcp
 
