@@ -176,7 +176,9 @@ async def test_replayed_tampered_and_expired_references_are_refused(topology: To
     assert await vault.get("alice", issuer) is None
 
 
-@pytest.mark.parametrize(("step", "parameter"), [("signed-in", "state"), ("callback", "state"), ("callback", "iss")])
+@pytest.mark.parametrize(
+    ("step", "parameter"), [("signed-in", "state"), ("signed-in", "iss"), ("callback", "state"), ("callback", "iss")]
+)
 @pytest.mark.usefixtures("disconnected")
 async def test_a_redirect_back_with_a_wrong_state_or_iss_is_refused(
     topology: Topology, vault: TokenVault, step: str, parameter: str
@@ -200,6 +202,16 @@ async def test_a_redirect_back_with_a_wrong_state_or_iss_is_refused(
             to_sign_in = await browser.get(redirect_uri, params=params)
             assert to_sign_in.status_code == 303
     assert await vault.get("alice", topology.env["CALENDAR_AUTH_ISSUER"]) is None
+
+
+@pytest.mark.usefixtures("disconnected")
+async def test_a_declined_elicitation_is_a_clear_error_and_burns_the_link(topology: Topology) -> None:
+    alice = UserAtTheKeyboard(None, action="decline")
+    async with topology.user_session("alice", elicitation_callback=alice) as client:
+        declined = await client.call_tool("list_my_meetings", {})
+    assert declined.is_error
+    assert "declined or dismissed" in text_of(declined)
+    assert (await open_in_browser(alice.urls[0], accounts(topology, "alice"))).status_code == 400
 
 
 @pytest.mark.usefixtures("disconnected")
