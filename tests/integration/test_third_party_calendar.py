@@ -365,3 +365,19 @@ async def test_disconnect_revokes_at_the_provider_and_forgets(topology: Topology
             auth=(topology.env["CALENDAR_CLIENT_ID"], topology.env["CALENDAR_CLIENT_SECRET"]),
         )
     assert refreshed.json()["error"] == "invalid_grant"
+
+
+@pytest.mark.usefixtures("disconnected")
+async def test_disconnect_with_the_provider_down_keeps_the_grant_to_revoke_later(
+    topology: Topology, vault: TokenVault
+) -> None:
+    await connected(topology, "alice")
+    topology.services["calendar-auth-server"].stop()
+    try:
+        async with topology.user_session("alice") as client:
+            result = await client.call_tool("disconnect_calendar", {})
+    finally:
+        topology.start("calendar-auth-server")  # its grants were in memory: every stored grant is now dead
+    assert result.is_error
+    assert text_of(result).endswith("the calendar provider's authorization server is unreachable; try again later.")
+    assert await vault.get("alice", topology.env["CALENDAR_AUTH_ISSUER"]) is not None

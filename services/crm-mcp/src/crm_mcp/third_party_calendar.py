@@ -193,11 +193,16 @@ class CalendarAccounts:
         return refreshed.access_token
 
     async def disconnect(self, subject: str) -> bool:
-        """Revoke the grant at the provider and delete it; False if there was none."""
-        grant = await self.vault.delete(subject, self.provider.issuer)
+        """Revoke the grant at the provider, then delete it; False if there was none.
+
+        Revocation comes first: if the provider cannot be reached, the grant is kept (and the ToolError
+        says so), so asking again still revokes it rather than leaving it alive at the provider, forgotten.
+        """
+        grant = await self.vault.get(subject, self.provider.issuer)
         if grant is None:
             return False
         await self.provider.revoke(grant.refresh_token or grant.access_token)
+        await self.vault.delete(subject, self.provider.issuer)
         logger.info("Calendar disconnected for %s", subject)
         return True
 
