@@ -2,7 +2,7 @@
 
 Usage: python -m scripts.topology {init-env|up|down|banner}
 
-Process management is honcho's (it starts, prefixes and stops the five services); this script only
+Process management is honcho's (it starts, prefixes and stops the seven services); this script only
 puts honcho in the background, waits until every service's /health answers, prints where to go next,
 and on `down` (or Ctrl-C while waiting) stops honcho's whole process group so nothing is left behind.
 """
