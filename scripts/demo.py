@@ -18,10 +18,10 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import TextContent
+from mcp.types import ElicitRequestURLParams, ElicitResult, TextContent
 from oauth_tokens import AccessTokenValidator, Principal, TokenExchange, ValidatorConfig
 
-from scripts.headless_login import user_oauth
+from scripts.headless_login import HeadlessBrowser, open_in_browser, user_oauth
 from scripts.topology import active_services, load_env
 
 DEMO_TICKET_TITLE = "Demo: renewal question"
@@ -178,6 +178,7 @@ async def run_demo(env: dict[str, str]) -> None:
         check(response.status_code == 401, "crm-api refuses alice's crm-mcp token sent straight to it: no passthrough")
     else:
         check(response.status_code == 200, "crm-api accepts alice's crm-mcp token sent straight to it (the cascade)")
+    await pattern4_third_party(env, customer["id"])
     await step_up(env, customer["id"])
     other = "cascade" if exchange else "exchange"
     say(f"\nThe other way to crm-api: make down, then make up CRM_API_AUTH_MODE={other}, then make demo.")
@@ -231,6 +232,55 @@ async def step_up(env: dict[str, str], customer_id: str) -> None:
         {"crm:read", "crm:write"} <= after.scopes and any(n["text"] == "Added by make demo" for n in noted["notes"]),
         f"note added after the step-up; the new token: scope={' '.join(sorted(after.scopes))}",
     )
+
+
+async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
+    """Pattern 4: connect alice's calendar through a URL-mode elicitation, schedule a meeting, disconnect."""
+    crm_mcp = env["CRM_MCP_RESOURCE"]
+    say("\nPattern 4 — the user's own account at a third party: schedule_meeting in alice's calendar")
+    say("  calendar-api trusts only its own authorization server (its own users, keys and issuer)")
+    opened: list[str] = []
+
+    async def alice_at_the_keyboard(context: Any, params: Any) -> ElicitResult:
+        if not isinstance(params, ElicitRequestURLParams):
+            raise DemoFailure("expected a URL-mode elicitation")
+        opened.append(params.url)
+        say(f"  crm-mcp elicits a URL: {params.url.split('?')[0]}?ref=… (opaque, single-use; no name, no token)")
+        say("  the browser: sign in at crm-mcp's auth-server as alice (crm-mcp checks it is the same sub),")
+        say("               then at the calendar's auth-server as alice, and allow calendar:read calendar:write")
+        people = {
+            env["AUTH_ISSUER"]: HeadlessBrowser("alice", env["DEMO_ALICE_PASSWORD"]),
+            env["CALENDAR_AUTH_ISSUER"]: HeadlessBrowser("alice", env["CALENDAR_ALICE_PASSWORD"]),
+        }
+        page = await open_in_browser(params.url, people)
+        check(page.status_code == 200 and "Calendar connected" in page.text, "consent given; the page says connected")
+        say("  crm-mcp redeemed the code as a confidential client; the tokens are in its vault, AES-GCM encrypted")
+        return ElicitResult(action="accept")
+
+    provider, _ = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(crm_mcp, http_client=http), elicitation_callback=alice_at_the_keyboard) as alice,
+    ):
+        await call(alice, "disconnect_calendar", {})  # start from no grant, so the consent is shown
+        meeting = await call(
+            alice,
+            "schedule_meeting",
+            {"customer_id": customer_id, "start": "2026-12-01T10:00:00+00:00", "minutes": 30, "title": "Demo call"},
+        )
+        check(len(opened) == 1, "the first call elicited once; the client retried after the consent")
+        check(
+            bool(meeting["attendees"]),
+            f"meeting {meeting['id']} in alice's own calendar, with {meeting['attendees'][0]}",
+        )
+        meetings = await call(alice, "list_my_meetings", {})
+        check(
+            any(m["id"] == meeting["id"] for m in meetings), "list_my_meetings: no elicitation, the vault has the grant"
+        )
+        disconnected = await call(alice, "disconnect_calendar", {})
+        check(
+            disconnected["disconnected"], "disconnect_calendar: revoked at the calendar provider (RFC 7009), forgotten"
+        )
 
 
 def find(error: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:

@@ -9,7 +9,7 @@ and `iss` back to the SDK. Used by `make demo` and the integration tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlencode, urljoin, urlparse, urlunparse
@@ -137,6 +137,31 @@ class HeadlessBrowser:
         form = forms[0]
         values = fill(form)
         return await browser.post(urljoin(str(page.url), form.action or str(page.url)), data=values)
+
+
+async def open_in_browser(
+    url: str, accounts: Mapping[str, HeadlessBrowser], *, max_steps: int = 20, timeout_seconds: float = 10.0
+) -> httpx2.Response:
+    """Open `url` as a person would and go through to the last page: follow redirects (keeping cookies),
+    sign in on every login page with the account `accounts` names for that page's origin, approve every
+    consent page. Used for the pages a URL-mode elicitation opens (pattern 4), which cross two servers."""
+    async with httpx2.AsyncClient(timeout=timeout_seconds, follow_redirects=False) as browser:
+        response = await browser.get(url)
+        for _ in range(max_steps):
+            if response.status_code in (302, 303) and "location" in response.headers:
+                response = await browser.get(urljoin(str(response.url), response.headers["location"]))
+                continue
+            forms = parse_forms(response.text) if response.status_code == 200 else []
+            if not forms:
+                return response
+            origin = "{0.scheme}://{0.netloc}".format(urlparse(str(response.url)))
+            if origin not in accounts:
+                raise RuntimeError(f"no account to sign in with at {origin}")
+            person = accounts[origin]
+            signing_in = any("pass" in name.lower() for name in forms[0].fields)
+            fill = person._login_values if signing_in else person._approve_values
+            response = await person._submit(browser, response, fill)
+    raise RuntimeError(f"{url} did not reach a final page in {max_steps} steps")
 
 
 def _with_scope(url: str, scope: str) -> str:

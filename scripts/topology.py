@@ -2,7 +2,7 @@
 
 Usage: python -m scripts.topology {init-env|up|down|banner}
 
-Process management is honcho's (it starts, prefixes and stops the five services); this script only
+Process management is honcho's (it starts, prefixes and stops the seven services); this script only
 puts honcho in the background, waits until every service's /health answers, prints where to go next,
 and on `down` (or Ctrl-C while waiting) stops honcho's whole process group so nothing is left behind.
 `down` then deletes the services' data directories (signing keys, databases), unless KEEP_DATA=1.
@@ -79,8 +79,12 @@ SERVICES = (
     Service("weather-api", "WEATHER_API_PORT", 8004, "external weather SaaS stand-in (pattern 1: API key)"),
     Service("crm-api", "CRM_API_PORT", 8003, "internal CRM backend (pattern 3: token cascade)"),
     Service("tickets-mcp", "TICKETS_MCP_PORT", 8002, "tickets MCP server (pattern 2: client credentials)", "/mcp"),
+    Service("calendar-auth-server", "CALENDAR_AUTH_SERVER_PORT", 9001, "the calendar SaaS's own authorization server"),
+    Service("calendar-api", "CALENDAR_API_PORT", 8005, "calendar SaaS stand-in (pattern 4: the user's own account)"),
     Service("crm-mcp", "CRM_MCP_PORT", 8001, "the MCP server you connect to", "/mcp"),
 )
+# The calendar's authorization server is auth_server run with this config (the Procfile passes it on).
+CALENDAR_AUTH_SERVER_CONFIG = ROOT / "services" / "calendar-api" / "auth-server.toml"
 
 
 CRM_API_AUTH_MODES = {
@@ -119,8 +123,8 @@ def init_env(workspace: Workspace) -> int:
     lines = []
     for line in ENV_EXAMPLE.read_text().splitlines():
         name, sep, value = line.partition("=")
-        if sep and value == "<generated>":
-            generated[name] = secrets.token_urlsafe(32)
+        if sep and value.endswith("<generated>"):  # a prefix stays: `k1:<generated>` is a key id and a key
+            generated[name] = value.removesuffix("<generated>") + secrets.token_urlsafe(32)
             line = f"{name}={generated[name]}"
         elif sep and (same := re.fullmatch(r"<same as (\w+)>", value)):
             line = f"{name}={generated[same.group(1)]}"
@@ -183,7 +187,12 @@ def up(workspace: Workspace) -> int:
             [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", str(PROCFILE), "-e", os.devnull]
             + [service.name for service in services],
             # The Procfile's `python` is this interpreter, the project's virtualenv.
-            env={**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+            env={
+                "CALENDAR_AUTH_SERVER_CONFIG": str(CALENDAR_AUTH_SERVER_CONFIG),
+                **os.environ,
+                **env,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
             cwd=workspace.directory,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -253,7 +262,7 @@ def banner(workspace: Workspace) -> int:
     env = load_env(workspace)
     print("\nAll services are up:\n")
     for service in active_services(env):
-        print(f"  {service.name:<12} {base_url(service, env) + service.path:<28} {service.role}")
+        print(f"  {service.name:<20} {base_url(service, env) + service.path:<28} {service.role}")
     local_auth = SERVICES[0] in active_services(env)
     mode = env.get("CRM_API_AUTH_MODE", "cascade")
     other = "cascade" if mode == "exchange" else "exchange"

@@ -14,6 +14,7 @@ from oauth_tokens.settings import load_settings
 
 ENVIRONMENT = {
     "CRM_MCP_RESOURCE": "http://localhost:8001/mcp",
+    "CRM_MCP_PUBLIC_URL": "http://localhost:8001",
     "TICKETS_MCP_RESOURCE": "http://localhost:8002/mcp",
     "CRM_API_AUDIENCE": "http://localhost:8003",
     "CRM_MCP_CLIENT_SECRET": "agent-secret-for-tests",
@@ -31,8 +32,15 @@ def test_shipped_config_describes_the_topology() -> None:
     assert crm_mcp.extra_audiences == ("http://localhost:8003",)
     assert config.resources["tickets-mcp"].extra_audiences == ()
     assert set(config.resources["crm-api"].scopes) == {"crm:read", "crm:write"}
-    (agent,) = config.clients
+    agent, connect = config.clients
     assert agent.client_id == "crm-mcp-agent"
+    # Pattern 4: crm-mcp signs users in at /connect, only to learn (and check) who they are.
+    assert (connect.client_id, connect.grant_types, connect.scopes) == (
+        "crm-mcp-connect",
+        ("authorization_code",),
+        ("crm:read",),
+    )
+    assert connect.redirect_uris == ("http://localhost:8001/connect/calendar/signed-in",)
     assert agent.secret_env == "CRM_MCP_CLIENT_SECRET"
     assert set(agent.grant_types) == {"client_credentials", GRANT_TOKEN_EXCHANGE}
     assert set(agent.resources) == {"tickets-mcp", "crm-api"}

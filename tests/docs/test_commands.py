@@ -3,7 +3,7 @@
 Commands come from fenced `bash`, `sh`, `shell` and `console` blocks (`console`: only `$ ` lines). They are
 run as a reader would run them from the repository root after `make up`: in a directory holding a `.env`
 with the topology's settings, in bash, with `.env` loaded (`set -a; . ./.env; set +a`, which the docs show
-too), against five real services started on free loopback ports. `localhost:<default port>` in a command
+too), against seven real services started on free loopback ports. `localhost:<default port>` in a command
 is rewritten to the test's port; nothing else is changed.
 """
 

@@ -99,8 +99,10 @@ def applied_env_file(provider: str, directory: Path) -> Path:
     lines = []
     for line in (ROOT / ".env.example").read_text(encoding="utf-8").splitlines():
         name, sep, value = line.partition("=")
-        if sep and (value == "<generated>" or value.startswith("<same as")):
-            line = f"{name}=generated-{secrets.token_urlsafe(8)}"
+        if sep and (value.endswith("<generated>") or value.startswith("<same as")):
+            # As `make up` fills them: a prefix (a vault key's id) stays, the secret is 32 random bytes.
+            line = f"{name}={value.removesuffix('<generated>') if value.endswith('<generated>') else ''}"
+            line += secrets.token_urlsafe(32)
         lines.append(line)
     for line in EXAMPLES[provider].read_text(encoding="utf-8").splitlines():
         name, sep, value = line.partition("=")

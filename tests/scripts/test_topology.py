@@ -16,11 +16,15 @@ ROOT = Path(__file__).resolve().parents[2]
 PORT_VARIABLES = ("AUTH_SERVER_PORT", "CRM_MCP_PORT", "TICKETS_MCP_PORT", "CRM_API_PORT", "WEATHER_API_PORT")
 DEFAULT_PORTS = {"AUTH_SERVER_PORT": 9000, "CRM_MCP_PORT": 8001, "TICKETS_MCP_PORT": 8002, "CRM_API_PORT": 8003}
 DEFAULT_PORTS["WEATHER_API_PORT"] = 8004
+PORT_VARIABLES += ("CALENDAR_AUTH_SERVER_PORT", "CALENDAR_API_PORT")
+DEFAULT_PORTS |= {"CALENDAR_AUTH_SERVER_PORT": 9001, "CALENDAR_API_PORT": 8005}
 
 
 def topology(command: str, directory: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     """Run `scripts.topology command` with `variables` in its environment, as `make up NAME=value` puts them."""
-    scrubbed = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "CRM_", "TICKETS_", "WEATHER_"))}
+    scrubbed = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "CRM_", "TICKETS_", "WEATHER_", "CALENDAR_"))
+    }
     scrubbed.pop("KEEP_DATA", None)
     return subprocess.run(
         [sys.executable, "-m", "scripts.topology", command],

@@ -28,6 +28,7 @@ _SCRUBBED_PREFIXES = (
     "TICKETS_MCP_",
     "WEATHER_API_",
     "DEMO_",
+    "CALENDAR_",
 )
 
 

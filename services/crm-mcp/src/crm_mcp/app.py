@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
 from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.cors import allow_browser_origins
@@ -28,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from crm_mcp.api_key_weather import WeatherApiClient
+from crm_mcp.calendar_tools import CalendarPattern, register_calendar_tools
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.crm_api_client import CrmApiClient, CrmApiCredentials
 from crm_mcp.settings import Settings
@@ -110,9 +111,11 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     """The MCPServer: token verification, tools, and /health."""
     validator = AccessTokenValidator(settings.validator_config([settings.crm_mcp_resource]))
 
+    calendar = CalendarPattern.build(settings, validator)  # pattern 4: its connect pages are routes, not tools
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
-        async with validator, open_downstreams(settings) as downstreams:
+        async with validator, calendar.running(), open_downstreams(settings) as downstreams:
             yield downstreams
 
     mcp: MCPServer[Downstreams] = ModelFriendlyMCPServer(
@@ -121,8 +124,11 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
         token_verifier=JWTTokenVerifier(validator, resource=settings.crm_mcp_resource),
         auth=auth,
         lifespan=lifespan,
+        # Shared keys, so the retry after a URL elicitation may reach any replica (pattern 4).
+        request_state_security=RequestStateSecurity(keys=list(settings.crm_mcp_request_state_keys)),
     )
     register_tools(mcp)
+    register_calendar_tools(mcp, calendar)
     mcp.custom_route("/health", methods=["GET"])(health)
     return mcp
 
