@@ -137,6 +137,7 @@ CONFIG = load_config(
         "CRM_MCP_RESOURCE": "http://127.0.0.1:1/mcp",
         "TICKETS_MCP_RESOURCE": "http://127.0.0.1:2/mcp",
         "CRM_API_AUDIENCE": "http://127.0.0.1:3",
+        "CRM_MCP_PUBLIC_URL": "http://127.0.0.1:1",
     },
 )
 
