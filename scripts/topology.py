@@ -34,6 +34,8 @@ DATA_DIRS = {
     "AUTH_SERVER_DATA_DIR": "data/auth-server",
     "CRM_API_DATA_DIR": "data/crm-api",
     "TICKETS_MCP_DATA_DIR": "data/tickets-mcp",
+    "CRM_MCP_DATA_DIR": "data/crm-mcp",
+    "CALENDAR_AUTH_SERVER_DATA_DIR": "data/calendar-auth-server",
 }
 
 

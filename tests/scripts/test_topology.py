@@ -73,7 +73,8 @@ def test_up_starts_every_service_healthy_and_down_leaves_nothing_but_kept_data(t
     assert stopped.returncode == 0
     assert "Stopped all services" in stopped.stdout
     data = tmp_path / "data"
-    assert {path.name for path in data.iterdir()} == {"auth-server", "crm-api", "tickets-mcp"}  # kept
+    kept = {"auth-server", "crm-api", "tickets-mcp", "crm-mcp", "calendar-auth-server"}
+    assert {path.name for path in data.iterdir()} == kept
     for port in ports.values():
         try:
             httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1)
