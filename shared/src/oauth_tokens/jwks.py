@@ -14,7 +14,8 @@ Cache policy:
   (the endpoint answered without that kid: the token is bad), and its subclass
   KeySourceUnavailableError when the last fetch failed or no usable key set is left (the key
   source is down: the token may be fine, the caller should retry later).
-- A successful fetch replaces the whole set, so a key removed by the server stops working.
+- A successful fetch replaces the whole set, so a key removed by the server stops working; then
+  `on_refresh` (if given) gets the new set's kids, e.g. to drop what was verified with a removed key.
 - Only verification keys are kept: `use` absent or "sig", `key_ops` absent or with "verify",
   a kid, an asymmetric kty, no private part, and an `alg` (if given) that is allowed.
 - The jwks_uri is either configured or discovered (RFC 8414) on first fetch and remembered.
@@ -120,6 +121,7 @@ class JWKSCache:
         max_stale_seconds: float = 24 * 3600,
         timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        on_refresh: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self._jwks_uri = jwks_uri if isinstance(jwks_uri, str) else None
         self._resolve_jwks_uri = None if isinstance(jwks_uri, str) else jwks_uri
@@ -130,6 +132,7 @@ class JWKSCache:
         self._max_stale = max_stale_seconds
         self._timeout = timeout_seconds
         self._clock = clock
+        self._on_refresh = on_refresh
         self._keys: dict[str, SigningKey] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch attempt, successful or not
@@ -191,6 +194,8 @@ class JWKSCache:
         self._keys = keys
         self._fetched_at = self._clock()
         self._last_fetch_failed = False
+        if self._on_refresh is not None:
+            self._on_refresh(frozenset(keys))
         logger.debug("Fetched JWKS from %s: %d usable key(s)", jwks_uri, len(keys))
 
     async def _jwks_uri_to_fetch(self) -> str:

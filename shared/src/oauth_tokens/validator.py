@@ -16,8 +16,10 @@ from jwt.exceptions import PyJWKError, PyJWTError
 from oauth_tokens.discovery import discover_jwks_uri
 from oauth_tokens.errors import InsufficientScopeError, InvalidTokenError
 from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKSCache
+from oauth_tokens.jws_header import unverified_header
 from oauth_tokens.logs import redact
 from oauth_tokens.principal import Principal
+from oauth_tokens.token_cache import VerifiedTokenCache, token_digest
 
 __all__ = ["ACCEPTED_TOKEN_TYPES", "REQUIRED_CLAIMS", "AccessTokenValidator", "ValidatorConfig"]
 
@@ -51,6 +53,9 @@ class ValidatorConfig:
     jwks_refetch_cooldown_seconds: float = 30
     http_timeout_seconds: float = 5.0
     jwks_max_stale_seconds: float = 24 * 3600
+    # Verified-token cache (policy in oauth_tokens.token_cache); size 0 turns it off.
+    token_cache_size: int = 1000
+    token_cache_max_age_seconds: float = 60
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuers", _as_tuple(self.issuers, "issuers"))
@@ -69,6 +74,8 @@ class ValidatorConfig:
             raise ValueError("leeway_seconds must be between 0 and 300")
         if self.max_token_bytes <= 0 or self.http_timeout_seconds <= 0:
             raise ValueError("max_token_bytes and http_timeout_seconds must be positive")
+        if self.token_cache_size < 0 or self.token_cache_max_age_seconds <= 0:
+            raise ValueError("token_cache_size must be 0 or more and token_cache_max_age_seconds positive")
 
 
 def _scopes_from(claims: dict[str, Any]) -> frozenset[str]:
@@ -105,6 +112,9 @@ class AccessTokenValidator:
         self.config = config
         self._owns_client = http_client is None
         self._client = http_client or httpx2.AsyncClient(timeout=config.http_timeout_seconds, follow_redirects=False)
+        self.token_cache = VerifiedTokenCache(
+            config.token_cache_size, config.token_cache_max_age_seconds, leeway_seconds=config.leeway_seconds
+        )
         self.jwks = JWKSCache(
             config.jwks_url or self._discover_jwks_uri,
             self._client,
@@ -113,6 +123,7 @@ class AccessTokenValidator:
             refetch_cooldown_seconds=config.jwks_refetch_cooldown_seconds,
             max_stale_seconds=config.jwks_max_stale_seconds,
             timeout_seconds=config.http_timeout_seconds,
+            on_refresh=self.token_cache.retain_keys,
         )
 
     async def __aenter__(self) -> AccessTokenValidator:
@@ -158,10 +169,14 @@ class AccessTokenValidator:
             raise InvalidTokenError(f"Token is over {config.max_token_bytes} bytes")
         if not token.isascii() or token.count(".") != 2:
             raise InvalidTokenError("Token is not a JWS in compact serialization (three segments)")
-        try:
-            header = jwt.get_unverified_header(token)
-        except PyJWTError as error:
-            raise InvalidTokenError(f"Malformed token header: {error}") from error
+        # Only an exact token verified before hits; nbf and exp are re-checked on every hit.
+        digest = token_digest(token)
+        cached = self.token_cache.get(digest)
+        if cached is not None:
+            # Its key must still be trusted; this also keeps the keys refreshed on schedule.
+            await self.jwks.get_signing_key(cached.kid)
+            return cached.principal
+        header = unverified_header(token)
 
         algorithm = self._checked_algorithm(header)
         kid = header.get("kid")
@@ -186,7 +201,9 @@ class AccessTokenValidator:
             )
         except (PyJWTError, PyJWKError) as error:
             raise InvalidTokenError(f"{type(error).__name__}: {error}") from error
-        return self._principal(claims)
+        principal = self._principal(claims)
+        self.token_cache.put(digest, kid, principal)
+        return principal
 
     def _checked_algorithm(self, header: dict[str, Any]) -> str:
         algorithm = header.get("alg")
