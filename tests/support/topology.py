@@ -167,9 +167,12 @@ def topology_env() -> dict[str, str]:
 
 
 @contextmanager
-def running_topology(workdir: Path) -> Iterator[Topology]:
-    """Start all five services (auth server first) under `workdir`; stop every one of them afterwards."""
-    topology = Topology(env=topology_env(), workdir=workdir)
+def running_topology(workdir: Path, **overrides: str) -> Iterator[Topology]:
+    """Start all five services (auth server first) under `workdir`; stop every one of them afterwards.
+
+    `overrides` are extra settings for every service (e.g. `make bench` lifts the rate limits).
+    """
+    topology = Topology(env={**topology_env(), **overrides}, workdir=workdir)
     for name, variable in DATA_DIR_VARIABLES.items():
         topology.env[variable] = str(workdir / name / "data")
     try:
