@@ -65,12 +65,15 @@ async def bench_topology(topology: Topology, results: Results) -> None:
     results.rows += rows
     results.ratios += ratios
     token = await topology.user_token("alice")
-    with bare_mcp_server(topology) as bare_url:
-        async with bearer_session(topology.crm_mcp_url, token) as crm_mcp, bearer_session(bare_url, token) as bare:
+    with bare_mcp_server(topology) as bare_server:
+        async with (
+            bearer_session(topology.crm_mcp_url, token) as crm_mcp,
+            bearer_session(f"{bare_server.url}/mcp", token) as bare,
+        ):
             progress("tool calls")
             results.rows += await bench_tool_calls(crm_mcp)
             progress("crm-mcp's own overhead")
-            results.ratios += await bench_overhead(topology, crm_mcp, bare, token)
+            results.ratios += await bench_overhead(topology, crm_mcp, (bare_server, bare), token)
             progress("customer_briefing against the naive client")
             results.ratios += await bench_naive(topology, crm_mcp, token)
             progress("scaling")

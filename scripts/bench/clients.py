@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -11,7 +12,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.support.processes import start_service
+from tests.support.processes import ServiceProcess, start_service
 from tests.support.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,8 +29,8 @@ async def bearer_session(url: str, token: str) -> AsyncIterator[Client]:
 
 
 @contextmanager
-def bare_mcp_server(topology: Topology) -> Iterator[str]:
-    """Start the bare MCPServer (scripts.bench.bare_mcp) beside the topology; yield its MCP URL."""
+def bare_mcp_server(topology: Topology) -> Iterator[ServiceProcess]:
+    """Start the bare MCPServer (scripts.bench.bare_mcp) beside the topology; its MCP endpoint is url + /mcp."""
     service = start_service(
         "bench-bare-mcp",
         "scripts.bench.bare_mcp",
@@ -38,9 +39,18 @@ def bare_mcp_server(topology: Topology) -> Iterator[str]:
         workdir=topology.workdir / "bench-bare-mcp",
     )
     try:
-        yield f"{service.url}/mcp"
+        yield service
     finally:
         service.stop()
+
+
+def cpu_seconds(service: ServiceProcess) -> float:
+    """CPU time (user + system) the service's process has used so far; Linux only (/proc), else 0."""
+    stat = Path(f"/proc/{service.process.pid if service.process else 0}/stat")
+    if not stat.exists():
+        return 0.0
+    fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def auth_server_requests(topology: Topology, method: str, path: str) -> int:
