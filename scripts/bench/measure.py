@@ -8,6 +8,7 @@ fails on timing.
 
 from __future__ import annotations
 
+import dataclasses
 import operator
 import statistics
 import time
@@ -78,6 +79,9 @@ class Ratio:
     @property
     def met(self) -> bool | None:
         return None if self.target is None else self.target.met(self.ratio)
+
+    def with_diagnosis(self, diagnosis: str) -> Ratio:
+        return dataclasses.replace(self, diagnosis=diagnosis)
 
 
 @dataclass(frozen=True)

@@ -86,8 +86,5 @@ async def bench_overhead(
             "  crm-mcp's CPU beyond the bare server's is its own work (the tool's result model, structured",
             "  output, the downstream request); the client's extra CPU is parsing and checking that larger result.",
         ]
-    return [_with_diagnosis(ratio, "\n".join(lines))]
+    return [ratio.with_diagnosis("\n".join(lines))]
 
-
-def _with_diagnosis(ratio: Ratio, diagnosis: str) -> Ratio:
-    return Ratio(ratio.name, ratio.ours, ratio.baseline, ratio.unit, ratio.ratio, ratio.target, diagnosis)

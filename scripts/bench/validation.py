@@ -97,13 +97,10 @@ async def bench_validation() -> tuple[list[Row], list[Ratio]]:
             )
             if first_seen.met is False:
                 spare = iter(tokens[-SCALE(calls) - 1 : -1])
-                first_seen = _with_diagnosis(first_seen, await _profile(validator, spare, SCALE(calls)))
+                first_seen = first_seen.with_diagnosis(await _profile(validator, spare, SCALE(calls)))
             rows = [
                 await timed("validate JWT, repeated token (verified-token cache)", 5000, validate_repeated),
                 await timed("validate JWT, bare PyJWT decode (RS256, key in hand)", 2000, decode_repeated),
             ]
     return rows, [first_seen, cached]
 
-
-def _with_diagnosis(ratio: Ratio, diagnosis: str) -> Ratio:
-    return Ratio(ratio.name, ratio.ours, ratio.baseline, ratio.unit, ratio.ratio, ratio.target, diagnosis)
