@@ -87,4 +87,3 @@ async def bench_overhead(
             "  output, the downstream request); the client's extra CPU is parsing and checking that larger result.",
         ]
     return [ratio.with_diagnosis("\n".join(lines))]
-

@@ -29,6 +29,7 @@ TARGETED = (
     "JWKS requests, next 100 concurrent calls (warm)",
 )
 INFORMATIVE = (
+    "shared validator vs PyJWT + PyJWKClient key lookup, first-seen",
     "cached client-credentials token vs a token request per call",
     "naive client + token cache, vs naive",
     "naive client + connection reuse, vs naive",
