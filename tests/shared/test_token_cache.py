@@ -28,7 +28,7 @@ from oauth_tokens.token_cache import VerifiedTokenCache, token_digest
 
 from tests.shared.conftest import Keys
 from tests.shared.loopback import LoopbackAuthServer
-from tests.shared.tokens import AUDIENCE, claims, mint
+from tests.shared.tokens import AUDIENCE, claims, mint, rsa_key
 
 pytestmark = pytest.mark.anyio
 
@@ -114,6 +114,24 @@ async def test_entries_of_a_key_removed_from_the_jwks_are_dropped_at_the_next_re
     assert auth_server.state.counts["jwks"] == 3  # the first fetch, the refresh, the RSA kid looked up again
 
 
+async def test_a_kid_republished_with_another_key_no_longer_hits(
+    keys: Keys, issuer: str, auth_server: LoopbackAuthServer, http_client: httpx2.AsyncClient
+) -> None:
+    async with AccessTokenValidator(_config(auth_server, jwks_refetch_cooldown_seconds=0), http_client=http_client) as (
+        validator
+    ):
+        token = mint(keys.rsa, claims(issuer))
+        await validator.validate(token)
+        # The issuer now publishes another key under the same kid, then the JWKS is refreshed.
+        auth_server.state.jwks = {"keys": [rsa_key(keys.rsa.kid).public_jwk()]}
+        with pytest.raises(SigningKeyUnavailableError):
+            await validator.validate(mint(keys.rsa, claims(issuer), kid="new-kid"))
+        assert len(validator.token_cache) == 1  # the kid is still published
+
+        with pytest.raises(InvalidTokenError, match="InvalidSignatureError"):
+            await validator.validate(token)
+
+
 async def test_tampered_tokens_never_hit(keys: Keys, issuer: str, validator: AccessTokenValidator) -> None:
     token = mint(keys.rsa, claims(issuer, sub="alice"))
     await validator.validate(token)
@@ -158,10 +176,10 @@ async def test_size_zero_turns_the_cache_off(
 def test_the_least_recently_used_entry_is_evicted_beyond_the_size() -> None:
     cache = VerifiedTokenCache(max_size=2, max_age_seconds=60)
     principal = _principal(expires_at=int(time.time()) + 300)
-    cache.put(token_digest("a"), "kid", principal)
-    cache.put(token_digest("b"), "kid", principal)
+    cache.put(token_digest("a"), "kid", {}, principal)
+    cache.put(token_digest("b"), "kid", {}, principal)
     assert cache.get(token_digest("a")) is not None  # "a" is now the most recently used
-    cache.put(token_digest("c"), "kid", principal)
+    cache.put(token_digest("c"), "kid", {}, principal)
 
     assert len(cache) == 2
     assert cache.get(token_digest("b")) is None
@@ -173,8 +191,8 @@ def test_an_entry_lives_until_the_earlier_of_exp_and_the_maximum_age() -> None:
     wall, monotonic = Clock(), Clock()
     cache = VerifiedTokenCache(max_size=10, max_age_seconds=60, wall_clock=wall, monotonic_clock=monotonic)
     short_lived, long_lived = token_digest("short"), token_digest("long")
-    cache.put(short_lived, "kid", _principal(expires_at=int(wall.now) + 30))
-    cache.put(long_lived, "kid", _principal(expires_at=int(wall.now) + 3600))
+    cache.put(short_lived, "kid", {}, _principal(expires_at=int(wall.now) + 30))
+    cache.put(long_lived, "kid", {}, _principal(expires_at=int(wall.now) + 3600))
 
     wall.now += 29
     monotonic.now += 29
@@ -195,7 +213,7 @@ def test_nbf_is_checked_on_every_hit() -> None:
     wall = Clock()
     cache = VerifiedTokenCache(max_size=10, max_age_seconds=60, leeway_seconds=5, wall_clock=wall)
     key = token_digest("not-yet")
-    cache.put(key, "kid", _principal(expires_at=int(wall.now) + 300, nbf=wall.now + 2))
+    cache.put(key, "kid", {}, _principal(expires_at=int(wall.now) + 300, nbf=wall.now + 2))
     assert cache.get(key) is not None  # within the leeway
     wall.now -= 10  # the clock was set back
     assert cache.get(key) is None
@@ -204,8 +222,8 @@ def test_nbf_is_checked_on_every_hit() -> None:
 def test_retain_keys_drops_only_entries_of_other_keys() -> None:
     cache = VerifiedTokenCache(max_size=10, max_age_seconds=60)
     principal = _principal(expires_at=int(time.time()) + 300)
-    cache.put(token_digest("a"), "kept", principal)
-    cache.put(token_digest("b"), "removed", principal)
+    cache.put(token_digest("a"), "kept", {}, principal)
+    cache.put(token_digest("b"), "removed", {}, principal)
     cache.retain_keys(frozenset({"kept", "other"}))
     assert cache.keys() == [token_digest("a")]
 

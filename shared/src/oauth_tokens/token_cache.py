@@ -20,7 +20,8 @@ Cache policy:
 - When the JWKS is refreshed, entries signed by a key that is no longer in the set are dropped
   (`retain_keys`, the JWKS cache's refresh hook), so a removed key stops working at the next refresh.
   The validator also asks the JWKS cache for the entry's key on every hit (a dictionary lookup while
-  the keys are fresh), so a workload of cache hits alone still refreshes the keys on schedule.
+  the keys are fresh), so a workload of cache hits alone still refreshes the keys on schedule, and a
+  kid now published with other key material makes the token go through the full check again.
 - One cache per validator, in memory: replicas do not share it, and a restart empties it.
 """
 
@@ -30,9 +31,9 @@ import hashlib
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import NewType
+from typing import Any, NewType
 
 from oauth_tokens.principal import Principal
 
@@ -44,10 +45,11 @@ TokenDigest = NewType("TokenDigest", bytes)
 
 @dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a microsecond more per new token
 class CachedToken:
-    """What is kept of a verified token: its Principal, the kid it was verified with, and its time bounds."""
+    """What is kept of a verified token: its Principal, the key it was verified with, and its time bounds."""
 
     principal: Principal
     kid: str
+    jwk: Mapping[str, Any]  # the public key as published: a kid republished with another key must not hit
     not_before: float  # wall clock: the token's nbf minus the leeway (-inf without nbf)
     expires_at: float  # wall clock: the token's exp
     stored_until: float  # monotonic clock: when it was stored plus the maximum age
@@ -98,8 +100,8 @@ class VerifiedTokenCache:
         self._entries.move_to_end(key)
         return entry
 
-    def put(self, key: TokenDigest, kid: str, principal: Principal) -> None:
-        """Store the Principal of the token of digest `key`, verified with `kid`; evicts the least recently used."""
+    def put(self, key: TokenDigest, kid: str, jwk: Mapping[str, Any], principal: Principal) -> None:
+        """Store the Principal of the token of digest `key`, verified with key `jwk` (id `kid`); evicts LRU."""
         if self.max_size == 0:
             return
         not_before = principal.claims.get("nbf")
@@ -108,6 +110,7 @@ class VerifiedTokenCache:
         self._entries[key] = CachedToken(
             principal=principal,
             kid=kid,
+            jwk=jwk,
             not_before=float(not_before) - self._leeway if isinstance(not_before, int | float) else -math.inf,
             expires_at=float(principal.expires_at),
             stored_until=self._monotonic_clock() + self.max_age_seconds,

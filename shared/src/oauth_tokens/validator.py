@@ -173,9 +173,10 @@ class AccessTokenValidator:
         digest = token_digest(token)
         cached = self.token_cache.get(digest)
         if cached is not None:
-            # Its key must still be trusted; this also keeps the keys refreshed on schedule.
-            await self.jwks.get_signing_key(cached.kid)
-            return cached.principal
+            # Its key must still be published, unchanged; this also keeps the keys refreshed on schedule.
+            current = (await self.jwks.get_signing_key(cached.kid)).jwk_data
+            if current is cached.jwk or current == cached.jwk:
+                return cached.principal
         header = unverified_header(token)
 
         algorithm = self._checked_algorithm(header)
@@ -202,7 +203,7 @@ class AccessTokenValidator:
         except (PyJWTError, PyJWKError) as error:
             raise InvalidTokenError(f"{type(error).__name__}: {error}") from error
         principal = self._principal(claims)
-        self.token_cache.put(digest, kid, principal)
+        self.token_cache.put(digest, kid, signing_key.jwk_data, principal)
         return principal
 
     def _checked_algorithm(self, header: dict[str, Any]) -> str:
