@@ -150,6 +150,10 @@ class JWKSCache:
 
         KeySourceUnavailableError (a SigningKeyUnavailableError) when the key source is the reason.
         """
+        key = self._keys.get(kid)
+        fetched_at = self._fetched_at
+        if key is not None and fetched_at is not None and self._clock() - fetched_at < self._ttl:
+            return key  # a known kid within the TTL: the common case, decided before the checks below
         # While a fetch is in flight, a caller missing its kid waits for that fetch's result.
         if self._needs_fetch(kid) or (self._lock.locked() and kid not in self._keys):
             seen_fetches = self._fetch_count
