@@ -97,7 +97,7 @@ fmt: install ## Apply ruff fixes and formatting
 	@$(RUN) ruff format .
 
 .PHONY: bench
-bench: install ## Measure token validation, token source and tool-call latency; prints a table
+bench: install ## Measure what each design choice buys: ratios with targets, request counts, scaling
 	@$(RUN) python -m scripts.bench
 
 .PHONY: soak

@@ -133,6 +133,8 @@ def test_validator_config_from_trust_settings(monkeypatch: pytest.MonkeyPatch) -
         ("AUTH_DISCOVERY_URL", "http://[hunter2"),  # urlsplit itself refuses it
         ("AUTH_LEEWAY_SECONDS", "-1"),
         ("AUTH_LEEWAY_SECONDS", "301"),
+        ("AUTH_TOKEN_CACHE_SIZE", "-1"),
+        ("AUTH_TOKEN_CACHE_MAX_AGE_SECONDS", "0"),
     ],
 )
 def test_bad_trust_setting_is_named_when_loaded_never_echoed(

@@ -21,7 +21,8 @@ Cache policy:
   KeySourceUnavailableError when the last fetch failed or no usable key set is left (the key
   source is down: the token may be fine, the caller should retry later); it carries the seconds
   until the next attempt, for a Retry-After.
-- A successful fetch replaces the whole set, so a key removed by the server stops working.
+- A successful fetch replaces the whole set, so a key removed by the server stops working; then
+  `on_refresh` (if given) gets the new set's kids, e.g. to drop what was verified with a removed key.
 - Only verification keys are kept: `use` absent or "sig", `key_ops` absent or with "verify",
   a kid, an asymmetric kty, no private part, and an `alg` (if given) that is allowed.
 - The jwks_uri is either configured or discovered (RFC 8414) on first fetch and remembered.
@@ -138,6 +139,7 @@ class JWKSCache:
         failure_backoff_seconds: float = 1.0,
         failure_backoff_max_seconds: float = 4.0,
         clock: Callable[[], float] = time.monotonic,
+        on_refresh: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self._jwks_uri = jwks_uri if isinstance(jwks_uri, str) else None
         self._resolve_jwks_uri = None if isinstance(jwks_uri, str) else jwks_uri
@@ -150,6 +152,7 @@ class JWKSCache:
         self._backoff = failure_backoff_seconds
         self._backoff_max = failure_backoff_max_seconds
         self._clock = clock
+        self._on_refresh = on_refresh
         self._keys: dict[str, SigningKey] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch attempt, successful or not
@@ -168,6 +171,10 @@ class JWKSCache:
 
         KeySourceUnavailableError (a SigningKeyUnavailableError) when the key source is the reason.
         """
+        key = self._keys.get(kid)
+        fetched_at = self._fetched_at
+        if key is not None and fetched_at is not None and self._clock() - fetched_at < self._ttl:
+            return key  # a known kid within the TTL: the common case, decided before the checks below
         # While a fetch is in flight, a caller missing its kid waits for that fetch's result.
         if self._needs_fetch(kid) or (self._lock.locked() and kid not in self._keys):
             seen_fetches = self._fetch_count
@@ -234,6 +241,8 @@ class JWKSCache:
         self._fetched_at = self._clock()
         self._last_fetch_failed = False
         self._failures = 0
+        if self._on_refresh is not None:
+            self._on_refresh(frozenset(keys))
 
     async def _download(self) -> dict[str, SigningKey]:
         jwks_uri = await self._jwks_uri_to_fetch()

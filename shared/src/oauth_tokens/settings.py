@@ -68,7 +68,8 @@ class TrustSettings(ServiceSettings):
 
     Checked when loaded, so a bad value is a SettingsError naming the variable (never quoting it):
     URLs must be http(s) with a host (AUTH_JWKS_URL / AUTH_DISCOVERY_URL may be empty: unset),
-    AUTH_ALGORITHMS must be asymmetric algorithms ValidatorConfig supports, the leeway 0..300 s.
+    AUTH_ALGORITHMS must be asymmetric algorithms ValidatorConfig supports, the leeway 0..300 s,
+    the verified-token cache 0..1,000,000 entries (0: off) kept at most 1..3600 s.
     """
 
     auth_issuer: str
@@ -81,6 +82,9 @@ class TrustSettings(ServiceSettings):
     auth_key_fetch_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
     # RFC 9068 typ at+jwt only, unless the provider does not type its access tokens (typ JWT or none).
     auth_accept_untyped_tokens: bool = False
+    # Verified-token cache (policy in oauth_tokens.token_cache).
+    auth_token_cache_size: Annotated[int, Field(ge=0, le=1_000_000)] = 1000
+    auth_token_cache_max_age_seconds: Annotated[float, Field(ge=1, le=3600)] = 60
 
     # Messages never include the value: pydantic puts them in the error the operator sees.
     @field_validator("auth_issuer")
@@ -115,6 +119,8 @@ class TrustSettings(ServiceSettings):
             leeway_seconds=self.auth_leeway_seconds,
             http_timeout_seconds=self.auth_key_fetch_timeout_seconds,
             accept_untyped_tokens=self.auth_accept_untyped_tokens,
+            token_cache_size=self.auth_token_cache_size,
+            token_cache_max_age_seconds=self.auth_token_cache_max_age_seconds,
         )
 
 

@@ -17,8 +17,10 @@ from jwt.exceptions import PyJWKError, PyJWTError
 from oauth_tokens.discovery import discover_jwks_uri
 from oauth_tokens.errors import InsufficientScopeError, InvalidTokenError
 from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKS_REFETCH_COOLDOWN_SECONDS, JWKSCache
+from oauth_tokens.jws_header import unverified_header
 from oauth_tokens.logs import redact
 from oauth_tokens.principal import Principal
+from oauth_tokens.token_cache import VerifiedTokenCache, token_digest
 
 __all__ = ["ACCEPTED_TOKEN_TYPES", "REQUIRED_CLAIMS", "UNTYPED_TOKEN_TYPES", "AccessTokenValidator", "ValidatorConfig"]
 
@@ -62,6 +64,9 @@ class ValidatorConfig:
     jwks_failure_backoff_max_seconds: float = 4.0
     # True also accepts typ "JWT" or no typ (Keycloak, Scalekit): they cannot then be told from ID tokens.
     accept_untyped_tokens: bool = False
+    # Verified-token cache (policy in oauth_tokens.token_cache); size 0 turns it off.
+    token_cache_size: int = 1000
+    token_cache_max_age_seconds: float = 60
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuers", _as_tuple(self.issuers, "issuers"))
@@ -80,6 +85,8 @@ class ValidatorConfig:
             raise ValueError("leeway_seconds must be between 0 and 300")
         if self.max_token_bytes <= 0 or self.http_timeout_seconds <= 0:
             raise ValueError("max_token_bytes and http_timeout_seconds must be positive")
+        if self.token_cache_size < 0 or self.token_cache_max_age_seconds <= 0:
+            raise ValueError("token_cache_size must be 0 or more and token_cache_max_age_seconds positive")
 
 
 def _scope_tokens(values: Iterable[str], claim: str) -> set[str]:
@@ -128,6 +135,9 @@ class AccessTokenValidator:
         self.config = config
         self._owns_client = http_client is None
         self._client = http_client or httpx2.AsyncClient(timeout=config.http_timeout_seconds, follow_redirects=False)
+        self.token_cache = VerifiedTokenCache(
+            config.token_cache_size, config.token_cache_max_age_seconds, leeway_seconds=config.leeway_seconds
+        )
         self.jwks = JWKSCache(
             config.jwks_url or self._discover_jwks_uri,
             self._client,
@@ -138,6 +148,7 @@ class AccessTokenValidator:
             timeout_seconds=config.http_timeout_seconds,
             failure_backoff_seconds=config.jwks_failure_backoff_seconds,
             failure_backoff_max_seconds=config.jwks_failure_backoff_max_seconds,
+            on_refresh=self.token_cache.retain_keys,
         )
 
     async def __aenter__(self) -> AccessTokenValidator:
@@ -183,10 +194,15 @@ class AccessTokenValidator:
             raise InvalidTokenError(f"Token is over {config.max_token_bytes} bytes")
         if not token.isascii() or token.count(".") != 2:
             raise InvalidTokenError("Token is not a JWS in compact serialization (three segments)")
-        try:
-            header = jwt.get_unverified_header(token)
-        except PyJWTError as error:
-            raise InvalidTokenError(f"Malformed token header: {error}") from error
+        # Only an exact token verified before hits; nbf and exp are re-checked on every hit.
+        digest = token_digest(token)
+        cached = self.token_cache.get(digest)
+        if cached is not None:
+            # Its key must still be published, unchanged; this also keeps the keys refreshed on schedule.
+            current = (await self.jwks.get_signing_key(cached.kid)).jwk_data
+            if current is cached.jwk or current == cached.jwk:
+                return cached.principal
+        header = unverified_header(token)
 
         algorithm = self._checked_algorithm(header)
         kid = header.get("kid")
@@ -211,7 +227,9 @@ class AccessTokenValidator:
             )
         except (PyJWTError, PyJWKError) as error:
             raise InvalidTokenError(f"{type(error).__name__}: {error}") from error
-        return self._principal(claims)
+        principal = self._principal(claims)
+        self.token_cache.put(digest, kid, signing_key.jwk_data, principal)
+        return principal
 
     def _checked_algorithm(self, header: dict[str, Any]) -> str:
         algorithm = header.get("alg")

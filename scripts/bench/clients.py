@@ -1,0 +1,59 @@
+"""Client plumbing the bench groups share: an MCP session with a bearer token, the bare server, log counts."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import httpx2
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+
+from tests.support.processes import ServiceProcess, start_service
+from tests.support.topology import Topology
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@asynccontextmanager
+async def bearer_session(url: str, token: str) -> AsyncIterator[Client]:
+    """An MCP session with `url` that sends `token` on every request (no OAuth flow, no refresh)."""
+    async with (
+        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        yield client
+
+
+@contextmanager
+def bare_mcp_server(topology: Topology) -> Iterator[ServiceProcess]:
+    """Start the bare MCPServer (scripts.bench.bare_mcp) beside the topology; its MCP endpoint is url + /mcp."""
+    service = start_service(
+        "bench-bare-mcp",
+        "scripts.bench.bare_mcp",
+        port_variable="BENCH_BARE_MCP_PORT",
+        env={**topology.env, "PYTHONPATH": str(ROOT)},
+        workdir=topology.workdir / "bench-bare-mcp",
+    )
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def cpu_seconds(service: ServiceProcess) -> float:
+    """CPU time (user + system) the service's process has used so far; Linux only (/proc), else 0."""
+    stat = Path(f"/proc/{service.process.pid if service.process else 0}/stat")
+    if not stat.exists():
+        return 0.0
+    fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (name)": state is fields[0]
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def auth_server_requests(topology: Topology, method: str, path: str) -> int:
+    """How many `method path` requests the auth-server has answered so far, from its own access log."""
+    line = re.compile(rf"auth_server\.access: {re.escape(method)} {re.escape(path)} \d{{3}}$", re.MULTILINE)
+    return len(line.findall(topology.services["auth-server"].logs()))
