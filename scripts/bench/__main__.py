@@ -1,6 +1,6 @@
 """`make bench`: what each design choice buys, as ratios against the code one would otherwise write.
 
-Starts its own topology (five real processes on free loopback ports, fresh secrets, rate limits lifted
+Starts its own topology (seven real processes on free loopback ports, fresh secrets, rate limits lifted
 so the naive baselines are not throttled), so it needs nothing running. Prints absolute figures, the
 ratio table with each target and a `met` / `NOT MET` mark, request counts, and a scaling table; for a
 target not met, a closing note says where the time goes. Absolute numbers are wall-clock on this
@@ -25,6 +25,7 @@ from auth_server.config import default_config_text
 
 from scripts.bench.clients import bare_mcp_server, bearer_session
 from scripts.bench.counts import bench_counts
+from scripts.bench.exchange import bench_exchange
 from scripts.bench.measure import SCALE, Count, Ratio, Row
 from scripts.bench.naive import bench_naive
 from scripts.bench.overhead import bench_overhead
@@ -78,6 +79,10 @@ async def bench_topology(topology: Topology, results: Results) -> None:
             results.ratios += await bench_naive(topology, crm_mcp, token)
             progress("scaling")
             results.scaling += await bench_scaling(crm_mcp)
+    progress("token exchange (pattern 3b) against the cascade")
+    rows, ratios = await bench_exchange(topology, token)
+    results.rows += rows
+    results.ratios += ratios
     progress("token-endpoint and JWKS requests (crm-mcp restarted)")
     results.counts += await bench_counts(topology, token)
 

@@ -64,7 +64,7 @@ def print_scaling(rows: Sequence[Row], cores: int) -> None:
             f"  {row.p50_ms:>8.3f}"
         )
     print(
-        f"The client and all five services share {cores} core(s): once they are busy, more callers only queue "
+        f"The client and all the services share {cores} core(s): once they are busy, more callers only queue "
         "(per-call latency grows, throughput stays flat)."
     )
 
