@@ -30,6 +30,15 @@ SERVICES = {
     "crm-mcp": ("crm_mcp", "CRM_MCP_PORT"),
 }
 
+# Each service's /metrics listener (oauth_tokens.metrics), also on a free loopback port.
+METRICS_PORT_VARIABLES = {
+    "auth-server": "AUTH_SERVER_METRICS_PORT",
+    "weather-api": "WEATHER_API_METRICS_PORT",
+    "crm-api": "CRM_API_METRICS_PORT",
+    "tickets-mcp": "TICKETS_MCP_METRICS_PORT",
+    "crm-mcp": "CRM_MCP_METRICS_PORT",
+}
+
 DATA_DIR_VARIABLES = {
     "auth-server": "AUTH_SERVER_DATA_DIR",
     "crm-api": "CRM_API_DATA_DIR",
@@ -50,6 +59,13 @@ class Topology:
     @property
     def crm_mcp_url(self) -> str:
         return self.env["CRM_MCP_RESOURCE"]
+
+    @property
+    def traces_dir(self) -> Path:
+        return Path(self.env["TRACES_DIR"])
+
+    def metrics_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.env[METRICS_PORT_VARIABLES[name]]}/metrics"
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -142,6 +158,7 @@ class Topology:
 
 def topology_env() -> dict[str, str]:
     ports = {port_variable: free_port() for _, port_variable in SERVICES.values()}
+    ports.update({variable: free_port() for variable in METRICS_PORT_VARIABLES.values()})
     issuer = f"http://127.0.0.1:{ports['AUTH_SERVER_PORT']}"
     weather_key = secrets.token_urlsafe(32)
     return {
@@ -167,9 +184,14 @@ def topology_env() -> dict[str, str]:
 
 
 @contextmanager
-def running_topology(workdir: Path) -> Iterator[Topology]:
-    """Start all five services (auth server first) under `workdir`; stop every one of them afterwards."""
+def running_topology(workdir: Path, *, traced: bool = False) -> Iterator[Topology]:
+    """Start all five services (auth server first) under `workdir`; stop every one of them afterwards.
+
+    `traced`: every service writes its spans to `workdir`/traces/<service>.jsonl (`Topology.traces_dir`).
+    """
     topology = Topology(env=topology_env(), workdir=workdir)
+    if traced:
+        topology.env["TRACES_DIR"] = str(workdir / "traces")
     for name, variable in DATA_DIR_VARIABLES.items():
         topology.env[variable] = str(workdir / name / "data")
     try:

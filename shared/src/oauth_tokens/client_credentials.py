@@ -24,6 +24,8 @@ import anyio
 import httpx2
 
 from oauth_tokens.errors import TokenEndpointError
+from oauth_tokens.metrics import TOKEN_CACHE, TOKEN_REQUESTS
+from oauth_tokens.telemetry import record_auth, trace_http
 
 __all__ = ["CachedToken", "ClientCredentialsAuth", "TokenCache", "TokenCacheKey"]
 
@@ -83,6 +85,11 @@ class TokenCache:
     def lock(self, key: TokenCacheKey) -> anyio.Lock:
         """The single-flight lock for `key`."""
         return self._locks.setdefault(key, anyio.Lock())
+
+
+def _record_cache(result: str) -> None:
+    TOKEN_CACHE.labels("client_credentials", result).inc()
+    record_auth(token_cache=result)
 
 
 def _basic_credentials(client_id: str, client_secret: str) -> str:
@@ -148,9 +155,11 @@ class ClientCredentialsAuth(httpx2.Auth):
         """A valid access token: from the cache, or from one token request shared by concurrent callers."""
         token = self.cache.fresh(self.cache_key)
         if token is not None:
+            _record_cache("hit")
             return token
         async with self.cache.lock(self.cache_key):
             token = self.cache.fresh(self.cache_key)  # someone else may have fetched it meanwhile
+            _record_cache("miss" if token is None else "hit")
             if token is None:
                 token, lifetime = await self._request_token()
                 self.cache.store(self.cache_key, token, lifetime, self.refresh_margin_seconds)
@@ -187,7 +196,11 @@ class ClientCredentialsAuth(httpx2.Auth):
 
     def _client(self) -> httpx2.AsyncClient:
         if self._token_client is None:
-            self._token_client = httpx2.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False)
+            self._token_client = trace_http(
+                httpx2.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False),
+                pattern="client_credentials",
+                credential="client_secret",
+            )
         return self._token_client
 
     async def _request_token(self) -> tuple[str, float]:
@@ -210,13 +223,18 @@ class ClientCredentialsAuth(httpx2.Auth):
                 follow_redirects=False,
             )
         except httpx2.TimeoutException as error:
+            TOKEN_REQUESTS.labels("client", "client_credentials", "temporarily_unavailable").inc()
             raise TokenEndpointError("temporarily_unavailable", "The token endpoint timed out") from error
         except httpx2.TransportError as error:
+            TOKEN_REQUESTS.labels("client", "client_credentials", "temporarily_unavailable").inc()
             description = f"The token endpoint is unreachable ({type(error).__name__})"
             raise TokenEndpointError("temporarily_unavailable", description) from error
         body = self._json_body(response)
         if not response.is_success:
-            raise self._endpoint_error(response.status_code, body)
+            refusal = self._endpoint_error(response.status_code, body)
+            TOKEN_REQUESTS.labels("client", "client_credentials", refusal.error).inc()
+            raise refusal
+        TOKEN_REQUESTS.labels("client", "client_credentials", "ok").inc()
         return self._token_from(body)
 
     @staticmethod

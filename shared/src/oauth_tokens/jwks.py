@@ -35,6 +35,8 @@ from jwt.exceptions import PyJWKError, PyJWTError
 
 from oauth_tokens.discovery import fetch_json
 from oauth_tokens.errors import KeySourceError, KeySourceUnavailableError, SigningKeyUnavailableError
+from oauth_tokens.metrics import JWKS_FETCHES
+from oauth_tokens.telemetry import record_auth
 
 __all__ = ["ALGORITHM_KEY_TYPES", "JWKSCache", "SigningKey"]
 
@@ -185,12 +187,16 @@ class JWKSCache:
             keys = self._parse(document)
         except KeySourceError as error:
             logger.warning("JWKS fetch failed, keeping %d cached key(s): %s", len(self._keys), error)
+            JWKS_FETCHES.labels("failed").inc()
+            record_auth(jwks_fetch="failed")
             return
         finally:
             self._fetch_count += 1
         self._keys = keys
         self._fetched_at = self._clock()
         self._last_fetch_failed = False
+        JWKS_FETCHES.labels("ok").inc()
+        record_auth(jwks_fetch="ok")
         logger.debug("Fetched JWKS from %s: %d usable key(s)", jwks_uri, len(keys))
 
     async def _jwks_uri_to_fetch(self) -> str:

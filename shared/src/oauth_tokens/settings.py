@@ -49,6 +49,12 @@ class ServiceSettings(BaseSettings):
 
     # LOG_LEVEL: DEBUG shows why a token was refused (never the token itself).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Tracing (docs/observability.md); both empty: off. A collector's OTLP/HTTP base URL, e.g. http://localhost:4318.
+    otel_exporter_otlp_endpoint: str = ""
+    # A directory for <service>.jsonl trace files (OTLP JSON lines) that `make trace` reads.
+    traces_dir: str = ""
+    # Interface of the /metrics listener; its port is the service's own <SERVICE>_METRICS_PORT.
+    metrics_host: str = "127.0.0.1"
 
 
 def _checked_http_url(value: str) -> str:

@@ -15,6 +15,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_metrics import McpOperationMetrics
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -91,6 +92,7 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
         lifespan=lifespan,
     )
     register_tools(mcp)
+    mcp.middleware.append(McpOperationMetrics(mcp))
     mcp.custom_route("/health", methods=["GET"])(health)
     return mcp
 

@@ -28,6 +28,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUEST_TIMEOUT, TextContent
 from oauth_tokens import ClientCredentialsAuth, TokenEndpointError
+from oauth_tokens.telemetry import trace_http
 from pydantic import BaseModel, TypeAdapter
 
 from crm_mcp.downstream import DownstreamError, http_client, parse_response
@@ -85,7 +86,9 @@ class TicketsMcpClient:
         self._url = url
         self._auth = auth
         self._timeout = timeout_seconds
-        self._http = http_client(timeout_seconds, auth=auth)
+        self._http = trace_http(
+            http_client(timeout_seconds, auth=auth), pattern="client_credentials", credential="client_credentials"
+        )
         self._lock = anyio.Lock()
         self._session: _Session | None = None
         self._task_group: TaskGroup | None = None
@@ -121,6 +124,7 @@ class TicketsMcpClient:
         for attempt in range(1, attempts + 1):
             session = await self._connected()
             try:
+                await self._auth.get_token()  # here, not in the session's task: the token request joins this trace
                 result = await session.client.call_tool(name, arguments, read_timeout_seconds=self._timeout)
             except TokenEndpointError as exc:
                 raise _connect_error(exc) from exc

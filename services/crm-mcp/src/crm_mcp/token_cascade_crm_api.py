@@ -17,6 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from mcp.server.auth.middleware.auth_context import get_access_token
+from oauth_tokens.telemetry import trace_http
 from pydantic import BaseModel, TypeAdapter
 
 from crm_mcp.downstream import DownstreamError, http_client, parse_response, send
@@ -63,7 +64,7 @@ class CrmApiClient:
 
     def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
         self._base_url = base_url.rstrip("/")
-        self._http = http_client(timeout_seconds)
+        self._http = trace_http(http_client(timeout_seconds), pattern="token_cascade", credential="user_token")
 
     async def search_customers(self, query: str) -> list[Customer]:
         response = await send(

@@ -11,6 +11,7 @@ import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_metrics import McpOperationMetrics
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -57,6 +58,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
         log_level=settings.log_level,
     )
     register_tools(mcp, store)
+    mcp.middleware.append(McpOperationMetrics(mcp))
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
