@@ -16,7 +16,7 @@ from oauth_tokens.errors import SettingsError
 from oauth_tokens.jwks import ALGORITHM_KEY_TYPES
 from oauth_tokens.validator import ValidatorConfig
 
-__all__ = ["CommaList", "ServiceSettings", "SettingsError", "TrustSettings", "load_settings"]
+__all__ = ["CommaList", "OptionalPort", "ServiceSettings", "SettingsError", "TrustSettings", "load_settings"]
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -34,6 +34,14 @@ def _split_commas(value: Any) -> Any:
 
 # NoDecode: pydantic-settings would otherwise try to JSON-decode a tuple-typed variable.
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
+
+
+def _empty_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# A port that may be left empty (off), e.g. <SERVICE>_METRICS_PORT.
+OptionalPort = Annotated[int | None, BeforeValidator(_empty_is_none), Field(ge=1, le=65535)]
 
 
 class ServiceSettings(BaseSettings):

@@ -239,7 +239,7 @@ async def token(request: Request) -> JSONResponse:
 
 
 def _count(request: Request, outcome: str) -> None:
-    grant = getattr(request.state, "grant_type", "")
+    grant = getattr(request.state, "grant_type", None)
     grant = grant if grant in GRANT_HANDLERS else "other"  # the label never takes an unchecked value
     TOKEN_REQUESTS.labels("server", grant, outcome).inc()
     record_auth(grant_type=grant, token_outcome=outcome)
@@ -249,8 +249,9 @@ async def _token(request: Request) -> JSONResponse:
     server = server_of(request)
     server.token_rate.check(client_address(request))
     token_request = await _read_request(request)
+    request.state.grant_type = token_request.get("grant_type")
     client = await server.clients.authenticate(request.headers.get("authorization"), token_request.params)
-    grant_type = request.state.grant_type = token_request.require("grant_type")
+    grant_type = token_request.require("grant_type")
     handler = GRANT_HANDLERS.get(grant_type)
     if handler is None:
         raise OAuthError("unsupported_grant_type", "Supported: " + ", ".join(GRANT_HANDLERS))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oauth_tokens.settings import CommaList, TrustSettings
+from oauth_tokens.settings import CommaList, OptionalPort, TrustSettings
 from pydantic import SecretStr
 
 
@@ -12,7 +12,7 @@ class Settings(TrustSettings):
     crm_mcp_host: str = "127.0.0.1"
     crm_mcp_port: int = 8001
     # /metrics (Prometheus) on this port of METRICS_HOST; unset: no metrics listener.
-    crm_mcp_metrics_port: int | None = None
+    crm_mcp_metrics_port: OptionalPort = None
     # This server's RFC 8707 resource identifier: the audience user tokens must carry.
     crm_mcp_resource: str
     # Host headers accepted besides localhost (DNS-rebinding protection), e.g. crm-mcp:8001 in compose.

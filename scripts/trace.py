@@ -1,0 +1,121 @@
+"""`make trace`: draw one trace from the local trace files as a waterfall, with the credential of each hop.
+
+Usage: python -m scripts.trace [TRACE_ID] [--tool NAME] [--dir DIRECTORY]
+
+Reads the OTLP JSON lines the services write to TRACES_DIR (.env; `make up` sets .run/traces) and prints
+the latest trace of a `customer_briefing` call (or of --tool, or the trace whose id starts with
+TRACE_ID): one line per span, indented under its parent, with its service, a bar placed on the trace's
+time line, its duration, and what the auth attributes say about it (see docs/observability.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from oauth_tokens.trace_file import SpanRecord, read_spans
+
+from scripts.topology import Workspace, load_env
+
+BAR_WIDTH = 32
+NAME_WIDTH = 46
+
+
+def traces_dir(workspace: Workspace) -> Path:
+    """TRACES_DIR from .env (relative to the workspace), else .run/traces."""
+    configured = load_env(workspace).get("TRACES_DIR") or ".run/traces"
+    path = Path(configured)
+    return path if path.is_absolute() else workspace.directory / path
+
+
+def pick_trace(spans: list[SpanRecord], trace_id: str | None, tool: str) -> list[SpanRecord]:
+    """The spans of the trace `trace_id` starts, else of the latest trace with an MCP server span for `tool`."""
+    if trace_id:
+        chosen = {span.trace_id for span in spans if span.trace_id.startswith(trace_id.lower())}
+        if len(chosen) > 1:
+            raise SystemExit(f"Trace id prefix {trace_id!r} matches {len(chosen)} traces; give more of it.")
+    else:
+        calls = [span for span in spans if span.kind == "server" and span.attributes.get("gen_ai.tool.name") == tool]
+        chosen = {max(calls, key=lambda span: span.start_ns).trace_id} if calls else set()
+    return [span for span in spans if span.trace_id in chosen]
+
+
+def credential(span: SpanRecord) -> str:
+    """What this span says about credentials: sent (client), checked (server), issued or cached."""
+    attributes = span.attributes
+    facts: list[str] = []
+    if "auth.credential.kind" in attributes:
+        verb = "sends" if span.kind == "client" else "caller"
+        facts.append(f"{verb} {attributes['auth.credential.kind']}")
+    if "auth.token.validation" in attributes:
+        facts.append(f"token {attributes['auth.token.validation']}")
+    if attributes.get("auth.token.error"):
+        facts.append(f"{attributes['auth.token.error']}: {attributes.get('auth.token.refused_reason', '')}")
+    if "auth.grant_type" in attributes:
+        facts.append(f"issues {attributes['auth.grant_type']}: {attributes.get('auth.token_outcome', '?')}")
+    if "auth.token_cache" in attributes:
+        facts.append(f"token cache {attributes['auth.token_cache']}")
+    if "auth.jwks_fetch" in attributes:
+        facts.append(f"JWKS fetch {attributes['auth.jwks_fetch']}")
+    if attributes.get("auth.scopes.missing"):
+        facts.append(f"missing scope {' '.join(attributes['auth.scopes.missing'])}")
+    return ", ".join(facts)
+
+
+def waterfall(spans: list[SpanRecord]) -> list[str]:
+    """The lines of the picture: spans depth-first under their parents, children in start order."""
+    ids = {span.span_id for span in spans}
+    children: dict[str | None, list[SpanRecord]] = defaultdict(list)
+    for span in spans:
+        children[span.parent_id if span.parent_id in ids else None].append(span)
+    start = min(span.start_ns for span in spans)
+    total = max(max(span.end_ns for span in spans) - start, 1)
+    lines: list[str] = []
+
+    def draw(span: SpanRecord, prefix: str, last: bool, depth: int) -> None:
+        branch = "" if depth == 0 else ("└─ " if last else "├─ ")
+        label = (prefix + branch + span.name)[:NAME_WIDTH]
+        offset = round((span.start_ns - start) / total * BAR_WIDTH)
+        width = max(1, round((span.end_ns - span.start_ns) / total * BAR_WIDTH))
+        bar = (" " * offset + "█" * width)[:BAR_WIDTH].ljust(BAR_WIDTH)
+        error = " ✗" if span.status_code == 2 else ""
+        lines.append(
+            f"{span.service:<12} {label:<{NAME_WIDTH}} {bar} {span.duration_ms:8.1f} ms{error}  {credential(span)}"
+        )
+        kids = sorted(children.get(span.span_id, []), key=lambda child: child.start_ns)
+        extension = "" if depth == 0 else ("   " if last else "│  ")
+        for index, child in enumerate(kids):
+            draw(child, prefix + extension, index == len(kids) - 1, depth + 1)
+
+    for root in sorted(children[None], key=lambda span: span.start_ns):
+        draw(root, "", True, 0)
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="make trace", description=__doc__.splitlines()[0])
+    parser.add_argument("trace_id", nargs="?", help="a trace id, or its first characters")
+    parser.add_argument("--tool", default="customer_briefing", help="the MCP tool whose latest call to draw")
+    parser.add_argument("--dir", type=Path, help="the trace files' directory (default: TRACES_DIR from .env)")
+    args = parser.parse_args(argv)
+    directory = args.dir or traces_dir(Workspace.from_environment())
+    if not directory.is_dir():
+        print(f"No trace files in {directory}: set TRACES_DIR in .env, run make up, then make demo.")
+        return 1
+    spans = pick_trace(read_spans(directory), args.trace_id, args.tool)
+    if not spans:
+        wanted = f"trace {args.trace_id}" if args.trace_id else f"call of {args.tool}"
+        print(f"No {wanted} in {directory}: run make demo first (spans are written within a second).")
+        return 1
+    duration = (max(span.end_ns for span in spans) - min(span.start_ns for span in spans)) / 1e6
+    services = sorted({span.service for span in spans})
+    print(f"Trace {spans[0].trace_id}: {len(spans)} spans across {', '.join(services)}, {duration:.1f} ms")
+    print(f"{'service':<12} {'span':<{NAME_WIDTH}} {'time line':<{BAR_WIDTH}} {'duration':>11}  credential")
+    print("\n".join(waterfall(spans)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
