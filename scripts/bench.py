@@ -19,6 +19,7 @@ from typing import Any
 import anyio
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
 
+from scripts.bench_tracing import bench_tracing
 from tests.support.tokens import TestIssuer
 from tests.support.topology import Topology, running_topology
 
@@ -132,6 +133,7 @@ async def main_async(workdir: Path) -> list[Row]:
     print("Starting the topology on free loopback ports…", flush=True)
     with running_topology(workdir) as topology:
         rows += await bench_topology(topology)
+    rows += await bench_tracing(workdir, SCALE(100))
     return rows
 
 

@@ -16,6 +16,8 @@ ROWS = (
     "tool search_customers (pattern 3",
     "tool customer_briefing",
     "10 concurrent callers",
+    "tracing off",
+    "tracing on",
 )
 
 
