@@ -1,17 +1,19 @@
 """`make trace`: draw one trace from the local trace files as a waterfall, with the credential of each hop.
 
-Usage: python -m scripts.trace [TRACE_ID] [--tool NAME] [--dir DIRECTORY]
+Usage: python -m scripts.trace [TRACE_ID | refused] [--tool NAME] [--dir DIRECTORY]
 
 Reads the OTLP JSON lines the services write to TRACES_DIR (.env; `make up` sets .run/traces) and prints
 the latest trace of a `customer_briefing` call (or of --tool, or the trace whose id starts with
 TRACE_ID): one line per span, indented under its parent, with its service, a bar placed on the trace's
 time line, its duration, and what the auth attributes say about it (see docs/observability.md).
+`refused` lists every refused token instead: when, which service, the RFC 6750 error, why, and the trace.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import defaultdict
 from pathlib import Path
 
@@ -94,9 +96,23 @@ def waterfall(spans: list[SpanRecord]) -> list[str]:
     return lines
 
 
+def refusals(spans: list[SpanRecord]) -> list[str]:
+    """One line per span that refused a token, oldest first: time, service, span, error, reason, trace id."""
+    refused = sorted(
+        (span for span in spans if span.attributes.get("auth.token.validation") == "refused"),
+        key=lambda span: span.start_ns,
+    )
+    return [
+        f"{time.strftime('%H:%M:%S', time.localtime(span.start_ns / 1e9))} {span.service:<12} {span.name:<24} "
+        f"{span.attributes.get('auth.token.error', '')}: {span.attributes.get('auth.token.refused_reason', '')}"
+        f"  (trace {span.trace_id})"
+        for span in refused
+    ]
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="make trace", description=__doc__.splitlines()[0])
-    parser.add_argument("trace_id", nargs="?", help="a trace id, or its first characters")
+    parser.add_argument("trace_id", nargs="?", help="a trace id (or its first characters), or refused")
     parser.add_argument("--tool", default="customer_briefing", help="the MCP tool whose latest call to draw")
     parser.add_argument("--dir", type=Path, help="the trace files' directory (default: TRACES_DIR from .env)")
     args = parser.parse_args(argv)
@@ -104,6 +120,10 @@ def main(argv: list[str]) -> int:
     if not directory.is_dir():
         print(f"No trace files in {directory}: set TRACES_DIR in .env, run make up, then make demo.")
         return 1
+    if args.trace_id == "refused":
+        lines = refusals(read_spans(directory))
+        print("\n".join(lines) if lines else f"No refused token in {directory}.")
+        return 0
     spans = pick_trace(read_spans(directory), args.trace_id, args.tool)
     if not spans:
         wanted = f"trace {args.trace_id}" if args.trace_id else f"call of {args.tool}"
