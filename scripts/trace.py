@@ -49,8 +49,10 @@ def credential(span: SpanRecord) -> str:
     attributes = span.attributes
     facts: list[str] = []
     if "auth.credential.kind" in attributes:
-        verb = "sends" if span.kind == "client" else "caller"
-        facts.append(f"{verb} {attributes['auth.credential.kind']}")
+        kind = attributes["auth.credential.kind"]
+        facts.append(
+            f"sends {kind if kind != 'none' else 'no credential'}" if span.kind == "client" else f"caller {kind}"
+        )
     if "auth.token.validation" in attributes:
         facts.append(f"token {attributes['auth.token.validation']}")
     if attributes.get("auth.token.error"):
