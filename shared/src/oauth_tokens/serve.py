@@ -61,5 +61,8 @@ def serve(
 
     host, port = address(settings)
     if (metrics := metrics_port(settings)) is not None:
-        serve_metrics(settings.metrics_host, metrics)
+        try:
+            serve_metrics(settings.metrics_host, metrics)
+        except OSError as error:  # e.g. the port is taken: say which listener, as for a bad setting
+            raise SystemExit(f"{name}: cannot serve /metrics on port {metrics}: {error.strerror}") from None
     uvicorn.run(instrument_app(app), host=host, port=port, log_config=None, access_log=access_log)
