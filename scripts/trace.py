@@ -112,6 +112,29 @@ def refusals(spans: list[SpanRecord]) -> list[str]:
     ]
 
 
+def token_origin(spans: list[SpanRecord], trace: list[SpanRecord]) -> str | None:
+    """For a trace that used a cached client-credentials token: where that token was fetched, if known."""
+    if any(span.attributes.get("auth.credential.kind") == "client_secret" for span in trace):
+        return None  # fetched in this very trace
+    if not any(span.attributes.get("auth.token_cache") == "hit" for span in trace):
+        return None
+    start = min(span.start_ns for span in trace)
+    fetches = [
+        span
+        for span in spans
+        if span.kind == "client"
+        and span.attributes.get("auth.credential.kind") == "client_secret"
+        and span.start_ns < start
+    ]
+    if not fetches:
+        return None
+    fetch = max(fetches, key=lambda span: span.start_ns)
+    when = time.strftime("%H:%M:%S", time.localtime(fetch.start_ns / 1e9))
+    return (
+        f"The client-credentials token came from {fetch.service}'s cache: fetched at {when} in trace {fetch.trace_id}."
+    )
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="make trace", description=__doc__.splitlines()[0])
     parser.add_argument("trace_id", nargs="?", help="a trace id (or its first characters), or refused")
@@ -126,7 +149,8 @@ def main(argv: list[str]) -> int:
         lines = refusals(read_spans(directory))
         print("\n".join(lines) if lines else f"No refused token in {directory}.")
         return 0
-    spans = pick_trace(read_spans(directory), args.trace_id, args.tool)
+    everything = read_spans(directory)
+    spans = pick_trace(everything, args.trace_id, args.tool)
     if not spans:
         wanted = f"trace {args.trace_id}" if args.trace_id else f"call of {args.tool}"
         print(f"No {wanted} in {directory}: run make demo first (spans are written within a second).")
@@ -136,6 +160,8 @@ def main(argv: list[str]) -> int:
     print(f"Trace {spans[0].trace_id}: {len(spans)} spans across {', '.join(services)}, {duration:.1f} ms")
     print(f"{'service':<12} {'span':<{NAME_WIDTH}} {'time line':<{BAR_WIDTH}} {'duration':>11}  credential")
     print("\n".join(waterfall(spans)))
+    if (origin := token_origin(everything, spans)) is not None:
+        print(origin)
     return 0
 
 

@@ -158,7 +158,7 @@ async def test_make_trace_draws_the_briefing_with_each_hops_credential(
 
 
 async def test_metrics_count_tokens_fetched_cached_and_refused(
-    briefing: list[SpanRecord], fresh_crm_mcp: Topology
+    briefing: list[SpanRecord], fresh_crm_mcp: Topology, capsys: pytest.CaptureFixture[str]
 ) -> None:
     topology = fresh_crm_mcp
     # The briefing (first call of this crm-mcp) fetched crm-mcp's token once; the auth-server issued it.
@@ -181,6 +181,18 @@ async def test_metrics_count_tokens_fetched_cached_and_refused(
     assert metric(topology, "crm-mcp", "downstream_requests_total", pattern="api_key", outcome="2xx") >= 1
     duration = {"mcp_method_name": "tools/call", "gen_ai_tool_name": "customer_briefing", "error_type": ""}
     assert metric(topology, "crm-mcp", "mcp_server_operation_duration_seconds_count", **duration) == 1
+    # `make trace` of that cached call names the briefing's trace as where the token was fetched.
+    origin = f"in trace {briefing[0].trace_id}."
+    deadline = time.monotonic() + POLL_SECONDS
+    while True:
+        make_trace(["--dir", str(topology.traces_dir), "--tool", "list_customer_tickets"])
+        last_line = capsys.readouterr().out.strip().splitlines()[-1]
+        if last_line.startswith("The client-credentials token came from crm-mcp's cache") and last_line.endswith(
+            origin
+        ):
+            break
+        assert time.monotonic() < deadline, last_line
+        await anyio.sleep(0.2)
 
     # Refused: a token crm-api cannot verify, and a token request with a wrong client secret.
     refused = {"outcome": "refused", "error": "invalid_token"}
