@@ -41,7 +41,7 @@ def _empty_is_none(value: Any) -> Any:
 
 
 # A port that may be left empty (off), e.g. <SERVICE>_METRICS_PORT.
-OptionalPort = Annotated[int | None, BeforeValidator(_empty_is_none), Field(ge=1, le=65535)]
+OptionalPort = Annotated[Annotated[int, Field(ge=1, le=65535)] | None, BeforeValidator(_empty_is_none)]
 
 
 class ServiceSettings(BaseSettings):
