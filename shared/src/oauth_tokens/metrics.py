@@ -9,7 +9,7 @@ port never answers it; docker-compose.yml does not publish that port (see docs/o
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Histogram, disable_created_metrics, start_http_server
 
 __all__ = [
     "DOWNSTREAM_DURATION",
@@ -65,4 +65,5 @@ MCP_SERVER_DURATION = Histogram(
 
 def serve_metrics(host: str, port: int) -> None:
     """Serve every metric of this process at http://host:port/metrics from a daemon thread."""
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # no `_created` series: noise here
     start_http_server(port, addr=host)
