@@ -43,6 +43,7 @@ install: $(VENV_STAMP) ## Create .venv from the lock file (every other target do
 .PHONY: up
 up: install .env ## Start all services (Docker if an engine answers, else local processes) and wait until healthy
 ifeq ($(USE_DOCKER),1)
+	@mkdir -p .run/traces && chmod 1777 .run/traces  # the containers' user writes its trace files here
 ifeq ($(VERBOSE),1)
 	docker compose up --build --wait
 else
@@ -79,6 +80,10 @@ endif
 .PHONY: demo
 demo: install .env ## Log in as a demo user and call one tool per pattern against the running topology
 	@$(RUN) python -m scripts.demo
+
+.PHONY: trace
+trace: install ## Draw the latest customer_briefing trace (or TRACE=<id>) as a waterfall with each hop's credential
+	@$(RUN) python -m scripts.trace $(TRACE)
 
 .PHONY: test
 test: install ## Run the whole test suite (unit, attack catalog, auth server, integration, scripts, docs)

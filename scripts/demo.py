@@ -20,6 +20,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestURLParams, ElicitResult, TextContent
 from oauth_tokens import AccessTokenValidator, Principal, TokenExchange, ValidatorConfig
+from oauth_tokens.telemetry import configure_tracing, trace_http
 
 from scripts.headless_login import HeadlessBrowser, open_in_browser, user_oauth
 from scripts.topology import active_services, load_env
@@ -85,7 +86,9 @@ async def run_demo(env: dict[str, str]) -> None:
     say(f"Logging in as alice at {crm_mcp} (OAuth 2.1: discovery → dynamic registration → login → PKCE code → token)")
     provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
     async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        trace_http(
+            httpx2.AsyncClient(auth=provider, timeout=30), pattern="mcp_client", credential="user_token"
+        ) as http,
         Client(streamable_http_client(crm_mcp, http_client=http)) as alice,
     ):
         assert storage.tokens is not None
@@ -294,6 +297,10 @@ def find(error: BaseException, kind: type[BaseException] | tuple[type[BaseExcept
 
 def main() -> int:
     env = load_env()
+    # The demo's own MCP client spans start the trace `make trace` draws (when .env turns tracing on).
+    configure_tracing(
+        "mcp-client", otlp_endpoint=env.get("OTEL_EXPORTER_OTLP_ENDPOINT", ""), traces_dir=env.get("TRACES_DIR", "")
+    )
     if (problem := missing_prerequisite(env)) is not None:
         print(f"✗ {problem}", file=sys.stderr)
         return 1

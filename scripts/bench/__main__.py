@@ -31,6 +31,7 @@ from scripts.bench.naive import bench_naive
 from scripts.bench.overhead import bench_overhead
 from scripts.bench.report import print_notes, print_ratios, print_rows, print_scaling
 from scripts.bench.tool_calls import bench_client_credentials, bench_scaling, bench_tool_calls
+from scripts.bench.tracing import bench_tracing
 from scripts.bench.validation import bench_validation
 from tests.support.topology import Topology, running_topology
 
@@ -83,6 +84,8 @@ async def bench_topology(topology: Topology, results: Results) -> None:
     rows, ratios = await bench_exchange(topology, token)
     results.rows += rows
     results.ratios += ratios
+    progress("tracing off and on (a second, traced topology)")
+    results.rows += await bench_tracing(topology, topology.workdir)
     progress("token-endpoint and JWKS requests (crm-mcp restarted)")
     results.counts += await bench_counts(topology, token)
 

@@ -155,12 +155,21 @@ def crm_mcp_preflight_from_a_loopback_page(run: Run) -> None:
     assert "www-authenticate" not in headers
 
 
+def crm_mcp_token_metrics(run: Run) -> None:
+    assert run.completed.returncode == 0, run.completed.stderr
+    lines = run.completed.stdout.splitlines()
+    assert lines, "no oauth_token sample"
+    assert all(line.startswith("oauth_token") for line in lines)
+    assert any(line.startswith('oauth_token_validations_total{error="",outcome="valid"}') for line in lines)
+
+
 RUN: dict[str, Callable[[Run], None]] = {
     "set -a; . ./.env; set +a": loads_env,
     "grep '^DEMO_' .env": shows_demo_passwords,
     "curl -s http://localhost:9000/.well-known/oauth-authorization-server": authorization_server_metadata,
     "curl -s http://localhost:8001/.well-known/oauth-protected-resource/mcp": crm_mcp_resource_metadata,
     "curl -si -X POST http://localhost:8001/mcp": crm_mcp_challenge,
+    "curl -s http://localhost:9401/metrics | grep '^oauth_token'": crm_mcp_token_metrics,
     'curl -s -H "X-API-Key: $WEATHER_API_KEY" "http://localhost:8004/v1/current?city=Berlin"': weather_with_key,
     'curl -si "http://localhost:8004/v1/current?city=Berlin"': weather_without_key,
     'curl -s -u "$CRM_MCP_CLIENT_ID:$CRM_MCP_CLIENT_SECRET" -d grant_type=client_credentials '

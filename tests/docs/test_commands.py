@@ -33,6 +33,7 @@ DEFAULT_PORTS = {
     8002: "TICKETS_MCP_PORT",
     8003: "CRM_API_PORT",
     8004: "WEATHER_API_PORT",
+    9401: "CRM_MCP_METRICS_PORT",
 }
 
 
@@ -101,6 +102,8 @@ MAKE_TARGETS_EXERCISED_BY = {
     "demo": "tests/docs/test_commands.py::test_make_demo_passes_against_a_fresh_topology runs "
     "scripts.demo.run_demo, what `make demo` runs, against a topology on free ports; "
     "tests/integration/test_token_exchange.py::test_make_demo_narrates_the_exchange runs it in exchange mode",
+    "trace": "tests/integration/test_telemetry.py runs scripts.trace.main, what `make trace` runs, on the "
+    "trace files of the traced test topology",
     "test": "CI: .ci/run",
     "lint": "CI: .ci/run",
     "fmt": "not run in CI (it rewrites files); `make lint` checks the same rules",
@@ -115,6 +118,8 @@ NOT_RUN = {
     "npx @modelcontextprotocol/inspector": "an interactive web UI that needs a browser and a person to click",
     "claude mcp add --transport http crm http://localhost:8001/mcp": "needs Claude Code installed and "
     "writes to the user's Claude Code configuration",
+    "docker run --rm -p 16686:16686 -p 4318:4318 jaegertracing/all-in-one": "needs Docker and pulls an image; "
+    "the tests read the trace files instead (tests/integration/test_telemetry.py)",
 }
 
 

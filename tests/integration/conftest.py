@@ -19,7 +19,7 @@ __all__ = ["SERVICES", "Topology"]
 
 @pytest.fixture(scope="session")
 def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    with running_topology(tmp_path_factory.mktemp("topology")) as topology:
+    with running_topology(tmp_path_factory.mktemp("topology"), traced=True) as topology:
         yield topology
 
 

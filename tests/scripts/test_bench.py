@@ -18,6 +18,8 @@ ROWS = (
     "tool search_customers (pattern 3",
     "tool customer_briefing",
     "10 concurrent callers",
+    "tracing off",
+    "tracing on",
 )
 # Ratio and count rows with a target: each must end with its mark.
 TARGETED = (

@@ -18,6 +18,10 @@ DEFAULT_PORTS = {"AUTH_SERVER_PORT": 9000, "CRM_MCP_PORT": 8001, "TICKETS_MCP_PO
 DEFAULT_PORTS["WEATHER_API_PORT"] = 8004
 PORT_VARIABLES += ("CALENDAR_AUTH_SERVER_PORT", "CALENDAR_API_PORT")
 DEFAULT_PORTS |= {"CALENDAR_AUTH_SERVER_PORT": 9001, "CALENDAR_API_PORT": 8005}
+# The /metrics listeners: moved too, so this test never collides with a real `make up`.
+METRICS_PORTS = {"AUTH_SERVER_METRICS_PORT": 9400, "CRM_MCP_METRICS_PORT": 9401, "TICKETS_MCP_METRICS_PORT": 9402}
+METRICS_PORTS |= {"CRM_API_METRICS_PORT": 9403, "WEATHER_API_METRICS_PORT": 9404}
+METRICS_PORTS |= {"CALENDAR_AUTH_SERVER_METRICS_PORT": 9405, "CALENDAR_API_METRICS_PORT": 9406}
 
 
 def topology(command: str, directory: Path, **variables: str) -> subprocess.CompletedProcess[str]:
@@ -45,7 +49,7 @@ def free_port_env(directory: Path) -> dict[str, int]:
     env_file = directory / ".env"
     text = env_file.read_text()
     text = re.sub(r"(?<=localhost:)(\d+)", lambda m: moved.get(m.group(1), m.group(1)), text)
-    for variable, port in ports.items():
+    for variable, port in {**ports, **{variable: free_port() for variable in METRICS_PORTS}}.items():
         text = re.sub(rf"^{variable}=.*$", f"{variable}={port}", text, flags=re.MULTILINE)
     env_file.write_text(text)
     return ports

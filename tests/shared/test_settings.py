@@ -161,3 +161,14 @@ def test_empty_optional_urls_mean_unset(monkeypatch: pytest.MonkeyPatch, tmp_pat
     config = load_settings(DemoSettings).validator_config(["http://localhost:8003"])
 
     assert (config.jwks_url, config.discovery_url, config.leeway_seconds) == (None, None, 0)
+
+
+def test_an_optional_port_may_be_empty_but_not_out_of_range() -> None:
+    from oauth_tokens.settings import OptionalPort
+    from pydantic import TypeAdapter, ValidationError
+
+    port = TypeAdapter(OptionalPort)
+    assert port.validate_python("") is None
+    assert port.validate_python("9401") == 9401
+    with pytest.raises(ValidationError):
+        port.validate_python("0")

@@ -33,6 +33,17 @@ SERVICES = {
     "crm-mcp": ("crm_mcp", "CRM_MCP_PORT"),
 }
 
+# Each service's /metrics listener (oauth_tokens.metrics), also on a free loopback port.
+METRICS_PORT_VARIABLES = {
+    "auth-server": "AUTH_SERVER_METRICS_PORT",
+    "weather-api": "WEATHER_API_METRICS_PORT",
+    "crm-api": "CRM_API_METRICS_PORT",
+    "tickets-mcp": "TICKETS_MCP_METRICS_PORT",
+    "crm-mcp": "CRM_MCP_METRICS_PORT",
+    "calendar-auth-server": "CALENDAR_AUTH_SERVER_METRICS_PORT",
+    "calendar-api": "CALENDAR_API_METRICS_PORT",
+}
+
 DATA_DIR_VARIABLES = {
     "auth-server": "AUTH_SERVER_DATA_DIR",
     "calendar-auth-server": "CALENDAR_AUTH_SERVER_DATA_DIR",
@@ -54,6 +65,8 @@ def service_overrides(name: str, env: dict[str, str]) -> dict[str, str]:
         "AUTH_SERVER_PORT": env["CALENDAR_AUTH_SERVER_PORT"],
         "AUTH_SERVER_DATA_DIR": env["CALENDAR_AUTH_SERVER_DATA_DIR"],
         "AUTH_SERVER_CONFIG": str(CALENDAR_AUTH_SERVER_CONFIG),
+        "AUTH_SERVER_METRICS_PORT": env["CALENDAR_AUTH_SERVER_METRICS_PORT"],
+        "OTEL_SERVICE_NAME": "calendar-auth-server",
     }
 
 
@@ -75,6 +88,13 @@ class Topology:
     def crm_api_auth_mode(self) -> str:
         """How crm-mcp calls crm-api here: cascade (pattern 3) or exchange (pattern 3b)."""
         return self.env["CRM_API_AUTH_MODE"]
+
+    @property
+    def traces_dir(self) -> Path:
+        return Path(self.env["TRACES_DIR"])
+
+    def metrics_url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.env[METRICS_PORT_VARIABLES[name]]}/metrics"
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -176,6 +196,7 @@ class Topology:
 
 def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
     ports = {port_variable: free_port() for _, port_variable in SERVICES.values()}
+    ports.update({variable: free_port() for variable in METRICS_PORT_VARIABLES.values()})
     issuer = f"http://127.0.0.1:{ports['AUTH_SERVER_PORT']}"
     weather_key = secrets.token_urlsafe(32)
     calendar_issuer = f"http://127.0.0.1:{ports['CALENDAR_AUTH_SERVER_PORT']}"
@@ -216,13 +237,20 @@ def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
 
 @contextmanager
 def running_topology(
-    workdir: Path, *, crm_api_auth_mode: str = "cascade", overrides: Mapping[str, str] | None = None
+    workdir: Path,
+    *,
+    crm_api_auth_mode: str = "cascade",
+    overrides: Mapping[str, str] | None = None,
+    traced: bool = False,
 ) -> Iterator[Topology]:
     """Start all seven services (auth servers first) under `workdir`; stop every one of them afterwards.
 
-    `overrides` replaces or adds settings in every service's environment.
+    `overrides` replaces or adds settings in every service's environment. `traced`: every service writes
+    its spans to `workdir`/traces/<service>.jsonl (`Topology.traces_dir`).
     """
     topology = Topology(env={**topology_env(crm_api_auth_mode), **(overrides or {})}, workdir=workdir)
+    if traced:
+        topology.env["TRACES_DIR"] = str(workdir / "traces")
     for name, variable in DATA_DIR_VARIABLES.items():
         topology.env[variable] = str(workdir / name / "data")
     try:

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 
 import httpx2
 
+from oauth_tokens.metrics import TOKEN_CACHE
 from oauth_tokens.single_flight import SingleFlight
+from oauth_tokens.telemetry import record_auth
 from oauth_tokens.token_endpoint import AuthMethod, TokenEndpoint
 
 __all__ = ["CachedToken", "ClientCredentialsAuth", "TokenCache", "TokenCacheKey"]
@@ -88,6 +90,11 @@ class TokenCache:
         return self._flights[key]
 
 
+def _record_cache(result: str) -> None:
+    TOKEN_CACHE.labels("client_credentials", result).inc()
+    record_auth(token_cache=result)
+
+
 class ClientCredentialsAuth(httpx2.Auth):
     """Adds `Authorization: Bearer <client-credentials token>` to each request of an httpx2.AsyncClient."""
 
@@ -120,6 +127,7 @@ class ClientCredentialsAuth(httpx2.Auth):
             timeout_seconds=timeout_seconds,
             default_lifetime_seconds=default_lifetime_seconds,
             discover_token_url=discover_token_url,
+            pattern="client_credentials",
         )
         self.token_url = token_url
         self.client_id = client_id
@@ -148,7 +156,9 @@ class ClientCredentialsAuth(httpx2.Auth):
             self.token_url = await self._endpoint.url()
         token = self.cache.fresh(self.cache_key)
         if token is not None:
+            _record_cache("hit")
             return token
+        _record_cache("miss")
         return await self.cache.flight(self.cache_key).run(self._fetch_and_store)
 
     async def _fetch_and_store(self) -> str:

@@ -50,6 +50,8 @@ from oauth_tokens.errors import (
     KeySourceUnavailableError,
     SigningKeyUnavailableError,
 )
+from oauth_tokens.metrics import JWKS_FETCHES
+from oauth_tokens.telemetry import record_auth
 
 __all__ = ["ALGORITHM_KEY_TYPES", "JWKS_REFETCH_COOLDOWN_SECONDS", "JWKSCache", "SigningKey"]
 
@@ -234,6 +236,8 @@ class JWKSCache:
                 retry_in,
                 error,
             )
+            JWKS_FETCHES.labels("failed").inc()
+            record_auth(jwks_fetch="failed")
             return
         finally:
             self._fetch_count += 1
@@ -243,6 +247,8 @@ class JWKSCache:
         self._failures = 0
         if self._on_refresh is not None:
             self._on_refresh(frozenset(keys))
+        JWKS_FETCHES.labels("ok").inc()
+        record_auth(jwks_fetch="ok")
 
     async def _download(self) -> dict[str, SigningKey]:
         jwks_uri = await self._jwks_uri_to_fetch()

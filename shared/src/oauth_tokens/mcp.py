@@ -18,6 +18,7 @@ from oauth_tokens.errors import InvalidTokenError, KeySourceUnavailableError
 from oauth_tokens.key_source_outage import report_key_source_outage
 from oauth_tokens.logs import redact
 from oauth_tokens.principal import Principal
+from oauth_tokens.telemetry import record_tool_auth
 from oauth_tokens.validator import AccessTokenValidator
 
 __all__ = [
@@ -88,6 +89,7 @@ def require_tool_scopes(*scopes: str) -> AccessToken:
         raise ToolError("This tool requires an authenticated caller")
     granted = set(access_token.scopes)
     missing = [scope for scope in scopes if scope not in granted]
+    record_tool_auth(access_token.claims or {}, access_token.client_id, access_token.subject, scopes, missing)
     if len(missing) == 1:
         raise ToolError(f"Missing required scope '{missing[0]}' for this tool")
     if missing:

@@ -10,7 +10,9 @@ from typing import Any, TypeVar
 
 from oauth_tokens.errors import SettingsError
 from oauth_tokens.logs import configure_logging
+from oauth_tokens.metrics import serve_metrics
 from oauth_tokens.settings import ServiceSettings, load_settings
+from oauth_tokens.telemetry import configure_tracing, instrument_app
 
 __all__ = ["serve"]
 
@@ -33,6 +35,7 @@ def serve(
     address: Callable[[SettingsT], tuple[str, int]],
     *,
     access_log: bool = True,
+    metrics_port: Callable[[SettingsT], int | None] = lambda _: None,
 ) -> None:
     """Load `settings_class`, configure logging, build `app_factory` ("module:function") and serve it.
 
@@ -41,10 +44,16 @@ def serve(
     (a check the settings class did not make) also exits with one line, naming where it was raised but
     not its message, which may quote a value. uvicorn runs with `log_config=None`, so its loggers go
     through the redacting handler; `access_log=False` silences its per-request lines altogether.
+    Tracing starts when the settings configure an exporter; `metrics_port` (None: off) serves /metrics.
     """
     try:
         settings = load_settings(settings_class)
         configure_logging(settings.log_level)
+        configure_tracing(
+            settings.otel_service_name or name,
+            otlp_endpoint=settings.otel_exporter_otlp_endpoint,
+            traces_dir=settings.traces_dir,
+        )
         module_name, _, function_name = app_factory.partition(":")
         create_app: Callable[[SettingsT], Any] = getattr(importlib.import_module(module_name), function_name)
         app = create_app(settings)
@@ -55,4 +64,9 @@ def serve(
     import uvicorn
 
     host, port = address(settings)
-    uvicorn.run(app, host=host, port=port, log_config=None, access_log=access_log)
+    if (metrics := metrics_port(settings)) is not None:
+        try:
+            serve_metrics(settings.metrics_host, metrics)
+        except OSError as error:  # e.g. the port is taken: say which listener, as for a bad setting
+            raise SystemExit(f"{name}: cannot serve /metrics on port {metrics}: {error.strerror}") from None
+    uvicorn.run(instrument_app(app), host=host, port=port, log_config=None, access_log=access_log)

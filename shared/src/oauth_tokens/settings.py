@@ -16,7 +16,7 @@ from oauth_tokens.errors import SettingsError
 from oauth_tokens.jwks import ALGORITHM_KEY_TYPES
 from oauth_tokens.validator import ValidatorConfig
 
-__all__ = ["CommaList", "ServiceSettings", "SettingsError", "TrustSettings", "load_settings"]
+__all__ = ["CommaList", "OptionalPort", "ServiceSettings", "SettingsError", "TrustSettings", "load_settings"]
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -36,6 +36,14 @@ def _split_commas(value: Any) -> Any:
 CommaList = Annotated[tuple[str, ...], NoDecode, BeforeValidator(_split_commas)]
 
 
+def _empty_is_none(value: Any) -> Any:
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# A port that may be left empty (off), e.g. <SERVICE>_METRICS_PORT.
+OptionalPort = Annotated[Annotated[int, Field(ge=1, le=65535)] | None, BeforeValidator(_empty_is_none)]
+
+
 class ServiceSettings(BaseSettings):
     """Base of every service's settings: a field's name is its environment variable (case-insensitive)."""
 
@@ -49,6 +57,15 @@ class ServiceSettings(BaseSettings):
 
     # LOG_LEVEL: DEBUG shows why a token was refused (never the token itself).
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # Tracing (docs/observability.md); both empty: off. A collector's OTLP/HTTP base URL, e.g. http://localhost:4318.
+    otel_exporter_otlp_endpoint: str = ""
+    # A directory for <service>.jsonl trace files (OTLP JSON lines) that `make trace` reads.
+    traces_dir: str = ""
+    # OTEL_SERVICE_NAME: the service's name in traces; empty means its own (set for a second instance of one
+    # service, such as the calendar's auth-server).
+    otel_service_name: str = ""
+    # Interface of the /metrics listener; its port is the service's own <SERVICE>_METRICS_PORT.
+    metrics_host: str = "127.0.0.1"
 
 
 def _checked_http_url(value: str) -> str:

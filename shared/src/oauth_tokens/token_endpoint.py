@@ -21,6 +21,8 @@ import httpx2
 
 from oauth_tokens.deadline import deadline
 from oauth_tokens.errors import DeadlineExceededError, TokenEndpointError
+from oauth_tokens.metrics import TOKEN_REQUESTS
+from oauth_tokens.telemetry import trace_http
 
 __all__ = ["AuthMethod", "TokenEndpoint", "TokenResponse"]
 
@@ -28,6 +30,8 @@ logger = logging.getLogger(__name__)
 
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 _MAX_DESCRIPTION_CHARS = 200
+# Metric labels for grant types whose names are URNs.
+_GRANT_LABELS = {"urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange"}
 
 
 @dataclass(frozen=True)
@@ -62,8 +66,12 @@ class TokenEndpoint:
         timeout_seconds: float = 5.0,
         default_lifetime_seconds: float = 60,
         discover_token_url: Callable[[], Awaitable[str]] | None = None,
+        pattern: str = "token_endpoint",
     ) -> None:
-        """`token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint)."""
+        """`token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint).
+
+        `pattern` names the caller in traces and metrics (client_credentials, token_exchange, ...).
+        """
         if auth_method not in ("client_secret_basic", "client_secret_post"):
             raise ValueError(f"Unsupported auth_method {auth_method!r}")
         if not token_url and discover_token_url is None:
@@ -77,6 +85,7 @@ class TokenEndpoint:
         self.timeout_seconds = timeout_seconds
         self.default_lifetime_seconds = default_lifetime_seconds
         self._discover_token_url = discover_token_url
+        self.pattern = pattern
         self._http: httpx2.AsyncClient | None = None
 
     def __repr__(self) -> str:
@@ -103,15 +112,25 @@ class TokenEndpoint:
                     token_url, data=data, headers=headers, timeout=self.timeout_seconds, follow_redirects=False
                 )
         except (httpx2.TimeoutException, DeadlineExceededError) as error:
+            self._count(form, "temporarily_unavailable")
             description = f"The token endpoint did not answer within {self.timeout_seconds:g} s"
             raise TokenEndpointError("temporarily_unavailable", description) from error
         except httpx2.TransportError as error:
+            self._count(form, "temporarily_unavailable")
             description = f"The token endpoint is unreachable ({type(error).__name__})"
             raise TokenEndpointError("temporarily_unavailable", description) from error
         body = _json_body(response)
         if not response.is_success:
-            raise self._endpoint_error(form.get("grant_type", "?"), response.status_code, body, secrets)
+            refusal = self._endpoint_error(form.get("grant_type", "?"), response.status_code, body, secrets)
+            self._count(form, refusal.error)
+            raise refusal
+        self._count(form, "ok")
         return self._token_from(body)
+
+    @staticmethod
+    def _count(form: Mapping[str, str], outcome: str) -> None:
+        grant = form.get("grant_type", "unknown")
+        TOKEN_REQUESTS.labels("client", _GRANT_LABELS.get(grant, grant), outcome).inc()
 
     async def aclose(self) -> None:
         """Close the HTTP client used for the token endpoint."""
@@ -121,7 +140,11 @@ class TokenEndpoint:
 
     def _client(self) -> httpx2.AsyncClient:
         if self._http is None:
-            self._http = httpx2.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False)
+            self._http = trace_http(
+                httpx2.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False),
+                pattern=self.pattern,
+                credential="client_secret",
+            )
         return self._http
 
     def _endpoint_error(

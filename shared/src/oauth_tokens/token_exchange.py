@@ -121,6 +121,7 @@ class TokenExchange:
             timeout_seconds=timeout_seconds,
             default_lifetime_seconds=default_lifetime_seconds,
             discover_token_url=discover_token_url,
+            pattern="token_exchange",
         )
         self.client_id = client_id
         self.refresh_margin_seconds = refresh_margin_seconds

@@ -20,6 +20,7 @@ from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKS_REFETCH_COOLDOWN_SECONDS
 from oauth_tokens.jws_header import unverified_header
 from oauth_tokens.logs import redact
 from oauth_tokens.principal import Principal
+from oauth_tokens.telemetry import record_validation, trace_http
 from oauth_tokens.token_cache import VerifiedTokenCache, token_digest
 
 __all__ = ["ACCEPTED_TOKEN_TYPES", "REQUIRED_CLAIMS", "UNTYPED_TOKEN_TYPES", "AccessTokenValidator", "ValidatorConfig"]
@@ -134,7 +135,11 @@ class AccessTokenValidator:
             raise TypeError("config must be a ValidatorConfig")
         self.config = config
         self._owns_client = http_client is None
-        self._client = http_client or httpx2.AsyncClient(timeout=config.http_timeout_seconds, follow_redirects=False)
+        self._client = http_client or trace_http(
+            httpx2.AsyncClient(timeout=config.http_timeout_seconds, follow_redirects=False),
+            pattern="jwks",
+            credential="none",
+        )
         self.token_cache = VerifiedTokenCache(
             config.token_cache_size, config.token_cache_max_age_seconds, leeway_seconds=config.leeway_seconds
         )
@@ -174,15 +179,19 @@ class AccessTokenValidator:
             principal = await self._validate(token)
         except InvalidTokenError as error:
             logger.debug("Access token refused: %s", error.reason)
+            record_validation(None, "invalid_token", error.reason)
             raise
         except Exception as error:  # a PyJWT or crypto surprise must still be a plain 401
             reason = f"Unexpected {type(error).__name__} while validating: {redact(str(error))}"
             logger.debug("Access token refused: %s", reason)
+            record_validation(None, "invalid_token", reason)
             raise InvalidTokenError(reason) from error
         missing = principal.missing_scopes(required)
         if missing:
             logger.debug("Token of %r lacks scope(s) %s", principal.subject, " ".join(missing))
+            record_validation(None, "insufficient_scope", f"missing scope(s) {' '.join(missing)}")
             raise InsufficientScopeError(required=required, missing=missing)
+        record_validation(principal)
         return principal
 
     async def _validate(self, token: str) -> Principal:

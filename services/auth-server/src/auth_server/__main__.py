@@ -11,6 +11,7 @@ def main() -> None:
         AuthServerSettings,
         "auth_server.app:create_app",
         lambda s: (s.auth_server_host, s.auth_server_port),
+        metrics_port=lambda s: s.auth_server_metrics_port,
         access_log=False,  # its own access log omits query strings
     )
 

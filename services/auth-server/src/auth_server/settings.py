@@ -7,7 +7,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from oauth_tokens.settings import ServiceSettings
+from oauth_tokens.settings import OptionalPort, ServiceSettings
 from pydantic import field_validator
 
 
@@ -17,6 +17,8 @@ class AuthServerSettings(ServiceSettings):
     auth_issuer: str
     auth_server_host: str = "127.0.0.1"
     auth_server_port: int = 9000
+    # /metrics (Prometheus) on this port of METRICS_HOST; unset: no metrics listener.
+    auth_server_metrics_port: OptionalPort = None
     auth_server_data_dir: Path = Path("data/auth-server")
     # Unset: the annotated default file shipped inside the package (auth_server/auth-server.toml).
     auth_server_config: Path | None = None

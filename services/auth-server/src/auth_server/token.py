@@ -11,6 +11,8 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from oauth_tokens.metrics import TOKEN_REQUESTS
+from oauth_tokens.telemetry import record_auth
 
 from auth_server.clients import Client
 from auth_server.codes import check_pkce
@@ -227,9 +229,28 @@ def _log_issue(grant: str, client: Client, subject: str, resource: str) -> None:
 
 @router.post("/token")
 async def token(request: Request) -> JSONResponse:
+    """The token endpoint, counting each request by grant type and outcome (ok, or its OAuth error)."""
+    try:
+        response = await _token(request)
+    except OAuthError as error:
+        _count(request, error.error)
+        raise
+    _count(request, "ok")
+    return response
+
+
+def _count(request: Request, outcome: str) -> None:
+    grant = getattr(request.state, "grant_type", None)
+    grant = grant if grant in GRANT_HANDLERS else "other"  # the label never takes an unchecked value
+    TOKEN_REQUESTS.labels("server", grant, outcome).inc()
+    record_auth(grant_type=grant, token_outcome=outcome)
+
+
+async def _token(request: Request) -> JSONResponse:
     server = server_of(request)
     server.token_rate.check(client_address(request))
     token_request = await read_token_request(request)
+    request.state.grant_type = token_request.get("grant_type")
     client = await server.clients.authenticate(request.headers.get("authorization"), token_request.params)
     grant_type = token_request.require("grant_type")
     handler = GRANT_HANDLERS.get(grant_type)

@@ -11,6 +11,7 @@ def main() -> None:
         CalendarApiSettings,
         "calendar_api.app:create_app",
         lambda s: (s.calendar_api_host, s.calendar_api_port),
+        metrics_port=lambda s: s.calendar_api_metrics_port,
     )
 
 

@@ -6,7 +6,7 @@ calendar-api is the third party of pattern 4: it trusts its own authorization se
 
 from __future__ import annotations
 
-from oauth_tokens.settings import CommaList, ServiceSettings
+from oauth_tokens.settings import CommaList, OptionalPort, ServiceSettings
 from oauth_tokens.validator import ValidatorConfig
 from pydantic import Field, field_validator
 
@@ -16,6 +16,8 @@ class CalendarApiSettings(ServiceSettings):
 
     calendar_api_host: str = "127.0.0.1"
     calendar_api_port: int = Field(default=8005, ge=1, le=65535)
+    # /metrics on a port of its own (empty: none); see docs/observability.md.
+    calendar_api_metrics_port: OptionalPort = None
     # This API's identifier: a token is accepted only if its `aud` contains exactly this string.
     calendar_api_audience: str = Field(min_length=1)
     # The calendar provider's own authorization server: the only issuer whose tokens count here.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from oauth_tokens.telemetry import trace_http
 from pydantic import BaseModel, SecretStr
 
 from crm_mcp.downstream import http_client, parse_response, send
@@ -49,7 +50,7 @@ class WeatherApiClient:
         self._api_key = api_key
         self._key_header = key_header
         self._timeout = timeout_seconds
-        self._http = http_client(timeout_seconds)
+        self._http = trace_http(http_client(timeout_seconds), pattern="api_key", credential="api_key")
 
     async def current_weather(self, city: str) -> Weather:
         """GET {base}/v1/current?city=… with the key in its header; idempotent, so retried once if safe."""

@@ -20,6 +20,7 @@ from oauth_tokens.cors import allow_browser_origins
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_metrics import McpOperationMetrics
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
@@ -129,6 +130,7 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     )
     register_tools(mcp)
     register_calendar_tools(mcp, calendar)
+    mcp.middleware.append(McpOperationMetrics(mcp))
     mcp.custom_route("/health", methods=["GET"])(health)
     return mcp
 

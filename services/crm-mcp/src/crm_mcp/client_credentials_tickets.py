@@ -35,6 +35,7 @@ from mcp.types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUES
 from oauth_tokens import ClientCredentialsAuth, TokenEndpointError
 from oauth_tokens.deadline import DeadlineExceededError, deadline
 from oauth_tokens.single_flight import SingleFlight
+from oauth_tokens.telemetry import trace_http
 from pydantic import BaseModel, TypeAdapter
 
 from crm_mcp.downstream import DownstreamError, http_client, late, parse_response
@@ -94,7 +95,9 @@ class TicketsMcpClient:
         self._url = url
         self._auth = auth
         self._timeout = timeout_seconds
-        self._http = http_client(timeout_seconds, auth=auth)
+        self._http = trace_http(
+            http_client(timeout_seconds, auth=auth), pattern="client_credentials", credential="client_credentials"
+        )
         self._opening: SingleFlight[_Session] = SingleFlight(failure_backoff_seconds=failure_backoff_seconds)
         self._session: _Session | None = None
         self._task_group: TaskGroup | None = None
@@ -131,6 +134,7 @@ class TicketsMcpClient:
             await self._fresh_token()
             session = await self._connected()
             try:
+                await self._auth.get_token()  # here, not in the session's task: the token request joins this trace
                 with deadline(self._timeout, SERVICE):
                     result = await session.client.call_tool(name, arguments, read_timeout_seconds=self._timeout)
             except TokenEndpointError as exc:

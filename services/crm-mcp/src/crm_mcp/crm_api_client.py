@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 from urllib.parse import quote
 
+from oauth_tokens.telemetry import trace_http
 from pydantic import BaseModel, TypeAdapter
 
 from crm_mcp.downstream import http_client, parse_response, send
@@ -22,6 +23,10 @@ WRITE_SCOPE = "crm:write"
 
 class CrmApiCredentials(Protocol):
     """Where the Authorization header of one crm-api call comes from."""
+
+    # For traces and metrics: which pattern this is and what kind of credential it sends.
+    pattern: str
+    credential: str
 
     async def authorization(self, scope: str) -> dict[str, str]:
         """The header for a call that needs `scope`; raises DownstreamError if there is none to give."""
@@ -63,7 +68,9 @@ class CrmApiClient:
         self._base_url = base_url.rstrip("/")
         self.credentials = credentials
         self._timeout = timeout_seconds
-        self._http = http_client(timeout_seconds)
+        self._http = trace_http(
+            http_client(timeout_seconds), pattern=credentials.pattern, credential=credentials.credential
+        )
 
     async def search_customers(self, query: str | None = None) -> list[Customer]:
         """The caller's customers matching `query` (None or empty: all of them)."""

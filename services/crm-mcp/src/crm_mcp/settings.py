@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from oauth_tokens.cors import CorsSettings
-from oauth_tokens.settings import CommaList, TrustSettings
+from oauth_tokens.settings import CommaList, OptionalPort, TrustSettings
 from oauth_tokens.vault import VaultKeys
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
@@ -16,6 +16,8 @@ class Settings(TrustSettings, CorsSettings):
 
     crm_mcp_host: str = "127.0.0.1"
     crm_mcp_port: int = 8001
+    # /metrics (Prometheus) on this port of METRICS_HOST; unset: no metrics listener.
+    crm_mcp_metrics_port: OptionalPort = None
     # This server's RFC 8707 resource identifier: the audience user tokens must carry.
     crm_mcp_resource: str
     # Host headers accepted besides localhost (DNS-rebinding protection), e.g. crm-mcp:8001 in compose.

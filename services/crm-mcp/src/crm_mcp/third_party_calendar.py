@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 
 import anyio
 from oauth_tokens import TokenEndpointError
+from oauth_tokens.telemetry import trace_http
 from oauth_tokens.token_endpoint import TokenEndpoint
 from oauth_tokens.vault import StoredGrant, TokenVault
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
@@ -71,12 +72,13 @@ class CalendarProvider:
         self.redirect_uri = settings.crm_mcp_public_url + CALLBACK_PATH
         self._settings = settings
         self._timeout = settings.crm_mcp_downstream_timeout_seconds
-        self._http = http_client(self._timeout)
+        self._http = trace_http(http_client(self._timeout), pattern="third_party", credential="client_secret")
         self._token_endpoint = TokenEndpoint(
             settings.calendar_token_endpoint,
             settings.calendar_client_id,
             settings.calendar_client_secret.get_secret_value(),
             timeout_seconds=self._timeout,
+            pattern="third_party",
         )
 
     def authorization_url(self, state: str, code_challenge: str) -> str:
@@ -213,7 +215,7 @@ class CalendarApiClient:
     def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout_seconds
-        self._http = http_client(timeout_seconds)
+        self._http = trace_http(http_client(timeout_seconds), pattern="third_party", credential="third_party")
 
     async def list_meetings(self, token: str) -> list[Meeting]:
         response = await send(

@@ -34,6 +34,9 @@ class CallerToken:
     The scope is not narrowed here: crm-api checks each route's scope against the token itself.
     """
 
+    pattern = "token_cascade"
+    credential = "user_token"
+
     async def authorization(self, scope: str) -> dict[str, str]:
         return caller_authorization()
 

@@ -49,6 +49,9 @@ def exchange_failure(error: TokenEndpointError) -> DownstreamError:
 class ExchangedToken:
     """Pattern 3b's credential for crm-api: the caller's token exchanged for a crm-api token with one scope."""
 
+    pattern = "token_exchange"
+    credential = "exchanged_token"
+
     def __init__(self, exchange: TokenExchange, audience: str) -> None:
         self.exchange = exchange  # its `cache` is what `make bench` clears to measure a cold exchange
         self.audience = audience

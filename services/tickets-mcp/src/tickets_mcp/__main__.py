@@ -11,6 +11,7 @@ def main() -> None:
         TicketsMcpSettings,
         "tickets_mcp.app:create_app",
         lambda s: (s.tickets_mcp_host, s.tickets_mcp_port),
+        metrics_port=lambda s: s.tickets_mcp_metrics_port,
     )
 
 

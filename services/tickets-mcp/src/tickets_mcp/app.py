@@ -15,6 +15,7 @@ from oauth_tokens.cors import allow_browser_origins
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_metrics import McpOperationMetrics
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
@@ -63,6 +64,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
         log_level=settings.log_level,
     )
     register_tools(mcp, store)
+    mcp.middleware.append(McpOperationMetrics(mcp))
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})

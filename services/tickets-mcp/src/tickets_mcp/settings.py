@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from oauth_tokens.cors import CorsSettings
-from oauth_tokens.settings import CommaList, TrustSettings
+from oauth_tokens.settings import CommaList, OptionalPort, TrustSettings
 from pydantic import Field
 
 
@@ -14,6 +14,8 @@ class TicketsMcpSettings(TrustSettings, CorsSettings):
 
     tickets_mcp_host: str = "127.0.0.1"
     tickets_mcp_port: int = Field(default=8002, ge=1, le=65535)
+    # /metrics (Prometheus) on this port of METRICS_HOST; unset: no metrics listener.
+    tickets_mcp_metrics_port: OptionalPort = None
     # This MCP server's resource identifier (RFC 8707/9728): tokens must carry it in `aud`.
     tickets_mcp_resource: str = Field(min_length=1)
     tickets_mcp_data_dir: Path = Path("data/tickets-mcp")

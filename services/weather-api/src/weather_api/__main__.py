@@ -11,6 +11,7 @@ def main() -> None:
         WeatherApiSettings,
         "weather_api.app:create_app",
         lambda s: (s.weather_api_host, s.weather_api_port),
+        metrics_port=lambda s: s.weather_api_metrics_port,
     )
 
 
