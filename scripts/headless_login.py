@@ -25,6 +25,8 @@ from mcp.shared.auth import (
 from pydantic import AnyUrl
 
 CALLBACK_URL = "http://localhost:3030/callback"
+# Pages and redirects a login may take (login, consent, interaction hops) before it must be done.
+_MAX_STEPS = 12
 
 
 @dataclass
@@ -82,18 +84,37 @@ class HeadlessBrowser:
         return result
 
     async def authorize(self, authorization_url: str) -> AuthorizationCodeResult:
-        """Load the login page, log in, approve, and return what the redirect to the client carries."""
+        """Load the login page, log in, approve, and return what the redirect to the client carries.
+
+        Like a browser, it follows the authorization server's own redirects (some servers send the user
+        through interaction pages first) and stops at the first redirect to the client's redirect URI.
+        """
         if self._scope is not None:
             authorization_url = _with_scope(authorization_url, self._scope)
+        redirect_uri = parse_qs(urlparse(authorization_url).query).get("redirect_uri", [CALLBACK_URL])[0]
+        location: str | None = None
+        logged_in = False
         async with httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False) as browser:
-            page = await browser.get(authorization_url)
-            page.raise_for_status()
-            response = await self._submit(browser, page, self._login_values)
-            if response.status_code == 200:  # the consent page
-                response = await self._submit(browser, response, self._approve_values)
-            location = response.headers.get("location")
-            if response.status_code not in (302, 303) or not location:
-                raise RuntimeError(f"login as {self.username} did not redirect (HTTP {response.status_code})")
+            response = await browser.get(authorization_url)
+            for _ in range(_MAX_STEPS):
+                if response.is_redirect:
+                    location = urljoin(str(response.url), response.headers["location"])
+                    if location.startswith(redirect_uri):
+                        break
+                    response = await browser.get(location)
+                elif response.status_code == 200 and parse_forms(response.text):
+                    form = parse_forms(response.text)[0]
+                    is_login = any("pass" in name.lower() for name in form.fields)
+                    if is_login and logged_in:  # the login page again: the password was refused
+                        raise RuntimeError(f"login as {self.username} was refused")
+                    logged_in = logged_in or is_login
+                    fill = self._login_values if is_login else self._approve_values
+                    response = await self._submit(browser, response, fill)
+                else:
+                    raise RuntimeError(f"login as {self.username} did not redirect (HTTP {response.status_code})")
+            else:
+                raise RuntimeError(f"login as {self.username} did not redirect back to the client")
+        assert location is not None
         query = parse_qs(urlparse(location).query)
         if "error" in query:
             raise RuntimeError(f"authorization refused: {query['error'][0]}")
@@ -106,7 +127,7 @@ class HeadlessBrowser:
     def _login_values(self, form: Form) -> dict[str, str]:
         values = dict(form.fields)
         for name in values:
-            if "user" in name.lower():
+            if "user" in name.lower() or name.lower() == "login":
                 values[name] = self.username
             elif "pass" in name.lower():
                 values[name] = self._password
