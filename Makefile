@@ -21,6 +21,7 @@ help: ## Show this help
 	@echo "Usage: make up, then make demo, then make down. make test runs every test."
 	@awk 'BEGIN {FS = ":.*## "; printf "Targets:\n"} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: USE_DOCKER=1|0 forces Docker Compose or local processes (default: Docker if an engine answers)."
+	@echo "           CRM_API_AUTH_MODE=cascade|exchange picks pattern 3 or 3b for crm-mcp → crm-api (default: .env's)."
 
 .tools/bin/uv:
 	@echo "uv not found: installing uv $(UV_VERSION) from PyPI into .tools/"

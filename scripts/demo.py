@@ -18,7 +18,7 @@ import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import TextContent
-from oauth_tokens import AccessTokenValidator, Principal, ValidatorConfig
+from oauth_tokens import AccessTokenValidator, Principal, TokenExchange, ValidatorConfig
 
 from scripts.headless_login import user_oauth
 from scripts.topology import active_services, load_env
@@ -41,7 +41,8 @@ def check(condition: bool, what: str) -> None:
 def describe(principal: Principal) -> str:
     audiences = ", ".join(principal.audiences)
     scopes = " ".join(sorted(principal.scopes))
-    return f"sub={principal.subject} client={principal.client_id} aud=[{audiences}] scope={scopes}"
+    actor = f" act.sub={principal.actor}" if principal.actor else ""
+    return f"sub={principal.subject} client={principal.client_id} aud=[{audiences}] scope={scopes}{actor}"
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any]) -> Any:
@@ -87,10 +88,15 @@ async def run_demo(env: dict[str, str]) -> None:
         assert storage.tokens is not None
         user = await validated(env, storage.tokens.access_token, [crm_mcp])
         say(f"  alice's token (validated with the shared package): {describe(user)}")
-        check(env["CRM_API_AUDIENCE"] in user.audiences, "the token also names crm-api: the same trust boundary")
-
-        say("\nPattern 3 — token cascade: search_customers")
-        say("  client ─(alice's token)→ crm-mcp ─(the same token, forwarded)→ crm-api")
+        exchange = env["CRM_API_AUDIENCE"] not in user.audiences
+        say(f"  CRM_API_AUTH_MODE={'exchange' if exchange else 'cascade'} (read off the token's aud)")
+        if exchange:
+            check(user.audiences == (crm_mcp,), "the token names crm-mcp alone: passing it on to crm-api is useless")
+            await narrate_exchange(env, storage.tokens.access_token, user)
+        else:
+            check(env["CRM_API_AUDIENCE"] in user.audiences, "the token also names crm-api: the same trust boundary")
+            say("\nPattern 3 — token cascade: search_customers")
+            say("  client ─(alice's token)→ crm-mcp ─(the same token, forwarded)→ crm-api")
         say("  crm-api validates iss, its own audience, exp and scope crm:read itself, then filters by sub=alice")
         customers = await call(alice, "search_customers", {"query": ""})
         check(
@@ -98,6 +104,12 @@ async def run_demo(env: dict[str, str]) -> None:
             f"{len(customers)} customers, all alice's",
         )
         customer = customers[0]
+        noted = (await call(alice, "add_customer_note", {"customer_id": customer["id"], "note": "make demo"}))["notes"]
+        actor = env["CRM_MCP_CLIENT_ID"] if exchange else None
+        check(
+            noted[-1]["author"] == "alice" and noted[-1]["actor"] == actor,
+            f"add_customer_note (crm:write): crm-api recorded author={noted[-1]['author']} actor={noted[-1]['actor']}",
+        )
 
         say("\nPattern 2 — client credentials, MCP → MCP: list_customer_tickets")
         say("  crm-mcp ─(client_id + secret, resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
@@ -131,7 +143,7 @@ async def run_demo(env: dict[str, str]) -> None:
         briefing = await call(alice, "customer_briefing", {"customer_id": customer["id"]})
         check(
             not briefing["unavailable"],
-            "customer (cascade), open tickets (client credentials), weather (API key)",
+            f"customer ({'exchange' if exchange else 'cascade'}), open tickets (client credentials), weather (API key)",
         )
 
     say("\nBoundaries")
@@ -152,6 +164,43 @@ async def run_demo(env: dict[str, str]) -> None:
             headers={"Authorization": f"Bearer {storage.tokens.access_token}"},
         )
     check(response.status_code == 401, "tickets-mcp refuses alice's token (wrong audience): no confused deputy")
+    async with httpx2.AsyncClient(timeout=10) as http:
+        response = await http.get(
+            env["CRM_API_URL"] + "/customers", headers={"Authorization": f"Bearer {storage.tokens.access_token}"}
+        )
+    if exchange:
+        check(response.status_code == 401, "crm-api refuses alice's crm-mcp token sent straight to it: no passthrough")
+    else:
+        check(response.status_code == 200, "crm-api accepts alice's crm-mcp token sent straight to it (the cascade)")
+    other = "cascade" if exchange else "exchange"
+    say(f"\nThe other way to crm-api: make down, then make up CRM_API_AUTH_MODE={other}, then make demo.")
+
+
+async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal) -> None:
+    """Pattern 3b's hop, shown by doing what crm-mcp does (its credentials from .env; no token is printed)."""
+    crm_api = env["CRM_API_AUDIENCE"]
+    say("\nPattern 3b — token exchange (RFC 8693): search_customers")
+    say("  client ─(alice's token)→ crm-mcp; alice's token goes no further than the auth-server:")
+    say(f"  crm-mcp ─(client {env['CRM_MCP_CLIENT_ID']} + secret; subject_token=alice's token; resource={crm_api};")
+    say("           scope=crm:read, only what this tool needs)→ auth-server /token")
+    exchange = TokenExchange(
+        env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token",
+        env["CRM_MCP_CLIENT_ID"],
+        env["CRM_MCP_CLIENT_SECRET"],
+    )
+    try:
+        token = await exchange.token_for(user_token, resource=crm_api, scope="crm:read")
+    finally:
+        await exchange.aclose()
+    issued = await validated(env, token, [crm_api])
+    say(f"  auth-server → crm-mcp, the same exchange repeated here: {describe(issued)}")
+    check(
+        issued.subject == user.subject and issued.audiences == (crm_api,) and issued.scopes == {"crm:read"},
+        "same user, crm-api its only audience, crm:read only",
+    )
+    check(issued.actor == env["CRM_MCP_CLIENT_ID"], f"act.sub={issued.actor}: crm-api sees who acts for alice")
+    check(issued.expires_at <= user.expires_at, "it ends no later than alice's own token")
+    say("  crm-mcp ─(the exchanged token; cached per user token and scope until shortly before it ends)→ crm-api")
 
 
 def find(error: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:

@@ -75,11 +75,21 @@ SERVICES = (
 )
 
 
+CRM_API_AUTH_MODES = {
+    "cascade": "pattern 3: the user's token, forwarded",
+    "exchange": "pattern 3b: the user's token exchanged for one for crm-api alone, RFC 8693",
+}
+
+
 def load_env(workspace: Workspace | None = None) -> dict[str, str]:
-    """The settings `make up` runs with: .env, overridden by the process environment."""
+    """The settings `make up` runs with: .env, overridden by the process environment (`make up X=y`).
+
+    A setting .env.example documents can be given that way even if an older .env lacks it.
+    """
     workspace = workspace or Workspace.from_environment()
     values = {k: v for k, v in dotenv_values(workspace.env_file).items() if v is not None}
-    return {**values, **{k: v for k, v in os.environ.items() if k in values}}
+    known = values.keys() | dotenv_values(ENV_EXAMPLE).keys()
+    return {**values, **{k: v for k, v in os.environ.items() if k in known}}
 
 
 def active_services(env: dict[str, str]) -> tuple[Service, ...]:
@@ -210,6 +220,12 @@ def banner(workspace: Workspace) -> int:
     for service in active_services(env):
         print(f"  {service.name:<12} {base_url(service, env) + service.path:<28} {service.role}")
     local_auth = SERVICES[0] in active_services(env)
+    mode = env.get("CRM_API_AUTH_MODE", "cascade")
+    other = "cascade" if mode == "exchange" else "exchange"
+    print(
+        f"\ncrm-mcp → crm-api: CRM_API_AUTH_MODE={mode} ({CRM_API_AUTH_MODES.get(mode, 'unknown')}). "
+        f"The other: make down, then make up CRM_API_AUTH_MODE={other}."
+    )
     print(
         "\nNext:\n"
         + ("  make demo    log in as a demo user and call one tool per pattern (narrated)\n" if local_auth else "")

@@ -107,7 +107,11 @@ class AuthTestEnv:
 
 
 def start_auth_server(
-    workdir: Path, *, issuer: str = "", config_changes: Mapping[str, str] | None = None
+    workdir: Path,
+    *,
+    issuer: str = "",
+    config_changes: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
 ) -> tuple[AuthTestEnv, ServiceProcess]:
     """Start a server; `config_changes` replaces lines of the shipped config (each must be found)."""
     env = AuthTestEnv(port=free_port(), workdir=workdir, issuer=issuer)
@@ -121,7 +125,7 @@ def start_auth_server(
         "auth-server",
         "auth_server",
         port_variable="AUTH_SERVER_PORT",
-        env=env.environment(),
+        env={**env.environment(), **(extra_env or {})},
         workdir=workdir,
         port=env.port,
     )

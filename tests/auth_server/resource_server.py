@@ -7,10 +7,14 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
+import httpx2
 import uvicorn
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
+from mcp_types import TextContent
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
 from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
 
@@ -51,3 +55,16 @@ async def running_resource_server(
             yield
         finally:
             uvicorn_server.should_exit = True
+
+
+async def whoami(url: str, auth_provider: httpx2.Auth) -> str:
+    """Call the `whoami` tool at `url` through the SDK's MCP client, authenticated by `auth_provider`."""
+    async with (
+        httpx2.AsyncClient(auth=auth_provider, timeout=30.0) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        result = await client.call_tool("whoami", {})
+    assert not result.is_error, result
+    content = result.content[0]
+    assert isinstance(content, TextContent)
+    return content.text

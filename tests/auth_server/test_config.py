@@ -36,7 +36,7 @@ def test_shipped_config_describes_the_topology() -> None:
     assert agent.secret_env == "CRM_MCP_CLIENT_SECRET"
     assert set(agent.grant_types) == {"client_credentials", GRANT_TOKEN_EXCHANGE}
     assert set(agent.resources) == {"tickets-mcp", "crm-api"}
-    assert set(agent.scopes) == {"tickets:read", "tickets:write", "crm:read"}
+    assert set(agent.scopes) == {"tickets:read", "tickets:write", "crm:read", "crm:write"}
     assert [(user.username, user.name) for user in config.users] == [("alice", "Alice Adams"), ("bob", "Bob Baker")]
     assert config.registration.resources == ("crm-mcp",)
     assert config.registration_scopes() == crm_mcp.scopes
@@ -49,6 +49,30 @@ def test_shipped_config_describes_the_topology() -> None:
     assert (limits.authorize.burst, limits.authorize.per_minute) == (120, 60)
     assert (limits.registration.burst, limits.registration.per_minute) == (60, 10)
     assert (limits.token.burst, limits.token.per_minute) == (300, 300)
+
+
+@pytest.mark.parametrize(("mode", "crm_mcp_audiences"), [("cascade", ("http://localhost:8003",)), ("exchange", ())])
+def test_crm_api_auth_mode_decides_whether_crm_mcp_tokens_name_crm_api(
+    mode: str, crm_mcp_audiences: tuple[str, ...]
+) -> None:
+    config = load_config(None, {**ENVIRONMENT, "CRM_API_AUTH_MODE": mode})
+    assert config.resources["crm-mcp"].extra_audiences == crm_mcp_audiences
+    assert config.resources["crm-api"].identifier == "http://localhost:8003"  # exchange still targets it
+
+
+@pytest.mark.parametrize("value", ["passthrough", "", "Exchange"])
+def test_a_bad_crm_api_auth_mode_stops_start_up_naming_it(value: str) -> None:
+    with pytest.raises(ConfigError, match="Invalid setting CRM_API_AUTH_MODE: must be one of cascade, exchange"):
+        load_config(None, {**ENVIRONMENT, "CRM_API_AUTH_MODE": value})
+
+
+@pytest.mark.parametrize("username", ["crm-mcp-agent", "dyn-alice"])
+def test_a_username_that_could_be_a_client_id_is_refused(tmp_path: Path, username: str) -> None:
+    user = f'[[users]]\nusername = "{username}"\nname = "X"\npassword_env = "DEMO_BOB_PASSWORD"\n'
+    path = tmp_path / "config.toml"
+    path.write_text(f"{default_config_text()}\n{user}", encoding="utf-8")
+    with pytest.raises(ConfigError, match="could be taken for client ids"):
+        load_config(path, ENVIRONMENT)
 
 
 def test_shipped_config_holds_no_secret_values() -> None:

@@ -5,33 +5,17 @@ authorization code + PKCE (the browser part driven headlessly) and refresh."""
 from __future__ import annotations
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
-from mcp_types import TextContent
 from pydantic import AnyUrl
 
 from scripts.headless_login import MemoryTokenStorage
 from tests.auth_server.browser import Browser, query_of
 from tests.auth_server.conftest import AuthTestEnv
-from tests.auth_server.resource_server import running_resource_server
+from tests.auth_server.resource_server import running_resource_server, whoami
 from tests.auth_server.tokens import claims_of
-
-
-async def _whoami(url: str, auth_provider: httpx2.Auth) -> str:
-    async with (
-        httpx2.AsyncClient(auth=auth_provider, timeout=30.0) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        result = await client.call_tool("whoami", {})
-    assert not result.is_error, result
-    content = result.content[0]
-    assert isinstance(content, TextContent)
-    return content.text
 
 
 @pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post"])
@@ -50,7 +34,7 @@ async def test_sdk_client_credentials_provider(auth: AuthTestEnv, method: str) -
     async with running_resource_server(
         auth, auth.tickets_mcp_resource, auth.tickets_mcp_port, ["tickets:read", "tickets:write"]
     ):
-        identity = await _whoami(auth.tickets_mcp_resource, provider)
+        identity = await whoami(auth.tickets_mcp_resource, provider)
     assert identity == "crm-mcp-agent crm-mcp-agent tickets:read tickets:write"
     assert storage.tokens is not None
     assert claims_of(storage.tokens.access_token)["aud"] == auth.tickets_mcp_resource
@@ -100,7 +84,7 @@ async def test_sdk_oauth_client_provider_with_dynamic_registration(auth: AuthTes
         callback_handler=user.callback_handler,
     )
     async with running_resource_server(auth, auth.crm_mcp_resource, auth.crm_mcp_port):
-        identity = await _whoami(auth.crm_mcp_resource, provider)
+        identity = await whoami(auth.crm_mcp_resource, provider)
         assert storage.client_info is not None
         assert storage.client_info.token_endpoint_auth_method == "none"
         client_id = storage.client_info.client_id
@@ -112,7 +96,7 @@ async def test_sdk_oauth_client_provider_with_dynamic_registration(auth: AuthTes
 
         # An expired access token: the SDK refreshes (rotation) instead of asking the user again.
         provider.context.token_expiry_time = 1.0  # long past (0 would mean "no expiry")
-        assert await _whoami(auth.crm_mcp_resource, provider) == identity
+        assert await whoami(auth.crm_mcp_resource, provider) == identity
         assert user.authorizations == 1
         assert storage.tokens.refresh_token not in (None, first_refresh)
     claims = claims_of(storage.tokens.access_token)

@@ -11,13 +11,16 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from auth_server.keys import KeyStore
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
+from oauth_tokens.jwks import JWKS_REFETCH_COOLDOWN_SECONDS
 
 from tests.auth_server.conftest import AuthTestEnv, start_auth_server
 from tests.auth_server.tokens import header_of
 from tests.support.processes import ServiceProcess
 
 PUBLIC_ISSUER = "https://auth.example.test"  # what browsers and tokens use; not resolvable here
+LIFETIME = 600  # the access-token lifetime of the default configuration (how long retired keys stay)
 
 
 @pytest.fixture(scope="module")
@@ -39,10 +42,10 @@ def _agent_token(env: AuthTestEnv) -> str:
     return str(response.json()["access_token"])
 
 
-def _rotate(env: AuthTestEnv, workdir: Path) -> subprocess.CompletedProcess[str]:
+def _rotate_keys(env: AuthTestEnv, workdir: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """`python -m auth_server.keys rotate` (what `make rotate-keys` runs) for the server in `workdir`."""
     return subprocess.run(
-        # No publish-ahead delay here, so the new key signs at once (the delay is tested in test_keys.py).
-        [sys.executable, "-m", "auth_server.keys", "rotate", "--publish-ahead", "0"],
+        [sys.executable, "-m", "auth_server.keys", "rotate", *arguments],
         cwd=workdir,
         env={**{k: v for k, v in os.environ.items() if not k.startswith("AUTH_")}, **env.environment()},
         capture_output=True,
@@ -58,13 +61,14 @@ async def test_rotation_keeps_old_and_new_tokens_valid(isolated: tuple[AuthTestE
     old_token = _agent_token(env)
     old_kid = header_of(old_token)["kid"]
 
-    rotated = _rotate(env, process.workdir)
+    # In process, without the publish-ahead delay the CLI insists on, so the new key signs at once
+    # (the delay is tested in test_keys.py, the CLI's floor below); the running server picks it up.
+    rotated = KeyStore(process.workdir / "data" / "keys", LIFETIME).rotate(publish_ahead_seconds=0)
 
-    assert rotated.returncode == 0, rotated.stderr
     new_token = _agent_token(env)
     new_kid = header_of(new_token)["kid"]
     assert new_kid != old_kid
-    assert new_kid in rotated.stdout
+    assert new_kid == rotated.kid
     published = {key["kid"] for key in httpx2.get(f"{env.url}/jwks", timeout=10.0).json()["keys"]}
     assert published == {old_kid, new_kid}
     # Validated the compose way: public issuer in `iss`, keys fetched from the internal address.
@@ -74,6 +78,30 @@ async def test_rotation_keeps_old_and_new_tokens_valid(isolated: tuple[AuthTestE
         assert (await validator.validate(new_token)).subject == "crm-mcp-agent"
     keys = sorted(path.name for path in (process.workdir / "data" / "keys").glob("*.pem"))
     assert keys == sorted([f"{old_kid}.pem", f"{new_kid}.pem"])
+
+
+@pytest.mark.parametrize("publish_ahead", ["0", str(JWKS_REFETCH_COOLDOWN_SECONDS - 1)])
+def test_rotate_keys_refuses_a_publish_ahead_below_the_validators_cool_down(
+    isolated: tuple[AuthTestEnv, ServiceProcess], publish_ahead: str
+) -> None:
+    """A key signing before every validator may refetch would have its tokens refused (for up to 30 s)."""
+    env, process = isolated
+    published = {key["kid"] for key in httpx2.get(f"{env.url}/jwks", timeout=10.0).json()["keys"]}
+
+    refused = _rotate_keys(env, process.workdir, "--publish-ahead", publish_ahead)
+
+    assert refused.returncode == 2, refused.stdout
+    assert "--publish-ahead" in refused.stderr
+    assert f"at least {JWKS_REFETCH_COOLDOWN_SECONDS} s" in refused.stderr
+    assert {key["kid"] for key in httpx2.get(f"{env.url}/jwks", timeout=10.0).json()["keys"]} == published
+
+
+def test_rotate_keys_publishes_ahead_by_default(isolated: tuple[AuthTestEnv, ServiceProcess]) -> None:
+    env, process = isolated
+    rotated = _rotate_keys(env, process.workdir)
+    assert rotated.returncode == 0, rotated.stderr
+    assert "New signing key" in rotated.stdout
+    assert "published, signs from" in rotated.stdout
 
 
 @pytest.mark.anyio

@@ -77,7 +77,7 @@ def test_scopes_the_subject_token_lacks_are_invalid_scope(auth: AuthTestEnv, ali
     token = str(user_tokens(auth, "alice", scope="crm:read")["access_token"])
     assert _error_of(auth, token, resource=auth.tickets_mcp_resource, scope="tickets:read") == "invalid_scope"
     assert _error_of(auth, token, resource=auth.tickets_mcp_resource) == "invalid_scope"
-    # Nor beyond what the agent is registered for (crm:read only on crm-api).
+    # Nor a scope the agent may hold on crm-api (crm:write) that this token of alice's does not carry.
     assert _error_of(auth, alice_token, audience="crm-api", scope="crm:write") == "invalid_scope"
 
 

@@ -63,9 +63,34 @@ async def test_other_reps_customer_is_404_like_a_missing_one(client: httpx2.Asyn
     assert others.json() == missing.json() == {"error": "not_found", "error_description": "Customer not found"}
 
 
-async def test_client_credentials_token_owns_no_customers(client: httpx2.AsyncClient, bearer: Bearer) -> None:
-    # Our auth-server puts the client id in `sub` for client_credentials: no rep has that name.
-    assert await customer_ids(client, bearer(sub="crm-mcp-agent", client_id="crm-mcp-agent")) == []
+async def test_a_client_credentials_token_names_no_user_and_is_refused(
+    client: httpx2.AsyncClient, bearer: Bearer
+) -> None:
+    # RFC 9068 §2.2: with no user, `sub` is the client's own id. Such a token never acts as a rep.
+    machine = bearer(sub="crm-mcp-agent", client_id="crm-mcp-agent")
+    for response in (
+        await client.get("/customers", headers=machine),
+        await client.get("/customers/cus_001", headers=machine),
+        await client.post("/customers/cus_001/notes", json={"text": "as nobody"}, headers=machine),
+    ):
+        assert response.status_code == 403
+        assert response.json()["error"] == "access_denied"
+    # The same client acting for a user (a token exchange: sub = the user, act = the client) is fine.
+    delegated = bearer(sub="alice", client_id="crm-mcp-agent", act={"sub": "crm-mcp-agent"})
+    assert await customer_ids(client, delegated) == ["cus_001", "cus_002", "cus_003", "cus_004"]
+
+
+async def test_a_delegated_note_records_the_actor_next_to_the_author(
+    client: httpx2.AsyncClient, bearer: Bearer
+) -> None:
+    delegated = bearer(sub="alice", client_id="crm-mcp-agent", act={"sub": "crm-mcp-agent"})
+    created = await client.post("/customers/cus_002/notes", json={"text": "via exchange"}, headers=delegated)
+    assert created.status_code == 201, created.text
+    note = created.json()["notes"][-1]
+    assert (note["author"], note["client_id"], note["actor"]) == ("alice", "crm-mcp-agent", "crm-mcp-agent")
+
+    own = await client.post("/customers/cus_002/notes", json={"text": "own token"}, headers=bearer(sub="alice"))
+    assert own.json()["notes"][-1]["actor"] is None
 
 
 async def test_note_needs_crm_write_and_names_it(client: httpx2.AsyncClient, bearer: Bearer) -> None:

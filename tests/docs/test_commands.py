@@ -99,7 +99,8 @@ MAKE_TARGETS_EXERCISED_BY = {
     "down": "tests/scripts/test_topology.py, as for `up`",
     "logs": "not run: `tail -F` never ends",
     "demo": "tests/docs/test_commands.py::test_make_demo_passes_against_a_fresh_topology runs "
-    "scripts.demo.run_demo, what `make demo` runs, against a topology on free ports",
+    "scripts.demo.run_demo, what `make demo` runs, against a topology on free ports; "
+    "tests/integration/test_token_exchange.py::test_make_demo_narrates_the_exchange runs it in exchange mode",
     "test": "CI: .ci/run",
     "lint": "CI: .ci/run",
     "fmt": "not run in CI (it rewrites files); `make lint` checks the same rules",
@@ -229,3 +230,5 @@ def test_make_demo_passes_against_a_fresh_topology(topology: Topology, capsys: p
     narration = capsys.readouterr().out
     assert narration.count("✓") >= 6
     assert "tickets-mcp refuses alice's token (wrong audience)" in narration
+    assert "CRM_API_AUTH_MODE=cascade" in narration
+    assert "make up CRM_API_AUTH_MODE=exchange" in narration

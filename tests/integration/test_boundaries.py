@@ -134,11 +134,11 @@ def test_a_missing_weather_key_fails_start_up_naming_the_variable(topology: Topo
     assert "WEATHER_API_KEY" in completed.stderr
 
 
-async def test_crm_mcp_never_uses_its_own_identity_for_another_reps_customer(topology: Topology) -> None:
+async def test_crm_mcp_never_uses_its_own_identity_for_another_reps_customer(crm_api_topology: Topology) -> None:
     """The account check (as the user) comes before any tickets-mcp call (as crm-mcp), so a user cannot
     make crm-mcp's client-credentials identity act on a customer that is not theirs."""
-    tickets_mcp = topology.services["tickets-mcp"]
-    async with topology.user_session("alice") as alice:
+    tickets_mcp = crm_api_topology.services["tickets-mcp"]
+    async with crm_api_topology.user_session("alice") as alice:
         await call_ok(alice, "list_customer_tickets", {"customer_id": "cus_001"})  # the session is open
         requests_before = tickets_mcp.logs().count("POST /mcp")
         for tool in ("customer_briefing", "list_customer_tickets"):

@@ -1,4 +1,7 @@
-"""Each pattern end to end: a real user logs in through the real OAuth flow and calls crm-mcp's tools."""
+"""Each pattern end to end: a real user logs in through the real OAuth flow and calls crm-mcp's tools.
+
+Tests that reach crm-api take `crm_api_topology` and run in both CRM_API_AUTH_MODEs (3 cascade, 3b exchange).
+"""
 
 from __future__ import annotations
 
@@ -32,10 +35,10 @@ async def call_error(client: Client, tool: str, arguments: dict[str, Any]) -> st
     return text_of(result)
 
 
-async def test_pattern3_token_cascade_shows_only_the_callers_customers(topology: Topology) -> None:
-    async with topology.user_session("alice") as alice:
+async def test_pattern3_shows_only_the_callers_customers(crm_api_topology: Topology) -> None:
+    async with crm_api_topology.user_session("alice") as alice:
         alice_customers = await call_ok(alice, "search_customers", {"query": ""})
-    async with topology.user_session("bob") as bob:
+    async with crm_api_topology.user_session("bob") as bob:
         bob_customers = await call_ok(bob, "search_customers", {"query": ""})
 
     assert alice_customers
@@ -45,17 +48,17 @@ async def test_pattern3_token_cascade_shows_only_the_callers_customers(topology:
     assert not {c["id"] for c in alice_customers} & {c["id"] for c in bob_customers}
 
 
-async def test_pattern3_another_reps_customer_is_not_found(topology: Topology) -> None:
-    async with topology.user_session("bob") as bob:
+async def test_pattern3_another_reps_customer_is_not_found(crm_api_topology: Topology) -> None:
+    async with crm_api_topology.user_session("bob") as bob:
         bobs_id = (await call_ok(bob, "search_customers", {"query": ""}))[0]["id"]
-    async with topology.user_session("alice") as alice:
+    async with crm_api_topology.user_session("alice") as alice:
         error = await call_error(alice, "get_customer", {"customer_id": bobs_id})
     assert "crm-api" in error
     assert "404" in error
 
 
-async def test_pattern3_write_goes_through_as_the_user(topology: Topology) -> None:
-    async with topology.user_session("alice") as alice:
+async def test_pattern3_write_goes_through_as_the_user(crm_api_topology: Topology) -> None:
+    async with crm_api_topology.user_session("alice") as alice:
         customer_id = (await call_ok(alice, "search_customers", {"query": ""}))[0]["id"]
         updated = await call_ok(alice, "add_customer_note", {"customer_id": customer_id, "note": "Called re renewal"})
         again = await call_ok(alice, "get_customer", {"customer_id": customer_id})
@@ -103,8 +106,8 @@ async def test_pattern1_api_key_weather(topology: Topology) -> None:
     assert topology.env["WEATHER_API_KEY"] not in str(weather)
 
 
-async def test_composite_briefing_uses_all_three_patterns(topology: Topology) -> None:
-    async with topology.user_session("bob") as bob:
+async def test_composite_briefing_uses_all_three_patterns(crm_api_topology: Topology) -> None:
+    async with crm_api_topology.user_session("bob") as bob:
         customer = (await call_ok(bob, "search_customers", {"query": ""}))[0]
         briefing = await call_ok(bob, "customer_briefing", {"customer_id": customer["id"]})
     assert briefing["customer"]["id"] == customer["id"]
@@ -114,8 +117,8 @@ async def test_composite_briefing_uses_all_three_patterns(topology: Topology) ->
     assert briefing["unavailable"] == {}
 
 
-async def test_tool_without_its_scope_is_refused_naming_the_scope(topology: Topology) -> None:
-    async with topology.user_session("alice", scope="crm:read") as alice:
+async def test_tool_without_its_scope_is_refused_naming_the_scope(crm_api_topology: Topology) -> None:
+    async with crm_api_topology.user_session("alice", scope="crm:read") as alice:
         assert await call_ok(alice, "search_customers", {"query": ""})
         weather_error = await call_error(alice, "get_weather", {"city": "Paris"})
         note_error = await call_error(alice, "add_customer_note", {"customer_id": "cus_001", "note": "x"})

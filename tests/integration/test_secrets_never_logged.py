@@ -23,7 +23,9 @@ EVERY_TOOL = {
 
 
 @pytest.fixture
-async def exercised(topology: Topology) -> Topology:
+async def exercised(crm_api_topology: Topology) -> Topology:
+    """Both CRM_API_AUTH_MODEs: in exchange mode crm-mcp also holds the user's token and exchanged ones."""
+    topology = crm_api_topology
     async with topology.user_session("alice") as alice:
         assert {tool.name for tool in (await alice.list_tools()).tools} >= {n.strip() for n in EVERY_TOOL}
         for name, arguments in EVERY_TOOL.items():

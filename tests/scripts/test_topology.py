@@ -18,12 +18,13 @@ DEFAULT_PORTS = {"AUTH_SERVER_PORT": 9000, "CRM_MCP_PORT": 8001, "TICKETS_MCP_PO
 DEFAULT_PORTS["WEATHER_API_PORT"] = 8004
 
 
-def topology(command: str, directory: Path) -> subprocess.CompletedProcess[str]:
+def topology(command: str, directory: Path, **variables: str) -> subprocess.CompletedProcess[str]:
+    """Run `scripts.topology command` with `variables` in its environment, as `make up NAME=value` puts them."""
     scrubbed = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "CRM_", "TICKETS_", "WEATHER_"))}
     return subprocess.run(
         [sys.executable, "-m", "scripts.topology", command],
         cwd=ROOT,
-        env={**scrubbed, "TOPOLOGY_DIR": str(directory)},
+        env={**scrubbed, **variables, "TOPOLOGY_DIR": str(directory)},
         capture_output=True,
         text=True,
         timeout=120,
@@ -48,10 +49,16 @@ def free_port_env(directory: Path) -> dict[str, int]:
 def test_up_starts_every_service_healthy_and_down_leaves_nothing(tmp_path: Path) -> None:
     ports = free_port_env(tmp_path)
     assert oct((tmp_path / ".env").stat().st_mode & 0o777) == "0o600"
+    assert "CRM_API_AUTH_MODE=cascade" in (tmp_path / ".env").read_text()
     try:
-        started = topology("up", tmp_path)
+        # As `make up CRM_API_AUTH_MODE=exchange`: the variable beats .env, for every service it concerns.
+        started = topology("up", tmp_path, CRM_API_AUTH_MODE="exchange")
         assert started.returncode == 0, started.stdout + started.stderr
         assert "All services are up" in started.stdout
+        assert "CRM_API_AUTH_MODE=exchange (pattern 3b" in started.stdout
+        log = (tmp_path / ".run" / "topology.log").read_text()
+        assert f"Tokens for resource crm-mcp carry aud http://localhost:{ports['CRM_MCP_PORT']}/mcp\n" in log
+        assert "crm-api calls: CRM_API_AUTH_MODE=exchange" in log
         for port in ports.values():
             assert httpx2.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
         again = topology("up", tmp_path)

@@ -13,6 +13,7 @@ from oauth_tokens.jwks import JWKSCache
 from tests.shared.conftest import Keys
 from tests.shared.loopback import LoopbackAuthServer
 from tests.shared.tokens import AUDIENCE, claims, ec_key, mint, rsa_key
+from tests.support.hanging import misbehaving_server
 
 pytestmark = pytest.mark.anyio
 
@@ -192,3 +193,70 @@ async def test_unknown_kid_while_the_jwks_is_down_is_a_key_source_failure(
         await cache.get_signing_key("rotated-in-during-outage")
     assert (await cache.get_signing_key("rsa-1")).kid == "rsa-1"  # cached keys keep working
     assert cache.fetch_count == 3
+
+
+async def test_after_a_failed_fetch_the_keys_are_retried_within_seconds_not_the_cool_down(
+    keys: Keys, issuer: str, auth_server: LoopbackAuthServer, http_client: httpx2.AsyncClient
+) -> None:
+    """The key source down at first use, then back: tokens are accepted again well before the 30 s cool-down."""
+    auth_server.state.jwks_down = True
+    validator = AccessTokenValidator(_config(auth_server), http_client=http_client)  # the default 30 s cool-down
+    with pytest.raises(KeySourceUnavailableError) as refused:
+        await validator.validate(mint(keys.rsa, claims(issuer)))
+    assert refused.value.retry_after_seconds is not None
+    assert 0 < refused.value.retry_after_seconds <= 1  # the first retry waits about a second
+
+    auth_server.state.jwks_down = False
+    started = anyio.current_time()
+    with anyio.fail_after(5):  # the back-off never exceeds 4 s
+        while True:
+            try:
+                principal = await validator.validate(mint(keys.rsa, claims(issuer)))
+                break
+            except KeySourceUnavailableError:
+                await anyio.sleep(0.1)
+    print(f"accepted {anyio.current_time() - started:.2f} s after the JWKS came back")
+    assert principal.subject == "alice"
+    assert auth_server.state.counts["jwks"] == 2  # polling while backing off did not fetch
+
+
+async def test_failed_fetches_back_off_up_to_a_bound(auth_server: LoopbackAuthServer) -> None:
+    now = [1000.0]
+    auth_server.state.jwks_down = True
+    async with httpx2.AsyncClient() as client:
+        cache = JWKSCache(f"{auth_server.url}/jwks", client, allowed_algorithms=("RS256",), clock=lambda: now[0])
+        waits = []
+        for _ in range(5):
+            with pytest.raises(KeySourceUnavailableError) as refused:
+                await cache.get_signing_key("rsa-1")
+            assert refused.value.retry_after_seconds is not None
+            waits.append(refused.value.retry_after_seconds)
+            now[0] += refused.value.retry_after_seconds
+    assert waits == [1, 2, 4, 4, 4]
+    assert cache.fetch_count == 5
+
+
+async def test_a_jwks_that_drips_ends_at_the_deadline(http_client: httpx2.AsyncClient) -> None:
+    async with misbehaving_server(drip_every_seconds=0.1) as dripping:
+        cache = JWKSCache(f"{dripping.url}/jwks", http_client, allowed_algorithms=("RS256",), timeout_seconds=0.5)
+        started = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(KeySourceUnavailableError):
+            await cache.get_signing_key("rsa-1")
+    took = anyio.current_time() - started
+    print(f"a JWKS dripping a byte every 0.1 s was cut off after {took:.2f} s")
+    assert took < 1.5  # per-read timeouts alone would wait for ever
+
+
+async def test_a_hanging_discovery_costs_one_deadline_for_the_whole_key_fetch(
+    keys: Keys, http_client: httpx2.AsyncClient
+) -> None:
+    async with misbehaving_server() as hanging:
+        config = ValidatorConfig(issuers=[hanging.url], audiences=[AUDIENCE], http_timeout_seconds=0.5)
+        validator = AccessTokenValidator(config, http_client=http_client)
+        started = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(KeySourceUnavailableError):
+            await validator.validate(mint(keys.rsa, claims(hanging.url)))
+    took = anyio.current_time() - started
+    print(f"discovery against a hanging server ended after {took:.2f} s")
+    assert hanging.connections == 1  # the deadline ended the fetch, not just the first metadata URL
+    assert took < 1.5

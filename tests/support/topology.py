@@ -52,6 +52,11 @@ class Topology:
         return self.env["CRM_MCP_RESOURCE"]
 
     @property
+    def crm_api_auth_mode(self) -> str:
+        """How crm-mcp calls crm-api here: cascade (pattern 3) or exchange (pattern 3b)."""
+        return self.env["CRM_API_AUTH_MODE"]
+
+    @property
     def secrets(self) -> dict[str, str]:
         names = ("CRM_MCP_CLIENT_SECRET", "WEATHER_API_KEY", "DEMO_ALICE_PASSWORD", "DEMO_BOB_PASSWORD")
         return {name: self.env[name] for name in names}
@@ -140,7 +145,7 @@ class Topology:
         return storage.tokens.access_token
 
 
-def topology_env() -> dict[str, str]:
+def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
     ports = {port_variable: free_port() for _, port_variable in SERVICES.values()}
     issuer = f"http://127.0.0.1:{ports['AUTH_SERVER_PORT']}"
     weather_key = secrets.token_urlsafe(32)
@@ -161,15 +166,17 @@ def topology_env() -> dict[str, str]:
         "CRM_API_URL": f"http://127.0.0.1:{ports['CRM_API_PORT']}",
         "TICKETS_MCP_URL": f"http://127.0.0.1:{ports['TICKETS_MCP_PORT']}/mcp",
         "CRM_MCP_DOWNSTREAM_TIMEOUT_SECONDS": "5",
+        # Read by the auth-server and crm-mcp alike, as under `make up`.
+        "CRM_API_AUTH_MODE": crm_api_auth_mode,
         # Services fetch keys by RFC 8414 discovery from the issuer, as they do under `make up`.
         "AUTH_JWKS_URL": "",
     }
 
 
 @contextmanager
-def running_topology(workdir: Path) -> Iterator[Topology]:
+def running_topology(workdir: Path, *, crm_api_auth_mode: str = "cascade") -> Iterator[Topology]:
     """Start all five services (auth server first) under `workdir`; stop every one of them afterwards."""
-    topology = Topology(env=topology_env(), workdir=workdir)
+    topology = Topology(env=topology_env(crm_api_auth_mode), workdir=workdir)
     for name, variable in DATA_DIR_VARIABLES.items():
         topology.env[variable] = str(workdir / name / "data")
     try:

@@ -12,6 +12,7 @@ import httpx2
 import pytest
 from mcp import MCPError
 
+from tests.support.processes import free_port, start_service
 from tests.support.tokens import TestIssuer
 from tests.tickets_mcp.conftest import EXTRA_ALLOWED_HOST, TicketsServer, mcp_session, mint_for
 
@@ -81,6 +82,53 @@ async def test_host_header_must_be_local_or_explicitly_allowed(tickets: TicketsS
     rebound = await post_initialize(tickets, {**auth, "Host": "attacker.example:8002"})
     assert allowed.status_code == 200
     assert rebound.status_code == 421
+
+
+@pytest.mark.parametrize(
+    ("host", "origin"),
+    [
+        ("localhost:80.evil.example", None),
+        ("127.0.0.1:", None),
+        (EXTRA_ALLOWED_HOST, "http://localhost:1.evil.example"),
+    ],
+)
+async def test_host_and_origin_patterns_are_not_prefixes(
+    tickets: TicketsServer, issuer: TestIssuer, host: str, origin: str | None
+) -> None:
+    """The SDK alone reads `localhost:*` as "starts with localhost:"; tickets-mcp matches exactly."""
+    headers = {"Authorization": f"Bearer {mint_for(issuer, tickets, 'tickets:read')}", "Host": host}
+    refused = await post_initialize(tickets, headers | ({"Origin": origin} if origin else {}))
+    assert refused.status_code == (403 if origin else 421)
+
+
+async def test_unreachable_signing_keys_are_503_not_401(tmp_path: Path, issuer: TestIssuer) -> None:
+    """A tickets-mcp whose key source does not answer tells clients to retry, not to get a new token."""
+    port = free_port()
+    service = start_service(
+        "tickets-mcp",
+        "tickets_mcp",
+        port_variable="TICKETS_MCP_PORT",
+        port=port,
+        env={
+            "AUTH_ISSUER": issuer.issuer,
+            "AUTH_JWKS_URL": f"http://127.0.0.1:{free_port()}/jwks",  # nothing listens there
+            "TICKETS_MCP_RESOURCE": f"http://127.0.0.1:{port}/mcp",
+            "TICKETS_MCP_DATA_DIR": str(tmp_path / "data"),
+        },
+        workdir=tmp_path,
+    )
+    try:
+        token = issuer.mint(sub="crm-mcp-agent", aud=f"http://127.0.0.1:{port}/mcp", scope="tickets:read")
+        async with httpx2.AsyncClient(timeout=5.0) as client:
+            response = await client.post(
+                f"{service.url}/mcp", json=INITIALIZE, headers={**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+            )
+    finally:
+        service.stop()
+    assert response.status_code == 503
+    assert 1 <= int(response.headers["retry-after"]) <= 5
+    assert "www-authenticate" not in response.headers
+    assert response.json()["error"] == "temporarily_unavailable"
 
 
 async def test_session_survives_a_refreshed_token_but_not_another_client(

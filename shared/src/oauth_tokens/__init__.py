@@ -1,4 +1,4 @@
-"""oauth_tokens: validate OAuth 2.1 JWT access tokens and obtain client-credentials tokens."""
+"""oauth_tokens: validate OAuth 2.1 JWT access tokens, obtain client-credentials tokens, exchange tokens."""
 
 from oauth_tokens.client_credentials import ClientCredentialsAuth, TokenCache
 from oauth_tokens.errors import (
@@ -13,6 +13,7 @@ from oauth_tokens.errors import (
     TokenEndpointError,
 )
 from oauth_tokens.principal import Principal
+from oauth_tokens.token_exchange import TokenExchange
 from oauth_tokens.validator import AccessTokenValidator, ValidatorConfig
 
 __all__ = [
@@ -29,5 +30,6 @@ __all__ = [
     "SigningKeyUnavailableError",
     "TokenCache",
     "TokenEndpointError",
+    "TokenExchange",
     "ValidatorConfig",
 ]

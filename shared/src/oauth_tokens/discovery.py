@@ -10,7 +10,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
-from oauth_tokens.errors import KeySourceError
+from oauth_tokens.deadline import deadline
+from oauth_tokens.errors import DeadlineExceededError, KeySourceError
 
 __all__ = ["MAX_DOCUMENT_BYTES", "discover_jwks_uri", "fetch_json", "metadata_urls"]
 
@@ -45,24 +46,27 @@ def metadata_urls(base_url: str) -> list[str]:
 
 
 async def fetch_json(client: httpx2.AsyncClient, url: str, *, timeout_seconds: float) -> dict[str, Any]:
-    """GET `url` (no redirects, bounded size and time) as a JSON object; KeySourceError otherwise."""
+    """GET `url` (no redirects, bounded size, one total deadline) as a JSON object; KeySourceError otherwise."""
     try:
-        async with client.stream(
-            "GET",
-            url,
-            headers={"Accept": "application/json"},
-            timeout=timeout_seconds,
-            follow_redirects=False,
-        ) as response:
-            if response.status_code != 200:
-                raise KeySourceError(f"GET {url} answered HTTP {response.status_code}")
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body.extend(chunk)
-                if len(body) > MAX_DOCUMENT_BYTES:
-                    raise KeySourceError(f"GET {url} answered more than {MAX_DOCUMENT_BYTES} bytes")
+        with deadline(timeout_seconds, f"GET {url}"):
+            async with client.stream(
+                "GET",
+                url,
+                headers={"Accept": "application/json"},
+                timeout=timeout_seconds,
+                follow_redirects=False,
+            ) as response:
+                if response.status_code != 200:
+                    raise KeySourceError(f"GET {url} answered HTTP {response.status_code}")
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body.extend(chunk)
+                    if len(body) > MAX_DOCUMENT_BYTES:
+                        raise KeySourceError(f"GET {url} answered more than {MAX_DOCUMENT_BYTES} bytes")
     except httpx2.HTTPError as error:
         raise KeySourceError(f"GET {url} failed: {type(error).__name__}") from error
+    except DeadlineExceededError as error:
+        raise KeySourceError(str(error)) from error
     try:
         document = json.loads(bytes(body))
     except ValueError as error:

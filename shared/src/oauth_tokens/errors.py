@@ -34,13 +34,30 @@ class SigningKeyUnavailableError(InvalidTokenError):
 class KeySourceUnavailableError(SigningKeyUnavailableError):
     """The kid is not in the cached keys and the key source failed (JWKS or discovery down, bad answer).
 
-    The token may well be valid: the FastAPI adapter answers 503 and asks to retry, not 401.
+    The token may well be valid: every resource server answers 503 and asks to retry, not 401.
     A plain SigningKeyUnavailableError means the JWKS endpoint answered and has no such kid.
+    `retry_after_seconds` is when the key source will next be tried (None: unknown).
     """
+
+    def __init__(self, reason: str, retry_after_seconds: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after_seconds = retry_after_seconds
 
 
 class KeySourceError(OAuthTokensError):
     """Discovery metadata or a JWKS could not be fetched or made no sense (an operational failure)."""
+
+
+class DeadlineExceededError(OAuthTokensError, TimeoutError):
+    """An outbound call (connect, send and every read together) took longer than its total deadline.
+
+    The message names the party that did not answer, so an error blames the right service.
+    """
+
+    def __init__(self, service: str, seconds: float) -> None:
+        self.service = service
+        self.seconds = seconds
+        super().__init__(f"{service} did not answer within {seconds:g} s")
 
 
 class InsufficientScopeError(OAuthTokensError):

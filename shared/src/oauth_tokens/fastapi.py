@@ -16,6 +16,7 @@ from oauth_tokens.errors import (
     KeySourceUnavailableError,
     MissingTokenError,
 )
+from oauth_tokens.key_source_outage import key_source_unavailable_answer
 from oauth_tokens.principal import Principal
 from oauth_tokens.validator import AccessTokenValidator
 
@@ -30,8 +31,6 @@ __all__ = [
 # Clients get one generic description; the precise reason is logged at DEBUG by the validator.
 INVALID_TOKEN_DESCRIPTION = "The access token is invalid or expired"  # noqa: S105 - not a secret
 MISSING_TOKEN_DESCRIPTION = "A bearer access token is required"  # noqa: S105 - not a secret
-KEYS_UNAVAILABLE_DESCRIPTION = "The token signing keys cannot be fetched right now; retry later"
-KEYS_UNAVAILABLE_RETRY_AFTER_SECONDS = 5
 
 _VALIDATOR_STATE = "oauth_tokens_validator"
 _REALM_STATE = "oauth_tokens_realm"
@@ -76,11 +75,9 @@ async def _invalid_token_handler(request: Request, exc: Exception) -> Response:
 
 async def _key_source_unavailable_handler(request: Request, exc: Exception) -> Response:
     # The token may be fine: the key source is down. 503 tells the client to retry, not to re-authenticate.
-    return JSONResponse(
-        {"error": "temporarily_unavailable", "error_description": KEYS_UNAVAILABLE_DESCRIPTION},
-        status_code=503,
-        headers={"Retry-After": str(KEYS_UNAVAILABLE_RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
-    )
+    retry_after = exc.retry_after_seconds if isinstance(exc, KeySourceUnavailableError) else None
+    body, headers = key_source_unavailable_answer(retry_after)
+    return JSONResponse(body, status_code=503, headers=headers)
 
 
 async def _insufficient_scope_handler(request: Request, exc: Exception) -> Response:

@@ -3,9 +3,15 @@
 Cache policy:
 - The key set is fetched on first use and then kept for `ttl_seconds`; after that the next
   validation refreshes it.
-- A kid missing from a fresh set triggers a refetch (keys rotate), but fetch attempts of any
-  kind are at least `refetch_cooldown_seconds` apart: a flood of tokens with random kids costs
-  at most one JWKS request per cool-down, and unknown kids in between are refused at once.
+- A kid missing from a fresh set triggers a refetch (keys rotate), but after a successful fetch
+  the next attempt of any kind waits `refetch_cooldown_seconds` (JWKS_REFETCH_COOLDOWN_SECONDS): a
+  flood of tokens with random kids costs at most one JWKS request per cool-down, and unknown kids
+  in between are refused at once. The authorization server publishes a rotated-in key at least
+  that long before it signs with it (auth_server.keys refuses less), so no genuine kid is refused.
+- After a failed fetch the next attempt waits only `failure_backoff_seconds` (1 s), doubling with
+  each further failure up to `failure_backoff_max_seconds` (4 s): a validator recovers within a
+  few seconds of its key source coming back, and a key source that stays down is tried every 4 s.
+- A fetch (discovery included) has one total deadline of `timeout_seconds`.
 - Concurrent callers that need a fetch share one request (single flight): waiters re-check
   the cache once the fetch in progress has finished instead of fetching again.
 - When a fetch fails (endpoint down, bad answer), the keys already cached keep working
@@ -13,7 +19,8 @@ Cache policy:
 - A kid that cannot be found raises SigningKeyUnavailableError when the last fetch succeeded
   (the endpoint answered without that kid: the token is bad), and its subclass
   KeySourceUnavailableError when the last fetch failed or no usable key set is left (the key
-  source is down: the token may be fine, the caller should retry later).
+  source is down: the token may be fine, the caller should retry later); it carries the seconds
+  until the next attempt, for a Retry-After.
 - A successful fetch replaces the whole set, so a key removed by the server stops working.
 - Only verification keys are kept: `use` absent or "sig", `key_ops` absent or with "verify",
   a kid, an asymmetric kty, no private part, and an `alg` (if given) that is allowed.
@@ -23,6 +30,7 @@ Cache policy:
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -33,10 +41,16 @@ import httpx2
 from jwt import PyJWK
 from jwt.exceptions import PyJWKError, PyJWTError
 
+from oauth_tokens.deadline import deadline
 from oauth_tokens.discovery import fetch_json
-from oauth_tokens.errors import KeySourceError, KeySourceUnavailableError, SigningKeyUnavailableError
+from oauth_tokens.errors import (
+    DeadlineExceededError,
+    KeySourceError,
+    KeySourceUnavailableError,
+    SigningKeyUnavailableError,
+)
 
-__all__ = ["ALGORITHM_KEY_TYPES", "JWKSCache", "SigningKey"]
+__all__ = ["ALGORITHM_KEY_TYPES", "JWKS_REFETCH_COOLDOWN_SECONDS", "JWKSCache", "SigningKey"]
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +69,8 @@ ALGORITHM_KEY_TYPES: Mapping[str, str] = {
     "EdDSA": "OKP",
 }
 _PRIVATE_MEMBERS = ("d", "p", "q", "dp", "dq", "qi", "k")
+# Validators refetch for an unknown kid at most this often; key rotation publishes ahead by at least this.
+JWKS_REFETCH_COOLDOWN_SECONDS = 30
 
 
 @dataclass
@@ -116,9 +132,11 @@ class JWKSCache:
         *,
         allowed_algorithms: Collection[str],
         ttl_seconds: float = 300,
-        refetch_cooldown_seconds: float = 30,
+        refetch_cooldown_seconds: float = JWKS_REFETCH_COOLDOWN_SECONDS,
         max_stale_seconds: float = 24 * 3600,
         timeout_seconds: float = 5.0,
+        failure_backoff_seconds: float = 1.0,
+        failure_backoff_max_seconds: float = 4.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._jwks_uri = jwks_uri if isinstance(jwks_uri, str) else None
@@ -129,12 +147,15 @@ class JWKSCache:
         self._cooldown = refetch_cooldown_seconds
         self._max_stale = max_stale_seconds
         self._timeout = timeout_seconds
+        self._backoff = failure_backoff_seconds
+        self._backoff_max = failure_backoff_max_seconds
         self._clock = clock
         self._keys: dict[str, SigningKey] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch attempt, successful or not
         self._fetch_count = 0  # completed attempts; lets waiters see that a fetch happened meanwhile
         self._last_fetch_failed = False
+        self._failures = 0  # consecutive failed fetches: how far the retry has backed off
         self._lock = anyio.Lock()
 
     @property
@@ -158,7 +179,9 @@ class JWKSCache:
         if key is not None:
             return key
         if self._last_fetch_failed or self._keys_expired():
-            raise KeySourceUnavailableError(f"No signing key with kid {kid!r}: the JWKS could not be fetched")
+            raise KeySourceUnavailableError(
+                f"No signing key with kid {kid!r}: the JWKS could not be fetched", self._seconds_to_next_attempt()
+            )
         raise SigningKeyUnavailableError(f"No trusted signing key with kid {kid!r}")
 
     def _needs_fetch(self, kid: str) -> bool:
@@ -167,7 +190,19 @@ class JWKSCache:
         return self._clock() - self._fetched_at >= self._ttl and self._may_fetch()
 
     def _may_fetch(self) -> bool:
-        return self._attempted_at is None or self._clock() - self._attempted_at >= self._cooldown
+        return self._seconds_to_next_attempt() <= 0
+
+    def _retry_interval(self) -> float:
+        """The cool-down after a success; after failures a doubling back-off, never above the cool-down."""
+        if self._failures == 0:
+            return self._cooldown
+        backoff = self._backoff * 2.0 ** min(self._failures - 1, 16)
+        return min(backoff, self._backoff_max, self._cooldown)
+
+    def _seconds_to_next_attempt(self) -> float:
+        if self._attempted_at is None:
+            return 0.0
+        return max(0.0, self._attempted_at + self._retry_interval() - self._clock())
 
     def _keys_expired(self) -> bool:
         """True before the first successful fetch, and once the keys are past `max_stale_seconds`."""
@@ -179,19 +214,32 @@ class JWKSCache:
     async def _fetch(self) -> None:
         self._attempted_at = self._clock()
         self._last_fetch_failed = True  # until it succeeds, whatever it raises
+        self._failures += 1
         try:
-            jwks_uri = await self._jwks_uri_to_fetch()
-            document = await fetch_json(self._client, jwks_uri, timeout_seconds=self._timeout)
-            keys = self._parse(document)
-        except KeySourceError as error:
-            logger.warning("JWKS fetch failed, keeping %d cached key(s): %s", len(self._keys), error)
+            # One deadline for discovery and the JWKS together: a hanging server costs one, not three.
+            with deadline(self._timeout, "the key source"):
+                keys = await self._download()
+        except (KeySourceError, DeadlineExceededError) as error:
+            retry_in = math.ceil(self._retry_interval())
+            logger.warning(
+                "JWKS fetch failed, keeping %d cached key(s), next attempt in %d s: %s",
+                len(self._keys),
+                retry_in,
+                error,
+            )
             return
         finally:
             self._fetch_count += 1
         self._keys = keys
         self._fetched_at = self._clock()
         self._last_fetch_failed = False
+        self._failures = 0
+
+    async def _download(self) -> dict[str, SigningKey]:
+        jwks_uri = await self._jwks_uri_to_fetch()
+        keys = self._parse(await fetch_json(self._client, jwks_uri, timeout_seconds=self._timeout))
         logger.debug("Fetched JWKS from %s: %d usable key(s)", jwks_uri, len(keys))
+        return keys
 
     async def _jwks_uri_to_fetch(self) -> str:
         if self._jwks_uri is None:

@@ -13,7 +13,8 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
-from oauth_tokens.errors import InvalidTokenError
+from oauth_tokens.errors import InvalidTokenError, KeySourceUnavailableError
+from oauth_tokens.key_source_outage import report_key_source_outage
 from oauth_tokens.logs import redact
 from oauth_tokens.principal import Principal
 from oauth_tokens.validator import AccessTokenValidator
@@ -40,6 +41,8 @@ class JWTTokenVerifier:
 
     The validator must be configured with this server's resource as an accepted audience; the
     AccessToken's `resource` lets the SDK re-check it (AuthSettings.validate_token_resource=True).
+    When the signing keys cannot be fetched it reports the outage, so that the app's
+    `install_key_source_outage` middleware answers 503 instead of the SDK's 401.
     """
 
     def __init__(self, validator: AccessTokenValidator, resource: str) -> None:
@@ -60,6 +63,9 @@ class JWTTokenVerifier:
                 subject=principal.subject,
                 claims=dict(principal.claims),
             )
+        except KeySourceUnavailableError as error:
+            logger.debug("MCP bearer token not checked, the key source is down: %s", error.reason)
+            report_key_source_outage(error.retry_after_seconds)
         except InvalidTokenError as error:
             logger.debug("MCP bearer token refused: %s", error.reason)
         except Exception as error:

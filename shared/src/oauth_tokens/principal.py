@@ -19,6 +19,13 @@ class Principal:
     expires_at: int
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
+    @property
+    def actor(self) -> str | None:
+        """Who acts for the subject (`act.sub`, RFC 8693 §4.1): set in tokens issued by a token exchange."""
+        act = self.claims.get("act")
+        actor = act.get("sub") if isinstance(act, Mapping) else None
+        return actor if isinstance(actor, str) and actor else None
+
     def has_scopes(self, *scopes: str) -> bool:
         """True when every scope given is granted (True for no scopes)."""
         return set(scopes) <= self.scopes

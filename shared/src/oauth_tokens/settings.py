@@ -77,6 +77,8 @@ class TrustSettings(ServiceSettings):
     auth_discovery_url: str | None = None
     auth_algorithms: CommaList = ("RS256", "ES256")
     auth_leeway_seconds: Annotated[int, Field(ge=0, le=300)] = 30
+    # Total deadline of one signing-key fetch (discovery and JWKS together), seconds.
+    auth_key_fetch_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
 
     # Messages never include the value: pydantic puts them in the error the operator sees.
     @field_validator("auth_issuer")
@@ -109,6 +111,7 @@ class TrustSettings(ServiceSettings):
             discovery_url=self.auth_discovery_url or None,
             algorithms=tuple(self.auth_algorithms),
             leeway_seconds=self.auth_leeway_seconds,
+            http_timeout_seconds=self.auth_key_fetch_timeout_seconds,
         )
 
 

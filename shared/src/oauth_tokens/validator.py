@@ -15,7 +15,7 @@ from jwt.exceptions import PyJWKError, PyJWTError
 
 from oauth_tokens.discovery import discover_jwks_uri
 from oauth_tokens.errors import InsufficientScopeError, InvalidTokenError
-from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKSCache
+from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKS_REFETCH_COOLDOWN_SECONDS, JWKSCache
 from oauth_tokens.logs import redact
 from oauth_tokens.principal import Principal
 
@@ -48,9 +48,13 @@ class ValidatorConfig:
     leeway_seconds: int = 30
     max_token_bytes: int = 8192
     jwks_ttl_seconds: float = 300
-    jwks_refetch_cooldown_seconds: float = 30
+    jwks_refetch_cooldown_seconds: float = JWKS_REFETCH_COOLDOWN_SECONDS
+    # The total deadline of each key fetch (discovery and JWKS together).
     http_timeout_seconds: float = 5.0
     jwks_max_stale_seconds: float = 24 * 3600
+    # After a failed key fetch: the first retry's wait, doubling up to the max (see oauth_tokens.jwks).
+    jwks_failure_backoff_seconds: float = 1.0
+    jwks_failure_backoff_max_seconds: float = 4.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuers", _as_tuple(self.issuers, "issuers"))
@@ -113,6 +117,8 @@ class AccessTokenValidator:
             refetch_cooldown_seconds=config.jwks_refetch_cooldown_seconds,
             max_stale_seconds=config.jwks_max_stale_seconds,
             timeout_seconds=config.http_timeout_seconds,
+            failure_backoff_seconds=config.jwks_failure_backoff_seconds,
+            failure_backoff_max_seconds=config.jwks_failure_backoff_max_seconds,
         )
 
     async def __aenter__(self) -> AccessTokenValidator:

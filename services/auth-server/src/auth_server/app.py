@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from auth_server import authorize, metadata, register, token
 from auth_server.config import load_config
 from auth_server.errors import OAuthError, oauth_error_handler
+from auth_server.policy import audiences_of
 from auth_server.settings import AuthServerSettings, environment
 from auth_server.state import AuthServer
 
@@ -67,6 +68,13 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
         len(config.users),
         server.keystore.signing_key().kid,
     )
+    if settings.auth_server_cimd_allow_loopback:
+        logger.warning(
+            "AUTH_SERVER_CIMD_ALLOW_LOOPBACK is on: client metadata documents may be fetched from loopback "
+            "addresses, so a client_id URL can make this server call services on its own machine (development only)"
+        )
+    for name in config.resources:
+        logger.info("Tokens for resource %s carry aud %s", name, ", ".join(audiences_of(config, name)))
 
     app = FastAPI(
         title="auth-server (development stand-in)",

@@ -10,7 +10,7 @@ import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from auth_server.clients import Client
+from auth_server.clients import Client, UnusableClient
 from auth_server.codes import AuthorizationGrant
 from auth_server.config import GRANT_AUTHORIZATION_CODE
 from auth_server.errors import OAuthError
@@ -76,6 +76,7 @@ def _summary(
         client_name=client.name,
         client_id=client.client_id,
         client_verified=not client.dynamically_registered,
+        client_host=(urlsplit(client.client_id).hostname or "") if client.from_metadata_document else "",
         resource_description=resource.description,
         resource_identifier=resource.identifier,
         scopes=pending.scopes,
@@ -101,13 +102,17 @@ async def authorize(request: Request) -> Response:
         params = _single_params(pairs)
     except OAuthError as error:
         return error_page("Invalid request", error.description)
-    client = server.clients.get(params.get("client_id", ""))
+    client_id = params.get("client_id", "")
+    try:
+        client = await server.clients.find(client_id)
+    except UnusableClient as unusable:  # its metadata document: never redirect to URIs it did not vouch for
+        return error_page("Application not accepted", f"The application {client_id} cannot be used: {unusable}.")
     if client is None:
         return error_page("Unknown application", "The application (client_id) is not registered here.")
     requested_redirect = params.get("redirect_uri")
     if requested_redirect is None and len(client.redirect_uris) == 1:
         redirect_uri = client.redirect_uris[0]
-    elif requested_redirect is not None and requested_redirect in client.redirect_uris:
+    elif requested_redirect is not None and client.accepts_redirect_uri(requested_redirect):
         redirect_uri = requested_redirect
     else:
         return error_page("Invalid redirect URI", "The redirect_uri is not registered for this application.")
@@ -191,8 +196,11 @@ async def _checked_form(
         )
     form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
     pending = server.pending.get(form.get("request_id", ""))
-    client = server.clients.get(pending.client_id) if pending else None
-    if pending is None or client is None:
+    try:
+        client = await server.clients.find(pending.client_id) if pending else None
+    except UnusableClient:  # its metadata document changed or vanished mid-sign-in (logged by the lookup)
+        client = None
+    if pending is None or client is None or not client.accepts_redirect_uri(pending.redirect_uri):
         return _expired()
     nonce = request.cookies.get(BROWSER_COOKIE)
     if not server.csrf.is_valid(form.get("csrf_token", ""), step, pending.request_id, nonce):

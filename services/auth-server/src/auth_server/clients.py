@@ -1,4 +1,5 @@
-"""Client registry (configured + dynamically registered) and token-endpoint client authentication."""
+"""Client registry (configured, dynamically registered, and identified by a metadata document) and
+token-endpoint client authentication."""
 
 from __future__ import annotations
 
@@ -6,14 +7,19 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import unquote_plus
 
 from auth_server.config import AuthServerConfig, ClientConfig, require_secret
 from auth_server.errors import OAuthError, invalid_client
+from auth_server.uris import loopback_redirect_matches
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,8 @@ class Client:
     redirect_uris: tuple[str, ...] = ()
     exchange_subject_resources: tuple[str, ...] = ()
     dynamically_registered: bool = False
+    # client_id is an https URL whose Client ID Metadata Document described this client (cimd.py).
+    from_metadata_document: bool = False
     # SHA-256 of the secret; None for a public client. Digests make the comparison length-independent.
     secret_digest: bytes | None = field(default=None, repr=False)
 
@@ -38,6 +46,14 @@ class Client:
     @property
     def token_endpoint_auth_method(self) -> str:
         return "client_secret_basic" if self.is_confidential else "none"
+
+    def accepts_redirect_uri(self, uri: str) -> bool:
+        """Exact match; a metadata document's portless loopback URI also takes any port (RFC 8252 §7.3)."""
+        if uri in self.redirect_uris:
+            return True
+        return self.from_metadata_document and any(
+            loopback_redirect_matches(registered, uri) for registered in self.redirect_uris
+        )
 
     def secret_matches(self, presented: str) -> bool:
         expected = self.secret_digest or b""
@@ -66,8 +82,26 @@ def client_from_config(entry: ClientConfig, environ: Mapping[str, str]) -> Clien
     )
 
 
+class UnusableClient(Exception):
+    """A client_id this server cannot use right now (its metadata document failed); the message says why.
+
+    Messages are fixed texts fit for the user's eyes: never content fetched from the client's server.
+    """
+
+
+class ClientSource(Protocol):
+    """Clients the registry does not hold but can look up: those with a client metadata document."""
+
+    def handles(self, client_id: str) -> bool: ...
+
+    async def client(self, client_id: str) -> Client:
+        """The client; raises UnusableClient saying why it cannot be used."""
+        ...
+
+
 class ClientRegistry:
-    """Configured clients, plus dynamically registered ones kept in memory.
+    """Configured clients, dynamically registered ones kept in memory, and (with `documents`) clients
+    identified by a metadata document URL, looked up there.
 
     Registrations are capped: past the cap new ones are refused (an anonymous caller must not be able to
     evict real clients). A registration not used to obtain a token within `unused_client_seconds` is
@@ -81,7 +115,9 @@ class ClientRegistry:
         realm: str,
         max_dynamic_clients: int,
         unused_client_seconds: float,
+        documents: ClientSource | None = None,
     ) -> None:
+        self._documents = documents
         self._configured = {client.client_id: client for client in configured}
         self._dynamic: dict[str, Client] = {}
         self._unused_since: dict[str, float] = {}  # registered, never used: client_id -> when, oldest first
@@ -90,18 +126,33 @@ class ClientRegistry:
         self._unused_client_seconds = unused_client_seconds
 
     @classmethod
-    def from_config(cls, config: AuthServerConfig, environ: Mapping[str, str], realm: str) -> ClientRegistry:
+    def from_config(
+        cls,
+        config: AuthServerConfig,
+        environ: Mapping[str, str],
+        realm: str,
+        documents: ClientSource | None = None,
+    ) -> ClientRegistry:
         clients = [client_from_config(entry, environ) for entry in config.clients]
         return cls(
             clients,
             realm=realm,
             max_dynamic_clients=config.registration.max_clients,
             unused_client_seconds=config.registration.unused_client_seconds,
+            documents=documents,
         )
 
     def get(self, client_id: str) -> Client | None:
+        """A configured or registered client (not one described by a metadata document: see `find`)."""
         self._forget_unused(time.time())
         return self._configured.get(client_id) or self._dynamic.get(client_id)
+
+    async def find(self, client_id: str) -> Client | None:
+        """`get`, else the client a metadata document URL describes; raises UnusableClient if that fails."""
+        client = self.get(client_id)
+        if client is None and self._documents is not None and self._documents.handles(client_id):
+            client = await self._documents.client(client_id)
+        return client
 
     def register(self, client: Client) -> None:
         """Add a registered client; raises 503 `temporarily_unavailable` with Retry-After when full."""
@@ -133,7 +184,7 @@ class ClientRegistry:
             del self._unused_since[client_id]
             del self._dynamic[client_id]
 
-    def authenticate(self, authorization_header: str | None, form: Mapping[str, str]) -> Client:
+    async def authenticate(self, authorization_header: str | None, form: Mapping[str, str]) -> Client:
         """The client making a token request (RFC 6749 §2.3): Basic, body secret, or a public client_id.
 
         Raises OAuthError invalid_client (401) with the same description for an unknown client and a wrong
@@ -152,7 +203,11 @@ class ClientRegistry:
             client_id, secret = basic
         if not client_id:
             raise invalid_client(self._realm)
-        client = self.get(client_id)
+        try:
+            client = await self.find(client_id)
+        except UnusableClient as unusable:
+            logger.info("Client %r refused at the token endpoint: %s", client_id, unusable)
+            client = None
         if client is None:
             hmac.compare_digest(_digest(secret or ""), _UNKNOWN_CLIENT_DIGEST)
             raise invalid_client(self._realm)

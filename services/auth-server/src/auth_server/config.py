@@ -35,6 +35,8 @@ SUPPORTED_GRANTS = (
 )
 # Grants that need a client secret: a public client cannot keep one.
 CONFIDENTIAL_ONLY_GRANTS = frozenset({GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE})
+# Every dynamically registered client id starts with this, so no username may (see _references_exist).
+DYNAMIC_CLIENT_ID_PREFIX = "dyn-"
 
 _ENV_REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -76,11 +78,26 @@ class RateLimits(_Strict):
     token: RateLimit = RateLimit(burst=300, per_minute=300)
 
 
+class Switch(_Strict):
+    """An environment variable that selects between configurations; any other value stops start-up."""
+
+    choices: tuple[str, ...] = Field(min_length=1)
+    default: str
+
+    @model_validator(mode="after")
+    def _default_is_a_choice(self) -> Switch:
+        if self.default not in self.choices:
+            raise ValueError("default must be one of choices")
+        return self
+
+
 class ResourceConfig(_Strict):
     identifier: str
     description: str = ""
     scopes: tuple[str, ...] = Field(min_length=1)
     extra_audiences: tuple[str, ...] = ()
+    # "SWITCH=value": extra_audiences apply only while that switch has that value.
+    extra_audiences_when: str | None = None
 
     @model_validator(mode="after")
     def _identifiers_are_uris(self) -> ResourceConfig:
@@ -144,6 +161,27 @@ class RegistrationPolicy(_Strict):
         return self
 
 
+class ClientMetadataDocumentPolicy(_Strict):
+    """Client ID Metadata Documents: https `client_id` URLs whose document this server fetches (see cimd.py).
+
+    Such clients get what registered ones get: the `[registration]` grant types, resources and scopes.
+    """
+
+    enabled: bool = True
+    fetch_timeout_seconds: PositiveFloat = 5.0  # for the whole fetch: resolve, connect, TLS, read
+    max_document_bytes: PositiveInt = 5120  # the draft recommends reading at most 5 KB
+    # The document's HTTP caching headers decide how long it is reused, within these bounds.
+    min_cache_seconds: PositiveInt = 60
+    max_cache_seconds: PositiveInt = 86400
+    max_cached_documents: PositiveInt = 1000
+
+    @model_validator(mode="after")
+    def _bounds_in_order(self) -> ClientMetadataDocumentPolicy:
+        if self.min_cache_seconds > self.max_cache_seconds:
+            raise ValueError("min_cache_seconds must not exceed max_cache_seconds")
+        return self
+
+
 class AuthServerConfig(_Strict):
     lifetimes: Lifetimes = Lifetimes()
     login: LoginPolicy = LoginPolicy()
@@ -151,7 +189,9 @@ class AuthServerConfig(_Strict):
     clients: tuple[ClientConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()
     registration: RegistrationPolicy = RegistrationPolicy()
+    client_metadata_documents: ClientMetadataDocumentPolicy = ClientMetadataDocumentPolicy()
     rate_limits: RateLimits = RateLimits()
+    switches: dict[str, Switch] = {}
 
     @model_validator(mode="after")
     def _references_exist(self) -> AuthServerConfig:
@@ -166,6 +206,20 @@ class AuthServerConfig(_Strict):
         usernames = [user.username for user in self.users]
         if len(set(usernames)) != len(usernames):
             raise ValueError("usernames must be unique")
+        # A client-credentials token's `sub` is the client id (RFC 9068 §2.2), a user's token's `sub` the
+        # username: resource servers tell "no user" from "a user" by them, so they must never coincide.
+        clashing = sorted(set(usernames) & set(client_ids))
+        clashing += [name for name in usernames if name.startswith(DYNAMIC_CLIENT_ID_PREFIX)]
+        if clashing:
+            raise ValueError(
+                f"usernames {clashing} could be taken for client ids (equal to one, "
+                f"or starting {DYNAMIC_CLIENT_ID_PREFIX!r} like registered clients)"
+            )
+        for name, resource in self.resources.items():
+            if resource.extra_audiences_when is not None:
+                switch, _, value = resource.extra_audiences_when.partition("=")
+                if switch not in self.switches or value not in self.switches[switch].choices:
+                    raise ValueError(f"resource {name}: extra_audiences_when needs a [switches] entry and choice")
         for client in self.clients:
             check_resources(client.resources, f"client {client.client_id}")
             check_resources(client.exchange_subject_resources, f"client {client.client_id}")
@@ -175,6 +229,8 @@ class AuthServerConfig(_Strict):
         check_resources(self.registration.resources, "registration")
         if self.registration.enabled and not self.registration.resources:
             raise ValueError("registration needs at least one resource")
+        if self.client_metadata_documents.enabled and not self.registration.resources:
+            raise ValueError("client_metadata_documents needs at least one resource in [registration]")
         return self
 
     def resource_named(self, name: str) -> ResourceConfig:
@@ -211,13 +267,35 @@ def load_config(path: Path | None, environ: Mapping[str, str]) -> AuthServerConf
         raise ConfigError(f"Cannot read auth-server config {source}: {error}") from None
     expanded = _expand(raw, environ, location="")
     try:
-        return AuthServerConfig.model_validate(expanded)
+        config = AuthServerConfig.model_validate(expanded)
     except ValidationError as error:
         problems = "; ".join(
             f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
             for item in error.errors(include_input=False, include_url=False, include_context=False)
         )
         raise ConfigError(f"Invalid auth-server config {source}: {problems}") from None
+    return _switched(config, environ)
+
+
+def _switched(config: AuthServerConfig, environ: Mapping[str, str]) -> AuthServerConfig:
+    """`config` as its [switches] select it now: each switch read from `environ`, checked against its choices."""
+    values: dict[str, str] = {}
+    for name, switch in config.switches.items():
+        values[name] = environ.get(name, switch.default)
+        if values[name] not in switch.choices:
+            raise ConfigError(f"Invalid setting {name}: must be one of {', '.join(switch.choices)}")
+    resources = {
+        name: resource
+        if resource.extra_audiences_when is None or _holds(resource.extra_audiences_when, values)
+        else resource.model_copy(update={"extra_audiences": ()})
+        for name, resource in config.resources.items()
+    }
+    return config.model_copy(update={"resources": resources})
+
+
+def _holds(condition: str, values: Mapping[str, str]) -> bool:
+    switch, _, value = condition.partition("=")
+    return values[switch] == value
 
 
 def _expand(value: Any, environ: Mapping[str, str], location: str) -> Any:

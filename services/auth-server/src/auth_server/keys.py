@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 from oauth_tokens.errors import SettingsError
+from oauth_tokens.jwks import JWKS_REFETCH_COOLDOWN_SECONDS
 from oauth_tokens.settings import load_settings
 
 from auth_server.config import load_config
@@ -31,8 +32,8 @@ _INDEX_FILE = "keys.json"
 # Published beyond the token lifetime so a token signed just before rotation outlives validators' leeway.
 RETIREMENT_MARGIN_SECONDS = 60
 # A rotated-in key is published this long before it signs, so every validator has refetched the JWKS
-# (the shared validator refetches for an unknown kid at most once per 30 s cool-down) before it meets
-# a token signed with it.
+# (the shared validator refetches for an unknown kid at most once per JWKS_REFETCH_COOLDOWN_SECONDS)
+# before it meets a token signed with it. The CLI refuses less than that cool-down.
 PUBLISH_AHEAD_SECONDS = 60
 
 
@@ -229,16 +230,33 @@ def _describe(store: KeyStore) -> str:
     return "\n".join(lines)
 
 
+def _publish_ahead(value: str) -> int:
+    """--publish-ahead: whole seconds, at least the validators' refetch cool-down."""
+    try:
+        seconds = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError("must be a whole number of seconds") from None
+    if seconds < JWKS_REFETCH_COOLDOWN_SECONDS:
+        raise argparse.ArgumentTypeError(
+            f"must be at least {JWKS_REFETCH_COOLDOWN_SECONDS} s: validators refetch the JWKS for an unknown key "
+            "at most that often, so a key that signs sooner would have its tokens refused until then"
+        )
+    return seconds
+
+
 def main(argv: list[str] | None = None) -> None:
     """`python -m auth_server.keys rotate|list` (run from the repo root, like the server)."""
     parser = argparse.ArgumentParser(prog="python -m auth_server.keys", description=__doc__)
     parser.add_argument("command", choices=["rotate", "list"])
     parser.add_argument(
         "--publish-ahead",
-        type=int,
+        type=_publish_ahead,
         default=PUBLISH_AHEAD_SECONDS,
         metavar="SECONDS",
-        help=f"publish the new key this long before it signs (default {PUBLISH_AHEAD_SECONDS})",
+        help=(
+            f"publish the new key this long before it signs (default {PUBLISH_AHEAD_SECONDS}, "
+            f"at least {JWKS_REFETCH_COOLDOWN_SECONDS}: the validators' refetch cool-down)"
+        ),
     )
     arguments = parser.parse_args(argv)
     settings = load_settings(AuthServerSettings)

@@ -34,8 +34,10 @@ def authorization_server_metadata(server: AuthServer) -> dict[str, Any]:
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
     }
-    if server.config.registration.enabled:
+    if server.config.registration.enabled:  # deprecated by MCP 2026-07-28 in favour of CIMD, kept for older clients
         metadata["registration_endpoint"] = f"{issuer}/register"
+    if server.config.client_metadata_documents.enabled:
+        metadata["client_id_metadata_document_supported"] = True
     return metadata
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
+from urllib.parse import urlsplit
 
 from fastapi.responses import HTMLResponse
+
+from auth_server.uris import LOOPBACK_HOSTS
 
 # No framing (clickjacking on the consent page), no scripts, nothing cached, no referrer leaks.
 PAGE_HEADERS = {
@@ -49,6 +52,7 @@ class RequestSummary:
     resource_identifier: str
     scopes: Sequence[str]
     return_to: str  # origin of the redirect URI
+    client_host: str = ""  # set for a client identified by its metadata document URL: that URL's host
 
 
 def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
@@ -71,6 +75,12 @@ def _hidden(summary: RequestSummary) -> str:
 
 
 def _client_line(summary: RequestSummary) -> str:
+    if summary.client_host:  # the CIMD draft ("OAuth Phishing Attacks"): show the client_id URL's host
+        return (
+            f"<strong>{escape(summary.client_name)}</strong> from <strong>{escape(summary.client_host)}</strong> "
+            "(the name is the application's own claim; the host is where this server fetched it from) "
+            f"<span class='note'>client ID <code>{escape(summary.client_id)}</code></span>"
+        )
     unverified = "" if summary.client_verified else " (name given by the application itself, not verified)"
     return (
         f"<strong>{escape(summary.client_name)}</strong>{escape(unverified)} "
@@ -106,6 +116,16 @@ def login_page(
     return _page("Sign in", body, status_code=status_code)
 
 
+def _local_app_warning(summary: RequestSummary) -> str:
+    """MCP 2026-07-28: warn when a metadata document client returns to loopback, which anyone can claim."""
+    if not summary.client_host or urlsplit(summary.return_to).hostname not in LOOPBACK_HOSTS:
+        return ""
+    return (
+        '<p class="error">This application runs on your own computer, and any program can claim to be it. '
+        "Allow only if you started it yourself just now.</p>\n"
+    )
+
+
 def consent_page(summary: RequestSummary, *, user_name: str, username: str) -> HTMLResponse:
     scopes = "\n".join(f"<li><code>{escape(scope)}</code></li>" for scope in summary.scopes)
     body = (
@@ -117,6 +137,7 @@ def consent_page(summary: RequestSummary, *, user_name: str, username: str) -> H
         '<h2 id="scopes-heading">With these permissions (scopes)</h2>\n'
         f'<ul aria-labelledby="scopes-heading">\n{scopes}\n</ul>\n'
         f"<p>If you allow, you will be sent back to <code>{escape(summary.return_to)}</code>.</p>\n"
+        f"{_local_app_warning(summary)}"
         '<form method="post" action="/authorize/consent">\n'
         f"{_hidden(summary)}"
         '<button type="submit" name="decision" value="approve">Allow</button>\n'

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from auth_server.clients import Client
-from auth_server.config import GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN
+from auth_server.config import DYNAMIC_CLIENT_ID_PREFIX, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN
 from auth_server.errors import NO_STORE_HEADERS, OAuthError
 from auth_server.limits import client_address, read_body
 from auth_server.policy import parse_scope
@@ -71,7 +71,7 @@ def _new_client(server: AuthServer, metadata: dict[str, Any]) -> Client:
         raise _metadata_error("scope includes scopes this server does not grant to registered clients")
     scopes = tuple(scope for scope in allowed_scopes if requested is None or scope in requested)
     name = metadata.get("client_name")
-    client_id = f"dyn-{secrets.token_urlsafe(16)}"
+    client_id = f"{DYNAMIC_CLIENT_ID_PREFIX}{secrets.token_urlsafe(16)}"
     return Client(
         client_id=client_id,
         name=name[:100] if isinstance(name, str) and name.strip() else client_id,

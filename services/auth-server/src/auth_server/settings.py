@@ -20,6 +20,9 @@ class AuthServerSettings(ServiceSettings):
     auth_server_data_dir: Path = Path("data/auth-server")
     # Unset: the annotated default file shipped inside the package (auth_server/auth-server.toml).
     auth_server_config: Path | None = None
+    # Development only: let client ID metadata documents come from loopback addresses, over http or https
+    # (an attacker's client_id URL could otherwise make this server call services on its own machine).
+    auth_server_cimd_allow_loopback: bool = False
 
     @field_validator("auth_issuer")
     @classmethod

@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import httpx2
 from fastapi import Request
 
+from auth_server.cimd import ClientMetadataDocuments
 from auth_server.clients import ClientRegistry
 from auth_server.codes import AuthorizationCodeStore
 from auth_server.config import AuthServerConfig
@@ -46,6 +48,11 @@ class AuthServer:
         keystore.ensure_key()
         keystore.prune()
         refresh_tokens = RefreshTokenStore()
+        documents = ClientMetadataDocuments(
+            config,
+            allow_loopback=settings.auth_server_cimd_allow_loopback,
+            tls=httpx2.create_ssl_context(),  # the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR if set
+        )
         return cls(
             settings=settings,
             config=config,
@@ -53,7 +60,7 @@ class AuthServer:
             access_tokens=AccessTokenIssuer(settings.auth_issuer, keystore, config.lifetimes.access_token_seconds),
             refresh_tokens=refresh_tokens,
             codes=AuthorizationCodeStore(config.lifetimes.authorization_code_seconds, refresh_tokens),
-            clients=ClientRegistry.from_config(config, environ, realm=settings.auth_issuer),
+            clients=ClientRegistry.from_config(config, environ, realm=settings.auth_issuer, documents=documents),
             users=UserDirectory.from_config(config, environ),
             throttle=LoginThrottle(config.login),
             pending=PendingAuthorizations(max_entries=config.login.max_pending_sign_ins),

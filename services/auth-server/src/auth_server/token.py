@@ -229,7 +229,7 @@ async def token(request: Request) -> JSONResponse:
     server = server_of(request)
     server.token_rate.check(client_address(request))
     token_request = await _read_request(request)
-    client = server.clients.authenticate(request.headers.get("authorization"), token_request.params)
+    client = await server.clients.authenticate(request.headers.get("authorization"), token_request.params)
     grant_type = token_request.require("grant_type")
     handler = GRANT_HANDLERS.get(grant_type)
     if handler is None:

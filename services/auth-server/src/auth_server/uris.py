@@ -44,3 +44,22 @@ def same_resource(first: str, second: str) -> bool:
     anything beyond that (case, ports, paths) must match exactly.
     """
     return first.rstrip("/") == second.rstrip("/")
+
+
+def loopback_redirect_matches(registered: str, requested: str) -> bool:
+    """Whether `requested` is `registered` with a port added: a portless http loopback redirect URI.
+
+    RFC 8252 §7.3: native apps listen on an ephemeral loopback port they cannot know in advance, so a
+    static client metadata document lists e.g. `http://127.0.0.1/callback` and the request names the
+    port. Only the port may differ; scheme, host, path and query must be identical.
+    """
+    try:
+        listed, asked_port = urlsplit(registered), urlsplit(requested).port
+    except ValueError:
+        return False
+    if listed.scheme != "http" or listed.hostname not in LOOPBACK_HOSTS or listed.port is not None:
+        return False
+    origin = f"http://{listed.netloc}"
+    if not asked_port or not registered.startswith(origin):
+        return False
+    return requested == f"{origin}:{asked_port}{registered[len(origin) :]}"

@@ -3,7 +3,7 @@
 # No `from __future__ import annotations`: FastAPI must resolve the route closures' annotations at runtime.
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
@@ -19,9 +19,32 @@ from crm_api.store import CustomerStore
 
 logger = logging.getLogger("crm_api")
 
-# Each route states its scope in its signature; the dependency returns the validated caller.
-ReadPrincipal = Annotated[Principal, Depends(require_scopes("crm:read"))]
-WritePrincipal = Annotated[Principal, Depends(require_scopes("crm:write"))]
+
+class NoUserError(Exception):
+    """The token names a client acting as itself (client credentials), not a user: answered 403."""
+
+
+def for_a_user(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
+    """A dependency: the caller's Principal if it holds `scopes` (else 403) and names a user.
+
+    crm-api acts only for sales reps. A client-credentials token names no user: RFC 9068 §2.2 puts the
+    client's own id in `sub` then, so `sub` == `client_id` means "no user" (the auth-server refuses a
+    config where a client id could equal a username). Such a token is refused (403), not treated as a
+    rep who happens to own nothing. A delegated token (token exchange) names the user in `sub` and the
+    acting service in `act`, so it passes.
+    """
+
+    async def user_principal(principal: Annotated[Principal, Depends(require_scopes(*scopes))]) -> Principal:
+        if principal.client_id is not None and principal.subject == principal.client_id:
+            raise NoUserError
+        return principal
+
+    return user_principal
+
+
+# Each route states its scope in its signature; the dependency returns the validated user.
+ReadPrincipal = Annotated[Principal, Depends(for_a_user("crm:read"))]
+WritePrincipal = Annotated[Principal, Depends(for_a_user("crm:write"))]
 CustomerId = Annotated[str, Path(pattern=r"^cus_\d{3,9}$", examples=["cus_001"])]
 
 _TOKEN_ERRORS: dict[int | str, dict[str, object]] = {
@@ -29,7 +52,11 @@ _TOKEN_ERRORS: dict[int | str, dict[str, object]] = {
         "model": ErrorBody,
         "description": "No token, or an invalid/expired token or one for another audience",
     },
-    403: {"model": ErrorBody, "description": "The token lacks this route's scope (error=insufficient_scope)"},
+    403: {
+        "model": ErrorBody,
+        "description": "The token lacks this route's scope (error=insufficient_scope), "
+        "or names no user (error=access_denied: a client-credentials token)",
+    },
 }
 _NOT_FOUND: dict[int | str, dict[str, object]] = {
     404: {"model": ErrorBody, "description": "No such customer among the caller's own customers"}
@@ -75,6 +102,11 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         body = ErrorBody(error="not_found", error_description="Customer not found")
         return JSONResponse(body.model_dump(), status_code=status.HTTP_404_NOT_FOUND)
 
+    @app.exception_handler(NoUserError)
+    async def no_user(_: Request, __: Exception) -> JSONResponse:
+        body = ErrorBody(error="access_denied", error_description="crm-api acts only for a user; this token names none")
+        return JSONResponse(body.model_dump(), status_code=status.HTTP_403_FORBIDDEN)
+
     @app.get("/health", summary="Liveness check (no token needed)", tags=["ops"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
@@ -107,19 +139,25 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     @app.post(
         "/customers/{customer_id}/notes",
         summary="Add a note to one of the caller's customers (scope crm:write)",
-        description="The note's author is the token's `sub` and its client the token's `client_id`; "
-        "the answer is the customer with all its notes, the new one last.",
+        description="The note's author is the token's `sub`, its client the token's `client_id` and its actor "
+        "the token's `act.sub` (a token exchange); the answer is the customer with all its notes, the new one last.",
         tags=["customers"],
         status_code=status.HTTP_201_CREATED,
         responses={**_TOKEN_ERRORS, **_NOT_FOUND},
     )
     async def add_note(principal: WritePrincipal, customer_id: CustomerId, new_note: NewNote) -> Customer:
         customer = await run_in_threadpool(
-            store.add_note, principal.subject, customer_id, new_note.text, principal.client_id
+            store.add_note, principal.subject, customer_id, new_note.text, principal.client_id, principal.actor
         )
         if customer is None:
             raise CustomerNotFoundError
-        logger.info("Note added to %s by %s via client %s", customer_id, principal.subject, principal.client_id)
+        logger.info(
+            "Note added to %s by %s via client %s, actor %s",
+            customer_id,
+            principal.subject,
+            principal.client_id,
+            principal.actor,
+        )
         return customer
 
     return app

@@ -17,6 +17,11 @@ class Note(BaseModel):
     text: str
     author: str = Field(description="The token's `sub`: the user the note was written for")
     client_id: str | None = Field(description="The OAuth client that wrote it (the token's `client_id`)")
+    actor: str | None = Field(
+        default=None,
+        description="Who acted for the author (the token's `act.sub`, set by a token exchange); "
+        "null when the author's own token was used",
+    )
     created_at: str = Field(description="UTC, ISO 8601")
 
 

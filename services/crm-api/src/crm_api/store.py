@@ -31,6 +31,7 @@ CREATE TABLE IF NOT EXISTS notes (
     text TEXT NOT NULL,
     author TEXT NOT NULL,
     client_id TEXT,
+    actor TEXT,
     created_at TEXT NOT NULL
 );
 """
@@ -75,6 +76,13 @@ def _like_pattern(query: str) -> str:
     return f"%{escaped}%"
 
 
+def _add_actor_column(db: sqlite3.Connection) -> None:
+    """Migrate a database made before notes recorded their actor: add the column, its old notes have none."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(notes)")}
+    if "actor" not in columns:
+        db.execute("ALTER TABLE notes ADD COLUMN actor TEXT")
+
+
 class CustomerStore:
     """Customers and notes in one SQLite file; created and seeded on first use."""
 
@@ -96,6 +104,7 @@ class CustomerStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            _add_actor_column(db)
             if db.execute("SELECT COUNT(*) FROM customers").fetchone()[0]:
                 return False
             db.executemany("INSERT INTO customers VALUES (?, ?, ?, ?, ?, ?, ?)", _SEED_CUSTOMERS)
@@ -125,14 +134,19 @@ class CustomerStore:
             notes = db.execute("SELECT * FROM notes WHERE customer_id = ? ORDER BY id", (customer_id,)).fetchall()
         return Customer.model_validate({**dict(row), "notes": [dict(note) for note in notes]})
 
-    def add_note(self, owner: str, customer_id: str, text: str, client_id: str | None) -> Customer | None:
-        """Append a note to the owner's customer and return the customer; None if the owner has no such customer."""
+    def add_note(
+        self, owner: str, customer_id: str, text: str, client_id: str | None, actor: str | None = None
+    ) -> Customer | None:
+        """Append a note to the owner's customer and return the customer; None if the owner has no such customer.
+
+        `actor` is who wrote it for the owner (a token exchange's `act.sub`); None when the owner's own token did.
+        """
         with self._connect() as db:
             owned = db.execute("SELECT 1 FROM customers WHERE id = ? AND owner = ?", (customer_id, owner)).fetchone()
             if owned is None:
                 return None
             db.execute(
-                "INSERT INTO notes (customer_id, text, author, client_id, created_at) VALUES (?, ?, ?, ?, ?)",
-                (customer_id, text, owner, client_id, _now()),
+                "INSERT INTO notes (customer_id, text, author, client_id, actor, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                (customer_id, text, owner, client_id, actor, _now()),
             )
         return self.get(owner, customer_id)

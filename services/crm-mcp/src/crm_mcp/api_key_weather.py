@@ -48,6 +48,7 @@ class WeatherApiClient:
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._key_header = key_header
+        self._timeout = timeout_seconds
         self._http = http_client(timeout_seconds)
 
     async def current_weather(self, city: str) -> Weather:
@@ -60,6 +61,7 @@ class WeatherApiClient:
                 headers={self._key_header: self._api_key.get_secret_value()},
             ),
             idempotent=True,
+            deadline_seconds=self._timeout,
         )
         return parse_response(SERVICE, lambda: map_weather_response(response.json()))
 

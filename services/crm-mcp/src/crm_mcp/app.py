@@ -7,13 +7,16 @@ once, in the lifespan, and shared by every tool call.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
-from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth
+from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
+from oauth_tokens.host_check import install_strict_host_check
+from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -21,9 +24,13 @@ from starlette.responses import JSONResponse
 
 from crm_mcp.api_key_weather import WeatherApiClient
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
+from crm_mcp.crm_api_client import CrmApiClient, CrmApiCredentials
 from crm_mcp.settings import Settings
-from crm_mcp.token_cascade_crm_api import CrmApiClient
+from crm_mcp.token_cascade_crm_api import CallerToken
+from crm_mcp.token_exchange_crm_api import ExchangedToken
 from crm_mcp.tools import Downstreams, register_tools
+
+logger = logging.getLogger(__name__)
 
 # The scopes user tokens for crm-mcp can carry; each tool requires its own (see tools.py).
 USER_SCOPES = ("crm:read", "crm:write", "tickets:read", "tickets:write", "weather:read")
@@ -34,6 +41,20 @@ INSTRUCTIONS = (
     "CRM assistant for sales reps: search and read your customers, add notes, list and open support "
     "tickets, and check the weather where a customer is. You only see your own accounts."
 )
+
+
+def crm_api_credentials(settings: Settings) -> CrmApiCredentials:
+    """Pattern 3 (forward the caller's token) or 3b (exchange it), as CRM_API_AUTH_MODE says."""
+    logger.info("crm-api calls: CRM_API_AUTH_MODE=%s", settings.crm_api_auth_mode)
+    if settings.crm_api_auth_mode == "cascade":
+        return CallerToken()
+    exchange = TokenExchange(
+        settings.token_url,
+        settings.crm_mcp_client_id,
+        settings.crm_mcp_client_secret.get_secret_value(),
+        timeout_seconds=settings.crm_mcp_downstream_timeout_seconds,
+    )
+    return ExchangedToken(exchange, settings.crm_api_audience)
 
 
 @asynccontextmanager
@@ -55,7 +76,7 @@ async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
             key_header=settings.weather_api_key_header,
             timeout_seconds=timeout,
         ),
-        crm_api=CrmApiClient(settings.crm_api_url, timeout_seconds=timeout),
+        crm_api=CrmApiClient(settings.crm_api_url, crm_api_credentials(settings), timeout_seconds=timeout),
         tickets=TicketsMcpClient(settings.tickets_mcp_url, tickets_auth, timeout_seconds=timeout),
     )
     async with anyio.create_task_group() as session_owner:
@@ -100,10 +121,13 @@ def create_app(settings: Settings) -> Starlette:
     # No server-wide scopes: each tool requires its own (see tools.py), so a token with only crm:read
     # can still use the read tools.
     auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
+    security = transport_security(settings.crm_mcp_allowed_hosts)
     app = create_server(settings, auth).streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.crm_mcp_host,
-        transport_security=transport_security(settings.crm_mcp_allowed_hosts),
+        transport_security=security,
     )
     advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
+    install_strict_host_check(app, security, "/mcp")
+    install_key_source_outage(app)
     return app

@@ -10,6 +10,11 @@ secret at the token endpoint and presents that token to tickets-mcp.
 - One `httpx2.AsyncClient` (one connection pool) and one MCP session are opened on first use and kept;
   calls are multiplexed over that session instead of opening one per call. A session whose connection
   is gone is dropped and the next call opens a new one; a timeout or a refused call keeps it.
+- Each step has its own total deadline (CRM_MCP_DOWNSTREAM_TIMEOUT_SECONDS) and its own party to
+  blame: the token is fetched first (an error names the token endpoint), then the session is opened,
+  then the tool is called (an error names tickets-mcp). Concurrent calls share one session set-up and
+  its outcome (`oauth_tokens.single_flight`), and a failed set-up is remembered for a second, so N
+  calls against a tickets-mcp that hangs all end within one deadline, not one deadline after another.
 - Only read-only tools are retried (once, on a fresh session); a write that failed mid-way is reported,
   never repeated, because tickets-mcp might have done it.
 """
@@ -28,9 +33,11 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CONNECTION_CLOSED, INTERNAL_ERROR, INVALID_REQUEST, REQUEST_TIMEOUT, TextContent
 from oauth_tokens import ClientCredentialsAuth, TokenEndpointError
+from oauth_tokens.deadline import DeadlineExceededError, deadline
+from oauth_tokens.single_flight import SingleFlight
 from pydantic import BaseModel, TypeAdapter
 
-from crm_mcp.downstream import DownstreamError, http_client, parse_response
+from crm_mcp.downstream import DownstreamError, http_client, late, parse_response
 
 logger = logging.getLogger(__name__)
 
@@ -81,12 +88,14 @@ class _Session:
 class TicketsMcpClient:
     """Calls tickets-mcp's tools with crm-mcp's own client-credentials token over one kept MCP session."""
 
-    def __init__(self, url: str, auth: ClientCredentialsAuth, *, timeout_seconds: float) -> None:
+    def __init__(
+        self, url: str, auth: ClientCredentialsAuth, *, timeout_seconds: float, failure_backoff_seconds: float = 1.0
+    ) -> None:
         self._url = url
         self._auth = auth
         self._timeout = timeout_seconds
         self._http = http_client(timeout_seconds, auth=auth)
-        self._lock = anyio.Lock()
+        self._opening: SingleFlight[_Session] = SingleFlight(failure_backoff_seconds=failure_backoff_seconds)
         self._session: _Session | None = None
         self._task_group: TaskGroup | None = None
 
@@ -119,15 +128,17 @@ class TicketsMcpClient:
         """Call a tickets-mcp tool; return its structured result or raise DownstreamError."""
         attempts = 2 if name in READ_ONLY_TOOLS else 1
         for attempt in range(1, attempts + 1):
+            await self._fresh_token()
             session = await self._connected()
             try:
-                result = await session.client.call_tool(name, arguments, read_timeout_seconds=self._timeout)
+                with deadline(self._timeout, SERVICE):
+                    result = await session.client.call_tool(name, arguments, read_timeout_seconds=self._timeout)
             except TokenEndpointError as exc:
                 raise _connect_error(exc) from exc
-            except MCPError as exc:
-                if exc.code == REQUEST_TIMEOUT:
+            except (MCPError, DeadlineExceededError) as exc:
+                if isinstance(exc, DeadlineExceededError) or exc.code == REQUEST_TIMEOUT:
                     # The session is fine and the call may still run: reported, not retried, not dropped.
-                    raise DownstreamError(f"{SERVICE} did not answer '{name}' in time.") from exc
+                    raise DownstreamError(f"{SERVICE} did not answer '{name}' within {self._timeout:g} s.") from exc
                 if exc.code not in SESSION_BROKEN:
                     raise DownstreamError(f"{SERVICE} refused '{name}': {exc.error.message}") from exc
                 failure: Exception = exc
@@ -145,19 +156,31 @@ class TicketsMcpClient:
             logger.info("%s session broke during %s; retrying on a new session", SERVICE, name)
         raise AssertionError("unreachable: the last attempt returns or raises")
 
+    async def _fresh_token(self) -> None:
+        """Have a token before using the session, so a token endpoint that fails is blamed, not tickets-mcp."""
+        try:
+            await self._auth.get_token()  # cached: no request until it is due for refresh
+        except TokenEndpointError as exc:
+            raise _connect_error(exc) from exc
+
     async def _connected(self) -> _Session:
-        """The kept session, opening one (under a lock, so concurrent first calls share it) if needed."""
-        async with self._lock:
-            if self._session is not None:
-                return self._session
-            if self._task_group is None:
-                raise RuntimeError("TicketsMcpClient.bind() must be called in the server lifespan")
-            try:
-                with anyio.fail_after(self._timeout):
-                    self._session = await self._task_group.start(self._hold_session)
-            except Exception as exc:
-                raise _connect_error(exc) from exc
+        """The kept session, else one set-up shared by every concurrent caller (and its error, if it fails)."""
+        if self._session is not None:
             return self._session
+        if self._task_group is None:
+            raise RuntimeError("TicketsMcpClient.bind() must be called in the server lifespan")
+        return await self._opening.run(self._open_session)
+
+    async def _open_session(self) -> _Session:
+        if self._session is not None:  # opened by the flight that ended just before this one started
+            return self._session
+        assert self._task_group is not None
+        try:
+            with deadline(self._timeout, SERVICE):
+                self._session = await self._task_group.start(self._hold_session)
+        except Exception as exc:
+            raise _connect_error(exc) from exc
+        return self._session
 
     async def _hold_session(self, *, task_status: TaskStatus[_Session]) -> None:
         """Open the MCP session and keep it open, in the lifespan's task group, until it is dropped."""
@@ -182,10 +205,9 @@ class TicketsMcpClient:
 
     async def _drop_session(self, session: _Session | None) -> None:
         """Close `session` (if it is still the current one) and let the next call open a new one."""
-        async with self._lock:
-            if session is not None and self._session is session:
-                self._session = None
-                session.dropped.set()
+        if session is not None and self._session is session:
+            self._session = None
+            session.dropped.set()
 
     async def aclose(self) -> None:
         """Close the kept session (waiting briefly for it to end cleanly), then the HTTP pools."""
@@ -200,6 +222,9 @@ class TicketsMcpClient:
 
 def _connect_error(exc: BaseException) -> DownstreamError:
     """The tool error for a session that could not be opened (the token request is the usual cause)."""
+    late_error = _first(exc, DeadlineExceededError)
+    if late_error is not None and late_error.service == SERVICE:
+        return late(SERVICE, late_error.seconds)
     token_error = _first(exc, TokenEndpointError)
     if token_error is not None:
         if token_error.status_code is None:  # no answer at all: unreachable or timed out

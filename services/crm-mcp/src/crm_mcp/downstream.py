@@ -1,6 +1,7 @@
 """How crm-mcp talks to any downstream: one HTTP client factory, bounded safe retries, and failure -> ToolError.
 
-Every pattern module sends through `send()`, so every outbound call has a timeout, only idempotent
+Every pattern module sends through `send()`, so every outbound call has one total deadline (connect,
+send and every read of the answer, retries included: `oauth_tokens.deadline`), only idempotent
 requests are retried (and only on failures a retry can fix), and every failure reaches the MCP client
 as a `DownstreamError` (a `ToolError`, the one exception type whose message the SDK passes on) that
 names the service and what went wrong, never a credential.
@@ -15,6 +16,7 @@ from typing import TypeVar
 import anyio
 import httpx2
 from mcp.server.mcpserver.exceptions import ToolError
+from oauth_tokens.deadline import DeadlineExceededError, deadline
 from pydantic import ValidationError
 
 logger = logging.getLogger(__name__)
@@ -71,25 +73,40 @@ def error_for_status(service: str, response: httpx2.Response) -> DownstreamError
     return DownstreamError(f"{service} rejected the request ({status}).")
 
 
+def late(service: str, seconds: float) -> DownstreamError:
+    """The tool error for a downstream that did not answer within its deadline."""
+    return DownstreamError(f"{service} did not answer within {seconds:g} s; try again later.")
+
+
 async def send(
     service: str,
     request: Callable[[], Awaitable[httpx2.Response]],
     *,
     idempotent: bool,
+    deadline_seconds: float,
     attempts: int = 2,
 ) -> httpx2.Response:
     """Send `request()`; retry an idempotent one on connect errors and 502/503/504, at most `attempts` times.
 
-    Returns the successful response; raises DownstreamError for every failure.
+    Everything, retries included, ends within `deadline_seconds`. Returns the successful response;
+    raises DownstreamError for every failure.
     """
-    tries = attempts if idempotent else 1
+    try:
+        with deadline(deadline_seconds, service):
+            return await _send(service, request, attempts if idempotent else 1)
+    except DeadlineExceededError as exc:
+        # A call that ran out of time may have run: never retried, and the caller is told plainly.
+        raise late(service, deadline_seconds) from exc
+    raise AssertionError("unreachable: the deadline either lets the call return or raises")
+
+
+async def _send(service: str, request: Callable[[], Awaitable[httpx2.Response]], tries: int) -> httpx2.Response:
     for attempt in range(1, tries + 1):
         last = attempt == tries
         try:
             response = await request()
         except httpx2.TimeoutException as exc:
-            # A timed-out call may have run: never retried, and the caller is told plainly.
-            raise DownstreamError(f"{service} did not answer in time.") from exc
+            raise DownstreamError(f"{service} did not answer in time; try again later.") from exc
         except httpx2.TransportError as exc:
             if last:
                 raise DownstreamError(f"{service} is unreachable; try again later.") from exc

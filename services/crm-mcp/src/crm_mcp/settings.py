@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 from oauth_tokens.settings import CommaList, TrustSettings
-from pydantic import SecretStr
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 
 class Settings(TrustSettings):
@@ -15,8 +17,9 @@ class Settings(TrustSettings):
     crm_mcp_resource: str
     # Host headers accepted besides localhost (DNS-rebinding protection), e.g. crm-mcp:8001 in compose.
     crm_mcp_allowed_hosts: CommaList = ()
-    # Timeout of every downstream call, seconds.
-    crm_mcp_downstream_timeout_seconds: float = 10.0
+    # Total deadline (connect and every read) of each downstream call, token request and MCP session
+    # set-up, seconds.
+    crm_mcp_downstream_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
 
     # Pattern 1 — API key.
     weather_api_url: str
@@ -31,8 +34,20 @@ class Settings(TrustSettings):
     tickets_mcp_url: str
     tickets_mcp_resource: str
 
-    # Pattern 3 — token cascade.
+    # Pattern 3 — crm-api, by token cascade (3) or token exchange (3b).
     crm_api_url: str
+    # How crm-mcp authenticates to crm-api: `cascade` forwards the caller's token (pattern 3),
+    # `exchange` trades it for a token for crm-api alone (pattern 3b, RFC 8693). The auth-server reads it too.
+    crm_api_auth_mode: Literal["cascade", "exchange"] = "cascade"
+    # crm-api's resource identifier, the `resource` of an exchange; required in exchange mode.
+    crm_api_audience: str = Field(default="", validate_default=True)
+
+    @field_validator("crm_api_audience")
+    @classmethod
+    def _audience_for_exchange(cls, value: str, info: ValidationInfo) -> str:
+        if not value and info.data.get("crm_api_auth_mode") == "exchange":
+            raise ValueError("is required when CRM_API_AUTH_MODE=exchange")
+        return value
 
     @property
     def token_url(self) -> str:

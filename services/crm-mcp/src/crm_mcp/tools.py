@@ -2,9 +2,9 @@
 
 | tool                  | scope(s)                           | downstream pattern                    |
 |-----------------------|------------------------------------|---------------------------------------|
-| search_customers      | crm:read                           | 3 token cascade → crm-api             |
-| get_customer          | crm:read                           | 3 token cascade → crm-api             |
-| add_customer_note     | crm:write                          | 3 token cascade → crm-api             |
+| search_customers      | crm:read                           | 3 cascade or 3b exchange → crm-api    |
+| get_customer          | crm:read                           | 3 cascade or 3b exchange → crm-api    |
+| add_customer_note     | crm:write                          | 3 cascade or 3b exchange → crm-api    |
 | list_customer_tickets | tickets:read                       | 2 client credentials → tickets-mcp    |
 | open_ticket           | tickets:write                      | 2 client credentials → tickets-mcp    |
 | get_weather           | weather:read                       | 1 API key → weather-api               |
@@ -31,7 +31,7 @@ from crm_mcp.client_credentials_tickets import (
     TicketStatus,
     TicketSummary,
 )
-from crm_mcp.token_cascade_crm_api import CrmApiClient, Customer
+from crm_mcp.crm_api_client import CrmApiClient, Customer
 
 CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A customer id, e.g. cus_001")]
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)

@@ -10,6 +10,8 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
+from oauth_tokens.host_check import install_strict_host_check
+from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -67,10 +69,13 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     # Stateful sessions (the SDK default): crm-mcp keeps one session open and reuses it. A session is
     # bound to the (client_id, iss, sub) of the token that opened it, so a refreshed token of the same
     # client keeps working; idle sessions are reaped after 30 minutes, at most 10 000 live at once.
+    security = transport_security(settings.tickets_mcp_allowed_hosts)
     app = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH,
-        transport_security=transport_security(settings.tickets_mcp_allowed_hosts),
+        transport_security=security,
         host=settings.tickets_mcp_host,
     )
     advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
+    install_strict_host_check(app, security, MCP_PATH)
+    install_key_source_outage(app)
     return app

@@ -1,0 +1,151 @@
+"""Client ID Metadata Documents (CIMD): a `client_id` that is an https URL of the client's own metadata.
+
+draft-ietf-oauth-client-id-metadata-document-02, as MCP 2026-07-28 pins it (and prefers it to dynamic
+registration). A client that has never met this server sends `client_id=https://app.example/client.json`;
+this server fetches that document (document_fetch.py: SSRF guards, one deadline, a size cap, no
+redirects) and checks it before the user sees anything:
+
+- `client_id` in the document equals the URL it was fetched from, character for character;
+- `client_name` (shown on the sign-in and consent pages, with the URL's host) and `redirect_uris` (each
+  https or http on loopback, as for registration) are present;
+- it is a public client: `token_endpoint_auth_method` absent or `none`. Secret-based methods are
+  forbidden by the draft ("Credential and Key Material Restrictions"), and `private_key_jwt` is refused
+  because this server does not verify client assertions, so accepting it as public would drop the
+  authentication the client asked for;
+- `grant_types` (RFC 7591 default `authorization_code`) within the `[registration]` grant types,
+  `response_types` only `code`; `scope`, if given, narrows the `[registration]` scopes.
+
+Such a client gets what a registered one gets (`[registration]` resources and scopes). Redirect URIs
+match exactly, except that a portless http loopback URI accepts any port (RFC 8252 §7.3), as native
+clients publish `http://127.0.0.1/callback` and listen on an ephemeral port.
+
+A valid document is cached for as long as its HTTP caching headers say, within
+`[client_metadata_documents] min_cache_seconds` and `max_cache_seconds`; errors and invalid documents are
+never cached (draft, "Metadata Caching"). The cache is bounded: past `max_cached_documents` the entry
+closest to expiry goes (it is only a cache, so nothing is lost but a fetch).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import time
+from typing import Any
+
+from auth_server.clients import Client, UnusableClient
+from auth_server.config import GRANT_AUTHORIZATION_CODE, AuthServerConfig
+from auth_server.document_fetch import FetchPolicy, FetchRefused, fetch_document
+from auth_server.uris import check_redirect_uri
+
+logger = logging.getLogger(__name__)
+
+_SECRET_METHODS = frozenset({"client_secret_basic", "client_secret_post", "client_secret_jwt"})
+_MAX_NAME_LENGTH = 100
+
+
+class InvalidDocument(UnusableClient):
+    """The metadata document, or the fetch of it, failed; the message says why, for the user's eyes."""
+
+
+def _string_list(document: dict[str, Any], name: str, default: list[str] | None = None) -> list[str]:
+    value = document.get(name, default)
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise InvalidDocument(f"the client metadata document's {name} must be an array of strings")
+    return value
+
+
+def client_from_document(url: str, body: bytes, config: AuthServerConfig) -> Client:
+    """The client the document at `url` describes, under the rules in the module docstring."""
+    try:
+        document = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise InvalidDocument("the client metadata document is not valid JSON") from None
+    if not isinstance(document, dict):
+        raise InvalidDocument("the client metadata document is not a JSON object")
+    if document.get("client_id") != url:
+        raise InvalidDocument("the client metadata document's client_id is not exactly its URL")
+    name = document.get("client_name")
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidDocument("the client metadata document has no client_name")
+    redirect_uris = _string_list(document, "redirect_uris")
+    if not redirect_uris:
+        raise InvalidDocument("the client metadata document has no redirect_uris")
+    for uri in redirect_uris:
+        try:
+            check_redirect_uri(uri)
+        except ValueError as problem:
+            raise InvalidDocument(f"the client metadata document lists an unusable redirect URI: {problem}") from None
+    method = document.get("token_endpoint_auth_method", "none")
+    if method in _SECRET_METHODS or "client_secret" in document or "client_secret_expires_at" in document:
+        raise InvalidDocument("a client metadata document must not use a client secret")
+    if method != "none":
+        raise InvalidDocument("this server accepts only public clients (token_endpoint_auth_method none)")
+    policy = config.registration
+    grant_types = _string_list(document, "grant_types", [GRANT_AUTHORIZATION_CODE])
+    if GRANT_AUTHORIZATION_CODE not in grant_types or not set(grant_types) <= set(policy.grant_types):
+        raise InvalidDocument(f"the client metadata document's grant_types may only be {', '.join(policy.grant_types)}")
+    if set(_string_list(document, "response_types", ["code"])) != {"code"}:
+        raise InvalidDocument("the client metadata document's response_types must be [code]")
+    scope = document.get("scope")
+    if scope is not None and not isinstance(scope, str):
+        raise InvalidDocument("the client metadata document's scope must be a string")
+    allowed = config.registration_scopes()
+    # A document is published for every server the client uses: scopes unknown here are ignored.
+    scopes = allowed if scope is None else tuple(item for item in allowed if item in scope.split(" "))
+    return Client(
+        client_id=url,
+        name=name.strip()[:_MAX_NAME_LENGTH],
+        grant_types=frozenset(grant_types),
+        resources=policy.resources,
+        scopes=scopes,
+        redirect_uris=tuple(redirect_uris),
+        dynamically_registered=True,  # the name is the client's own claim, so the pages mark it unverified
+        from_metadata_document=True,
+    )
+
+
+class ClientMetadataDocuments:
+    """Looks up clients by metadata document URL: fetched, checked, cached (the registry's ClientSource)."""
+
+    def __init__(self, config: AuthServerConfig, *, allow_loopback: bool, tls: ssl.SSLContext) -> None:
+        self._config = config
+        self._policy = config.client_metadata_documents
+        self._fetch = FetchPolicy(
+            timeout_seconds=self._policy.fetch_timeout_seconds,
+            max_bytes=self._policy.max_document_bytes,
+            allow_loopback=allow_loopback,
+        )
+        self._tls = tls
+        self._cache: dict[str, tuple[Client, float]] = {}  # URL -> (client, monotonic expiry)
+
+    def handles(self, client_id: str) -> bool:
+        """Whether `client_id` is to be looked up as a document URL (http only matters in development)."""
+        return self._policy.enabled and client_id.startswith(("https://", "http://"))
+
+    async def client(self, client_id: str) -> Client:
+        """The client `client_id` names, from the cache or a fresh fetch; raises InvalidDocument."""
+        now = time.monotonic()
+        cached = self._cache.get(client_id)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        try:
+            fetched = await fetch_document(client_id, self._fetch, self._tls)
+            client = client_from_document(client_id, fetched.body, self._config)
+        except (FetchRefused, InvalidDocument) as refused:
+            logger.info("Client metadata document refused: %r: %s", client_id, refused)
+            raise InvalidDocument(str(refused)) from None
+        lifetime = fetched.cache_seconds if fetched.cache_seconds is not None else 0.0
+        lifetime = min(max(lifetime, self._policy.min_cache_seconds), self._policy.max_cache_seconds)
+        self._store(client_id, client, time.monotonic() + lifetime)
+        logger.info("Client metadata document accepted: %r named %r, cached %d s", client_id, client.name, lifetime)
+        return client
+
+    def _store(self, client_id: str, client: Client, expires_at: float) -> None:
+        self._cache.pop(client_id, None)
+        if len(self._cache) >= self._policy.max_cached_documents:
+            now = time.monotonic()
+            self._cache = {url: entry for url, entry in self._cache.items() if entry[1] > now}
+            while len(self._cache) >= self._policy.max_cached_documents:
+                del self._cache[min(self._cache, key=lambda url: self._cache[url][1])]
+        self._cache[client_id] = (client, expires_at)

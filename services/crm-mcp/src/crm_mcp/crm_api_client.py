@@ -1,0 +1,109 @@
+"""crm-mcp's HTTP client for crm-api, whichever pattern supplies its credential (3 cascade, 3b exchange).
+
+The routes, models and error handling are the same in both; only the bearer token differs, and it
+comes from a `CrmApiCredentials` object asked once per call for the scope that call needs:
+`CallerToken` (token_cascade_crm_api.py) forwards the caller's own token, `ExchangedToken`
+(token_exchange_crm_api.py) exchanges it for one issued to crm-api alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from pydantic import BaseModel, TypeAdapter
+
+from crm_mcp.downstream import http_client, parse_response, send
+
+SERVICE = "crm-api"
+READ_SCOPE = "crm:read"
+WRITE_SCOPE = "crm:write"
+
+
+class CrmApiCredentials(Protocol):
+    """Where the Authorization header of one crm-api call comes from."""
+
+    async def authorization(self, scope: str) -> dict[str, str]:
+        """The header for a call that needs `scope`; raises DownstreamError if there is none to give."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class Note(BaseModel):
+    """A note on a customer; crm-api records who wrote it from the token (`author` = sub, `actor` = act.sub)."""
+
+    id: int | str
+    text: str
+    author: str
+    actor: str | None = None
+    created_at: str
+
+
+class Customer(BaseModel):
+    """A CRM customer, as crm-api returns it to the user the token names."""
+
+    id: str
+    name: str
+    company: str
+    city: str
+    owner: str
+    tier: str
+    email: str | None = None
+    notes: list[Note] = []
+
+
+_customers = TypeAdapter(list[Customer])
+
+
+class CrmApiClient:
+    """Calls crm-api as the user: every request carries the credential `credentials` gives for its scope."""
+
+    def __init__(self, base_url: str, credentials: CrmApiCredentials, *, timeout_seconds: float) -> None:
+        self._base_url = base_url.rstrip("/")
+        self.credentials = credentials
+        self._timeout = timeout_seconds
+        self._http = http_client(timeout_seconds)
+
+    async def search_customers(self, query: str) -> list[Customer]:
+        headers = await self.credentials.authorization(READ_SCOPE)
+        response = await send(
+            SERVICE,
+            lambda: self._http.get(f"{self._base_url}/customers", params={"q": query}, headers=headers),
+            idempotent=True,
+            deadline_seconds=self._timeout,
+        )
+        return parse_response(SERVICE, lambda: _customers.validate_python(_json(response.json())))
+
+    async def get_customer(self, customer_id: str) -> Customer:
+        headers = await self.credentials.authorization(READ_SCOPE)
+        response = await send(
+            SERVICE,
+            lambda: self._http.get(f"{self._base_url}/customers/{quote(customer_id, safe='')}", headers=headers),
+            idempotent=True,
+            deadline_seconds=self._timeout,
+        )
+        return parse_response(SERVICE, lambda: Customer.model_validate(response.json()))
+
+    async def add_note(self, customer_id: str, note: str) -> Customer:
+        headers = await self.credentials.authorization(WRITE_SCOPE)
+        response = await send(
+            SERVICE,
+            lambda: self._http.post(
+                f"{self._base_url}/customers/{quote(customer_id, safe='')}/notes",
+                json={"text": note},
+                headers=headers,
+            ),
+            idempotent=False,
+            deadline_seconds=self._timeout,
+        )
+        return parse_response(SERVICE, lambda: Customer.model_validate(response.json()))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self.credentials.aclose()
+
+
+def _json(payload: Any) -> Any:
+    """crm-api answers a search with a list, or with {"customers": [...]}; accept both."""
+    return payload["customers"] if isinstance(payload, dict) and "customers" in payload else payload

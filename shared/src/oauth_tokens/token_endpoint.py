@@ -1,0 +1,159 @@
+"""One request to an OAuth token endpoint as a confidential client: authentication, failures, the answer.
+
+Every grant this package speaks (client credentials, token exchange) sends through `TokenEndpoint`,
+so each authenticates the same way, never follows a redirect, ends within one total deadline
+(`timeout_seconds`: connect and every read together), and reports a refused or failed request
+the same way: a `TokenEndpointError` carrying the OAuth error code and a description scrubbed of every
+secret the request carried (the client secret, a subject token), never the secret itself.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx2
+
+from oauth_tokens.deadline import deadline
+from oauth_tokens.errors import DeadlineExceededError, TokenEndpointError
+
+__all__ = ["AuthMethod", "TokenEndpoint", "TokenResponse"]
+
+logger = logging.getLogger(__name__)
+
+AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+_MAX_DESCRIPTION_CHARS = 200
+
+
+@dataclass(frozen=True)
+class TokenResponse:
+    """A successful answer: the Bearer access token, its lifetime in seconds, and the whole JSON body."""
+
+    access_token: str = field(repr=False)
+    lifetime: float
+    body: Mapping[str, Any] = field(repr=False)
+
+
+def _basic_credentials(client_id: str, client_secret: str) -> str:
+    """RFC 6749 §2.3.1: form-urlencode id and secret, then Basic-encode `id:secret`.
+
+    Spaces become %20 rather than '+': servers that percent-decode without '+' handling
+    (authlib's extract_basic_authorization, for one) then read the same value as form decoders.
+    """
+    pair = f"{quote(client_id, safe='')}:{quote(client_secret, safe='')}"
+    return "Basic " + base64.b64encode(pair.encode()).decode("ascii")
+
+
+class TokenEndpoint:
+    """A token endpoint and the confidential client that calls it; one pooled HTTP client, opened lazily."""
+
+    def __init__(
+        self,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        *,
+        auth_method: AuthMethod = "client_secret_basic",
+        timeout_seconds: float = 5.0,
+        default_lifetime_seconds: float = 60,
+    ) -> None:
+        if auth_method not in ("client_secret_basic", "client_secret_post"):
+            raise ValueError(f"Unsupported auth_method {auth_method!r}")
+        if not client_id or not client_secret:
+            raise ValueError("client_id and client_secret must be non-empty")
+        self.token_url = token_url
+        self.client_id = client_id
+        self._client_secret = client_secret
+        self.auth_method = auth_method
+        self.timeout_seconds = timeout_seconds
+        self.default_lifetime_seconds = default_lifetime_seconds
+        self._http: httpx2.AsyncClient | None = None
+
+    def __repr__(self) -> str:
+        return f"TokenEndpoint(token_url={self.token_url!r}, client_id={self.client_id!r})"
+
+    async def request(self, form: Mapping[str, str], *, secrets: Sequence[str] = ()) -> TokenResponse:
+        """POST `form` as this client; `secrets` (besides the client secret) never appear in an error."""
+        data = dict(form)
+        headers = {"Accept": "application/json"}
+        if self.auth_method == "client_secret_basic":
+            headers["Authorization"] = _basic_credentials(self.client_id, self._client_secret)
+        else:
+            data.update(client_id=self.client_id, client_secret=self._client_secret)
+        try:
+            with deadline(self.timeout_seconds, "The token endpoint"):
+                response = await self._client().post(
+                    self.token_url, data=data, headers=headers, timeout=self.timeout_seconds, follow_redirects=False
+                )
+        except (httpx2.TimeoutException, DeadlineExceededError) as error:
+            description = f"The token endpoint did not answer within {self.timeout_seconds:g} s"
+            raise TokenEndpointError("temporarily_unavailable", description) from error
+        except httpx2.TransportError as error:
+            description = f"The token endpoint is unreachable ({type(error).__name__})"
+            raise TokenEndpointError("temporarily_unavailable", description) from error
+        body = _json_body(response)
+        if not response.is_success:
+            raise self._endpoint_error(form.get("grant_type", "?"), response.status_code, body, secrets)
+        return self._token_from(body)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client used for the token endpoint."""
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def _client(self) -> httpx2.AsyncClient:
+        if self._http is None:
+            self._http = httpx2.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False)
+        return self._http
+
+    def _endpoint_error(
+        self, grant_type: str, status_code: int, body: dict[str, Any] | None, secrets: Sequence[str]
+    ) -> TokenEndpointError:
+        error = body.get("error") if body else None
+        if not isinstance(error, str) or not error:
+            error = "server_error" if status_code >= 500 else "invalid_response"
+        description = body.get("error_description") if body else None
+        if isinstance(description, str):
+            # Never trust a server not to echo what it was sent.
+            for secret in (self._client_secret, *secrets):
+                description = description.replace(secret, "[REDACTED]")
+            description = description[:_MAX_DESCRIPTION_CHARS]
+        else:
+            description = None
+        logger.warning(
+            "Token request (%s) for client %r refused: %s (HTTP %d)", grant_type, self.client_id, error, status_code
+        )
+        return TokenEndpointError(error[:64], description, status_code)
+
+    def _token_from(self, body: dict[str, Any] | None) -> TokenResponse:
+        if body is None:
+            raise TokenEndpointError("invalid_response", "The token response is not a JSON object", 200)
+        access_token = body.get("access_token")
+        token_type = body.get("token_type", "Bearer")
+        if not isinstance(access_token, str) or not access_token:
+            raise TokenEndpointError("invalid_response", "The token response has no access_token", 200)
+        if not isinstance(token_type, str) or token_type.lower() != "bearer":
+            raise TokenEndpointError("invalid_response", "The token response is not a Bearer token", 200)
+        return TokenResponse(access_token, self._lifetime(body.get("expires_in")), body)
+
+    def _lifetime(self, expires_in: Any) -> float:
+        """`expires_in` in seconds; when absent or nonsense, the short default_lifetime_seconds."""
+        if isinstance(expires_in, str) and expires_in.isdigit():
+            expires_in = int(expires_in)
+        if isinstance(expires_in, int | float) and not isinstance(expires_in, bool) and expires_in > 0:
+            return float(expires_in)
+        return self.default_lifetime_seconds
+
+
+def _json_body(response: httpx2.Response) -> dict[str, Any] | None:
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
