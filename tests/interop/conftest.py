@@ -20,7 +20,7 @@ from dotenv import dotenv_values
 
 from tests.docs.markdown import ROOT
 from tests.support.node import node_tool, npm_ci
-from tests.support.processes import ServiceProcess
+from tests.support.processes import ServiceProcess, free_port, start_service
 from tests.support.topology import DATA_DIR_VARIABLES, SERVICES, Topology, topology_env
 
 PROVIDER_DIR = ROOT / "tests" / "interop" / "oidc_provider"
@@ -42,6 +42,8 @@ class Interop:
     provider: ServiceProcess
     issuer: str
     probe_secret: str
+    # A second crm-mcp, in token-exchange mode (pattern 3b), beside the topology's cascade-mode one.
+    exchange_crm_mcp_url: str
 
 
 def profile_env(issuer: str, generated: dict[str, str]) -> dict[str, str]:
@@ -57,12 +59,13 @@ def profile_env(issuer: str, generated: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def provider_env(topology: Topology, issuer: str, probe_secret: str) -> dict[str, str]:
+def provider_env(topology: Topology, issuer: str, probe_secret: str, exchange_resource: str) -> dict[str, str]:
     """oidc-provider's configuration: which resources exist, for whom, and crm-mcp's machine client."""
     env = topology.env
     user_scopes = "crm:read crm:write tickets:read tickets:write weather:read"
     resources = {
         env["CRM_MCP_RESOURCE"]: {"scope": user_scopes, "clients": "users"},
+        exchange_resource: {"scope": user_scopes, "clients": "users"},
         env["TICKETS_MCP_RESOURCE"]: {"scope": "tickets:read tickets:write", "clients": env["CRM_MCP_CLIENT_ID"]},
         env["CRM_API_AUDIENCE"]: {"scope": "crm:read crm:write", "clients": "none"},
     }
@@ -75,7 +78,9 @@ def provider_env(topology: Topology, issuer: str, probe_secret: str) -> dict[str
         ),
         "INTEROP_PROBE_CLIENT": json.dumps({"client_id": EXPIRING_CLIENT, "client_secret": probe_secret}),
         # RFC 8693: a user's token for crm-mcp may be exchanged (by crm-mcp's client) for one for crm-api.
-        "INTEROP_EXCHANGE": json.dumps({env["CRM_MCP_RESOURCE"]: env["CRM_API_AUDIENCE"]}),
+        "INTEROP_EXCHANGE": json.dumps(
+            {env["CRM_MCP_RESOURCE"]: env["CRM_API_AUDIENCE"], exchange_resource: env["CRM_API_AUDIENCE"]}
+        ),
     }
 
 
@@ -94,11 +99,13 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
     env["AUTH_LEEWAY_SECONDS"] = "1"
     topology = Topology(env=env, workdir=workdir)
     probe_secret = "probe-" + generated["CRM_MCP_CLIENT_SECRET"][:16]
+    exchange_port = free_port()
+    exchange_resource = f"http://127.0.0.1:{exchange_port}/mcp"
     provider = ServiceProcess(
         name="oidc-provider",
         module="oidc-provider",
         port=int(env["AUTH_SERVER_PORT"]),
-        env=provider_env(topology, issuer, probe_secret),
+        env=provider_env(topology, issuer, probe_secret, exchange_resource),
         workdir=workdir / "oidc-provider",
         command=[node, str(PROVIDER_DIR / "provider.mjs")],
     )
@@ -107,7 +114,22 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
         for name in SERVICES:
             if name != "auth-server":
                 topology.start(name)
-        yield Interop(topology=topology, provider=provider, issuer=issuer, probe_secret=probe_secret)
+        exchange_crm_mcp = start_service(
+            "crm-mcp-exchange",
+            "crm_mcp",
+            port_variable="CRM_MCP_PORT",
+            port=exchange_port,
+            env={**env, "CRM_MCP_RESOURCE": exchange_resource, "CRM_API_AUTH_MODE": "exchange"},
+            workdir=workdir / "crm-mcp-exchange",
+        )
+        topology.services["crm-mcp-exchange"] = exchange_crm_mcp
+        yield Interop(
+            topology=topology,
+            provider=provider,
+            issuer=issuer,
+            probe_secret=probe_secret,
+            exchange_crm_mcp_url=exchange_resource,
+        )
     finally:
         for service in topology.services.values():
             service.stop()

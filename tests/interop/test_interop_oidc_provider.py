@@ -6,6 +6,8 @@ RFC 8707 resource indicators and RFC 9068 JWT access tokens as another implement
 
 What it also shows is the provider reality behind pattern 3: oidc-provider puts exactly one audience in a
 token (RFC 8707), so a token for crm-mcp never names crm-api, and crm-api refuses the passed-through token.
+Pattern 3b (RFC 8693 token exchange, CRM_API_AUTH_MODE=exchange) works against it, given the grant through
+oidc-provider's documented extension point (registerGrantType, in oidc_provider/provider.mjs).
 """
 
 from __future__ import annotations
@@ -147,3 +149,60 @@ async def test_a_token_from_another_issuer_or_key_is_refused(interop: Interop) -
     for token in (mint(key, forged_key, typ="at+jwt"), mint(key, other_issuer, typ="at+jwt")):
         response = await _crm_mcp_status(interop, token)
         assert response.status_code == 401
+
+
+async def test_pattern_3b_token_exchange_per_user(interop: Interop) -> None:
+    """crm-mcp in exchange mode trades each user's token at oidc-provider for one for crm-api: per-user data,
+    a note recorded with the acting client, and every pattern at once in customer_briefing."""
+    url = interop.exchange_crm_mcp_url
+    owners: dict[str, set[str]] = {}
+    for user in ("alice", "bob"):
+        async with interop.topology.user_session(user, url=url) as client:
+            result = await client.call_tool("search_customers", {"query": ""})
+            assert not result.is_error, result.content
+            assert result.structured_content is not None
+            owners[user] = {customer["owner"] for customer in result.structured_content["result"]}
+    assert owners == {"alice": {"alice"}, "bob": {"bob"}}
+
+    async with interop.topology.user_session("alice", url=url) as client:
+        noted = await client.call_tool("add_customer_note", {"customer_id": "cus_002", "note": "interop: exchanged"})
+        briefing = await client.call_tool("customer_briefing", {"customer_id": "cus_001"})
+    assert not noted.is_error, noted.content
+    assert noted.structured_content is not None
+    note = noted.structured_content["notes"][-1]
+    assert (note["text"], note["author"], note["actor"]) == (
+        "interop: exchanged",
+        "alice",
+        interop.topology.env["CRM_MCP_CLIENT_ID"],
+    )
+    assert not briefing.is_error, briefing.content
+    assert briefing.structured_content is not None
+    assert briefing.structured_content["unavailable"] == {}
+    assert briefing.structured_content["weather"]["city"] == "Berlin"
+
+
+async def test_pattern_3b_exchanged_token_from_oidc_provider(interop: Interop) -> None:
+    """The exchanged token as oidc-provider issues it: same user, crm-api alone as audience, `act`, narrowed scope."""
+    topology = interop.topology
+    user_token = await topology.user_token("alice")
+    async with httpx2.AsyncClient(timeout=10) as http:
+        answer = await http.post(
+            f"{interop.issuer}/token",
+            data={
+                "grant_type": "urn:ietf:params:oauth:grant-type:token-exchange",
+                "subject_token": user_token,
+                "subject_token_type": "urn:ietf:params:oauth:token-type:access_token",
+                "resource": topology.env["CRM_API_AUDIENCE"],
+                "scope": "crm:read",
+            },
+            auth=(topology.env["CRM_MCP_CLIENT_ID"], topology.env["CRM_MCP_CLIENT_SECRET"]),
+        )
+    answer.raise_for_status()
+    header, payload = _token_parts(answer.json()["access_token"])
+    _, subject = _token_parts(user_token)
+    assert header["typ"] == "at+jwt"
+    assert payload["sub"] == "alice"
+    assert payload["aud"] == topology.env["CRM_API_AUDIENCE"]
+    assert payload["act"] == {"sub": topology.env["CRM_MCP_CLIENT_ID"]}
+    assert payload["scope"] == "crm:read"
+    assert payload["exp"] <= subject["exp"]

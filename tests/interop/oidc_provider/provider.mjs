@@ -59,7 +59,7 @@ const provider = new Provider(issuer, {
   clients: [machineClient, probeClient].map(({ client_id, client_secret }) => ({
     client_id,
     client_secret,
-    grant_types: ['client_credentials'],
+    grant_types: client_id === machineClient.client_id ? ['client_credentials', TOKEN_EXCHANGE] : ['client_credentials'],
     response_types: [],
     redirect_uris: [],
     token_endpoint_auth_method: 'client_secret_basic',
