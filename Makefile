@@ -22,6 +22,8 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "Targets:\n"} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: USE_DOCKER=1|0 forces Docker Compose or local processes (default: Docker if an engine answers)."
 	@echo "           CRM_API_AUTH_MODE=cascade|exchange picks pattern 3 or 3b for crm-mcp → crm-api (default: .env's)."
+	@echo "           VERBOSE=1 shows Docker's full build output (make up); KEEP_DATA=1 keeps the data (make down);"
+	@echo "           SOAK_SECONDS=N sets how long make soak runs (default 60)."
 
 .tools/bin/uv:
 	@echo "uv not found: installing uv $(UV_VERSION) from PyPI into .tools/"
@@ -41,18 +43,28 @@ install: $(VENV_STAMP) ## Create .venv from the lock file (every other target do
 .PHONY: up
 up: install .env ## Start all services (Docker if an engine answers, else local processes) and wait until healthy
 ifeq ($(USE_DOCKER),1)
+ifeq ($(VERBOSE),1)
 	docker compose up --build --wait
+else
+	@mkdir -p .run
+	@echo "Building the images (output: .run/compose-build.log; VERBOSE=1 shows it here)…"
+	@docker compose build > .run/compose-build.log 2>&1 \
+		|| { tail -n 40 .run/compose-build.log; echo "Build failed: see .run/compose-build.log"; exit 1; }
+	@echo "Starting the services and waiting until they are healthy…"
+	@docker compose up --wait --quiet-pull 2> .run/compose-up.log \
+		|| { tail -n 40 .run/compose-up.log; echo "Start failed: see .run/compose-up.log and make logs"; exit 1; }
+endif
 	@$(RUN) python -m scripts.topology banner
 else
 	@$(RUN) python -m scripts.topology up
 endif
 
 .PHONY: down
-down: ## Stop everything `make up` started
+down: ## Stop what `make up` started and delete its data (keys, databases) unless KEEP_DATA=1; .env stays
 ifeq ($(USE_DOCKER),1)
-	docker compose down
+	docker compose down --remove-orphans $(if $(filter 1,$(KEEP_DATA)),,--volumes)
 else
-	@$(RUN) python -m scripts.topology down
+	@KEEP_DATA="$(KEEP_DATA)" $(RUN) python -m scripts.topology down
 endif
 
 .PHONY: logs
@@ -69,7 +81,7 @@ demo: install .env ## Log in as a demo user and call one tool per pattern agains
 	@$(RUN) python -m scripts.demo
 
 .PHONY: test
-test: install ## Run the whole test suite (unit, attack catalog, auth server, integration)
+test: install ## Run the whole test suite (unit, attack catalog, auth server, integration, scripts, docs)
 	@$(RUN) pytest $(PYTEST_ARGS)
 
 .PHONY: lint
@@ -87,6 +99,10 @@ fmt: install ## Apply ruff fixes and formatting
 .PHONY: bench
 bench: install ## Measure token validation, token source and tool-call latency; prints a table
 	@$(RUN) python -m scripts.bench
+
+.PHONY: soak
+soak: install ## Several users call every tool for SOAK_SECONDS on a fresh topology; errors, latency, memory
+	@$(RUN) python -m scripts.soak $(if $(SOAK_SECONDS),--seconds "$(SOAK_SECONDS)")
 
 .PHONY: rotate-keys
 rotate-keys: install .env ## Add an auth-server signing key: published now, signs in 60 s; old keys stay published

@@ -1,6 +1,6 @@
 """`make bench`: measure the auth core and each pattern's tool call, and print a table.
 
-Starts its own topology (five real processes on free loopback ports, fresh secrets), so it needs
+Starts its own topology (seven real processes on free loopback ports, fresh secrets), so it needs
 nothing running. Numbers are wall-clock on this machine; compare runs on the same machine only.
 Timing is measured here and never asserted in tests.
 """

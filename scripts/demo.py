@@ -4,7 +4,8 @@ Runs against the topology `make up` started (settings from .env). It uses only w
 the official MCP SDK client with its OAuth provider (discovery, dynamic client registration,
 authorization code + PKCE), driven headlessly through the auth server's login and consent pages.
 Tokens and keys are never printed: only who called whom, with which kind of credential, for which
-audience and scopes.
+audience and scopes. Each run adds one ticket (crm-mcp has no tool to delete one) and says so; the
+counts it prints tell earlier runs' tickets apart, and `make down` deletes the data.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.types import TextContent
+from mcp.types import ElicitRequestURLParams, ElicitResult, TextContent
 from oauth_tokens import AccessTokenValidator, Principal, TokenExchange, ValidatorConfig
 
-from scripts.headless_login import user_oauth
+from scripts.headless_login import HeadlessBrowser, open_in_browser, user_oauth
 from scripts.topology import active_services, load_env
+
+DEMO_TICKET_TITLE = "Demo: renewal question"
 
 
 class DemoFailure(Exception):
@@ -115,16 +118,19 @@ async def run_demo(env: dict[str, str]) -> None:
         say("  crm-mcp ─(client_id + secret, resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
         say("  crm-mcp ─(that token, aud=tickets-mcp, scope tickets:read tickets:write)→ tickets-mcp tool list_tickets")
         tickets = await call(alice, "list_customer_tickets", {"customer_id": customer["id"]})
+        earlier = sum(t["title"] == DEMO_TICKET_TITLE for t in tickets)
         check(
             all(t["customer_id"] == customer["id"] for t in tickets),
-            f"{len(tickets)} ticket(s) for {customer['name']}",
+            f"{len(tickets)} ticket(s) for {customer['name']}"
+            + (f", {earlier} of them opened by earlier make demo runs" if earlier else ""),
         )
+        say("  open_ticket adds one ticket on every run (it stays: `make down` deletes the data)")
         ticket = await call(
             alice,
             "open_ticket",
             {
                 "customer_id": customer["id"],
-                "title": "Demo: renewal question",
+                "title": DEMO_TICKET_TITLE,
                 "description": "Opened by make demo",
             },
         )
@@ -172,6 +178,8 @@ async def run_demo(env: dict[str, str]) -> None:
         check(response.status_code == 401, "crm-api refuses alice's crm-mcp token sent straight to it: no passthrough")
     else:
         check(response.status_code == 200, "crm-api accepts alice's crm-mcp token sent straight to it (the cascade)")
+    await pattern4_third_party(env, customer["id"])
+    await step_up(env, customer["id"])
     other = "cascade" if exchange else "exchange"
     say(f"\nThe other way to crm-api: make down, then make up CRM_API_AUTH_MODE={other}, then make demo.")
 
@@ -203,6 +211,78 @@ async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal
     say("  crm-mcp ─(the exchanged token; cached per user token and scope until shortly before it ends)→ crm-api")
 
 
+async def step_up(env: dict[str, str], customer_id: str) -> None:
+    """alice consents to crm:read only; adding a note makes the SDK client step up (no 403 handling here)."""
+    crm_mcp = env["CRM_MCP_RESOURCE"]
+    say("\nStep-up — a client that consented to less: alice grants crm:read only, then adds a note")
+    say('  crm-mcp answers add_customer_note with 403 insufficient_scope, scope="crm:write", before the tool runs;')
+    say("  the SDK client logs alice in again, asking for its first request plus crm:write (SEP-2350), and retries")
+    provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"], scope="crm:read")
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(crm_mcp, http_client=http)) as alice,
+    ):
+        await call(alice, "get_customer", {"customer_id": customer_id})
+        assert storage.tokens is not None
+        before = await validated(env, storage.tokens.access_token, [crm_mcp])
+        check(before.scopes == {"crm:read"}, "alice's first token: scope crm:read only")
+        noted = await call(alice, "add_customer_note", {"customer_id": customer_id, "note": "Added by make demo"})
+        after = await validated(env, storage.tokens.access_token, [crm_mcp])
+    check(
+        {"crm:read", "crm:write"} <= after.scopes and any(n["text"] == "Added by make demo" for n in noted["notes"]),
+        f"note added after the step-up; the new token: scope={' '.join(sorted(after.scopes))}",
+    )
+
+
+async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
+    """Pattern 4: connect alice's calendar through a URL-mode elicitation, schedule a meeting, disconnect."""
+    crm_mcp = env["CRM_MCP_RESOURCE"]
+    say("\nPattern 4 — the user's own account at a third party: schedule_meeting in alice's calendar")
+    say("  calendar-api trusts only its own authorization server (its own users, keys and issuer)")
+    opened: list[str] = []
+
+    async def alice_at_the_keyboard(context: Any, params: Any) -> ElicitResult:
+        if not isinstance(params, ElicitRequestURLParams):
+            raise DemoFailure("expected a URL-mode elicitation")
+        opened.append(params.url)
+        say(f"  crm-mcp elicits a URL: {params.url.split('?')[0]}?ref=… (opaque, single-use; no name, no token)")
+        say("  the browser: sign in at crm-mcp's auth-server as alice (crm-mcp checks it is the same sub),")
+        say("               then at the calendar's auth-server as alice, and allow calendar:read calendar:write")
+        people = {
+            env["AUTH_ISSUER"]: HeadlessBrowser("alice", env["DEMO_ALICE_PASSWORD"]),
+            env["CALENDAR_AUTH_ISSUER"]: HeadlessBrowser("alice", env["CALENDAR_ALICE_PASSWORD"]),
+        }
+        page = await open_in_browser(params.url, people)
+        check(page.status_code == 200 and "Calendar connected" in page.text, "consent given; the page says connected")
+        say("  crm-mcp redeemed the code as a confidential client; the tokens are in its vault, AES-GCM encrypted")
+        return ElicitResult(action="accept")
+
+    provider, _ = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(crm_mcp, http_client=http), elicitation_callback=alice_at_the_keyboard) as alice,
+    ):
+        await call(alice, "disconnect_calendar", {})  # start from no grant, so the consent is shown
+        meeting = await call(
+            alice,
+            "schedule_meeting",
+            {"customer_id": customer_id, "start": "2026-12-01T10:00:00+00:00", "minutes": 30, "title": "Demo call"},
+        )
+        check(len(opened) == 1, "the first call elicited once; the client retried after the consent")
+        check(
+            bool(meeting["attendees"]),
+            f"meeting {meeting['id']} in alice's own calendar, with {meeting['attendees'][0]}",
+        )
+        meetings = await call(alice, "list_my_meetings", {})
+        check(
+            any(m["id"] == meeting["id"] for m in meetings), "list_my_meetings: no elicitation, the vault has the grant"
+        )
+        disconnected = await call(alice, "disconnect_calendar", {})
+        check(
+            disconnected["disconnected"], "disconnect_calendar: revoked at the calendar provider (RFC 7009), forgotten"
+        )
+
+
 def find(error: BaseException, kind: type[BaseException] | tuple[type[BaseException], ...]) -> BaseException | None:
     """`error` itself or the first exception of `kind` inside it (the MCP client raises exception groups)."""
     if isinstance(error, kind):
@@ -227,7 +307,7 @@ def main() -> int:
             say(f"\n✗ cannot reach the services ({type(unreachable).__name__}). Run `make up` first.")
             return 1
         raise
-    say("\nDemo passed: each pattern worked, and each boundary held.")
+    say("\nDemo passed: each pattern worked, and each boundary held. It added one ticket, and changed nothing else.")
     return 0
 
 

@@ -9,7 +9,7 @@ and `iss` back to the SDK. Used by `make demo` and the integration tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from urllib.parse import parse_qs, urlencode, urljoin, urlparse, urlunparse
@@ -88,33 +88,18 @@ class HeadlessBrowser:
 
         Like a browser, it follows the authorization server's own redirects (some servers send the user
         through interaction pages first) and stops at the first redirect to the client's redirect URI.
+        `scope` narrows the first authorization only: a later one (the SDK stepping up after a 403
+        insufficient_scope) asks for what the SDK asks, as a user re-consenting to more would grant.
         """
         if self._scope is not None:
-            authorization_url = _with_scope(authorization_url, self._scope)
+            authorization_url, self._scope = _with_scope(authorization_url, self._scope), None
         redirect_uri = parse_qs(urlparse(authorization_url).query).get("redirect_uri", [CALLBACK_URL])[0]
-        location: str | None = None
-        logged_in = False
         async with httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False) as browser:
-            response = await browser.get(authorization_url)
-            for _ in range(_MAX_STEPS):
-                if response.is_redirect:
-                    location = urljoin(str(response.url), response.headers["location"])
-                    if location.startswith(redirect_uri):
-                        break
-                    response = await browser.get(location)
-                elif response.status_code == 200 and parse_forms(response.text):
-                    form = parse_forms(response.text)[0]
-                    is_login = any("pass" in name.lower() for name in form.fields)
-                    if is_login and logged_in:  # the login page again: the password was refused
-                        raise RuntimeError(f"login as {self.username} was refused")
-                    logged_in = logged_in or is_login
-                    fill = self._login_values if is_login else self._approve_values
-                    response = await self._submit(browser, response, fill)
-                else:
-                    raise RuntimeError(f"login as {self.username} did not redirect (HTTP {response.status_code})")
-            else:
-                raise RuntimeError(f"login as {self.username} did not redirect back to the client")
-        assert location is not None
+            response, location = await _browse(
+                browser, await browser.get(authorization_url), lambda _: self, stop_at=redirect_uri
+            )
+        if location is None:
+            raise RuntimeError(f"login as {self.username} did not redirect (HTTP {response.status_code})")
         query = parse_qs(urlparse(location).query)
         if "error" in query:
             raise RuntimeError(f"authorization refused: {query['error'][0]}")
@@ -154,6 +139,59 @@ class HeadlessBrowser:
         form = forms[0]
         values = fill(form)
         return await browser.post(urljoin(str(page.url), form.action or str(page.url)), data=values)
+
+
+async def open_in_browser(
+    url: str, accounts: Mapping[str, HeadlessBrowser], *, max_steps: int = 20, timeout_seconds: float = 10.0
+) -> httpx2.Response:
+    """Open `url` as a person would and go through to the last page: follow redirects (keeping cookies),
+    sign in on every login page with the account `accounts` names for that page's origin, approve every
+    consent page. Used for the pages a URL-mode elicitation opens (pattern 4), which cross two servers."""
+
+    def person_for(origin: str) -> HeadlessBrowser:
+        if origin not in accounts:
+            raise RuntimeError(f"no account to sign in with at {origin}")
+        return accounts[origin]
+
+    async with httpx2.AsyncClient(timeout=timeout_seconds, follow_redirects=False) as browser:
+        response, _ = await _browse(browser, await browser.get(url), person_for, max_steps=max_steps)
+    return response
+
+
+async def _browse(
+    browser: httpx2.AsyncClient,
+    response: httpx2.Response,
+    person_for: Callable[[str], HeadlessBrowser],
+    *,
+    stop_at: str | None = None,
+    max_steps: int = _MAX_STEPS,
+) -> tuple[httpx2.Response, str | None]:
+    """Follow redirects, sign in on login pages and approve consent pages, as `person_for(origin)`.
+
+    Ends at a redirect to `stop_at` (its URL is returned, not followed) or at a page with no form. A login
+    page shown again at an origin already signed in to means the password was refused.
+    """
+    signed_in: set[str] = set()
+    for _ in range(max_steps):
+        if response.is_redirect:
+            location = urljoin(str(response.url), response.headers["location"])
+            if stop_at is not None and location.startswith(stop_at):
+                return response, location
+            response = await browser.get(location)
+            continue
+        forms = parse_forms(response.text) if response.status_code == 200 else []
+        if not forms:
+            return response, None
+        origin = "{0.scheme}://{0.netloc}".format(urlparse(str(response.url)))
+        person = person_for(origin)
+        signing_in = any("pass" in name.lower() for name in forms[0].fields)
+        if signing_in and origin in signed_in:
+            raise RuntimeError(f"login as {person.username} was refused")
+        if signing_in:
+            signed_in.add(origin)
+        fill = person._login_values if signing_in else person._approve_values
+        response = await person._submit(browser, response, fill)
+    raise RuntimeError(f"{response.url} did not reach a final page in {max_steps} steps")
 
 
 def _with_scope(url: str, scope: str) -> str:

@@ -2,9 +2,10 @@
 
 Usage: python -m scripts.topology {init-env|up|down|banner}
 
-Process management is honcho's (it starts, prefixes and stops the five services); this script only
+Process management is honcho's (it starts, prefixes and stops the seven services); this script only
 puts honcho in the background, waits until every service's /health answers, prints where to go next,
 and on `down` (or Ctrl-C while waiting) stops honcho's whole process group so nothing is left behind.
+`down` then deletes the services' data directories (signing keys, databases), unless KEEP_DATA=1.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -27,6 +29,12 @@ ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = ROOT / "Procfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 HEALTH_TIMEOUT_SECONDS = 60.0
+# The services' data directories (.env can move them), relative to the workspace.
+DATA_DIRS = {
+    "AUTH_SERVER_DATA_DIR": "data/auth-server",
+    "CRM_API_DATA_DIR": "data/crm-api",
+    "TICKETS_MCP_DATA_DIR": "data/tickets-mcp",
+}
 
 
 @dataclass(frozen=True)
@@ -71,8 +79,12 @@ SERVICES = (
     Service("weather-api", "WEATHER_API_PORT", 8004, "external weather SaaS stand-in (pattern 1: API key)"),
     Service("crm-api", "CRM_API_PORT", 8003, "internal CRM backend (pattern 3: token cascade)"),
     Service("tickets-mcp", "TICKETS_MCP_PORT", 8002, "tickets MCP server (pattern 2: client credentials)", "/mcp"),
+    Service("calendar-auth-server", "CALENDAR_AUTH_SERVER_PORT", 9001, "the calendar SaaS's own authorization server"),
+    Service("calendar-api", "CALENDAR_API_PORT", 8005, "calendar SaaS stand-in (pattern 4: the user's own account)"),
     Service("crm-mcp", "CRM_MCP_PORT", 8001, "the MCP server you connect to", "/mcp"),
 )
+# The calendar's authorization server is auth_server run with this config (the Procfile passes it on).
+CALENDAR_AUTH_SERVER_CONFIG = ROOT / "services" / "calendar-api" / "auth-server.toml"
 
 
 CRM_API_AUTH_MODES = {
@@ -111,8 +123,8 @@ def init_env(workspace: Workspace) -> int:
     lines = []
     for line in ENV_EXAMPLE.read_text().splitlines():
         name, sep, value = line.partition("=")
-        if sep and value == "<generated>":
-            generated[name] = secrets.token_urlsafe(32)
+        if sep and value.endswith("<generated>"):  # a prefix stays: `k1:<generated>` is a key id and a key
+            generated[name] = value.removesuffix("<generated>") + secrets.token_urlsafe(32)
             line = f"{name}={generated[name]}"
         elif sep and (same := re.fullmatch(r"<same as (\w+)>", value)):
             line = f"{name}={generated[same.group(1)]}"
@@ -175,7 +187,12 @@ def up(workspace: Workspace) -> int:
             [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", str(PROCFILE), "-e", os.devnull]
             + [service.name for service in services],
             # The Procfile's `python` is this interpreter, the project's virtualenv.
-            env={**os.environ, **env, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"},
+            env={
+                "CALENDAR_AUTH_SERVER_CONFIG": str(CALENDAR_AUTH_SERVER_CONFIG),
+                **os.environ,
+                **env,
+                "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            },
             cwd=workspace.directory,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -186,23 +203,24 @@ def up(workspace: Workspace) -> int:
     try:
         unhealthy = wait_healthy(env, honcho)
     except KeyboardInterrupt:
-        down(workspace)
+        stop(workspace)
         return 130
     if unhealthy:
         print(f"Not healthy: {', '.join(unhealthy)}. Last log lines:\n")
         print("\n".join(workspace.log_file.read_text(errors="replace").splitlines()[-40:]))
-        down(workspace)
+        stop(workspace)
         return 1
     banner(workspace)
     return 0
 
 
-def down(workspace: Workspace) -> int:
+def stop(workspace: Workspace) -> None:
+    """Stop honcho's whole process group, if it runs."""
     pid = running_pid(workspace)
     if pid is None:
         print("Nothing running.")
         workspace.pid_file.unlink(missing_ok=True)
-        return 0
+        return
     os.killpg(pid, signal.SIGTERM)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and running_pid(workspace) is not None:
@@ -211,6 +229,32 @@ def down(workspace: Workspace) -> int:
         os.killpg(pid, signal.SIGKILL)
     workspace.pid_file.unlink(missing_ok=True)
     print("Stopped all services.")
+
+
+def delete_data(workspace: Workspace) -> list[str]:
+    """Delete the data directories inside the workspace (never one outside it); the ones deleted."""
+    env = load_env(workspace)
+    root = workspace.directory.resolve()
+    deleted = []
+    for variable, default in DATA_DIRS.items():
+        path = (root / (env.get(variable) or default)).resolve()
+        if path != root and path.is_relative_to(root) and path.is_dir():
+            shutil.rmtree(path)
+            deleted.append(str(path.relative_to(root)))
+            if path.parent != root and path.parent.is_relative_to(root) and not any(path.parent.iterdir()):
+                path.parent.rmdir()  # data/ itself, once empty
+    return deleted
+
+
+def down(workspace: Workspace) -> int:
+    """Stop the services, then delete their data unless KEEP_DATA=1 (.env, with its secrets, stays)."""
+    stop(workspace)
+    if os.environ.get("KEEP_DATA") == "1":
+        print("Kept the data (KEEP_DATA=1): signing keys and databases are reused by the next make up.")
+        return 0
+    deleted = delete_data(workspace)
+    if deleted:
+        print(f"Deleted the data: {', '.join(deleted)} (make down KEEP_DATA=1 keeps it).")
     return 0
 
 
@@ -218,7 +262,7 @@ def banner(workspace: Workspace) -> int:
     env = load_env(workspace)
     print("\nAll services are up:\n")
     for service in active_services(env):
-        print(f"  {service.name:<12} {base_url(service, env) + service.path:<28} {service.role}")
+        print(f"  {service.name:<20} {base_url(service, env) + service.path:<28} {service.role}")
     local_auth = SERVICES[0] in active_services(env)
     mode = env.get("CRM_API_AUTH_MODE", "cascade")
     other = "cascade" if mode == "exchange" else "exchange"

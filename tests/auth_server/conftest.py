@@ -96,6 +96,7 @@ class AuthTestEnv:
             "AUTH_SERVER_DATA_DIR": str(self.workdir / "data"),
             "AUTH_SERVER_CONFIG": str(self.config_path),
             "CRM_MCP_RESOURCE": self.crm_mcp_resource,
+            "CRM_MCP_PUBLIC_URL": f"http://127.0.0.1:{self.crm_mcp_port}",
             "TICKETS_MCP_RESOURCE": self.tickets_mcp_resource,
             "CRM_API_AUDIENCE": self.crm_api_audience,
             "CRM_MCP_CLIENT_SECRET": self.agent_secret,

@@ -14,6 +14,7 @@ from oauth_tokens.settings import load_settings
 
 ENVIRONMENT = {
     "CRM_MCP_RESOURCE": "http://localhost:8001/mcp",
+    "CRM_MCP_PUBLIC_URL": "http://localhost:8001",
     "TICKETS_MCP_RESOURCE": "http://localhost:8002/mcp",
     "CRM_API_AUDIENCE": "http://localhost:8003",
     "CRM_MCP_CLIENT_SECRET": "agent-secret-for-tests",
@@ -31,8 +32,15 @@ def test_shipped_config_describes_the_topology() -> None:
     assert crm_mcp.extra_audiences == ("http://localhost:8003",)
     assert config.resources["tickets-mcp"].extra_audiences == ()
     assert set(config.resources["crm-api"].scopes) == {"crm:read", "crm:write"}
-    (agent,) = config.clients
+    agent, connect = config.clients
     assert agent.client_id == "crm-mcp-agent"
+    # Pattern 4: crm-mcp signs users in at /connect, only to learn (and check) who they are.
+    assert (connect.client_id, connect.grant_types, connect.scopes) == (
+        "crm-mcp-connect",
+        ("authorization_code",),
+        ("crm:read",),
+    )
+    assert connect.redirect_uris == ("http://localhost:8001/connect/calendar/signed-in",)
     assert agent.secret_env == "CRM_MCP_CLIENT_SECRET"
     assert set(agent.grant_types) == {"client_credentials", GRANT_TOKEN_EXCHANGE}
     assert set(agent.resources) == {"tickets-mcp", "crm-api"}
@@ -154,3 +162,34 @@ def test_an_empty_config_setting_means_the_packaged_default(monkeypatch: pytest.
     monkeypatch.setenv("AUTH_ISSUER", "http://localhost:9000")
     monkeypatch.setenv("AUTH_SERVER_CONFIG", "")
     assert load_settings(AuthServerSettings).auth_server_config is None
+
+
+def test_every_shipped_scope_has_a_plain_language_description() -> None:
+    config = load_config(None, ENVIRONMENT)
+    assert set(config.scope_descriptions) == set(config.all_scopes())
+    assert config.scope_descriptions["tickets:write"] == "Open and update support tickets"
+
+
+WEATHER_DESCRIPTION = '"weather:read" = "Look up the weather where your customers are"\n'
+
+
+@pytest.mark.parametrize(
+    ("replacement", "problem"),
+    [
+        ("", r"needs a plain-language description of \['weather:read'\]"),
+        ('"weather:read" = " "\n', r"needs a plain-language description of \['weather:read'\]"),
+        (
+            f'{WEATHER_DESCRIPTION}"crm:admin" = "Everything"\n',
+            r"describes scopes no resource defines: \['crm:admin'\]",
+        ),
+    ],
+)
+def test_scope_descriptions_must_cover_exactly_the_defined_scopes(
+    tmp_path: Path, replacement: str, problem: str
+) -> None:
+    text = default_config_text()
+    assert WEATHER_DESCRIPTION in text
+    path = tmp_path / "config.toml"
+    path.write_text(text.replace(WEATHER_DESCRIPTION, replacement), encoding="utf-8")
+    with pytest.raises(ConfigError, match=problem):
+        load_config(path, ENVIRONMENT)

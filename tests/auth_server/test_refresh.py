@@ -100,3 +100,28 @@ def test_an_unknown_refresh_token_is_invalid_grant(auth: AuthTestEnv, http: http
     response = _refresh(http, auth, "not-a-refresh-token")
     assert response.status_code == 400
     assert response.json()["error"] == "invalid_grant"
+
+
+def test_revoking_a_refresh_token_ends_the_grant_only_for_its_own_client(
+    auth: AuthTestEnv, http: httpx2.Client
+) -> None:
+    """RFC 7009: the owner revokes (200, grant gone); another client's attempt is a no-op (still 200)."""
+    first = user_tokens(auth, "alice")
+    revoke_url = auth.token_url.replace("/token", "/revoke")
+    assert http.get(f"{auth.url}/.well-known/oauth-authorization-server").json()["revocation_endpoint"] == revoke_url
+
+    stranger = http.post(revoke_url, data={"token": first["refresh_token"]}, auth=("test-web-app", auth.web_secret))
+    assert stranger.status_code == 200
+    second = _refresh(http, auth, first["refresh_token"])
+    assert second.status_code == 200, second.text
+
+    revoked = http.post(revoke_url, data={"token": second.json()["refresh_token"], "client_id": "test-native-app"})
+    assert revoked.status_code == 200
+    assert revoked.headers["cache-control"] == "no-store"
+    after = _refresh(http, auth, second.json()["refresh_token"])
+    assert after.status_code == 400
+    assert after.json()["error"] == "invalid_grant"
+    unknown = http.post(revoke_url, data={"token": "not-a-token", "client_id": "test-native-app"})
+    assert unknown.status_code == 200
+    unauthenticated = http.post(revoke_url, data={"token": "not-a-token", "client_id": "no-such-client"})
+    assert unauthenticated.status_code == 401

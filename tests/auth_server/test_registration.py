@@ -83,6 +83,22 @@ def test_registrations_outside_the_policy_are_refused(
     assert response.json()["error"] == error
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"redirect_uris": ',  # malformed
+        b"[" * 8000 + b"]" * 8000,  # deeply nested, within the body limit
+        b'{"client_name": "\xff"}',  # not UTF-8
+        b'["a JSON array"]',
+    ],
+    ids=["malformed", "deeply-nested", "not-utf-8", "not-an-object"],
+)
+def test_a_body_that_is_not_a_json_object_is_a_400(auth: AuthTestEnv, http: httpx2.Client, body: bytes) -> None:
+    response = http.post(f"{auth.url}/register", content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 400, response.text
+    assert response.json()["error"] == "invalid_client_metadata"
+
+
 def test_https_redirect_uris_are_accepted(auth: AuthTestEnv, http: httpx2.Client) -> None:
     response = _register(http, auth, redirect_uris=["https://inspector.example/oauth/callback"])
     assert response.status_code == 201

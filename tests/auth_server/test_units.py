@@ -108,6 +108,26 @@ def test_the_throttle_refuses_past_max_failures_until_the_window_passes() -> Non
     assert throttle.begin_attempt("mallory", "10.0.0.2", now=901) == 0  # another address is not affected
 
 
+def test_a_full_throttle_refuses_new_pairs_and_never_evicts_a_lockout() -> None:
+    throttle = LoginThrottle(LoginPolicy(max_failures=2, failure_window_seconds=900, max_tracked_failures=3))
+    for _ in range(2):
+        throttle.begin_attempt("bob", "10.0.0.1", now=0)
+    throttle.begin_attempt("junk-1", "10.0.0.9", now=100)
+    throttle.begin_attempt("junk-2", "10.0.0.9", now=200)
+    with pytest.raises(TooManyFailures) as full:  # a new pair while full: refused, bob's entry stays
+        throttle.begin_attempt("junk-3", "10.0.0.9", now=300)
+    assert full.value.retry_after == 600  # when bob's failures (the oldest) expire
+    with pytest.raises(TooManyFailures):
+        throttle.begin_attempt("bob", "10.0.0.1", now=300)
+    assert throttle.begin_attempt("junk-1", "10.0.0.9", now=300) == 0.5  # known pairs still count on
+    # Once bob's window has passed his entry is forgotten, which makes room for one new pair.
+    assert throttle.begin_attempt("junk-3", "10.0.0.9", now=901) == 0
+    with pytest.raises(TooManyFailures):
+        throttle.begin_attempt("junk-4", "10.0.0.9", now=902)
+    throttle.record_success("junk-3", "10.0.0.9")
+    assert throttle.begin_attempt("junk-4", "10.0.0.9", now=903) == 0
+
+
 def _registered(number: int) -> Client:
     return Client(
         client_id=f"dyn-{number}",

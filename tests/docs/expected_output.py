@@ -145,6 +145,16 @@ def token_exchange(run: Run) -> None:
     assert claims["act"] == {"sub": run.env["CRM_MCP_CLIENT_ID"]}
 
 
+def crm_mcp_preflight_from_a_loopback_page(run: Run) -> None:
+    status, headers, _ = run.http()
+    assert status == 200  # answered before the bearer check: a preflight carries no token
+    assert headers["access-control-allow-origin"] == "http://localhost:6274"
+    assert "POST" in headers["access-control-allow-methods"].split(", ")
+    allowed = headers["access-control-allow-headers"].lower().split(", ")
+    assert {"authorization", "content-type", "mcp-protocol-version"} <= set(allowed)
+    assert "www-authenticate" not in headers
+
+
 RUN: dict[str, Callable[[Run], None]] = {
     "set -a; . ./.env; set +a": loads_env,
     "grep '^DEMO_' .env": shows_demo_passwords,
@@ -172,4 +182,9 @@ RUN: dict[str, Callable[[Run], None]] = {
     "-d subject_token_type=urn:ietf:params:oauth:token-type:access_token "
     "-d resource=http://localhost:8003 "
     "http://localhost:9000/token": token_exchange,
+    "curl -si -X OPTIONS http://localhost:8001/mcp -H 'Origin: http://localhost:6274' "
+    "-H 'Access-Control-Request-Method: POST' "
+    "-H 'Access-Control-Request-Headers: authorization, content-type, mcp-protocol-version'": (
+        crm_mcp_preflight_from_a_loopback_page
+    ),
 }

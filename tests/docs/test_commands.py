@@ -3,7 +3,7 @@
 Commands come from fenced `bash`, `sh`, `shell` and `console` blocks (`console`: only `$ ` lines). They are
 run as a reader would run them from the repository root after `make up`: in a directory holding a `.env`
 with the topology's settings, in bash, with `.env` loaded (`set -a; . ./.env; set +a`, which the docs show
-too), against five real services started on free loopback ports. `localhost:<default port>` in a command
+too), against seven real services started on free loopback ports. `localhost:<default port>` in a command
 is rewritten to the test's port; nothing else is changed.
 """
 
@@ -95,7 +95,7 @@ MAKE_TARGETS_EXERCISED_BY = {
     "help": "tests/docs/test_commands.py::test_make_help_output_matches_the_readme runs it",
     "install": "every other target depends on it; CI runs it through `make lint` and `make test` (.ci/run)",
     "up": "tests/scripts/test_topology.py runs what it runs locally (`python -m scripts.topology up`) in a "
-    "scratch directory on free ports; the Docker path (`docker compose up --build --wait`) is proven by hand",
+    "scratch directory on free ports; the Docker path (`docker compose build`, then `up --wait`) is proven by hand",
     "down": "tests/scripts/test_topology.py, as for `up`",
     "logs": "not run: `tail -F` never ends",
     "demo": "tests/docs/test_commands.py::test_make_demo_passes_against_a_fresh_topology runs "
@@ -105,6 +105,7 @@ MAKE_TARGETS_EXERCISED_BY = {
     "lint": "CI: .ci/run",
     "fmt": "not run in CI (it rewrites files); `make lint` checks the same rules",
     "bench": "tests/scripts/test_bench.py runs it with tiny run counts (`--quick`); timings are never asserted",
+    "soak": "tests/scripts/test_soak.py runs it for 3 seconds (SOAK_SECONDS=3) on its own topology",
     "rotate-keys": "what it runs, `python -m auth_server.keys rotate`, is run by tests/auth_server/test_rotation.py",
     "clean": "not run: it deletes .venv",
 }
@@ -232,3 +233,7 @@ def test_make_demo_passes_against_a_fresh_topology(topology: Topology, capsys: p
     assert "tickets-mcp refuses alice's token (wrong audience)" in narration
     assert "CRM_API_AUTH_MODE=cascade" in narration
     assert "make up CRM_API_AUTH_MODE=exchange" in narration
+    assert "open_ticket adds one ticket on every run" in narration
+    # A second run says which tickets earlier runs left, so its counts do not drift unexplained.
+    anyio.run(run_demo, topology.env)
+    assert "1 of them opened by earlier make demo runs" in capsys.readouterr().out

@@ -74,5 +74,5 @@ def test_the_docs_have_the_promised_diagrams(verdicts: dict[str, dict[str, Any]]
     """A topology diagram in the README and a sequence diagram on each pattern page."""
     kinds = {(name.split(":")[0], result.get("type")) for name, result in verdicts.items()}
     assert ("README.md", "flowchart-v2") in kinds
-    for page in ("docs/api-key.md", "docs/client-credentials.md", "docs/token-cascade.md"):
+    for page in ("docs/api-key.md", "docs/client-credentials.md", "docs/token-cascade.md", "docs/third-party-oauth.md"):
         assert (page, "sequence") in kinds, f"{page} has no sequenceDiagram"

@@ -1,4 +1,4 @@
-"""The whole topology, started once per test session as five real processes on free loopback ports.
+"""The whole topology, started once per test session as seven real processes on free loopback ports.
 
 Every secret is generated for the run, so tests can prove none of them ever shows up in a log or a result.
 `topology` runs the default CRM_API_AUTH_MODE (cascade); a test of crm-mcp → crm-api takes

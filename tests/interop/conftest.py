@@ -92,8 +92,8 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
     generated = topology_env()
     issuer = f"http://127.0.0.1:{generated['AUTH_SERVER_PORT']}"
     env = {**generated, **profile_env(issuer, generated)}
-    # The local auth-server's token endpoint is not the profile's: prove the profile's value was applied.
-    assert env["AUTH_TOKEN_URL"] == f"{issuer}/token"
+    # The test topology names the local auth-server's token endpoint; the profile empties it (discovery).
+    assert env["AUTH_TOKEN_URL"] == ""
     env.update({variable: str(workdir / name / "data") for name, variable in DATA_DIR_VARIABLES.items()})
     # Provider-independent: a one-second leeway, so the expired-token test need not wait out the default 30 s.
     env["AUTH_LEEWAY_SECONDS"] = "1"

@@ -22,6 +22,7 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
+from scripts.headless_login import user_oauth
 from tests.interop.conftest import EXPIRING_CLIENT, Interop
 from tests.shared.tokens import claims, mint, rsa_key
 
@@ -206,3 +207,24 @@ async def test_pattern_3b_exchanged_token_from_oidc_provider(interop: Interop) -
     assert payload["act"] == {"sub": topology.env["CRM_MCP_CLIENT_ID"]}
     assert payload["scope"] == "crm:read"
     assert payload["exp"] <= subject["exp"]
+
+
+async def test_step_up_through_oidc_provider(interop: Interop) -> None:
+    """alice consents to crm:read only; add_customer_note gets crm-mcp's 403 insufficient_scope, and the SDK
+    client goes back to oidc-provider for more scope, then retries (no 403 handling in this test)."""
+    url = interop.exchange_crm_mcp_url
+    provider, storage = user_oauth(url, "alice", interop.topology.password("alice"), scope="crm:read")
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+    ):
+        read = await client.call_tool("get_customer", {"customer_id": "cus_003"})
+        assert storage.tokens is not None
+        _, before = _token_parts(storage.tokens.access_token)
+        noted = await client.call_tool("add_customer_note", {"customer_id": "cus_003", "note": "interop: step-up"})
+        _, after = _token_parts(storage.tokens.access_token)
+    assert not read.is_error, read.content
+    assert before["scope"] == "crm:read"
+    assert not noted.is_error, noted.content
+    assert {"crm:read", "crm:write"} <= set(after["scope"].split(" "))
+    assert after["iss"] == interop.issuer

@@ -16,15 +16,20 @@ ROOT = Path(__file__).resolve().parents[2]
 PORT_VARIABLES = ("AUTH_SERVER_PORT", "CRM_MCP_PORT", "TICKETS_MCP_PORT", "CRM_API_PORT", "WEATHER_API_PORT")
 DEFAULT_PORTS = {"AUTH_SERVER_PORT": 9000, "CRM_MCP_PORT": 8001, "TICKETS_MCP_PORT": 8002, "CRM_API_PORT": 8003}
 DEFAULT_PORTS["WEATHER_API_PORT"] = 8004
+PORT_VARIABLES += ("CALENDAR_AUTH_SERVER_PORT", "CALENDAR_API_PORT")
+DEFAULT_PORTS |= {"CALENDAR_AUTH_SERVER_PORT": 9001, "CALENDAR_API_PORT": 8005}
 
 
 def topology(command: str, directory: Path, **variables: str) -> subprocess.CompletedProcess[str]:
     """Run `scripts.topology command` with `variables` in its environment, as `make up NAME=value` puts them."""
-    scrubbed = {k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "CRM_", "TICKETS_", "WEATHER_"))}
+    scrubbed = {
+        k: v for k, v in os.environ.items() if not k.startswith(("AUTH_", "CRM_", "TICKETS_", "WEATHER_", "CALENDAR_"))
+    }
+    scrubbed.pop("KEEP_DATA", None)
     return subprocess.run(
         [sys.executable, "-m", "scripts.topology", command],
         cwd=ROOT,
-        env={**scrubbed, **variables, "TOPOLOGY_DIR": str(directory)},
+        env={**scrubbed, "TOPOLOGY_DIR": str(directory), **variables},
         capture_output=True,
         text=True,
         timeout=120,
@@ -46,7 +51,7 @@ def free_port_env(directory: Path) -> dict[str, int]:
     return ports
 
 
-def test_up_starts_every_service_healthy_and_down_leaves_nothing(tmp_path: Path) -> None:
+def test_up_starts_every_service_healthy_and_down_leaves_nothing_but_kept_data(tmp_path: Path) -> None:
     ports = free_port_env(tmp_path)
     assert oct((tmp_path / ".env").stat().st_mode & 0o777) == "0o600"
     assert "CRM_API_AUTH_MODE=cascade" in (tmp_path / ".env").read_text()
@@ -64,16 +69,23 @@ def test_up_starts_every_service_healthy_and_down_leaves_nothing(tmp_path: Path)
         again = topology("up", tmp_path)
         assert "Already running" in again.stdout
     finally:
-        stopped = topology("down", tmp_path)
+        stopped = topology("down", tmp_path, KEEP_DATA="1")
     assert stopped.returncode == 0
     assert "Stopped all services" in stopped.stdout
+    data = tmp_path / "data"
+    assert {path.name for path in data.iterdir()} == {"auth-server", "crm-api", "tickets-mcp"}  # kept
     for port in ports.values():
         try:
             httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1)
         except httpx2.TransportError:
             continue
         raise AssertionError(f"port {port} still answers after down")
-    assert "Nothing running" in topology("down", tmp_path).stdout
+    # Without KEEP_DATA, down deletes the data (signing keys, databases) even with nothing running; .env stays.
+    stopped_again = topology("down", tmp_path)
+    assert "Nothing running" in stopped_again.stdout
+    assert "Deleted the data" in stopped_again.stdout
+    assert not data.exists()
+    assert (tmp_path / ".env").exists()
 
 
 def test_up_refuses_a_busy_port_by_name(tmp_path: Path) -> None:

@@ -180,6 +180,19 @@ REFUSED: dict[str, tuple[TokenBuilder, type[OAuthTokensError]]] = {
     ),
     "typ-logout-token": (lambda k, iss, url: mint(k.rsa, claims(iss), typ="logout+jwt"), InvalidTokenError),
     "typ-dpop-proof": (lambda k, iss, url: mint(k.rsa, claims(iss), typ="dpop+jwt"), InvalidTokenError),
+    # RFC 9068 §4: untyped tokens only where AUTH_ACCEPT_UNTYPED_TOKENS says so (test_token_type.py).
+    "typ-JWT-by-default": (lambda k, iss, url: mint(k.rsa, claims(iss), typ="JWT"), InvalidTokenError),
+    "typ-absent-by-default": (lambda k, iss, url: mint(k.rsa, claims(iss), typ=None), InvalidTokenError),
+    "typ-not-a-string": (lambda k, iss, url: mint(k.rsa, claims(iss), typ=["at+jwt"]), InvalidTokenError),
+    "scope-with-a-tab": (lambda k, iss, url: mint(k.rsa, claims(iss, scope="crm:read\tcrm:write")), InvalidTokenError),
+    "scope-with-a-newline": (
+        lambda k, iss, url: mint(k.rsa, claims(iss, scope="crm:read\ncrm:admin")),
+        InvalidTokenError,
+    ),
+    "scopes-item-with-a-space": (
+        lambda k, iss, url: mint(k.rsa, claims(iss, scope=None, scopes=["crm:read crm:admin"])),
+        InvalidTokenError,
+    ),
     **{
         f"missing-{claim}": (
             (lambda missing: lambda k, iss, url: mint(k.rsa, claims(iss, **{missing: None})))(claim),
@@ -196,9 +209,7 @@ ACCEPTED: dict[str, TokenBuilder] = {
     "audience-list-containing-ours": lambda k, iss, url: mint(k.rsa, claims(iss, aud=["account", AUDIENCE])),
     "typ-at+jwt": lambda k, iss, url: mint(k.rsa, claims(iss), typ="at+jwt"),
     "typ-application/at+jwt": lambda k, iss, url: mint(k.rsa, claims(iss), typ="application/at+jwt"),
-    "typ-JWT": lambda k, iss, url: mint(k.rsa, claims(iss), typ="JWT"),
     "typ-AT+JWT-uppercase": lambda k, iss, url: mint(k.rsa, claims(iss), typ="AT+JWT"),
-    "typ-absent": lambda k, iss, url: mint(k.rsa, claims(iss), typ=None),
 }
 
 

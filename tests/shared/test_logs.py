@@ -65,3 +65,9 @@ def test_redact_patterns() -> None:
     assert redact("module oauth_tokens.client_credentials.ClientCredentialsAuth") == (
         "module oauth_tokens.client_credentials.ClientCredentialsAuth"
     )
+    # An access log line of a redirect back from an authorization server, and of a connect link.
+    assert redact('"GET /connect/calendar/callback?code=Zx9_a-1&state=s1&iss=http%3A%2F%2Fa HTTP/1.1" 200') == (
+        '"GET /connect/calendar/callback?code=[REDACTED]&state=s1&iss=http%3A%2F%2Fa HTTP/1.1" 200'
+    )
+    assert redact("GET /connect/calendar?ref=IqFHCXxQT3b HTTP/1.1") == "GET /connect/calendar?ref=[REDACTED] HTTP/1.1"
+    assert redact("code_challenge=abc&code_verifier=xyz") == "code_challenge=abc&code_verifier=[REDACTED]"

@@ -19,6 +19,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecurityMiddleware
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, ValidatorConfig
+from oauth_tokens.cors import DEFAULT_ALLOWED_ORIGINS
 from oauth_tokens.mcp import JWTTokenVerifier, require_tool_scopes, resource_server_auth, transport_security
 from starlette.requests import Request
 
@@ -112,25 +113,33 @@ def test_resource_server_auth() -> None:
     ("host", "origin", "status"),
     [
         ("127.0.0.1:8002", None, None),  # no Origin: a non-browser client
-        ("localhost:55555", "http://localhost:6274", None),  # localhost, any port
-        ("[::1]:8002", "https://[::1]:8002", None),
-        ("tickets-mcp:8002", "https://tickets-mcp:8002", None),  # an extra host, exactly as written
+        ("localhost:55555", "http://localhost:6274", None),  # a loopback page, any port
+        ("[::1]:8002", "http://[::1]:8002", None),
+        ("tickets-mcp:8002", "https://app.example.com", None),  # an extra host; an origin as written
         ("localhost", None, 421),  # the localhost patterns need a port
         ("tickets-mcp:9999", None, 421),  # an extra host without `:*` allows only its own port
         ("evil.example:8002", None, 421),
         ("localhost:8002", "http://evil.example", 403),
-        ("localhost:8002", "http://tickets-mcp", 403),  # no port: only an extra host written without one
-        ("api.example.com", "https://api.example.com", None),
+        ("localhost:8002", "http://localhost", 403),  # `:*` means some port
+        ("localhost:8002", "https://localhost:6274", 403),  # another scheme is another origin
+        ("localhost:8002", "https://tickets-mcp:8002", 403),  # an allowed Host is not an allowed Origin
+        ("localhost:8002", "https://app.example.com:8443", 403),
+        ("api.example.com", "https://app.example.com", None),
         ("api.example.com:443", None, 421),
     ],
 )
 async def test_transport_security_allows_what_its_docstring_says(
     host: str, origin: str | None, status: int | None
 ) -> None:
-    middleware = TransportSecurityMiddleware(transport_security(["tickets-mcp:8002", "api.example.com"]))
+    origins = [*DEFAULT_ALLOWED_ORIGINS, "https://app.example.com"]
+    middleware = TransportSecurityMiddleware(transport_security(["tickets-mcp:8002", "api.example.com"], origins))
     headers = [(b"host", host.encode())] + ([(b"origin", origin.encode())] if origin else [])
     refusal = await middleware.validate_request(Request({"type": "http", "method": "GET", "headers": headers}))
     assert (refusal.status_code if refusal else None) == status
+
+
+async def test_transport_security_allows_loopback_origins_by_default() -> None:
+    assert transport_security().allowed_origins == list(DEFAULT_ALLOWED_ORIGINS)
 
 
 @contextlib.asynccontextmanager

@@ -22,11 +22,13 @@ import httpx2
 # Variables a developer's shell may carry that must not leak into a service under test.
 _SCRUBBED_PREFIXES = (
     "AUTH_",
+    "CORS_",
     "CRM_MCP_",
     "CRM_API_",
     "TICKETS_MCP_",
     "WEATHER_API_",
     "DEMO_",
+    "CALENDAR_",
 )
 
 
@@ -60,6 +62,15 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def resident_bytes(self) -> int:
+        """The running process's resident set size (VmRSS, from /proc: Linux only)."""
+        if self.process is None:
+            raise RuntimeError(f"{self.name} is not running")
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError(f"no VmRSS for {self.name} (process {self.process.pid})")
 
     def start(self, *, health_path: str = "/health", timeout: float = 30.0) -> ServiceProcess:
         """Start the process and wait until `health_path` answers 200."""

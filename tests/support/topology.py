@@ -1,12 +1,12 @@
-"""The whole topology as five real processes on free loopback ports, with freshly generated secrets.
+"""The whole topology as seven real processes on free loopback ports, with freshly generated secrets.
 
-Used by the integration tests (tests/integration/conftest.py) and by `make bench`.
+Used by the integration tests (tests/integration/conftest.py), `make bench` and `make soak`.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ListToolsResult
 from oauth_tokens import ClientCredentialsAuth
+from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 
 from scripts.headless_login import user_oauth
 from tests.support.processes import ServiceProcess, free_port, start_service
@@ -24,6 +25,9 @@ from tests.support.processes import ServiceProcess, free_port, start_service
 SERVICES = {
     # name: (module, port variable)
     "auth-server": ("auth_server", "AUTH_SERVER_PORT"),
+    # Pattern 4's third party: a second auth-server instance (see SERVICE_OVERRIDES) and its API.
+    "calendar-auth-server": ("auth_server", "CALENDAR_AUTH_SERVER_PORT"),
+    "calendar-api": ("calendar_api", "CALENDAR_API_PORT"),
     "weather-api": ("weather_api", "WEATHER_API_PORT"),
     "crm-api": ("crm_api", "CRM_API_PORT"),
     "tickets-mcp": ("tickets_mcp", "TICKETS_MCP_PORT"),
@@ -32,9 +36,26 @@ SERVICES = {
 
 DATA_DIR_VARIABLES = {
     "auth-server": "AUTH_SERVER_DATA_DIR",
+    "calendar-auth-server": "CALENDAR_AUTH_SERVER_DATA_DIR",
+    "crm-mcp": "CRM_MCP_DATA_DIR",
     "crm-api": "CRM_API_DATA_DIR",
     "tickets-mcp": "TICKETS_MCP_DATA_DIR",
 }
+
+
+CALENDAR_AUTH_SERVER_CONFIG = Path(__file__).resolve().parents[2] / "services" / "calendar-api" / "auth-server.toml"
+
+
+def service_overrides(name: str, env: dict[str, str]) -> dict[str, str]:
+    """Settings a service gets under other names: the calendar's auth-server is auth_server, reconfigured."""
+    if name != "calendar-auth-server":
+        return {}
+    return {
+        "AUTH_ISSUER": env["CALENDAR_AUTH_ISSUER"],
+        "AUTH_SERVER_PORT": env["CALENDAR_AUTH_SERVER_PORT"],
+        "AUTH_SERVER_DATA_DIR": env["CALENDAR_AUTH_SERVER_DATA_DIR"],
+        "AUTH_SERVER_CONFIG": str(CALENDAR_AUTH_SERVER_CONFIG),
+    }
 
 
 @dataclass
@@ -58,7 +79,14 @@ class Topology:
 
     @property
     def secrets(self) -> dict[str, str]:
-        names = ("CRM_MCP_CLIENT_SECRET", "WEATHER_API_KEY", "DEMO_ALICE_PASSWORD", "DEMO_BOB_PASSWORD")
+        names: tuple[str, ...] = (
+            "CRM_MCP_CLIENT_SECRET",
+            "WEATHER_API_KEY",
+            "DEMO_ALICE_PASSWORD",
+            "DEMO_BOB_PASSWORD",
+        )
+        names += ("CALENDAR_CLIENT_SECRET", "CALENDAR_ALICE_PASSWORD", "CALENDAR_BOB_PASSWORD")
+        names += ("CRM_MCP_VAULT_KEYS", "CRM_MCP_REQUEST_STATE_KEYS")
         return {name: self.env[name] for name in names}
 
     def password(self, user: str) -> str:
@@ -72,7 +100,7 @@ class Topology:
             module,
             port_variable=port_variable,
             port=port,
-            env={**self.env, **overrides},
+            env={**self.env, **service_overrides(name, self.env), **overrides},
             workdir=self.workdir / name,
         )
         self.services[name] = service
@@ -84,18 +112,24 @@ class Topology:
     def tickets_auth(self, scope: str = "tickets:read tickets:write") -> ClientCredentialsAuth:
         """crm-mcp's own client-credentials token source for tickets-mcp, as crm-mcp builds it."""
         return ClientCredentialsAuth(
-            self.env["AUTH_TOKEN_URL"],
+            self.env.get("AUTH_TOKEN_URL", ""),
             self.env["CRM_MCP_CLIENT_ID"],
             self.env["CRM_MCP_CLIENT_SECRET"],
             scope=scope,
             resource=self.env["TICKETS_MCP_RESOURCE"],
+            discover_token_url=self.token_endpoint_discovery().token_endpoint,
         )
+
+    def token_endpoint_discovery(self) -> TokenEndpointDiscovery:
+        """How crm-mcp finds the token endpoint when AUTH_TOKEN_URL is empty: from tickets-mcp (RFC 9728)."""
+        return TokenEndpointDiscovery(self.env["TICKETS_MCP_URL"], (self.env["AUTH_ISSUER"],))
 
     async def client_credentials_token(self, resource: str, scope: str) -> str:
         """A token for crm-mcp's own machine client, straight from the token endpoint."""
+        token_url = self.env.get("AUTH_TOKEN_URL") or await self.token_endpoint_discovery().token_endpoint()
         async with httpx2.AsyncClient(timeout=10) as http:
             response = await http.post(
-                self.env["AUTH_TOKEN_URL"],
+                token_url,
                 data={"grant_type": "client_credentials", "resource": resource, "scope": scope},
                 auth=(self.env["CRM_MCP_CLIENT_ID"], self.env["CRM_MCP_CLIENT_SECRET"]),
             )
@@ -104,14 +138,16 @@ class Topology:
 
     @asynccontextmanager
     async def user_session(
-        self, user: str, *, scope: str | None = None, url: str | None = None
+        self, user: str, *, scope: str | None = None, url: str | None = None, **client_options: Any
     ) -> AsyncIterator[Client]:
-        """An MCP session with crm-mcp (or `url`), logged in as `user` through the real OAuth flow."""
+        """An MCP session with crm-mcp (or `url`), logged in as `user` through the real OAuth flow.
+
+        `client_options` go to the SDK's `Client` (e.g. `elicitation_callback`, `mode="legacy"`)."""
         url = url or self.crm_mcp_url
         provider, _ = user_oauth(url, user, self.password(user), scope=scope)
         async with (
             httpx2.AsyncClient(auth=provider, timeout=30) as http,
-            Client(streamable_http_client(url, http_client=http)) as client,
+            Client(streamable_http_client(url, http_client=http), **client_options) as client,
         ):
             yield self._recording(client)
 
@@ -149,6 +185,7 @@ def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
     ports = {port_variable: free_port() for _, port_variable in SERVICES.values()}
     issuer = f"http://127.0.0.1:{ports['AUTH_SERVER_PORT']}"
     weather_key = secrets.token_urlsafe(32)
+    calendar_issuer = f"http://127.0.0.1:{ports['CALENDAR_AUTH_SERVER_PORT']}"
     return {
         **{name: str(port) for name, port in ports.items()},
         "AUTH_ISSUER": issuer,
@@ -170,13 +207,29 @@ def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
         "CRM_API_AUTH_MODE": crm_api_auth_mode,
         # Services fetch keys by RFC 8414 discovery from the issuer, as they do under `make up`.
         "AUTH_JWKS_URL": "",
+        # Pattern 4: the calendar provider (its own authorization server) and crm-mcp's account there.
+        "CALENDAR_AUTH_ISSUER": calendar_issuer,
+        "CALENDAR_API_URL": f"http://127.0.0.1:{ports['CALENDAR_API_PORT']}",
+        "CALENDAR_API_AUDIENCE": f"http://127.0.0.1:{ports['CALENDAR_API_PORT']}",
+        "CALENDAR_CLIENT_ID": "crm-mcp",
+        "CALENDAR_CLIENT_SECRET": secrets.token_urlsafe(32),
+        "CALENDAR_ALICE_PASSWORD": secrets.token_urlsafe(16),
+        "CALENDAR_BOB_PASSWORD": secrets.token_urlsafe(16),
+        "CRM_MCP_PUBLIC_URL": f"http://127.0.0.1:{ports['CRM_MCP_PORT']}",
+        "CRM_MCP_VAULT_KEYS": f"k1:{secrets.token_urlsafe(32)}",
+        "CRM_MCP_REQUEST_STATE_KEYS": secrets.token_urlsafe(32),
     }
 
 
 @contextmanager
-def running_topology(workdir: Path, *, crm_api_auth_mode: str = "cascade") -> Iterator[Topology]:
-    """Start all five services (auth server first) under `workdir`; stop every one of them afterwards."""
-    topology = Topology(env=topology_env(crm_api_auth_mode), workdir=workdir)
+def running_topology(
+    workdir: Path, *, crm_api_auth_mode: str = "cascade", overrides: Mapping[str, str] | None = None
+) -> Iterator[Topology]:
+    """Start all seven services (auth servers first) under `workdir`; stop every one of them afterwards.
+
+    `overrides` replaces or adds settings in every service's environment.
+    """
+    topology = Topology(env={**topology_env(crm_api_auth_mode), **(overrides or {})}, workdir=workdir)
     for name, variable in DATA_DIR_VARIABLES.items():
         topology.env[variable] = str(workdir / name / "data")
     try:

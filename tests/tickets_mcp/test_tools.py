@@ -7,6 +7,7 @@ from typing import Any
 import httpx2
 import mcp
 import pytest
+from mcp import MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
@@ -92,20 +93,19 @@ async def test_update_changes_status_and_adds_an_attributed_comment(tickets: Tic
     assert [(c["text"], c["by_client"]) for c in updated["comments"]] == [("Looking into it.", "support-console")]
 
 
-async def test_read_only_token_cannot_write_and_is_told_which_scope(tickets: TicketsServer, issuer: TestIssuer) -> None:
+async def test_read_only_token_cannot_write(tickets: TicketsServer, issuer: TestIssuer) -> None:
+    """The 403 step-up challenge comes before the tool: nothing is written (the challenge: test_step_up.py)."""
     async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as (session, _):
-        create = await session.call_tool("create_ticket", {"customer_id": "cus_001", "title": "Nope"})
-        update = await session.call_tool("update_ticket", {"ticket_id": "tkt_0001", "status": "closed"})
+        with pytest.raises(MCPError):
+            await session.call_tool("update_ticket", {"ticket_id": "tkt_0001", "status": "closed"})
         ticket = structured(await session.call_tool("get_ticket", {"ticket_id": "tkt_0001"}))
-    assert "tickets:write" in error_text(create)
-    assert "tickets:write" in error_text(update)
     assert ticket["status"] != "closed"
 
 
 async def test_write_only_token_cannot_read(tickets: TicketsServer, issuer: TestIssuer) -> None:
     async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:write")) as (session, _):
-        result = await session.call_tool("list_tickets", {})
-    assert "tickets:read" in error_text(result)
+        with pytest.raises(MCPError):
+            await session.call_tool("list_tickets", {})
 
 
 async def test_unknown_ticket_and_empty_update_are_tool_errors(tickets: TicketsServer, issuer: TestIssuer) -> None:
@@ -127,6 +127,8 @@ async def test_modern_stateless_protocol_enforces_the_same_scopes(tickets: Ticke
         mcp.Client(streamable_http_client(tickets.mcp_url, http_client=http_client)) as client,
     ):
         listed = await client.call_tool("list_tickets", {"customer_id": "cus_003"})
-        refused = await client.call_tool("create_ticket", {"customer_id": "cus_003", "title": "Nope"})
+        with pytest.raises(MCPError):
+            await client.call_tool("create_ticket", {"customer_id": "cus_003", "title": "Nope"})
+        after = await client.call_tool("list_tickets", {"customer_id": "cus_003"})
     assert structured(listed)["count"] >= 1
-    assert "tickets:write" in error_text(refused)
+    assert structured(after)["count"] == structured(listed)["count"]

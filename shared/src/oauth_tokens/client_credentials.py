@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
 
 import httpx2
@@ -107,7 +107,9 @@ class ClientCredentialsAuth(httpx2.Auth):
         timeout_seconds: float = 5.0,
         cache: TokenCache | None = None,
         retry_after_401_min_age_seconds: float = 10,
+        discover_token_url: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
+        """`token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint)."""
         if retry_after_401_min_age_seconds < 0:
             raise ValueError("retry_after_401_min_age_seconds must not be negative")
         self._endpoint = TokenEndpoint(
@@ -117,6 +119,7 @@ class ClientCredentialsAuth(httpx2.Auth):
             auth_method=auth_method,
             timeout_seconds=timeout_seconds,
             default_lifetime_seconds=default_lifetime_seconds,
+            discover_token_url=discover_token_url,
         )
         self.token_url = token_url
         self.client_id = client_id
@@ -141,6 +144,8 @@ class ClientCredentialsAuth(httpx2.Auth):
 
         TokenEndpointError when the request fails, for every caller sharing it and for a second after.
         """
+        if not self.token_url:
+            self.token_url = await self._endpoint.url()
         token = self.cache.fresh(self.cache_key)
         if token is not None:
             return token

@@ -1,4 +1,4 @@
-"""RFC 8414 / OpenID discovery: find an authorization server's jwks_uri from its base URL."""
+"""RFC 8414 / OpenID discovery: find an authorization server's jwks_uri (or another endpoint) from its base URL."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import httpx2
 from oauth_tokens.deadline import deadline
 from oauth_tokens.errors import DeadlineExceededError, KeySourceError
 
-__all__ = ["MAX_DOCUMENT_BYTES", "discover_jwks_uri", "fetch_json", "metadata_urls"]
+__all__ = ["MAX_DOCUMENT_BYTES", "discover_endpoint", "discover_jwks_uri", "fetch_json", "metadata_urls"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,16 +94,18 @@ def _reach_through_base(jwks_uri: str, issuer: str, base_url: str) -> str:
     return jwks_uri
 
 
-async def discover_jwks_uri(
+async def discover_endpoint(
     base_url: str,
     client: httpx2.AsyncClient,
+    field: str,
     *,
     timeout_seconds: float,
     expected_issuers: Sequence[str] = (),
 ) -> str:
-    """The jwks_uri advertised by the server at `base_url`; the first metadata document found wins.
+    """The URL that the metadata of the server at `base_url` gives for `field` (`jwks_uri`, `token_endpoint`).
 
-    When `expected_issuers` is given, the metadata's `issuer` must be one of them (RFC 8414 §3.3).
+    The first metadata document found wins. When `expected_issuers` is given, the metadata's `issuer` must
+    be one of them (RFC 8414 §3.3).
     """
     failures: list[str] = []
     for url in metadata_urls(base_url):
@@ -115,9 +117,22 @@ async def discover_jwks_uri(
         issuer = metadata.get("issuer")
         if expected_issuers and issuer not in expected_issuers:
             raise KeySourceError(f"Metadata at {url} names issuer {issuer!r}, not a trusted issuer")
-        jwks_uri = _check_http_url(metadata.get("jwks_uri"), f"jwks_uri in {url}")
+        endpoint = _check_http_url(metadata.get(field), f"{field} in {url}")
         if isinstance(issuer, str):
-            jwks_uri = _reach_through_base(jwks_uri, issuer, base_url)
-        logger.debug("Discovered jwks_uri %s from %s", jwks_uri, url)
-        return jwks_uri
+            endpoint = _reach_through_base(endpoint, issuer, base_url)
+        logger.debug("Discovered %s %s from %s", field, endpoint, url)
+        return endpoint
     raise KeySourceError("No authorization server metadata found: " + "; ".join(failures))
+
+
+async def discover_jwks_uri(
+    base_url: str,
+    client: httpx2.AsyncClient,
+    *,
+    timeout_seconds: float,
+    expected_issuers: Sequence[str] = (),
+) -> str:
+    """The jwks_uri advertised by the server at `base_url` (see discover_endpoint)."""
+    return await discover_endpoint(
+        base_url, client, "jwks_uri", timeout_seconds=timeout_seconds, expected_issuers=expected_issuers
+    )

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, FastAPI, Request, Security
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
+from oauth_tokens.challenge import INVALID_TOKEN_DESCRIPTION, MISSING_TOKEN_DESCRIPTION, bearer_challenge
 from oauth_tokens.errors import (
     InsufficientScopeError,
     InvalidTokenError,
@@ -23,33 +26,20 @@ from oauth_tokens.validator import AccessTokenValidator
 __all__ = [
     "INVALID_TOKEN_DESCRIPTION",
     "CurrentPrincipal",
+    "JsonBody",
     "authenticated_principal",
     "install_token_validation",
     "require_scopes",
 ]
 
-# Clients get one generic description; the precise reason is logged at DEBUG by the validator.
-INVALID_TOKEN_DESCRIPTION = "The access token is invalid or expired"  # noqa: S105 - not a secret
-MISSING_TOKEN_DESCRIPTION = "A bearer access token is required"  # noqa: S105 - not a secret
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 _VALIDATOR_STATE = "oauth_tokens_validator"
 _REALM_STATE = "oauth_tokens_realm"
 
 # auto_error=False: a missing token must get our RFC 6750 answer, not FastAPI's default one.
 _bearer_scheme = HTTPBearer(auto_error=False, description="OAuth 2.1 JWT access token")
-
-
-def _quoted(value: str) -> str:
-    """An RFC 7235 quoted-string."""
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def _challenge(realm: str | None, **params: str) -> str:
-    """A `WWW-Authenticate: Bearer ...` value; realm first, then the given attributes in order."""
-    attributes = ([("realm", realm)] if realm else []) + list(params.items())
-    if not attributes:
-        return "Bearer"
-    return "Bearer " + ", ".join(f"{name}={_quoted(value)}" for name, value in attributes)
 
 
 def _error_response(status_code: int, challenge: str, error: str, description: str) -> JSONResponse:
@@ -68,8 +58,8 @@ def _realm_of(request: Request) -> str | None:
 async def _invalid_token_handler(request: Request, exc: Exception) -> Response:
     realm = _realm_of(request)
     if isinstance(exc, MissingTokenError):
-        return _error_response(401, _challenge(realm), "unauthorized", MISSING_TOKEN_DESCRIPTION)
-    challenge = _challenge(realm, error="invalid_token", error_description=INVALID_TOKEN_DESCRIPTION)
+        return _error_response(401, bearer_challenge(realm), "unauthorized", MISSING_TOKEN_DESCRIPTION)
+    challenge = bearer_challenge(realm, error="invalid_token", error_description=INVALID_TOKEN_DESCRIPTION)
     return _error_response(401, challenge, "invalid_token", INVALID_TOKEN_DESCRIPTION)
 
 
@@ -83,7 +73,7 @@ async def _key_source_unavailable_handler(request: Request, exc: Exception) -> R
 async def _insufficient_scope_handler(request: Request, exc: Exception) -> Response:
     required = " ".join(exc.required) if isinstance(exc, InsufficientScopeError) else ""
     description = f"The access token lacks the required scope(s): {required}"
-    challenge = _challenge(
+    challenge = bearer_challenge(
         _realm_of(request), error="insufficient_scope", error_description=description, scope=required
     )
     return _error_response(403, challenge, "insufficient_scope", description)
@@ -129,3 +119,31 @@ def require_scopes(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
         return principal
 
     return principal_with_scopes
+
+
+class JsonBody(Generic[ModelT]):
+    """A dependency that reads and parses the JSON body only when FastAPI reaches it.
+
+    FastAPI reads a body parameter before it solves any dependency, so a route with one would read a
+    whole body before checking the token. Declared after the principal instead, `Depends(JsonBody(Model))`
+    runs after the token check. Malformed, too deeply nested or non-UTF-8 JSON is a 422 like any other
+    validation error; pass `openapi` to the route's `openapi_extra` to document the body.
+    """
+
+    def __init__(self, model: type[ModelT]) -> None:
+        self.model = model
+
+    async def __call__(self, request: Request) -> ModelT:
+        body = await request.body()
+        try:
+            return self.model.model_validate_json(body)
+        except ValidationError as error:
+            problems = error.errors(include_url=False, include_context=False, include_input=False)
+            located = [{**problem, "loc": ("body", *problem["loc"])} for problem in problems]
+            raise RequestValidationError(located) from None
+
+    @property
+    def openapi(self) -> dict[str, Any]:
+        """The route's `requestBody` in OpenAPI, as a body parameter would have documented it."""
+        schema = self.model.model_json_schema()
+        return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

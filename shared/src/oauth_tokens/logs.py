@@ -18,10 +18,12 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\beyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*"), REDACTED),
     # Any other three long base64url segments joined by dots.
     (re.compile(r"\b[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"), REDACTED),
-    # key=value / "key": "value" forms of secrets, e.g. a token endpoint response or form body.
+    # key=value / "key": "value" forms of secrets, e.g. a token endpoint response or form body, or the
+    # authorization code (and a connect reference, `ref`) in a redirect URL's query in an access log.
     (
         re.compile(
-            r"(?i)(\b(?:access_token|refresh_token|id_token|client_secret|password)[\"']?\s*[:=]\s*[\"']?)"
+            r"(?i)(\b(?:access_token|refresh_token|id_token|client_secret|password|code|code_verifier|ref)"
+            r"[\"']?\s*[:=]\s*[\"']?)"
             r"[^\s\"'&,}]+"
         ),
         rf"\1{REDACTED}",

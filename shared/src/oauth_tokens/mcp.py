@@ -13,6 +13,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.applications import Starlette
 
+from oauth_tokens.cors import DEFAULT_ALLOWED_ORIGINS
 from oauth_tokens.errors import InvalidTokenError, KeySourceUnavailableError
 from oauth_tokens.key_source_outage import report_key_source_outage
 from oauth_tokens.logs import redact
@@ -130,21 +131,21 @@ def advertise_scopes(app: Starlette, auth: AuthSettings, scopes_supported: Seque
     app.router.routes[0:0] = routes
 
 
-def transport_security(extra_hosts: Sequence[str] = ()) -> TransportSecuritySettings:
+def transport_security(
+    extra_hosts: Sequence[str] = (), allowed_origins: Sequence[str] = DEFAULT_ALLOWED_ORIGINS
+) -> TransportSecuritySettings:
     """DNS-rebinding protection for an MCP endpoint: exactly which Host and Origin headers pass.
 
     Host (else 421): `127.0.0.1`, `localhost` or `[::1]` with a port, any port (a bare `localhost`
     without a port is refused), plus each of `extra_hosts` exactly as written (`tickets-mcp:8002`),
     or with any port when written `name:*`.
-    Origin (else 403): absent (non-browser clients send none), or `http://` or `https://` followed by
-    an allowed Host value under the same rules: `http://localhost:6274`, `https://tickets-mcp:8002`.
-    So an Origin without a port (`https://mcp.example.com`) passes only if `extra_hosts` lists the
-    host without a port too, and any page served from an allowed host (on any port, for the
-    localhost patterns) may call the endpoint from a browser.
+    Origin (else 403): absent (non-browser clients send none), or one of `allowed_origins` exactly as
+    written (`https://app.example.com`), or with any port when written `scheme://host:*`. Pass the
+    origins CORS allows (CORS_ALLOWED_ORIGINS, `oauth_tokens.cors`), so that a page the browser may
+    call from is exactly a page the server accepts; the default is loopback pages on any port.
     """
-    hosts = [*LOCAL_HOSTS, *extra_hosts]
     return TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
-        allowed_hosts=hosts,
-        allowed_origins=[f"{scheme}://{host}" for scheme in ("http", "https") for host in hosts],
+        allowed_hosts=[*LOCAL_HOSTS, *extra_hosts],
+        allowed_origins=list(allowed_origins),
     )

@@ -79,6 +79,8 @@ class TrustSettings(ServiceSettings):
     auth_leeway_seconds: Annotated[int, Field(ge=0, le=300)] = 30
     # Total deadline of one signing-key fetch (discovery and JWKS together), seconds.
     auth_key_fetch_timeout_seconds: Annotated[float, Field(gt=0, le=60)] = 5.0
+    # RFC 9068 typ at+jwt only, unless the provider does not type its access tokens (typ JWT or none).
+    auth_accept_untyped_tokens: bool = False
 
     # Messages never include the value: pydantic puts them in the error the operator sees.
     @field_validator("auth_issuer")
@@ -112,6 +114,7 @@ class TrustSettings(ServiceSettings):
             algorithms=tuple(self.auth_algorithms),
             leeway_seconds=self.auth_leeway_seconds,
             http_timeout_seconds=self.auth_key_fetch_timeout_seconds,
+            accept_untyped_tokens=self.auth_accept_untyped_tokens,
         )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import quote
@@ -61,9 +61,13 @@ class TokenEndpoint:
         auth_method: AuthMethod = "client_secret_basic",
         timeout_seconds: float = 5.0,
         default_lifetime_seconds: float = 60,
+        discover_token_url: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
+        """`token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint)."""
         if auth_method not in ("client_secret_basic", "client_secret_post"):
             raise ValueError(f"Unsupported auth_method {auth_method!r}")
+        if not token_url and discover_token_url is None:
+            raise ValueError("token_url is required unless discover_token_url is given")
         if not client_id or not client_secret:
             raise ValueError("client_id and client_secret must be non-empty")
         self.token_url = token_url
@@ -72,13 +76,21 @@ class TokenEndpoint:
         self.auth_method = auth_method
         self.timeout_seconds = timeout_seconds
         self.default_lifetime_seconds = default_lifetime_seconds
+        self._discover_token_url = discover_token_url
         self._http: httpx2.AsyncClient | None = None
 
     def __repr__(self) -> str:
         return f"TokenEndpoint(token_url={self.token_url!r}, client_id={self.client_id!r})"
 
+    async def url(self) -> str:
+        """The token endpoint: as configured, else discovered once (TokenEndpointError if that fails)."""
+        if not self.token_url and self._discover_token_url is not None:
+            self.token_url = await self._discover_token_url()
+        return self.token_url
+
     async def request(self, form: Mapping[str, str], *, secrets: Sequence[str] = ()) -> TokenResponse:
         """POST `form` as this client; `secrets` (besides the client secret) never appear in an error."""
+        token_url = await self.url()
         data = dict(form)
         headers = {"Accept": "application/json"}
         if self.auth_method == "client_secret_basic":
@@ -88,7 +100,7 @@ class TokenEndpoint:
         try:
             with deadline(self.timeout_seconds, "The token endpoint"):
                 response = await self._client().post(
-                    self.token_url, data=data, headers=headers, timeout=self.timeout_seconds, follow_redirects=False
+                    token_url, data=data, headers=headers, timeout=self.timeout_seconds, follow_redirects=False
                 )
         except (httpx2.TimeoutException, DeadlineExceededError) as error:
             description = f"The token endpoint did not answer within {self.timeout_seconds:g} s"

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import anyio
@@ -110,7 +110,9 @@ class TokenExchange:
         timeout_seconds: float = 5.0,
         cache: ExchangedTokenCache | None = None,
         wall_clock: Callable[[], float] = time.time,
+        discover_token_url: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
+        """`token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint)."""
         self._endpoint = TokenEndpoint(
             token_url,
             client_id,
@@ -118,6 +120,7 @@ class TokenExchange:
             auth_method=auth_method,
             timeout_seconds=timeout_seconds,
             default_lifetime_seconds=default_lifetime_seconds,
+            discover_token_url=discover_token_url,
         )
         self.client_id = client_id
         self.refresh_margin_seconds = refresh_margin_seconds

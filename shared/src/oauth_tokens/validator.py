@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType, TracebackType
@@ -19,13 +20,17 @@ from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKS_REFETCH_COOLDOWN_SECONDS
 from oauth_tokens.logs import redact
 from oauth_tokens.principal import Principal
 
-__all__ = ["ACCEPTED_TOKEN_TYPES", "REQUIRED_CLAIMS", "AccessTokenValidator", "ValidatorConfig"]
+__all__ = ["ACCEPTED_TOKEN_TYPES", "REQUIRED_CLAIMS", "UNTYPED_TOKEN_TYPES", "AccessTokenValidator", "ValidatorConfig"]
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub")
-# RFC 9068 §2.1 "at+jwt"; plain "JWT" (or no typ) for providers that do not use the RFC 9068 type.
-ACCEPTED_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt", "jwt"})
+# RFC 9068 §2.1/§4: an access token's JOSE typ is "at+jwt"; anything else (an ID token, say) is refused.
+ACCEPTED_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
+# Also accepted, with accept_untyped_tokens, from providers that do not type their access tokens.
+UNTYPED_TOKEN_TYPES: Final = frozenset({"jwt", None})
+# RFC 6749 §3.3 scope-token characters: printable ASCII except space, '"' and '\\'.
+_SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
 _MAX_KID_LENGTH: Final = 256
 
 
@@ -55,6 +60,8 @@ class ValidatorConfig:
     # After a failed key fetch: the first retry's wait, doubling up to the max (see oauth_tokens.jwks).
     jwks_failure_backoff_seconds: float = 1.0
     jwks_failure_backoff_max_seconds: float = 4.0
+    # True also accepts typ "JWT" or no typ (Keycloak, Scalekit): they cannot then be told from ID tokens.
+    accept_untyped_tokens: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "issuers", _as_tuple(self.issuers, "issuers"))
@@ -75,17 +82,29 @@ class ValidatorConfig:
             raise ValueError("max_token_bytes and http_timeout_seconds must be positive")
 
 
+def _scope_tokens(values: Iterable[str], claim: str) -> set[str]:
+    """`values` as scope tokens; InvalidTokenError if one holds whitespace, a control character or a quote."""
+    tokens = {value for value in values if value}
+    if not all(_SCOPE_TOKEN.fullmatch(value) for value in tokens):
+        raise InvalidTokenError(f"Claim {claim!r} holds a character a scope cannot contain")
+    return tokens
+
+
 def _scopes_from(claims: dict[str, Any]) -> frozenset[str]:
-    """Scopes from `scope` (RFC 9068, space-delimited), `scp` (Okta, Entra) or `scopes` (Scalekit)."""
+    """Scopes from `scope` (RFC 9068, space-delimited), `scp` (Okta, Entra) or `scopes` (Scalekit).
+
+    A string is split on single spaces only (RFC 6749 §3.3); tabs, newlines and other control
+    characters are not delimiters, so a claim holding them is refused rather than guessed at.
+    """
     scopes: set[str] = set()
     for claim in ("scope", "scp", "scopes"):
         value = claims.get(claim)
         if value is None:
             continue
         if isinstance(value, str):
-            scopes.update(value.split())
+            scopes.update(_scope_tokens(value.split(" "), claim))
         elif isinstance(value, list) and all(isinstance(item, str) for item in value):
-            scopes.update(item for item in value if item)
+            scopes.update(_scope_tokens(value, claim))
         else:
             raise InvalidTokenError(f"Claim {claim!r} is neither a string nor a list of strings")
     return frozenset(scopes)
@@ -199,10 +218,14 @@ class AccessTokenValidator:
         if not isinstance(algorithm, str) or algorithm not in self.config.algorithms:
             raise InvalidTokenError(f"alg {str(algorithm)[:32]!r} is not allowed")
         token_type = header.get("typ")
-        if token_type is not None and (
-            not isinstance(token_type, str) or token_type.lower() not in ACCEPTED_TOKEN_TYPES
-        ):
-            raise InvalidTokenError(f"typ {str(token_type)[:32]!r} is not an access token type")
+        if token_type is not None and not isinstance(token_type, str):
+            raise InvalidTokenError("typ is not a string")
+        normalized = token_type.lower() if token_type is not None else None
+        accepted = normalized in ACCEPTED_TOKEN_TYPES or (
+            self.config.accept_untyped_tokens and normalized in UNTYPED_TOKEN_TYPES
+        )
+        if not accepted:
+            raise InvalidTokenError(f"typ {str(token_type)[:32]!r} is not an access token type (RFC 9068 at+jwt)")
         return algorithm
 
     def _principal(self, claims: dict[str, Any]) -> Principal:

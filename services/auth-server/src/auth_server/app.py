@@ -9,7 +9,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from auth_server import authorize, metadata, register, token
+from auth_server import authorize, metadata, register, revoke, token
 from auth_server.config import load_config
 from auth_server.errors import OAuthError, oauth_error_handler
 from auth_server.policy import audiences_of
@@ -26,6 +26,7 @@ CORS_PATHS = frozenset(
         "/.well-known/openid-configuration",
         "/jwks",
         "/token",
+        "/revoke",
         "/register",
     }
 )
@@ -84,7 +85,7 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
     )
     app.state.auth_server = server
     app.add_exception_handler(OAuthError, oauth_error_handler)
-    for module in (metadata, authorize, token, register):
+    for module in (metadata, authorize, token, revoke, register):
         app.include_router(module.router)
 
     @app.get("/health")

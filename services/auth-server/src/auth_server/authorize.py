@@ -81,6 +81,7 @@ def _summary(
         resource_identifier=resource.identifier,
         scopes=pending.scopes,
         return_to=f"{target.scheme}://{target.netloc}",
+        scope_descriptions=server.config.scope_descriptions,
     )
 
 
@@ -215,6 +216,12 @@ async def _checked_form(
 @router.post("/authorize/login")
 async def login(request: Request) -> Response:
     server = server_of(request)
+    try:  # per address, so one address cannot fill the failed-login table alone
+        server.login_rate.check(client_address(request))
+    except RateLimited as limited:
+        return _try_again_later(
+            "Too many sign-in attempts from your address. Try again in a minute.", 429, limited.retry_after
+        )
     checked = await _checked_form(server, request, "login")
     if isinstance(checked, Response):
         return checked

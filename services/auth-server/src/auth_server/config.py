@@ -61,6 +61,9 @@ class LoginPolicy(_Strict):
     failure_window_seconds: PositiveInt = 900
     # Attempts beyond this many failures (per username + address, in the window) are refused outright.
     max_failures: PositiveInt = 10
+    # (username, address) pairs with failures in the window; when full, new pairs are refused until some
+    # expire. Nothing is evicted early, so junk usernames cannot flush a lockout.
+    max_tracked_failures: PositiveInt = 10_000
     # /authorize requests waiting for sign-in and consent; more are refused until some expire.
     max_pending_sign_ins: PositiveInt = 10_000
 
@@ -76,6 +79,7 @@ class RateLimits(_Strict):
     authorize: RateLimit = RateLimit(burst=120, per_minute=60)
     registration: RateLimit = RateLimit(burst=60, per_minute=10)
     token: RateLimit = RateLimit(burst=300, per_minute=300)
+    login: RateLimit = RateLimit(burst=60, per_minute=30)
 
 
 class Switch(_Strict):
@@ -186,6 +190,8 @@ class AuthServerConfig(_Strict):
     lifetimes: Lifetimes = Lifetimes()
     login: LoginPolicy = LoginPolicy()
     resources: dict[str, ResourceConfig]
+    # scope -> what it lets an application do, in plain language (shown on the consent page).
+    scope_descriptions: dict[str, str] = Field(default_factory=dict)
     clients: tuple[ClientConfig, ...] = ()
     users: tuple[UserConfig, ...] = ()
     registration: RegistrationPolicy = RegistrationPolicy()
@@ -231,7 +237,18 @@ class AuthServerConfig(_Strict):
             raise ValueError("registration needs at least one resource")
         if self.client_metadata_documents.enabled and not self.registration.resources:
             raise ValueError("client_metadata_documents needs at least one resource in [registration]")
+        self._check_scope_descriptions()
         return self
+
+    def _check_scope_descriptions(self) -> None:
+        """Every scope a resource defines has a non-empty description, and only those scopes have one."""
+        scopes = self.all_scopes()
+        undescribed = [scope for scope in scopes if not self.scope_descriptions.get(scope, "").strip()]
+        if undescribed:
+            raise ValueError(f"scope_descriptions needs a plain-language description of {undescribed}")
+        unknown = sorted(set(self.scope_descriptions) - set(scopes))
+        if unknown:
+            raise ValueError(f"scope_descriptions describes scopes no resource defines: {unknown}")
 
     def resource_named(self, name: str) -> ResourceConfig:
         return self.resources[name]

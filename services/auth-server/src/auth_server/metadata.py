@@ -25,6 +25,7 @@ def authorization_server_metadata(server: AuthServer) -> dict[str, Any]:
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
+        "revocation_endpoint": f"{issuer}/revoke",
         "jwks_uri": f"{issuer}/jwks",
         "scopes_supported": list(server.config.all_scopes()),
         "response_types_supported": ["code"],

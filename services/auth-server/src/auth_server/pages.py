@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from html import escape
 from urllib.parse import urlsplit
 
@@ -32,10 +32,11 @@ input[type=text], input[type=password] { width: 100%; box-sizing: border-box; pa
 button { margin-top: 1.25rem; margin-right: .5rem; padding: .6rem 1.2rem; font-size: 1rem; border-radius: 4px;
        border: 1px solid #1d4ed8; background: #1d4ed8; color: #fff; cursor: pointer; }
 button.secondary { background: #fff; color: #1d4ed8; }
-button:focus-visible, input:focus-visible { outline: 3px solid #f59e0b; outline-offset: 2px; }
+button:focus-visible, input:focus-visible { outline: 3px solid #b45309; outline-offset: 2px; }
 .error { color: #991b1b; background: #fef2f2; border: 1px solid #fecaca; padding: .5rem .75rem; border-radius: 4px; }
 .note { font-size: .875rem; color: #4b5563; }
 code { word-break: break-all; }
+.scope-code { color: #4b5563; }
 """
 
 
@@ -53,6 +54,7 @@ class RequestSummary:
     scopes: Sequence[str]
     return_to: str  # origin of the redirect URI
     client_host: str = ""  # set for a client identified by its metadata document URL: that URL's host
+    scope_descriptions: Mapping[str, str] = field(default_factory=dict)  # scope -> plain language
 
 
 def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
@@ -88,6 +90,14 @@ def _client_line(summary: RequestSummary) -> str:
     )
 
 
+def _scope_item(scope: str, description: str | None) -> str:
+    """A scope in plain language, the code itself beside it (the code alone if none is configured)."""
+    code = f"<code>{escape(scope)}</code>"
+    if not description:
+        return f"<li>{code}</li>"
+    return f'<li>{escape(description)} <span class="scope-code">({code})</span></li>'
+
+
 # The same texts whether or not the username exists.
 LOGIN_FAILED = "The username or password is incorrect."
 LOGIN_REFUSED = "Too many failed sign-in attempts. Wait a few minutes, then try again."
@@ -98,6 +108,8 @@ def login_page(
 ) -> HTMLResponse:
     alert = f'<p id="login-error" class="error" role="alert">{escape(error)}</p>\n' if error else ""
     described = ' aria-describedby="login-error"' if error else ""
+    # After a failed attempt the username is kept, so the password is what to type next.
+    retry = bool(error and username)
     body = (
         "<h1>Sign in</h1>\n"
         f"<p>Sign in to continue to {_client_line(summary)}.</p>\n"
@@ -106,14 +118,15 @@ def login_page(
         f"{_hidden(summary)}"
         '<label for="username">Username</label>\n'
         f'<input id="username" name="username" type="text" value="{escape(username)}" autocomplete="username" '
-        f'autocapitalize="none" spellcheck="false" required autofocus{described}>\n'
+        f'autocapitalize="none" spellcheck="false" required{"" if retry else " autofocus"}{described}>\n'
         '<label for="password">Password</label>\n'
         f'<input id="password" name="password" type="password" autocomplete="current-password" '
-        f"required{described}>\n"
+        f"required{' autofocus' if retry else ''}{described}>\n"
         '<button type="submit">Sign in</button>\n'
         "</form>"
     )
-    return _page("Sign in", body, status_code=status_code)
+    # "Error: " first in the title, so a screen reader announces the failure as the page loads.
+    return _page("Error: Sign in" if error else "Sign in", body, status_code=status_code)
 
 
 def _local_app_warning(summary: RequestSummary) -> str:
@@ -127,7 +140,7 @@ def _local_app_warning(summary: RequestSummary) -> str:
 
 
 def consent_page(summary: RequestSummary, *, user_name: str, username: str) -> HTMLResponse:
-    scopes = "\n".join(f"<li><code>{escape(scope)}</code></li>" for scope in summary.scopes)
+    scopes = "\n".join(_scope_item(scope, summary.scope_descriptions.get(scope)) for scope in summary.scopes)
     body = (
         "<h1>Allow access?</h1>\n"
         f"<p>Signed in as <strong>{escape(user_name)}</strong> ({escape(username)}).</p>\n"

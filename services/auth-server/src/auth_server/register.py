@@ -92,7 +92,7 @@ async def register(request: Request) -> JSONResponse:
     body = await read_body(request)
     try:
         metadata = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # deep nesting fits in 16 KiB
         raise _metadata_error("The body must be a JSON object") from None
     if not isinstance(metadata, dict):
         raise _metadata_error("The body must be a JSON object")

@@ -36,6 +36,7 @@ class AuthServer:
     authorize_rate: RateLimiter
     registration_rate: RateLimiter
     token_rate: RateLimiter
+    login_rate: RateLimiter
 
     @property
     def issuer(self) -> str:
@@ -68,6 +69,7 @@ class AuthServer:
             authorize_rate=RateLimiter(config.rate_limits.authorize),
             registration_rate=RateLimiter(config.rate_limits.registration),
             token_rate=RateLimiter(config.rate_limits.token),
+            login_rate=RateLimiter(config.rate_limits.login),
         )
 
 

@@ -58,7 +58,8 @@ class TokenRequest:
         return value
 
 
-async def _read_request(request: Request) -> TokenRequest:
+async def read_token_request(request: Request) -> TokenRequest:
+    """The form of a token or revocation request (RFC 6749 §3.2, RFC 7009 §2.1)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "The body must be application/x-www-form-urlencoded")
@@ -228,7 +229,7 @@ def _log_issue(grant: str, client: Client, subject: str, resource: str) -> None:
 async def token(request: Request) -> JSONResponse:
     server = server_of(request)
     server.token_rate.check(client_address(request))
-    token_request = await _read_request(request)
+    token_request = await read_token_request(request)
     client = await server.clients.authenticate(request.headers.get("authorization"), token_request.params)
     grant_type = token_request.require("grant_type")
     handler = GRANT_HANDLERS.get(grant_type)

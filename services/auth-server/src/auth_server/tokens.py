@@ -158,6 +158,14 @@ class RefreshTokenStore:
     def revoke_family(self, family_id: str, until: float) -> None:
         self._revoked_families[family_id] = until
 
+    def revoke(self, token: str, client_id: str) -> bool:
+        """RFC 7009: end the grant `token` belongs to, if it was issued to `client_id`; False if it was not."""
+        record = self._records.get(token_digest(token))
+        if record is None or record.client_id != client_id:
+            return False
+        self.revoke_family(record.family_id, record.expires_at)
+        return True
+
     def _store(self, record: RefreshRecord) -> str:
         self._sweep()
         token = secrets.token_urlsafe(32)

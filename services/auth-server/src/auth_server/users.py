@@ -95,13 +95,14 @@ class LoginThrottle:
 
     An attempt counts as a failure when it begins (before its delay and the password check) and a success
     clears the count, so parallel attempts cannot all pass with no delay. The same applies to known and
-    unknown usernames alike. Entries are forgotten after the failure window.
+    unknown usernames alike. Entries are forgotten only once their failure window has passed: when the
+    table is full, attempts from new (username, address) pairs are refused instead, so a flood of junk
+    usernames can never push out (and so reopen) a locked-out pair.
     """
-
-    _MAX_ENTRIES = 10_000
 
     def __init__(self, policy: LoginPolicy) -> None:
         self._policy = policy
+        # Ordered by last failure (an updated entry moves to the end), so expired ones are at the front.
         self._failures: dict[tuple[str, str], _Failures] = {}
 
     def begin_attempt(self, username: str, address: str, now: float | None = None) -> float:
@@ -114,9 +115,13 @@ class LoginThrottle:
             entry = _Failures(0, now)
         if entry.count >= self._policy.max_failures:  # refused attempts do not extend the window
             raise TooManyFailures(max(1, math.ceil(entry.last_at + window - now)))
+        if key not in self._failures:
+            self._forget_expired(now)
+            if len(self._failures) >= self._policy.max_tracked_failures:
+                oldest = next(iter(self._failures.values()))
+                raise TooManyFailures(max(1, math.ceil(oldest.last_at + window - now)))
+        self._failures.pop(key, None)
         self._failures[key] = _Failures(entry.count + 1, now)
-        if len(self._failures) > self._MAX_ENTRIES:
-            self._forget_stale(now)
         if entry.count == 0:
             return 0.0
         delay = self._policy.failure_delay_seconds * 2 ** (entry.count - 1)
@@ -125,9 +130,10 @@ class LoginThrottle:
     def record_success(self, username: str, address: str) -> None:
         self._failures.pop((username.casefold(), address), None)
 
-    def _forget_stale(self, now: float) -> None:
+    def _forget_expired(self, now: float) -> None:
         window = self._policy.failure_window_seconds
-        for key in [key for key, entry in self._failures.items() if now - entry.last_at > window]:
+        while self._failures:
+            key, entry = next(iter(self._failures.items()))
+            if now - entry.last_at <= window:
+                return
             del self._failures[key]
-        while len(self._failures) > self._MAX_ENTRIES:  # still full: drop the oldest insertions
-            del self._failures[next(iter(self._failures))]

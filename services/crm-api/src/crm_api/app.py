@@ -10,7 +10,8 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from oauth_tokens import AccessTokenValidator, Principal
-from oauth_tokens.fastapi import install_token_validation, require_scopes
+from oauth_tokens.body_limit import BodyLimitMiddleware
+from oauth_tokens.fastapi import JsonBody, install_token_validation, require_scopes
 from starlette.concurrency import run_in_threadpool
 
 from crm_api.models import Customer, CustomerList, ErrorBody, NewNote
@@ -46,6 +47,11 @@ def for_a_user(*scopes: str) -> Callable[[Principal], Awaitable[Principal]]:
 ReadPrincipal = Annotated[Principal, Depends(for_a_user("crm:read"))]
 WritePrincipal = Annotated[Principal, Depends(for_a_user("crm:write"))]
 CustomerId = Annotated[str, Path(pattern=r"^cus_\d{3,9}$", examples=["cus_001"])]
+# Read only after the route's principal dependency has checked the token (see JsonBody).
+NOTE_BODY = JsonBody(NewNote)
+NoteBody = Annotated[NewNote, Depends(NOTE_BODY)]
+# The largest body crm-api accepts: a note is at most 2000 characters (8 KB of UTF-8) plus JSON.
+MAX_BODY_BYTES = 16 * 1024
 
 _TOKEN_ERRORS: dict[int | str, dict[str, object]] = {
     401: {
@@ -96,6 +102,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     install_token_validation(app, validator, realm="crm-api")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 
     @app.exception_handler(CustomerNotFoundError)
     async def customer_not_found(_: Request, __: Exception) -> JSONResponse:
@@ -144,8 +151,9 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         tags=["customers"],
         status_code=status.HTTP_201_CREATED,
         responses={**_TOKEN_ERRORS, **_NOT_FOUND},
+        openapi_extra=NOTE_BODY.openapi,
     )
-    async def add_note(principal: WritePrincipal, customer_id: CustomerId, new_note: NewNote) -> Customer:
+    async def add_note(principal: WritePrincipal, customer_id: CustomerId, new_note: NoteBody) -> Customer:
         customer = await run_in_threadpool(
             store.add_note, principal.subject, customer_id, new_note.text, principal.client_id, principal.actor
         )

@@ -13,16 +13,22 @@ from contextlib import asynccontextmanager
 
 import anyio
 from mcp.server.auth.settings import AuthSettings
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
+from oauth_tokens.body_limit import BodyLimitMiddleware
+from oauth_tokens.cors import allow_browser_origins
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_step_up import enforce_tool_scopes
+from oauth_tokens.resource_discovery import TokenEndpointDiscovery
+from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from crm_mcp.api_key_weather import WeatherApiClient
+from crm_mcp.calendar_tools import CalendarPattern, register_calendar_tools
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.crm_api_client import CrmApiClient, CrmApiCredentials
 from crm_mcp.settings import Settings
@@ -43,16 +49,17 @@ INSTRUCTIONS = (
 )
 
 
-def crm_api_credentials(settings: Settings) -> CrmApiCredentials:
+def crm_api_credentials(settings: Settings, discovery: TokenEndpointDiscovery) -> CrmApiCredentials:
     """Pattern 3 (forward the caller's token) or 3b (exchange it), as CRM_API_AUTH_MODE says."""
     logger.info("crm-api calls: CRM_API_AUTH_MODE=%s", settings.crm_api_auth_mode)
     if settings.crm_api_auth_mode == "cascade":
         return CallerToken()
     exchange = TokenExchange(
-        settings.token_url,
+        settings.auth_token_url,
         settings.crm_mcp_client_id,
         settings.crm_mcp_client_secret.get_secret_value(),
         timeout_seconds=settings.crm_mcp_downstream_timeout_seconds,
+        discover_token_url=discovery.token_endpoint,
     )
     return ExchangedToken(exchange, settings.crm_api_audience)
 
@@ -61,13 +68,18 @@ def crm_api_credentials(settings: Settings) -> CrmApiCredentials:
 async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
     """Create the three downstream clients once; close them (and the MCP session they hold) at shutdown."""
     timeout = settings.crm_mcp_downstream_timeout_seconds
+    # Without AUTH_TOKEN_URL, the token endpoint is found the way MCP clients find it: from tickets-mcp.
+    discovery = TokenEndpointDiscovery(
+        settings.tickets_mcp_url, (settings.auth_issuer, *settings.auth_issuer_aliases), timeout_seconds=timeout
+    )
     tickets_auth = ClientCredentialsAuth(
-        settings.token_url,
+        settings.auth_token_url,
         settings.crm_mcp_client_id,
         settings.crm_mcp_client_secret.get_secret_value(),
         scope=TICKETS_SCOPES,
         resource=settings.tickets_mcp_resource,
         timeout_seconds=timeout,
+        discover_token_url=discovery.token_endpoint,
     )
     downstreams = Downstreams(
         weather=WeatherApiClient(
@@ -76,7 +88,7 @@ async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
             key_header=settings.weather_api_key_header,
             timeout_seconds=timeout,
         ),
-        crm_api=CrmApiClient(settings.crm_api_url, crm_api_credentials(settings), timeout_seconds=timeout),
+        crm_api=CrmApiClient(settings.crm_api_url, crm_api_credentials(settings, discovery), timeout_seconds=timeout),
         tickets=TicketsMcpClient(settings.tickets_mcp_url, tickets_auth, timeout_seconds=timeout),
     )
     async with anyio.create_task_group() as session_owner:
@@ -99,19 +111,24 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     """The MCPServer: token verification, tools, and /health."""
     validator = AccessTokenValidator(settings.validator_config([settings.crm_mcp_resource]))
 
+    calendar = CalendarPattern.build(settings, validator)  # pattern 4: its connect pages are routes, not tools
+
     @asynccontextmanager
     async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
-        async with validator, open_downstreams(settings) as downstreams:
+        async with validator, calendar.running(), open_downstreams(settings) as downstreams:
             yield downstreams
 
-    mcp: MCPServer[Downstreams] = MCPServer(
+    mcp: MCPServer[Downstreams] = ModelFriendlyMCPServer(
         name="crm-mcp",
         instructions=INSTRUCTIONS,
         token_verifier=JWTTokenVerifier(validator, resource=settings.crm_mcp_resource),
         auth=auth,
         lifespan=lifespan,
+        # Shared keys, so the retry after a URL elicitation may reach any replica (pattern 4).
+        request_state_security=RequestStateSecurity(keys=list(settings.crm_mcp_request_state_keys)),
     )
     register_tools(mcp)
+    register_calendar_tools(mcp, calendar)
     mcp.custom_route("/health", methods=["GET"])(health)
     return mcp
 
@@ -121,8 +138,9 @@ def create_app(settings: Settings) -> Starlette:
     # No server-wide scopes: each tool requires its own (see tools.py), so a token with only crm:read
     # can still use the read tools.
     auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
-    security = transport_security(settings.crm_mcp_allowed_hosts)
-    app = create_server(settings, auth).streamable_http_app(
+    security = transport_security(settings.crm_mcp_allowed_hosts, settings.cors_allowed_origins)
+    server = create_server(settings, auth)
+    app = server.streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.crm_mcp_host,
         transport_security=security,
@@ -130,4 +148,9 @@ def create_app(settings: Settings) -> Starlette:
     advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
     install_strict_host_check(app, security, "/mcp")
     install_key_source_outage(app)
+    # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
+    enforce_tool_scopes(app, server, auth)
+    app.add_middleware(BodyLimitMiddleware)
+    # Last, so it is outermost: preflights answered without a token, every refusal readable by a page.
+    allow_browser_origins(app, settings.cors_allowed_origins, mcp_path="/mcp")
     return app

@@ -65,11 +65,13 @@ class CrmApiClient:
         self._timeout = timeout_seconds
         self._http = http_client(timeout_seconds)
 
-    async def search_customers(self, query: str) -> list[Customer]:
+    async def search_customers(self, query: str | None = None) -> list[Customer]:
+        """The caller's customers matching `query` (None or empty: all of them)."""
         headers = await self.credentials.authorization(READ_SCOPE)
+        params = {"q": query} if query else {}
         response = await send(
             SERVICE,
-            lambda: self._http.get(f"{self._base_url}/customers", params={"q": query}, headers=headers),
+            lambda: self._http.get(f"{self._base_url}/customers", params=params, headers=headers),
             idempotent=True,
             deadline_seconds=self._timeout,
         )

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Literal
 
+from oauth_tokens.cors import CorsSettings
 from oauth_tokens.settings import CommaList, TrustSettings
+from oauth_tokens.vault import VaultKeys
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 
-class Settings(TrustSettings):
+class Settings(TrustSettings, CorsSettings):
     """Every field is the environment variable of the same name, upper-cased (see .env.example)."""
 
     crm_mcp_host: str = "127.0.0.1"
@@ -27,7 +30,7 @@ class Settings(TrustSettings):
     weather_api_key_header: str = "X-API-Key"
 
     # Pattern 2 — client credentials.
-    # Empty: <AUTH_ISSUER>/token, the local auth server's token endpoint.
+    # Empty: discovered from tickets-mcp's RFC 9728 metadata, then its (trusted) issuer's RFC 8414 metadata.
     auth_token_url: str = ""
     crm_mcp_client_id: str
     crm_mcp_client_secret: SecretStr
@@ -49,7 +52,44 @@ class Settings(TrustSettings):
             raise ValueError("is required when CRM_API_AUTH_MODE=exchange")
         return value
 
+    # Pattern 4 — the user's own account at a third party (calendar-api), connected by URL elicitation.
+    # Where browsers reach crm-mcp (its /connect/calendar pages), e.g. http://localhost:8001.
+    crm_mcp_public_url: str
+    # crm-mcp's web client at its own authorization server (signs in whoever opens a connect link).
+    crm_mcp_connect_client_id: str = "crm-mcp-connect"
+    crm_mcp_data_dir: Path = Path("data/crm-mcp")
+    crm_mcp_vault_keys: VaultKeys
+    # Keys sealing the requestState a client echoes back; shared by replicas. The first seals.
+    crm_mcp_request_state_keys: CommaList
+    crm_mcp_calendar_refresh_margin_seconds: float = Field(default=60.0, ge=0)
+    calendar_api_url: str
+    calendar_api_audience: str
+    calendar_auth_issuer: str
+    calendar_client_id: str
+    calendar_client_secret: SecretStr
+    calendar_scopes: str = "calendar:read calendar:write"
+    # Empty: <CALENDAR_AUTH_ISSUER>/token and /revoke.
+    calendar_token_url: str = ""
+    calendar_revocation_url: str = ""
+
+    @field_validator("crm_mcp_request_state_keys")
+    @classmethod
+    def _state_keys_are_long(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if not keys or any(len(key) < 32 for key in keys):
+            raise ValueError("needs at least one key, each at least 32 characters of random")
+        return keys
+
+    @field_validator("crm_mcp_public_url", "calendar_auth_issuer")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")) or value.endswith("/"):
+            raise ValueError("must be an http(s) URL without a trailing slash")
+        return value
+
     @property
-    def token_url(self) -> str:
-        """Where crm-mcp gets its client-credentials token."""
-        return self.auth_token_url or f"{self.auth_issuer}/token"
+    def calendar_token_endpoint(self) -> str:
+        return self.calendar_token_url or f"{self.calendar_auth_issuer}/token"
+
+    @property
+    def calendar_revocation_endpoint(self) -> str:
+        return self.calendar_revocation_url or f"{self.calendar_auth_issuer}/revoke"

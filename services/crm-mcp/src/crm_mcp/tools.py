@@ -1,4 +1,5 @@
-"""crm-mcp's tools: what a model sees. Each checks its scope, then calls one pattern's client.
+"""crm-mcp's tools: what a model sees. Each declares its scopes (a 403 step-up before it runs, see
+oauth_tokens.mcp_step_up), checks them again, then calls one pattern's client.
 
 | tool                  | scope(s)                           | downstream pattern                    |
 |-----------------------|------------------------------------|---------------------------------------|
@@ -21,6 +22,7 @@ from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from oauth_tokens.mcp import require_tool_scopes
+from oauth_tokens.mcp_step_up import requires_scopes
 from pydantic import BaseModel, Field
 
 from crm_mcp.api_key_weather import Weather, WeatherApiClient
@@ -68,22 +70,26 @@ def _caller() -> str:
 def register_tools(mcp: MCPServer[Downstreams]) -> None:
     """Add crm-mcp's tools to `mcp`."""
 
-    @mcp.tool(annotations=READ_ONLY)
+    @mcp.tool(annotations=READ_ONLY, meta=requires_scopes("crm:read"))
     async def search_customers(
-        query: Annotated[str, Field(max_length=100, description="Part of a name, company or city")],
         ctx: Context[Downstreams, Any],
+        query: Annotated[
+            str | None, Field(max_length=100, description="Part of a name, company or city; omit to list all")
+        ] = None,
     ) -> list[Customer]:
-        """Search your customers by name, company or city. Requires scope crm:read."""
+        """Search your customers by name, company or city, or list them all. Requires scope crm:read."""
         require_tool_scopes("crm:read")
         return await _downstreams(ctx).crm_api.search_customers(query)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @mcp.tool(annotations=READ_ONLY, meta=requires_scopes("crm:read"))
     async def get_customer(customer_id: CustomerId, ctx: Context[Downstreams, Any]) -> Customer:
         """Get one of your customers by id, with their notes. Requires scope crm:read."""
         require_tool_scopes("crm:read")
         return await _downstreams(ctx).crm_api.get_customer(customer_id)
 
-    @mcp.tool(annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False))
+    @mcp.tool(
+        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False), meta=requires_scopes("crm:write")
+    )
     async def add_customer_note(
         customer_id: CustomerId,
         note: Annotated[str, Field(min_length=1, max_length=2000)],
@@ -93,7 +99,7 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         require_tool_scopes("crm:write")
         return await _downstreams(ctx).crm_api.add_note(customer_id, note)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @mcp.tool(annotations=READ_ONLY, meta=requires_scopes("tickets:read"))
     async def list_customer_tickets(
         customer_id: CustomerId,
         ctx: Context[Downstreams, Any],
@@ -106,7 +112,10 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         await _downstreams(ctx).crm_api.get_customer(customer_id)
         return await _downstreams(ctx).tickets.list_tickets(customer_id, status)
 
-    @mcp.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=False))
+    @mcp.tool(
+        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=False),
+        meta=requires_scopes("tickets:write"),
+    )
     async def open_ticket(
         customer_id: CustomerId,
         title: Annotated[str, Field(min_length=3, max_length=200)],
@@ -119,7 +128,9 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         await _downstreams(ctx).crm_api.get_customer(customer_id)
         return await _downstreams(ctx).tickets.create_ticket(customer_id, title, description, priority, _caller())
 
-    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    @mcp.tool(
+        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True), meta=requires_scopes("weather:read")
+    )
     async def get_weather(
         city: Annotated[str, Field(min_length=1, max_length=100)], ctx: Context[Downstreams, Any]
     ) -> Weather:
@@ -127,7 +138,7 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         require_tool_scopes("weather:read")
         return await _downstreams(ctx).weather.current_weather(city)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @mcp.tool(annotations=READ_ONLY, meta=requires_scopes("crm:read", "tickets:read", "weather:read"))
     async def customer_briefing(customer_id: CustomerId, ctx: Context[Downstreams, Any]) -> Briefing:
         """A customer briefing: the account, its open tickets and the weather where they are.
 

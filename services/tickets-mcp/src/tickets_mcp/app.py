@@ -10,9 +10,13 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
+from oauth_tokens.body_limit import BodyLimitMiddleware
+from oauth_tokens.cors import allow_browser_origins
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
+from oauth_tokens.mcp_step_up import enforce_tool_scopes
+from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -50,7 +54,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
             yield {}
 
     auth = resource_server_auth(settings.auth_issuer, settings.tickets_mcp_resource)
-    mcp: MCPServer[dict[str, Any]] = MCPServer(
+    mcp: MCPServer[dict[str, Any]] = ModelFriendlyMCPServer(
         name="tickets-mcp",
         instructions=INSTRUCTIONS,
         token_verifier=JWTTokenVerifier(validator, resource=settings.tickets_mcp_resource),
@@ -69,7 +73,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     # Stateful sessions (the SDK default): crm-mcp keeps one session open and reuses it. A session is
     # bound to the (client_id, iss, sub) of the token that opened it, so a refreshed token of the same
     # client keeps working; idle sessions are reaped after 30 minutes, at most 10 000 live at once.
-    security = transport_security(settings.tickets_mcp_allowed_hosts)
+    security = transport_security(settings.tickets_mcp_allowed_hosts, settings.cors_allowed_origins)
     app = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH,
         transport_security=security,
@@ -78,4 +82,9 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
     install_strict_host_check(app, security, MCP_PATH)
     install_key_source_outage(app)
+    # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
+    enforce_tool_scopes(app, mcp, auth, path=MCP_PATH)
+    app.add_middleware(BodyLimitMiddleware)
+    # Last, so it is outermost: preflights answered without a token, every refusal readable by a page.
+    allow_browser_origins(app, settings.cors_allowed_origins, mcp_path=MCP_PATH)
     return app

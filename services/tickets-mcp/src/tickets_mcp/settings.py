@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from oauth_tokens.cors import CorsSettings
 from oauth_tokens.settings import CommaList, TrustSettings
 from pydantic import Field
 
 
-class TicketsMcpSettings(TrustSettings):
-    """Each field's name is its environment variable (upper-cased); AUTH_* come from TrustSettings."""
+class TicketsMcpSettings(TrustSettings, CorsSettings):
+    """Each field's name is its environment variable (upper-cased); AUTH_* and CORS_* come from the bases."""
 
     tickets_mcp_host: str = "127.0.0.1"
     tickets_mcp_port: int = Field(default=8002, ge=1, le=65535)

@@ -12,6 +12,7 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 from oauth_tokens.mcp import require_tool_scopes
+from oauth_tokens.mcp_step_up import requires_scopes
 from pydantic import Field
 
 from tickets_mcp.models import Priority, Status, Ticket, TicketList
@@ -35,11 +36,16 @@ _WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_worl
 def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
     """Add the four ticket tools to `mcp`, bound to `store`."""
 
-    def tool(annotations: ToolAnnotations) -> Callable[[ToolFunction], ToolFunction]:
-        """Register a tool whose description is its docstring, dedented (the SDK keeps indentation)."""
+    def tool(annotations: ToolAnnotations, scope: str) -> Callable[[ToolFunction], ToolFunction]:
+        """Register a tool needing `scope`, described by its docstring, dedented (the SDK keeps indentation)."""
 
         def register(function: ToolFunction) -> ToolFunction:
-            mcp.add_tool(function, description=inspect.cleandoc(function.__doc__ or ""), annotations=annotations)
+            mcp.add_tool(
+                function,
+                description=inspect.cleandoc(function.__doc__ or ""),
+                annotations=annotations,
+                meta=requires_scopes(scope),
+            )
             return function
 
         return register
@@ -47,7 +53,7 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
     def not_found(ticket_id: str) -> ToolError:
         return ToolError(f"Ticket {ticket_id!r} not found")
 
-    @tool(_READ_ONLY)
+    @tool(_READ_ONLY, READ_SCOPE)
     async def list_tickets(customer_id: CustomerId | None = None, status: Status | None = None) -> TicketList:
         """List support tickets, newest first, optionally for one customer and/or in one status.
 
@@ -57,7 +63,7 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
         tickets = await anyio.to_thread.run_sync(functools.partial(store.find, customer_id, status))
         return TicketList(tickets=tickets, count=len(tickets))
 
-    @tool(_READ_ONLY)
+    @tool(_READ_ONLY, READ_SCOPE)
     async def get_ticket(ticket_id: TicketId) -> Ticket:
         """Get one ticket with its description, comments and provenance. Requires the scope tickets:read."""
         require_tool_scopes(READ_SCOPE)
@@ -66,7 +72,7 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
             raise not_found(ticket_id)
         return ticket
 
-    @tool(_WRITE)
+    @tool(_WRITE, WRITE_SCOPE)
     async def create_ticket(
         customer_id: CustomerId,
         title: Annotated[str, Field(min_length=1, max_length=200)],
@@ -101,7 +107,7 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
             )
         )
 
-    @tool(_WRITE)
+    @tool(_WRITE, WRITE_SCOPE)
     async def update_ticket(
         ticket_id: TicketId,
         status: Status | None = None,

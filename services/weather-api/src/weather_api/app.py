@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import FastAPI, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
+from oauth_tokens.body_limit import BodyLimitMiddleware
 from pydantic import BaseModel
 
 from weather_api.keys import ApiKeyRing, fingerprint
@@ -38,6 +39,9 @@ class ApiError(Exception):
         self.body = ErrorBody(error=error, message=message)
         self.headers = headers or {}
 
+
+# Every route is a GET: a body of any size is never needed.
+MAX_BODY_BYTES = 16 * 1024
 
 _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": f'ApiKey realm="weather-api", header="{API_KEY_HEADER}"'}
 
@@ -70,6 +74,7 @@ def create_app(settings: WeatherApiSettings) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
 
     @app.exception_handler(ApiError)
     async def render_api_error(_: Request, error: Exception) -> JSONResponse:

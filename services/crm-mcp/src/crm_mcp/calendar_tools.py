@@ -1,0 +1,190 @@
+"""Pattern 4's tools and their URL-mode elicitation: act in the user's own calendar, or ask them to connect it.
+
+| tool                | scope    | downstream                                                          |
+|---------------------|----------|---------------------------------------------------------------------|
+| list_my_meetings    | crm:read | 4 the user's calendar grant → calendar-api                          |
+| schedule_meeting    | crm:read | 3 crm-api (the customer), then 4 → calendar-api                     |
+| disconnect_calendar | crm:read | 4 revoke the grant at the calendar provider (RFC 7009), delete it   |
+
+With no usable grant, a tool answers with a URL-mode elicitation (SEP-1036) pointing at crm-mcp's own
+connect page, carrying only an opaque single-use reference: on the 2026-07-28 wire an `InputRequiredResult`
+whose `requestState` (sealed by the SDK's `RequestStateSecurity` with CRM_MCP_REQUEST_STATE_KEYS, so any
+replica can serve the retry) names the pending connection; on 2025-11-25 a `UrlElicitationRequiredError`
+(-32042). A client that did not declare `elicitation.url` gets no elicitation (the specification forbids
+it) but a ToolError that says what to do. The calendar token never reaches the MCP client.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.shared.exceptions import UrlElicitationRequiredError
+from mcp.types import ElicitRequest, ElicitRequestURLParams, ElicitResult, InputRequiredResult, ToolAnnotations
+from mcp_types.version import is_version_at_least
+from oauth_tokens import AccessTokenValidator
+from oauth_tokens.mcp import require_tool_scopes
+from oauth_tokens.vault import TokenVault
+from pydantic import AwareDatetime, BaseModel, Field
+
+from crm_mcp.connect_calendar import CONNECT_PATH, SIGNED_IN_PATH, CalendarConnect
+from crm_mcp.connect_requests import ConnectRequests
+from crm_mcp.settings import Settings
+from crm_mcp.third_party_calendar import (
+    CALLBACK_PATH,
+    CalendarAccounts,
+    CalendarApiClient,
+    CalendarProvider,
+    Meeting,
+    NewMeeting,
+)
+from crm_mcp.tools import CustomerId, Downstreams
+
+ELICITATION_KEY = "connect_calendar"
+INPUT_REQUIRED_VERSION = "2026-07-28"
+CONNECT_MESSAGE = (
+    "Connect your calendar: open this page, sign in to the CRM, then allow crm-mcp to read your meetings "
+    "and add new ones at your calendar provider. Then the request continues."
+)
+NO_URL_ELICITATION = (
+    "Your calendar is not connected, and connecting it needs a browser page that this MCP client cannot open "
+    "(it does not support URL elicitation). Use an MCP client that supports URL-mode elicitation once to "
+    "connect your calendar; after that, this tool works from any client."
+)
+
+
+@dataclass
+class CalendarPattern:
+    """Everything pattern 4 needs, made once: the provider client, the vault, the API and the connect pages."""
+
+    provider: CalendarProvider
+    accounts: CalendarAccounts
+    api: CalendarApiClient
+    requests: ConnectRequests
+    connect: CalendarConnect
+
+    @classmethod
+    def build(cls, settings: Settings, validator: AccessTokenValidator) -> CalendarPattern:
+        database = settings.crm_mcp_data_dir / "crm-mcp.sqlite3"
+        provider = CalendarProvider(settings)
+        vault = TokenVault(database, settings.crm_mcp_vault_keys)
+        accounts = CalendarAccounts(provider, vault, settings.crm_mcp_calendar_refresh_margin_seconds)
+        requests = ConnectRequests(database)
+        return cls(
+            provider=provider,
+            accounts=accounts,
+            api=CalendarApiClient(
+                settings.calendar_api_url, timeout_seconds=settings.crm_mcp_downstream_timeout_seconds
+            ),
+            requests=requests,
+            connect=CalendarConnect(settings, requests, accounts, provider, validator),
+        )
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Create the tables; close the HTTP clients at shutdown."""
+        await self.accounts.vault.initialise()
+        await self.requests.initialise()
+        try:
+            yield
+        finally:
+            await self.connect.aclose()
+            await self.api.aclose()
+            await self.provider.aclose()
+
+
+class Disconnected(BaseModel):
+    disconnected: bool = Field(description="False if no calendar was connected")
+    message: str
+
+
+def _subject() -> str:
+    token = require_tool_scopes("crm:read")
+    return token.subject or token.client_id
+
+
+def _supports_url_elicitation(ctx: Context[Downstreams, Any]) -> bool:
+    capabilities = ctx.client_capabilities
+    return (
+        capabilities is not None and capabilities.elicitation is not None and capabilities.elicitation.url is not None
+    )
+
+
+async def ask_to_connect(
+    calendar: CalendarPattern, ctx: Context[Downstreams, Any], subject: str
+) -> InputRequiredResult:
+    """Elicit the connect page (or, on a retry whose connection is still missing, say why in a ToolError)."""
+    if ctx.request_state is not None:  # our own sealed state: this is the retry after the elicitation
+        request_id = str(json.loads(ctx.request_state)["connect"])
+        answer = (ctx.input_responses or {}).get(ELICITATION_KEY)
+        if not isinstance(answer, ElicitResult) or answer.action != "accept":
+            await calendar.requests.discard(request_id)
+            raise ToolError("Your calendar was not connected: the connect page was declined or dismissed.")
+        raise ToolError("Your calendar is not connected yet: finish on the page that opened, then ask again.")
+    if not _supports_url_elicitation(ctx):
+        raise ToolError(NO_URL_ELICITATION)
+    reference, request_id = await calendar.requests.issue(subject)
+    url = calendar.connect.connect_url(reference)
+    if ctx.protocol_version is not None and is_version_at_least(ctx.protocol_version, INPUT_REQUIRED_VERSION):
+        elicitation = ElicitRequest(params=ElicitRequestURLParams(message=CONNECT_MESSAGE, url=url))
+        return InputRequiredResult(
+            input_requests={ELICITATION_KEY: elicitation}, request_state=json.dumps({"connect": request_id})
+        )
+    raise UrlElicitationRequiredError(
+        [ElicitRequestURLParams(message=CONNECT_MESSAGE, url=url, elicitation_id=request_id)],
+        message="Connect your calendar first",
+    )
+
+
+def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPattern) -> None:
+    """Add pattern 4's tools to `mcp`, and the connect pages they send users to."""
+    mcp.custom_route(CONNECT_PATH, methods=["GET"])(calendar.connect.start)
+    mcp.custom_route(SIGNED_IN_PATH, methods=["GET"])(calendar.connect.signed_in)
+    mcp.custom_route(CALLBACK_PATH, methods=["GET"])(calendar.connect.callback)
+
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    async def list_my_meetings(ctx: Context[Downstreams, Any]) -> list[Meeting] | InputRequiredResult:
+        """Your meetings, from your own calendar. Asks you to connect your calendar first if needed.
+
+        Requires scope crm:read."""
+        subject = _subject()
+        token = await calendar.accounts.access_token(subject)
+        if token is None:
+            return await ask_to_connect(calendar, ctx, subject)
+        return await calendar.api.list_meetings(token)
+
+    @mcp.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=True))
+    async def schedule_meeting(
+        customer_id: CustomerId,
+        start: Annotated[AwareDatetime, Field(description="Start, ISO 8601 with a UTC offset")],
+        minutes: Annotated[int, Field(ge=5, le=480, description="Length in minutes")],
+        title: Annotated[str, Field(min_length=1, max_length=200)],
+        ctx: Context[Downstreams, Any],
+    ) -> Meeting | InputRequiredResult:
+        """Put a meeting with one of your customers in your own calendar (the customer's contact is invited).
+
+        Requires scope crm:read."""
+        subject = _subject()
+        customer = await ctx.request_context.lifespan_context.crm_api.get_customer(customer_id)
+        token = await calendar.accounts.access_token(subject)
+        if token is None:
+            return await ask_to_connect(calendar, ctx, subject)
+        attendee = customer.email or f"{customer.name} ({customer.company})"
+        meeting = NewMeeting(title=title, start=start, minutes=minutes, attendees=[attendee])
+        return await calendar.api.add_meeting(token, meeting)
+
+    @mcp.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True))
+    async def disconnect_calendar() -> Disconnected:
+        """Disconnect your calendar: crm-mcp revokes its access at your calendar provider and forgets it.
+
+        Requires scope crm:read."""
+        if await calendar.accounts.disconnect(_subject()):
+            return Disconnected(
+                disconnected=True, message="Your calendar is disconnected; crm-mcp's access is revoked."
+            )
+        return Disconnected(disconnected=False, message="No calendar was connected.")

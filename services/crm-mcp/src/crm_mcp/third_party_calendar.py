@@ -1,0 +1,243 @@
+"""Pattern 4 — the user's own account at a third party: crm-mcp acts in each user's calendar with a grant
+that user gave crm-mcp at the calendar provider, never with the token the MCP client sent.
+
+`CalendarProvider` is crm-mcp as a confidential OAuth client of the provider's own authorization server:
+the authorization URL (PKCE S256, `state`, `resource`), the code exchange, refresh and RFC 7009
+revocation. `CalendarAccounts` keeps each user's grant in the encrypted `TokenVault`, under (user `sub`,
+provider issuer), and hands out a fresh access token: refreshed ahead of expiry once per user under a lock
+(an in-process lock plus a lease on the vault row, so replicas never redeem one refresh token twice); a
+refused refresh (`invalid_grant`) deletes the grant, so the tool asks the user to connect again.
+`CalendarApiClient` calls calendar-api with that token. How the user connects is in connect_calendar.py,
+how a tool asks them to (URL-mode elicitation) in calendar_tools.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import anyio
+from oauth_tokens import TokenEndpointError
+from oauth_tokens.token_endpoint import TokenEndpoint
+from oauth_tokens.vault import StoredGrant, TokenVault
+from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
+
+from crm_mcp.downstream import DownstreamError, http_client, parse_response, send
+from crm_mcp.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+SERVICE = "calendar-api"
+PROVIDER = "the calendar provider's authorization server"
+CALLBACK_PATH = "/connect/calendar/callback"
+# How long another replica's refresh may take before this one stops waiting for it.
+_LEASE_SECONDS = 15.0
+_LEASE_POLL_SECONDS = 0.2
+
+
+class GrantRevokedError(Exception):
+    """The provider refused the refresh token (invalid_grant): the user must connect again."""
+
+
+class Meeting(BaseModel):
+    """A meeting in the user's own calendar."""
+
+    id: str
+    title: str
+    start: datetime
+    minutes: int
+    attendees: list[str] = []
+
+
+class NewMeeting(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    start: AwareDatetime
+    minutes: int = Field(ge=5, le=480)
+    attendees: list[str] = []
+
+
+_meetings = TypeAdapter(list[Meeting])
+
+
+class CalendarProvider:
+    """crm-mcp's OAuth client at the calendar's authorization server (client id + secret from settings)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.issuer = settings.calendar_auth_issuer
+        self.redirect_uri = settings.crm_mcp_public_url + CALLBACK_PATH
+        self._settings = settings
+        self._timeout = settings.crm_mcp_downstream_timeout_seconds
+        self._http = http_client(self._timeout)
+        self._token_endpoint = TokenEndpoint(
+            settings.calendar_token_endpoint,
+            settings.calendar_client_id,
+            settings.calendar_client_secret.get_secret_value(),
+            timeout_seconds=self._timeout,
+        )
+
+    def authorization_url(self, state: str, code_challenge: str) -> str:
+        """Where the browser goes to consent at the provider (its public issuer, not an internal name)."""
+        query = {
+            "response_type": "code",
+            "client_id": self._settings.calendar_client_id,
+            "redirect_uri": self.redirect_uri,
+            "scope": self._settings.calendar_scopes,
+            "resource": self._settings.calendar_api_audience,
+            "state": state,
+            "code_challenge": code_challenge,
+            "code_challenge_method": "S256",
+        }
+        return f"{self.issuer}/authorize?{urlencode(query)}"
+
+    async def redeem_code(self, code: str, code_verifier: str) -> StoredGrant:
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": self.redirect_uri}
+        return await self._token_request({**form, "code_verifier": code_verifier})
+
+    async def refresh(self, refresh_token: str) -> StoredGrant:
+        """A new access token and the rotated refresh token; GrantRevokedError if the grant is gone."""
+        return await self._token_request({"grant_type": "refresh_token", "refresh_token": refresh_token})
+
+    async def revoke(self, token: str) -> None:
+        """RFC 7009: end the grant at the provider (the refresh token revokes every rotation of it)."""
+        endpoint = self._settings.calendar_revocation_endpoint
+        await send(
+            PROVIDER,
+            lambda: self._http.post(
+                endpoint, data={"token": token, "token_type_hint": "refresh_token"}, auth=self._auth
+            ),
+            idempotent=True,
+            deadline_seconds=self._timeout,
+        )
+
+    @property
+    def _auth(self) -> tuple[str, str]:
+        return self._settings.calendar_client_id, self._settings.calendar_client_secret.get_secret_value()
+
+    async def _token_request(self, form: dict[str, str]) -> StoredGrant:
+        """One token request (authorization code or refresh) through the shared TokenEndpoint."""
+        try:
+            answer = await self._token_endpoint.request(form, secrets=tuple(form.values()))
+        except TokenEndpointError as exc:
+            if exc.error == "invalid_grant":
+                raise GrantRevokedError from exc
+            if exc.error == "temporarily_unavailable":
+                raise DownstreamError(f"{PROVIDER} did not answer; try again later.") from exc
+            raise DownstreamError(f"{PROVIDER} refused the token request ({exc.error}).") from exc
+        return parse_response(PROVIDER, lambda: _grant_from(dict(answer.body)))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self._token_endpoint.aclose()
+
+
+def _grant_from(body: dict[str, Any]) -> StoredGrant:
+    return StoredGrant(
+        access_token=str(body["access_token"]),
+        refresh_token=str(body["refresh_token"]) if body.get("refresh_token") else None,
+        expires_at=time.time() + float(body["expires_in"]),
+        scope=str(body.get("scope", "")),
+    )
+
+
+class CalendarAccounts:
+    """Each user's calendar grant, from the vault, refreshed ahead of expiry."""
+
+    def __init__(self, provider: CalendarProvider, vault: TokenVault, refresh_margin_seconds: float) -> None:
+        self.provider = provider
+        self.vault = vault
+        self._margin = refresh_margin_seconds
+        self._locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
+
+    async def connect(self, subject: str, grant: StoredGrant) -> None:
+        await self.vault.put(subject, self.provider.issuer, grant)
+        logger.info("Calendar connected for %s", subject)
+
+    async def access_token(self, subject: str) -> str | None:
+        """A usable calendar access token for `subject`, or None when they must connect (again)."""
+        grant = await self.vault.get(subject, self.provider.issuer)
+        if grant is None:
+            return None
+        if not grant.expires_within(self._margin):
+            return grant.access_token
+        async with self._locks[subject]:
+            return await self._refresh(subject)
+
+    async def _refresh(self, subject: str) -> str | None:
+        issuer = self.provider.issuer
+        grant = await self.vault.get(subject, issuer)
+        if grant is None or grant.refresh_token is None:
+            await self.vault.delete(subject, issuer)
+            return None
+        while not await self.vault.try_lease(subject, issuer, _LEASE_SECONDS):
+            # Another replica is redeeming this refresh token; use what it stores rather than replay it.
+            await anyio.sleep(_LEASE_POLL_SECONDS)
+            current = await self.vault.get(subject, issuer)
+            if current is None:
+                return None
+            if current.refresh_token != grant.refresh_token:
+                return current.access_token
+        try:
+            refreshed = await self.provider.refresh(grant.refresh_token)
+        except GrantRevokedError:
+            logger.info("Calendar grant of %s was refused on refresh; it is deleted", subject)
+            await self.vault.delete(subject, issuer)
+            return None
+        except BaseException:
+            await self.vault.release_lease(subject, issuer)
+            raise
+        await self.vault.put(subject, issuer, refreshed)  # the rotated refresh token, atomically; frees the lease
+        return refreshed.access_token
+
+    async def disconnect(self, subject: str) -> bool:
+        """Revoke the grant at the provider, then delete it; False if there was none.
+
+        Revocation comes first: if the provider cannot be reached, the grant is kept (and the ToolError
+        says so), so asking again still revokes it rather than leaving it alive at the provider, forgotten.
+        """
+        grant = await self.vault.get(subject, self.provider.issuer)
+        if grant is None:
+            return False
+        await self.provider.revoke(grant.refresh_token or grant.access_token)
+        await self.vault.delete(subject, self.provider.issuer)
+        logger.info("Calendar disconnected for %s", subject)
+        return True
+
+
+class CalendarApiClient:
+    """calendar-api, called with the user's own calendar token (from CalendarAccounts)."""
+
+    def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
+        self._base_url = base_url.rstrip("/")
+        self._timeout = timeout_seconds
+        self._http = http_client(timeout_seconds)
+
+    async def list_meetings(self, token: str) -> list[Meeting]:
+        response = await send(
+            SERVICE,
+            lambda: self._http.get(f"{self._base_url}/events", headers=_bearer(token)),
+            idempotent=True,
+            deadline_seconds=self._timeout,
+        )
+        return parse_response(SERVICE, lambda: _meetings.validate_python(response.json()["events"]))
+
+    async def add_meeting(self, token: str, meeting: NewMeeting) -> Meeting:
+        response = await send(
+            SERVICE,
+            lambda: self._http.post(
+                f"{self._base_url}/events", json=meeting.model_dump(mode="json"), headers=_bearer(token)
+            ),
+            idempotent=False,
+            deadline_seconds=self._timeout,
+        )
+        return parse_response(SERVICE, lambda: Meeting.model_validate(response.json()))
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
