@@ -25,6 +25,8 @@ from mcp.shared.auth import (
 from pydantic import AnyUrl
 
 CALLBACK_URL = "http://localhost:3030/callback"
+# Pages and redirects a login may take (login, consent, interaction hops) before it must be done.
+_MAX_STEPS = 12
 
 
 @dataclass
@@ -84,20 +86,20 @@ class HeadlessBrowser:
     async def authorize(self, authorization_url: str) -> AuthorizationCodeResult:
         """Load the login page, log in, approve, and return what the redirect to the client carries.
 
+        Like a browser, it follows the authorization server's own redirects (some servers send the user
+        through interaction pages first) and stops at the first redirect to the client's redirect URI.
         `scope` narrows the first authorization only: a later one (the SDK stepping up after a 403
         insufficient_scope) asks for what the SDK asks, as a user re-consenting to more would grant.
         """
         if self._scope is not None:
             authorization_url, self._scope = _with_scope(authorization_url, self._scope), None
+        redirect_uri = parse_qs(urlparse(authorization_url).query).get("redirect_uri", [CALLBACK_URL])[0]
         async with httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False) as browser:
-            page = await browser.get(authorization_url)
-            page.raise_for_status()
-            response = await self._submit(browser, page, self._login_values)
-            if response.status_code == 200:  # the consent page
-                response = await self._submit(browser, response, self._approve_values)
-            location = response.headers.get("location")
-            if response.status_code not in (302, 303) or not location:
-                raise RuntimeError(f"login as {self.username} did not redirect (HTTP {response.status_code})")
+            response, location = await _browse(
+                browser, await browser.get(authorization_url), lambda _: self, stop_at=redirect_uri
+            )
+        if location is None:
+            raise RuntimeError(f"login as {self.username} did not redirect (HTTP {response.status_code})")
         query = parse_qs(urlparse(location).query)
         if "error" in query:
             raise RuntimeError(f"authorization refused: {query['error'][0]}")
@@ -110,7 +112,7 @@ class HeadlessBrowser:
     def _login_values(self, form: Form) -> dict[str, str]:
         values = dict(form.fields)
         for name in values:
-            if "user" in name.lower():
+            if "user" in name.lower() or name.lower() == "login":
                 values[name] = self.username
             elif "pass" in name.lower():
                 values[name] = self._password
@@ -145,23 +147,51 @@ async def open_in_browser(
     """Open `url` as a person would and go through to the last page: follow redirects (keeping cookies),
     sign in on every login page with the account `accounts` names for that page's origin, approve every
     consent page. Used for the pages a URL-mode elicitation opens (pattern 4), which cross two servers."""
+
+    def person_for(origin: str) -> HeadlessBrowser:
+        if origin not in accounts:
+            raise RuntimeError(f"no account to sign in with at {origin}")
+        return accounts[origin]
+
     async with httpx2.AsyncClient(timeout=timeout_seconds, follow_redirects=False) as browser:
-        response = await browser.get(url)
-        for _ in range(max_steps):
-            if response.status_code in (302, 303) and "location" in response.headers:
-                response = await browser.get(urljoin(str(response.url), response.headers["location"]))
-                continue
-            forms = parse_forms(response.text) if response.status_code == 200 else []
-            if not forms:
-                return response
-            origin = "{0.scheme}://{0.netloc}".format(urlparse(str(response.url)))
-            if origin not in accounts:
-                raise RuntimeError(f"no account to sign in with at {origin}")
-            person = accounts[origin]
-            signing_in = any("pass" in name.lower() for name in forms[0].fields)
-            fill = person._login_values if signing_in else person._approve_values
-            response = await person._submit(browser, response, fill)
-    raise RuntimeError(f"{url} did not reach a final page in {max_steps} steps")
+        response, _ = await _browse(browser, await browser.get(url), person_for, max_steps=max_steps)
+    return response
+
+
+async def _browse(
+    browser: httpx2.AsyncClient,
+    response: httpx2.Response,
+    person_for: Callable[[str], HeadlessBrowser],
+    *,
+    stop_at: str | None = None,
+    max_steps: int = _MAX_STEPS,
+) -> tuple[httpx2.Response, str | None]:
+    """Follow redirects, sign in on login pages and approve consent pages, as `person_for(origin)`.
+
+    Ends at a redirect to `stop_at` (its URL is returned, not followed) or at a page with no form. A login
+    page shown again at an origin already signed in to means the password was refused.
+    """
+    signed_in: set[str] = set()
+    for _ in range(max_steps):
+        if response.is_redirect:
+            location = urljoin(str(response.url), response.headers["location"])
+            if stop_at is not None and location.startswith(stop_at):
+                return response, location
+            response = await browser.get(location)
+            continue
+        forms = parse_forms(response.text) if response.status_code == 200 else []
+        if not forms:
+            return response, None
+        origin = "{0.scheme}://{0.netloc}".format(urlparse(str(response.url)))
+        person = person_for(origin)
+        signing_in = any("pass" in name.lower() for name in forms[0].fields)
+        if signing_in and origin in signed_in:
+            raise RuntimeError(f"login as {person.username} was refused")
+        if signing_in:
+            signed_in.add(origin)
+        fill = person._login_values if signing_in else person._approve_values
+        response = await person._submit(browser, response, fill)
+    raise RuntimeError(f"{response.url} did not reach a final page in {max_steps} steps")
 
 
 def _with_scope(url: str, scope: str) -> str:

@@ -8,16 +8,16 @@ can parse is a diagram nobody checked. On a developer machine without Node it is
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from typing import Any
 
 import pytest
 
 from tests.docs.markdown import ROOT, blocks, documentation_files
+from tests.support.node import node_tool, npm_ci
 
 CHECKER = ROOT / "tests" / "docs" / "mermaid"
+PURPOSE = "The Mermaid check"
 
 # A diagram that must be refused, and one that must be accepted, sent with the real ones every run:
 # proof that the parser is really parsing (a stub that accepts everything would fail here).
@@ -25,48 +25,10 @@ BROKEN = "sequenceDiagram\n    participant A\n    A->>: an arrow without a targe
 VALID = "flowchart LR\n    a[crm-mcp :8001] -->|token| b[(crm-api :8003)]\n"
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None and not os.environ.get("CI"):
-        pytest.skip(f"`{name}` is not on PATH: the Mermaid check needs Node.js 20+ with npm (CI runs it)")
-    if path is None:
-        pytest.fail(
-            f"`{name}` is not on PATH. The Mermaid check needs Node.js 20+ with npm "
-            "(https://nodejs.org); install it, then run `make test` again.",
-            pytrace=False,
-        )
-    return path
-
-
-def _installed() -> bool:
-    """True if node_modules holds exactly the versions package.json pins."""
-    pins = json.loads((CHECKER / "package.json").read_text(encoding="utf-8"))["dependencies"]
-    for name, version in pins.items():
-        manifest = CHECKER / "node_modules" / name / "package.json"
-        if not manifest.is_file() or json.loads(manifest.read_text(encoding="utf-8"))["version"] != version:
-            return False
-    return True
-
-
-def _install() -> None:
-    """`npm ci` from the committed lock file, unless the pinned versions are installed (node_modules is git-ignored)."""
-    if _installed():
-        return
-    completed = subprocess.run(
-        [_tool("npm"), "ci", "--prefix", str(CHECKER), "--no-audit", "--no-fund"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    if completed.returncode != 0:
-        pytest.fail(f"npm ci in {CHECKER} failed:\n{completed.stderr[-3000:]}", pytrace=False)
-
-
 def parse(diagrams: dict[str, str]) -> dict[str, dict[str, Any]]:
     """Run tests/docs/mermaid/check.mjs over `diagrams` (name -> source); its verdict per name."""
-    node = _tool("node")
-    _install()
+    node = node_tool("node", PURPOSE)
+    npm_ci(CHECKER, PURPOSE)
     payload = json.dumps([{"name": name, "text": text} for name, text in diagrams.items()])
     completed = subprocess.run(
         [node, str(CHECKER / "check.mjs")],

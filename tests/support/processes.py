@@ -48,6 +48,8 @@ class ServiceProcess:
     port: int
     env: dict[str, str]
     workdir: Path
+    # What to run instead of `python -m module` (e.g. a Node.js server in tests/interop).
+    command: list[str] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -77,7 +79,7 @@ class ServiceProcess:
         env.update(self.env)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", self.module],
+            self.command or [sys.executable, "-m", self.module],
             cwd=self.workdir,
             env=env,
             stdout=log,

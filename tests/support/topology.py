@@ -17,6 +17,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ListToolsResult
 from oauth_tokens import ClientCredentialsAuth
+from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 
 from scripts.headless_login import user_oauth
 from tests.support.processes import ServiceProcess, free_port, start_service
@@ -131,18 +132,24 @@ class Topology:
     def tickets_auth(self, scope: str = "tickets:read tickets:write") -> ClientCredentialsAuth:
         """crm-mcp's own client-credentials token source for tickets-mcp, as crm-mcp builds it."""
         return ClientCredentialsAuth(
-            self.env["AUTH_TOKEN_URL"],
+            self.env.get("AUTH_TOKEN_URL", ""),
             self.env["CRM_MCP_CLIENT_ID"],
             self.env["CRM_MCP_CLIENT_SECRET"],
             scope=scope,
             resource=self.env["TICKETS_MCP_RESOURCE"],
+            discover_token_url=self.token_endpoint_discovery().token_endpoint,
         )
+
+    def token_endpoint_discovery(self) -> TokenEndpointDiscovery:
+        """How crm-mcp finds the token endpoint when AUTH_TOKEN_URL is empty: from tickets-mcp (RFC 9728)."""
+        return TokenEndpointDiscovery(self.env["TICKETS_MCP_URL"], (self.env["AUTH_ISSUER"],))
 
     async def client_credentials_token(self, resource: str, scope: str) -> str:
         """A token for crm-mcp's own machine client, straight from the token endpoint."""
+        token_url = self.env.get("AUTH_TOKEN_URL") or await self.token_endpoint_discovery().token_endpoint()
         async with httpx2.AsyncClient(timeout=10) as http:
             response = await http.post(
-                self.env["AUTH_TOKEN_URL"],
+                token_url,
                 data={"grant_type": "client_credentials", "resource": resource, "scope": scope},
                 auth=(self.env["CRM_MCP_CLIENT_ID"], self.env["CRM_MCP_CLIENT_SECRET"]),
             )
