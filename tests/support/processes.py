@@ -124,8 +124,13 @@ def start_service(
     timeout: float = 30.0,
 ) -> ServiceProcess:
     """Start `python -m module` on a free loopback port (set through `port_variable`) and wait until healthy."""
+    configured_port = env.get(port_variable)
     port = port or free_port()
     host_variable = port_variable.removesuffix("_PORT") + "_HOST"
     full_env = {**env, port_variable: str(port), host_variable: "127.0.0.1"}
+    # Another instance of a service (a replica, a second crm-mcp in another mode) gets its own /metrics port.
+    metrics_variable = port_variable.removesuffix("_PORT") + "_METRICS_PORT"
+    if full_env.get(metrics_variable) and str(port) != configured_port:
+        full_env[metrics_variable] = str(free_port())
     service = ServiceProcess(name=name, module=module, port=port, env=full_env, workdir=workdir)
     return service.start(health_path=health_path, timeout=timeout)
