@@ -101,11 +101,13 @@ async def discover_endpoint(
     *,
     timeout_seconds: float,
     expected_issuers: Sequence[str] = (),
+    through_base: bool = True,
 ) -> str:
     """The URL that the metadata of the server at `base_url` gives for `field` (`jwks_uri`, `token_endpoint`).
 
     The first metadata document found wins. When `expected_issuers` is given, the metadata's `issuer` must
-    be one of them (RFC 8414 §3.3).
+    be one of them (RFC 8414 §3.3). `through_base`: a URL under the public issuer is rewritten to go through
+    `base_url` (for this service's own requests); False for a URL a browser is sent to.
     """
     failures: list[str] = []
     for url in metadata_urls(base_url):
@@ -118,7 +120,7 @@ async def discover_endpoint(
         if expected_issuers and issuer not in expected_issuers:
             raise KeySourceError(f"Metadata at {url} names issuer {issuer!r}, not a trusted issuer")
         endpoint = _check_http_url(metadata.get(field), f"{field} in {url}")
-        if isinstance(issuer, str):
+        if isinstance(issuer, str) and through_base:
             endpoint = _reach_through_base(endpoint, issuer, base_url)
         logger.debug("Discovered %s %s from %s", field, endpoint, url)
         return endpoint

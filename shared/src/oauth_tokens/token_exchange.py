@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import anyio
 
 from oauth_tokens.errors import TokenEndpointError
+from oauth_tokens.metrics import TOKEN_CACHE
 from oauth_tokens.token_endpoint import AuthMethod, TokenEndpoint
 
 __all__ = ["ExchangeKey", "ExchangedTokenCache", "TokenExchange"]
@@ -143,6 +144,7 @@ class TokenExchange:
         key = (fingerprint(subject_token), resource, scope)
         while True:
             if (cached := self.cache.fresh(key)) is not None:
+                TOKEN_CACHE.labels("exchange", "hit").inc()
                 return cached
             flight = self._flights.get(key)
             if flight is None:
@@ -154,6 +156,7 @@ class TokenExchange:
             if flight.access_token is not None:
                 return flight.access_token
             # The caller that led the flight was cancelled: look again, and lead if nobody does.
+        TOKEN_CACHE.labels("exchange", "miss").inc()
         flight = self._flights[key] = _Flight()
         try:
             flight.access_token = await self._exchange(key, subject_token, resource, scope, subject_expires_at)

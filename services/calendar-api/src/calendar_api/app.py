@@ -16,7 +16,8 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, status
 from oauth_tokens import AccessTokenValidator, Principal
-from oauth_tokens.fastapi import install_token_validation, require_scopes
+from oauth_tokens.body_limit import BodyLimitMiddleware
+from oauth_tokens.fastapi import JsonBody, install_token_validation, require_scopes
 from pydantic import AwareDatetime, BaseModel, Field
 
 from calendar_api.settings import CalendarApiSettings
@@ -62,6 +63,10 @@ class Calendars:
         return event
 
 
+# Events are small; a larger body is refused (413) before it is read.
+MAX_BODY_BYTES = 16 * 1024
+
+
 def create_app(settings: CalendarApiSettings) -> FastAPI:
     """Build the app: the validator trusts CALENDAR_AUTH_ISSUER for audience CALENDAR_API_AUDIENCE only."""
     calendars = Calendars()
@@ -84,6 +89,9 @@ def create_app(settings: CalendarApiSettings) -> FastAPI:
         lifespan=lifespan,
     )
     install_token_validation(app, validator, realm="calendar-api")
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    # Read only after the route's principal dependency has checked the token (see JsonBody).
+    event_body = JsonBody(NewEvent)
 
     @app.get("/health", summary="Liveness check (no token needed)", tags=["ops"])
     async def health() -> dict[str, str]:
@@ -98,8 +106,9 @@ def create_app(settings: CalendarApiSettings) -> FastAPI:
         summary="Add an event to the caller's own calendar (scope calendar:write)",
         tags=["events"],
         status_code=status.HTTP_201_CREATED,
+        openapi_extra=event_body.openapi,
     )
-    async def add_event(principal: WritePrincipal, new_event: NewEvent) -> Event:
+    async def add_event(principal: WritePrincipal, new_event: Annotated[NewEvent, Depends(event_body)]) -> Event:
         event = calendars.add(principal.subject, new_event, principal.client_id or principal.subject)
         logger.info("Event %s added for %s by client %s", event.id, principal.subject, event.created_by_client)
         return event

@@ -74,6 +74,7 @@ class CalendarConnect:
         self._provider = provider
         self._validator = validator
         self._timeout = settings.crm_mcp_downstream_timeout_seconds
+        self._authorization_endpoint: str | None = None
         self._signed_in_uri = settings.crm_mcp_public_url + SIGNED_IN_PATH
         # crm-mcp's web client at its own authorization server: AUTH_TOKEN_URL, else from RFC 8414 metadata.
         self._sign_in = TokenEndpoint(
@@ -85,14 +86,24 @@ class CalendarConnect:
         )
 
     async def _own_token_endpoint(self) -> str:
+        return await self._own_metadata("token_endpoint", through_base=True)
+
+    async def _own_authorization_endpoint(self) -> str:
+        """Where the browser signs in: the authorization endpoint crm-mcp's own AS advertises (RFC 8414)."""
+        if self._authorization_endpoint is None:
+            self._authorization_endpoint = await self._own_metadata("authorization_endpoint", through_base=False)
+        return self._authorization_endpoint
+
+    async def _own_metadata(self, field: str, *, through_base: bool) -> str:
         settings = self._settings
         async with httpx2.AsyncClient(timeout=self._timeout, follow_redirects=False) as client:
             return await discover_endpoint(
                 settings.auth_discovery_url or settings.auth_issuer,
                 client,
-                "token_endpoint",
+                field,
                 timeout_seconds=self._timeout,
                 expected_issuers=(settings.auth_issuer, *settings.auth_issuer_aliases),
+                through_base=through_base,
             )
 
     def connect_url(self, reference: str) -> str:
@@ -100,6 +111,10 @@ class CalendarConnect:
         return f"{self._settings.crm_mcp_public_url}{CONNECT_PATH}?{urlencode({'ref': reference})}"
 
     async def start(self, request: Request) -> Response:
+        try:  # before the link is claimed: if the sign-in cannot start, the link still works later
+            authorize = await self._own_authorization_endpoint()
+        except KeySourceError:
+            return page("Sign-in unavailable", "The sign-in service cannot be reached; try again later.", 503)
         state = secrets.token_urlsafe(32)
         verifier, challenge = pkce_pair()
         claimed = await self._requests.claim(request.query_params.get("ref", ""), state, verifier)
@@ -116,7 +131,7 @@ class CalendarConnect:
             "code_challenge": challenge,
             "code_challenge_method": "S256",
         }
-        response = RedirectResponse(f"{self._settings.auth_issuer}/authorize?{urlencode(query)}", status_code=303)
+        response = RedirectResponse(f"{authorize}?{urlencode(query)}", status_code=303)
         response.headers.update(PAGE_HEADERS)
         response.set_cookie(
             BROWSER_COOKIE,
