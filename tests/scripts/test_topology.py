@@ -103,3 +103,19 @@ def test_up_refuses_a_busy_port_by_name(tmp_path: Path) -> None:
         started = topology("up", tmp_path)
     assert started.returncode == 1
     assert f"crm-api port {ports['CRM_API_PORT']}" in started.stdout
+
+
+def test_the_generated_env_file_can_be_sourced_by_bash(tmp_path: Path) -> None:
+    """The docs load .env into a shell (`set -a; . ./.env; set +a`): every value must survive that as written."""
+    assert topology("init-env", tmp_path).returncode == 0
+    sourced = subprocess.run(
+        ["bash", "-c", 'set -a; . ./.env; set +a; echo "$CALENDAR_SCOPES"'],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert sourced.returncode == 0
+    assert sourced.stderr == ""
+    assert sourced.stdout.strip() == "calendar:read calendar:write"
