@@ -112,8 +112,12 @@ def refusals(spans: list[SpanRecord]) -> list[str]:
     ]
 
 
-def token_origin(spans: list[SpanRecord], trace: list[SpanRecord]) -> str | None:
-    """For a trace that used a cached client-credentials token: where that token was fetched, if known."""
+def token_origin(spans: list[SpanRecord], trace: list[SpanRecord]) -> tuple[str, list[SpanRecord]] | None:
+    """For a trace that used a cached client-credentials token: where that token was fetched, if known.
+
+    Returns a sentence naming that trace and the spans of the token request (crm-mcp's client span and
+    everything under it, the auth-server's /token among them), so the token endpoint hop can be drawn too.
+    """
     if any(span.attributes.get("auth.credential.kind") == "client_secret" for span in trace):
         return None  # fetched in this very trace
     if not any(span.attributes.get("auth.token_cache") == "hit" for span in trace):
@@ -130,9 +134,15 @@ def token_origin(spans: list[SpanRecord], trace: list[SpanRecord]) -> str | None
         return None
     fetch = max(fetches, key=lambda span: span.start_ns)
     when = time.strftime("%H:%M:%S", time.localtime(fetch.start_ns / 1e9))
-    return (
+    hop, frontier = [fetch], {fetch.span_id}
+    while frontier:
+        below = [span for span in spans if span.trace_id == fetch.trace_id and span.parent_id in frontier]
+        hop += below
+        frontier = {span.span_id for span in below}
+    sentence = (
         f"The client-credentials token came from {fetch.service}'s cache: fetched at {when} in trace {fetch.trace_id}."
     )
+    return sentence, hop
 
 
 def main(argv: list[str]) -> int:
@@ -161,7 +171,10 @@ def main(argv: list[str]) -> int:
     print(f"{'service':<12} {'span':<{NAME_WIDTH}} {'time line':<{BAR_WIDTH}} {'duration':>11}  credential")
     print("\n".join(waterfall(spans)))
     if (origin := token_origin(everything, spans)) is not None:
-        print(origin)
+        sentence, hop = origin
+        print("The token endpoint hop, from the call that fetched the token this trace used from the cache:")
+        print("\n".join(waterfall(hop)))
+        print(sentence)
     return 0
 
 
