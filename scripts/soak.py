@@ -112,10 +112,10 @@ def report(tally: Tally, seconds: float, memory_start: dict[str, int], memory_en
     print(f"\nerrors: {sum(tally.errors.values())}")
     for kind, count in tally.errors.most_common():
         print(f"  {count:>6}  {kind}")
-    print(f"\n{'service':<14}{'RSS start MiB':>15}{'RSS end MiB':>13}{'change':>9}")
+    print(f"\n{'service':<22}{'RSS start MiB':>15}{'RSS end MiB':>13}{'change':>9}")
     for name, start in memory_start.items():
         end = memory_end[name]
-        print(f"{name:<14}{start / MIB:>15.1f}{end / MIB:>13.1f}{(end - start) / MIB:>+9.1f}")
+        print(f"{name:<22}{start / MIB:>15.1f}{end / MIB:>13.1f}{(end - start) / MIB:>+9.1f}")
 
 
 async def soak(topology: Topology, seconds: float) -> tuple[Tally, dict[str, int], float]:
