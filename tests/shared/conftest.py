@@ -11,6 +11,7 @@ from oauth_tokens import AccessTokenValidator, ValidatorConfig
 
 from tests.shared.loopback import LoopbackAuthServer
 from tests.shared.tokens import AUDIENCE, SigningKeyPair, ec_key, rsa_key
+from tests.support.clock import ManualClock
 
 
 @dataclass(frozen=True)
@@ -81,3 +82,9 @@ async def validator(
 ) -> AsyncIterator[AccessTokenValidator]:
     async with AccessTokenValidator(validator_config, http_client=http_client) as token_validator:
         yield token_validator
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """A clock the test moves by hand, for the token caches under test."""
+    return ManualClock()

@@ -15,26 +15,12 @@ from oauth_tokens import ClientCredentialsAuth, TokenCache, TokenEndpointError
 from oauth_tokens.errors import DeadlineExceededError
 
 from tests.shared.loopback import LoopbackAuthServer
+from tests.support.clock import ManualClock
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "s3cr3t-Value-never-shown"
-
-
-class ManualClock:
-    """A clock the test moves by hand (the cache's clock is injectable for exactly this)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

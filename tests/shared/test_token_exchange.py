@@ -16,6 +16,7 @@ from oauth_tokens import TokenEndpointError, TokenExchange
 from oauth_tokens.token_exchange import ExchangedTokenCache, fingerprint
 
 from tests.shared.loopback import LoopbackAuthServer
+from tests.support.clock import ManualClock
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
@@ -23,21 +24,6 @@ pytestmark = pytest.mark.anyio
 SECRET = "client-s3cr3t-never-shown"
 SUBJECT = "alices-subject-token-never-shown"
 CRM_API = "http://crm-api"
-
-
-class ManualClock:
-    """Monotonic and wall clock the test moves by hand (both are injectable for exactly this)."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock()
 
 
 @pytest.fixture

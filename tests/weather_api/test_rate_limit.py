@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from weather_api.rate_limit import FixedWindowRateLimiter
 
-
-class ManualClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def test_allows_up_to_the_limit_then_refuses_until_the_window_ends() -> None:
