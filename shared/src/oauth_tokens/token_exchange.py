@@ -21,10 +21,9 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-import anyio
-
 from oauth_tokens.errors import TokenEndpointError
 from oauth_tokens.metrics import TOKEN_CACHE
+from oauth_tokens.single_flight import SingleFlight
 from oauth_tokens.token_endpoint import AuthMethod, TokenEndpoint
 
 __all__ = ["ExchangeKey", "ExchangedTokenCache", "TokenExchange"]
@@ -87,15 +86,6 @@ class ExchangedTokenCache:
         self._entries.clear()
 
 
-@dataclass(eq=False)
-class _Flight:
-    """One exchange in progress; callers with the same key wait for it instead of sending their own."""
-
-    done: anyio.Event = field(default_factory=anyio.Event)
-    access_token: str | None = field(default=None, repr=False)
-    error: TokenEndpointError | None = None
-
-
 class TokenExchange:
     """Exchanges subject tokens for downstream tokens as one confidential client (see the module docstring)."""
 
@@ -128,7 +118,8 @@ class TokenExchange:
         self.refresh_margin_seconds = refresh_margin_seconds
         self.cache = cache if cache is not None else ExchangedTokenCache()
         self._wall_clock = wall_clock  # the subject token's `exp` is wall-clock time
-        self._flights: dict[ExchangeKey, _Flight] = {}
+        # One exchange in flight per key; a key's entry goes once nothing waits on it (failures are not kept).
+        self._flights: dict[ExchangeKey, SingleFlight[str]] = {}
 
     def __repr__(self) -> str:
         return f"TokenExchange(token_url={self._endpoint.token_url!r}, client_id={self.client_id!r})"
@@ -142,31 +133,22 @@ class TokenExchange:
         Raises TokenEndpointError (the OAuth error code; never a token or the client secret in it).
         """
         key = (fingerprint(subject_token), resource, scope)
-        while True:
-            if (cached := self.cache.fresh(key)) is not None:
-                TOKEN_CACHE.labels("exchange", "hit").inc()
-                return cached
-            flight = self._flights.get(key)
-            if flight is None:
-                break
-            await flight.done.wait()
-            if flight.error is not None:
-                error = flight.error
-                raise TokenEndpointError(error.error, error.description, error.status_code)
-            if flight.access_token is not None:
-                return flight.access_token
-            # The caller that led the flight was cancelled: look again, and lead if nobody does.
+        if (cached := self.cache.fresh(key)) is not None:
+            TOKEN_CACHE.labels("exchange", "hit").inc()
+            return cached
         TOKEN_CACHE.labels("exchange", "miss").inc()
-        flight = self._flights[key] = _Flight()
+
+        async def exchange_once() -> str:
+            if (fetched := self.cache.fresh(key)) is not None:  # a flight that just ended stored it
+                return fetched
+            return await self._exchange(key, subject_token, resource, scope, subject_expires_at)
+
+        flight = self._flights.setdefault(key, SingleFlight(failure_backoff_seconds=0))
         try:
-            flight.access_token = await self._exchange(key, subject_token, resource, scope, subject_expires_at)
-            return flight.access_token
-        except TokenEndpointError as error:
-            flight.error = error
-            raise
+            return await flight.run(exchange_once)
         finally:
-            del self._flights[key]
-            flight.done.set()
+            if not flight.in_flight and self._flights.get(key) is flight:
+                del self._flights[key]
 
     async def aclose(self) -> None:
         """Close the HTTP client used for the token endpoint."""
