@@ -91,3 +91,12 @@ async def test_a_read_only_token_gets_403_naming_crm_write_before_the_tool_runs(
     async with topology.user_session("alice") as full:
         notes = (await call_ok(full, "get_customer", {"customer_id": customer["id"]}))["notes"]
     assert all(note["text"] != "Never" for note in notes)
+
+
+async def test_every_crm_mcp_tool_declares_its_scopes(topology: Topology) -> None:
+    """The step-up check reads each tool's scopes from its registration: a tool without them gets no 403."""
+    async with topology.user_session("alice") as client:
+        tools = (await client.list_tools()).tools
+    declared = {tool.name: (tool.meta or {}).get("oauth-tokens/required-scopes") for tool in tools}
+    assert {"list_my_meetings", "schedule_meeting", "disconnect_calendar", "add_customer_note"} <= declared.keys()
+    assert [name for name, scopes in declared.items() if not scopes] == []

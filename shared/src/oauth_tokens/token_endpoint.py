@@ -97,15 +97,21 @@ class TokenEndpoint:
             self.token_url = await self._discover_token_url()
         return self.token_url
 
-    async def request(self, form: Mapping[str, str], *, secrets: Sequence[str] = ()) -> TokenResponse:
-        """POST `form` as this client; `secrets` (besides the client secret) never appear in an error."""
-        token_url = await self.url()
+    def authenticate(self, form: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+        """`form` and the headers of a request as this client (RFC 6749 §2.3.1), for this endpoint or a
+        sibling of the same server that authenticates clients the same way (RFC 7009 revocation)."""
         data = dict(form)
         headers = {"Accept": "application/json"}
         if self.auth_method == "client_secret_basic":
             headers["Authorization"] = _basic_credentials(self.client_id, self._client_secret)
         else:
             data.update(client_id=self.client_id, client_secret=self._client_secret)
+        return data, headers
+
+    async def request(self, form: Mapping[str, str], *, secrets: Sequence[str] = ()) -> TokenResponse:
+        """POST `form` as this client; `secrets` (besides the client secret) never appear in an error."""
+        token_url = await self.url()
+        data, headers = self.authenticate(form)
         try:
             with deadline(self.timeout_seconds, "The token endpoint"):
                 response = await self._client().post(

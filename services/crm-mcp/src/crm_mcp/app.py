@@ -2,7 +2,8 @@
 
 User tokens must be for this server (audience CRM_MCP_RESOURCE), checked by the shared validator via
 `JWTTokenVerifier` and again by the SDK (`validate_token_resource`). The downstream clients are made
-once, in the lifespan, and shared by every tool call.
+once per process (patterns 1-3 in the lifespan, pattern 4's with the server, since its connect pages are
+routes) and shared by every tool call.
 """
 
 from __future__ import annotations
@@ -46,7 +47,8 @@ TICKETS_SCOPES = "tickets:read tickets:write"
 
 INSTRUCTIONS = (
     "CRM assistant for sales reps: search and read your customers, add notes, list and open support "
-    "tickets, and check the weather where a customer is. You only see your own accounts."
+    "tickets, check the weather where a customer is, and see or schedule meetings in your own calendar "
+    "(connected once, with your consent). You only see your own accounts."
 )
 
 
@@ -67,7 +69,7 @@ def crm_api_credentials(settings: Settings, discovery: TokenEndpointDiscovery) -
 
 @asynccontextmanager
 async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
-    """Create the three downstream clients once; close them (and the MCP session they hold) at shutdown."""
+    """Create the clients of patterns 1-3 once; close them (and the MCP session they hold) at shutdown."""
     timeout = settings.crm_mcp_downstream_timeout_seconds
     # Without AUTH_TOKEN_URL, the token endpoint is found the way MCP clients find it: from tickets-mcp.
     discovery = TokenEndpointDiscovery(

@@ -29,6 +29,7 @@ from mcp.types import ElicitRequest, ElicitRequestURLParams, ElicitResult, Input
 from mcp_types.version import is_version_at_least
 from oauth_tokens import AccessTokenValidator
 from oauth_tokens.mcp import require_tool_scopes
+from oauth_tokens.mcp_step_up import requires_scopes
 from oauth_tokens.vault import TokenVault
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -147,7 +148,7 @@ def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPatte
     mcp.custom_route(SIGNED_IN_PATH, methods=["GET"])(calendar.connect.signed_in)
     mcp.custom_route(CALLBACK_PATH, methods=["GET"])(calendar.connect.callback)
 
-    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
+    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True), meta=requires_scopes("crm:read"))
     async def list_my_meetings(ctx: Context[Downstreams, Any]) -> list[Meeting] | InputRequiredResult:
         """Your meetings, from your own calendar. Asks you to connect your calendar first if needed.
 
@@ -158,7 +159,10 @@ def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPatte
             return await ask_to_connect(calendar, ctx, subject)
         return await calendar.api.list_meetings(token)
 
-    @mcp.tool(annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=True))
+    @mcp.tool(
+        annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=True),
+        meta=requires_scopes("crm:read"),
+    )
     async def schedule_meeting(
         customer_id: CustomerId,
         start: Annotated[AwareDatetime, Field(description="Start, ISO 8601 with a UTC offset")],
@@ -178,7 +182,10 @@ def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPatte
         meeting = NewMeeting(title=title, start=start, minutes=minutes, attendees=[attendee])
         return await calendar.api.add_meeting(token, meeting)
 
-    @mcp.tool(annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True))
+    @mcp.tool(
+        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True),
+        meta=requires_scopes("crm:read"),
+    )
     async def disconnect_calendar() -> Disconnected:
         """Disconnect your calendar: crm-mcp revokes its access at your calendar provider and forgets it.
 

@@ -134,7 +134,6 @@ class TicketsMcpClient:
             await self._fresh_token()
             session = await self._connected()
             try:
-                await self._auth.get_token()  # here, not in the session's task: the token request joins this trace
                 with deadline(self._timeout, SERVICE):
                     result = await session.client.call_tool(name, arguments, read_timeout_seconds=self._timeout)
             except TokenEndpointError as exc:
@@ -161,7 +160,10 @@ class TicketsMcpClient:
         raise AssertionError("unreachable: the last attempt returns or raises")
 
     async def _fresh_token(self) -> None:
-        """Have a token before using the session, so a token endpoint that fails is blamed, not tickets-mcp."""
+        """Have a token before using the session, so a token endpoint that fails is blamed, not tickets-mcp.
+
+        Fetched here, in the caller's task rather than the session's, so the token request joins this trace.
+        """
         try:
             await self._auth.get_token()  # cached: no request until it is due for refresh
         except TokenEndpointError as exc:

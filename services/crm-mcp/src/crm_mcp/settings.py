@@ -1,4 +1,4 @@
-"""crm-mcp's settings: where its downstreams are and the credentials of patterns 1 and 2."""
+"""crm-mcp's settings: where its downstreams are and the credentials of patterns 1, 2, 3b and 4."""
 
 from __future__ import annotations
 

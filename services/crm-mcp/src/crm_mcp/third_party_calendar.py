@@ -106,23 +106,21 @@ class CalendarProvider:
     async def revoke(self, token: str) -> None:
         """RFC 7009: end the grant at the provider (the refresh token revokes every rotation of it)."""
         endpoint = self._settings.calendar_revocation_endpoint
+        # Authenticated exactly as at the token endpoint (same encoding of id and secret).
+        data, headers = self._token_endpoint.authenticate({"token": token, "token_type_hint": "refresh_token"})
         await send(
             PROVIDER,
-            lambda: self._http.post(
-                endpoint, data={"token": token, "token_type_hint": "refresh_token"}, auth=self._auth
-            ),
+            lambda: self._http.post(endpoint, data=data, headers=headers),
             idempotent=True,
             deadline_seconds=self._timeout,
         )
 
-    @property
-    def _auth(self) -> tuple[str, str]:
-        return self._settings.calendar_client_id, self._settings.calendar_client_secret.get_secret_value()
-
     async def _token_request(self, form: dict[str, str]) -> StoredGrant:
         """One token request (authorization code or refresh) through the shared TokenEndpoint."""
         try:
-            answer = await self._token_endpoint.request(form, secrets=tuple(form.values()))
+            answer = await self._token_endpoint.request(
+                form, secrets=tuple(form[name] for name in ("code", "code_verifier", "refresh_token") if name in form)
+            )
         except TokenEndpointError as exc:
             if exc.error == "invalid_grant":
                 raise GrantRevokedError from exc
