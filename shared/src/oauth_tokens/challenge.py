@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["INVALID_TOKEN_DESCRIPTION", "MISSING_TOKEN_DESCRIPTION", "bearer_challenge"]
+from starlette.responses import JSONResponse
+
+__all__ = ["INVALID_TOKEN_DESCRIPTION", "MISSING_TOKEN_DESCRIPTION", "bearer_challenge", "bearer_error_response"]
 
 # Clients get one generic description; the precise reason is logged at DEBUG by the validator.
 INVALID_TOKEN_DESCRIPTION = "The access token is invalid or expired"  # noqa: S105 - not a secret
@@ -24,3 +26,12 @@ def bearer_challenge(realm: str | None = None, **params: str | None) -> str:
     if not present:
         return "Bearer"
     return "Bearer " + ", ".join(f"{name}={_quoted(value)}" for name, value in present)
+
+
+def bearer_error_response(status_code: int, challenge: str, error: str, description: str) -> JSONResponse:
+    """A 401/403 with `challenge` in WWW-Authenticate and the same error as JSON; never cached."""
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status_code,
+        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
+    )

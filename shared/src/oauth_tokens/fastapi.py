@@ -12,7 +12,12 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ValidationError
 from starlette.responses import Response
 
-from oauth_tokens.challenge import INVALID_TOKEN_DESCRIPTION, MISSING_TOKEN_DESCRIPTION, bearer_challenge
+from oauth_tokens.challenge import (
+    INVALID_TOKEN_DESCRIPTION,
+    MISSING_TOKEN_DESCRIPTION,
+    bearer_challenge,
+    bearer_error_response,
+)
 from oauth_tokens.errors import (
     InsufficientScopeError,
     InvalidTokenError,
@@ -42,14 +47,6 @@ _REALM_STATE = "oauth_tokens_realm"
 _bearer_scheme = HTTPBearer(auto_error=False, description="OAuth 2.1 JWT access token")
 
 
-def _error_response(status_code: int, challenge: str, error: str, description: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": error, "error_description": description},
-        status_code=status_code,
-        headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
-    )
-
-
 def _realm_of(request: Request) -> str | None:
     realm: str | None = getattr(request.app.state, _REALM_STATE, None)
     return realm
@@ -58,9 +55,9 @@ def _realm_of(request: Request) -> str | None:
 async def _invalid_token_handler(request: Request, exc: Exception) -> Response:
     realm = _realm_of(request)
     if isinstance(exc, MissingTokenError):
-        return _error_response(401, bearer_challenge(realm), "unauthorized", MISSING_TOKEN_DESCRIPTION)
+        return bearer_error_response(401, bearer_challenge(realm), "unauthorized", MISSING_TOKEN_DESCRIPTION)
     challenge = bearer_challenge(realm, error="invalid_token", error_description=INVALID_TOKEN_DESCRIPTION)
-    return _error_response(401, challenge, "invalid_token", INVALID_TOKEN_DESCRIPTION)
+    return bearer_error_response(401, challenge, "invalid_token", INVALID_TOKEN_DESCRIPTION)
 
 
 async def _key_source_unavailable_handler(request: Request, exc: Exception) -> Response:
@@ -76,7 +73,7 @@ async def _insufficient_scope_handler(request: Request, exc: Exception) -> Respo
     challenge = bearer_challenge(
         _realm_of(request), error="insufficient_scope", error_description=description, scope=required
     )
-    return _error_response(403, challenge, "insufficient_scope", description)
+    return bearer_error_response(403, challenge, "insufficient_scope", description)
 
 
 def install_token_validation(app: FastAPI, validator: AccessTokenValidator, *, realm: str | None = None) -> None:

@@ -29,11 +29,16 @@ from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from oauth_tokens.challenge import INVALID_TOKEN_DESCRIPTION, MISSING_TOKEN_DESCRIPTION, bearer_challenge
+from oauth_tokens.challenge import (
+    INVALID_TOKEN_DESCRIPTION,
+    MISSING_TOKEN_DESCRIPTION,
+    bearer_challenge,
+    bearer_error_response,
+)
 
 __all__ = ["SCOPES_META_KEY", "ToolScopeMiddleware", "enforce_tool_scopes", "requires_scopes"]
 
@@ -174,13 +179,13 @@ class ToolScopeMiddleware:
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             challenge = bearer_challenge(resource_metadata=self.resource_metadata_url)
-            return self._error(401, challenge, "unauthorized", MISSING_TOKEN_DESCRIPTION)
+            return bearer_error_response(401, challenge, "unauthorized", MISSING_TOKEN_DESCRIPTION)
         challenge = bearer_challenge(
             error="invalid_token",
             error_description=INVALID_TOKEN_DESCRIPTION,
             resource_metadata=self.resource_metadata_url,
         )
-        return self._error(401, challenge, "invalid_token", INVALID_TOKEN_DESCRIPTION)
+        return bearer_error_response(401, challenge, "invalid_token", INVALID_TOKEN_DESCRIPTION)
 
     def _insufficient_scope(self, needed: Sequence[str], what: str) -> Response:
         scope = " ".join(needed)
@@ -191,15 +196,7 @@ class ToolScopeMiddleware:
             scope=scope,
             resource_metadata=self.resource_metadata_url,
         )
-        return self._error(403, challenge, "insufficient_scope", description)
-
-    @staticmethod
-    def _error(status_code: int, challenge: str, error: str, description: str) -> Response:
-        return JSONResponse(
-            {"error": error, "error_description": description},
-            status_code=status_code,
-            headers={"WWW-Authenticate": challenge, "Cache-Control": "no-store"},
-        )
+        return bearer_error_response(403, challenge, "insufficient_scope", description)
 
 
 def enforce_tool_scopes(app: Starlette, server: MCPServer[Any], auth: AuthSettings, *, path: str = "/mcp") -> None:

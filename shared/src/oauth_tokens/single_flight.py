@@ -17,9 +17,10 @@ from typing import Generic, TypeVar, cast
 
 import anyio
 
-__all__ = ["SingleFlight"]
+__all__ = ["KeyedSingleFlight", "SingleFlight"]
 
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 @dataclass(eq=False)
@@ -55,10 +56,6 @@ class SingleFlight(Generic[T]):
             return self._failure
         return None
 
-    def forget_failure(self) -> None:
-        """Let the next call try at once (e.g. after the dependency was seen to work again)."""
-        self._failure = None
-
     async def run(self, attempt: Callable[[], Awaitable[T]]) -> T:
         """`attempt()`'s result, shared with concurrent callers; its error (or a remembered one) raised."""
         while True:
@@ -91,3 +88,35 @@ class SingleFlight(Generic[T]):
         finally:
             self._flight = None
             flight.done.set()
+
+
+@dataclass(eq=False)
+class _Users(Generic[T]):
+    flight: SingleFlight[T]
+    count: int = 0
+
+
+class KeyedSingleFlight(Generic[K, T]):
+    """A SingleFlight per key, kept exactly as long as some caller is using it (the map never outgrows the
+    calls in progress). Every caller of a key shares its flight, even one arriving while an abandoned
+    attempt is being restarted."""
+
+    def __init__(self, *, failure_backoff_seconds: float = 0.0) -> None:
+        self.failure_backoff_seconds = failure_backoff_seconds
+        self._flights: dict[K, _Users[T]] = {}
+
+    def __len__(self) -> int:
+        return len(self._flights)
+
+    async def run(self, key: K, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()`'s result for `key`, shared with the concurrent callers of the same key."""
+        users = self._flights.get(key)
+        if users is None:
+            users = self._flights[key] = _Users(SingleFlight(failure_backoff_seconds=self.failure_backoff_seconds))
+        users.count += 1
+        try:
+            return await users.flight.run(attempt)
+        finally:
+            users.count -= 1
+            if users.count == 0:
+                del self._flights[key]

@@ -32,6 +32,23 @@ AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 _MAX_DESCRIPTION_CHARS = 200
 # Metric labels for grant types whose names are URNs.
 _GRANT_LABELS = {"urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange"}
+# The outcomes a metric label may take (RFC 6749 §5.2, RFC 8707, RFC 8693, and this module's own); a server's
+# other `error` strings count as "other", so a token endpoint cannot grow the label set.
+_OUTCOME_LABELS = frozenset(
+    {
+        "ok",
+        "invalid_request",
+        "invalid_client",
+        "invalid_grant",
+        "unauthorized_client",
+        "unsupported_grant_type",
+        "invalid_scope",
+        "invalid_target",
+        "temporarily_unavailable",
+        "server_error",
+        "invalid_response",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -136,6 +153,7 @@ class TokenEndpoint:
     @staticmethod
     def _count(form: Mapping[str, str], outcome: str) -> None:
         grant = form.get("grant_type", "unknown")
+        outcome = outcome if outcome in _OUTCOME_LABELS else "other"
         TOKEN_REQUESTS.labels("client", _GRANT_LABELS.get(grant, grant), outcome).inc()
 
     async def aclose(self) -> None:

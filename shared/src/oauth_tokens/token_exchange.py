@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 from oauth_tokens.errors import TokenEndpointError
 from oauth_tokens.metrics import TOKEN_CACHE
-from oauth_tokens.single_flight import SingleFlight
+from oauth_tokens.single_flight import KeyedSingleFlight
 from oauth_tokens.token_endpoint import AuthMethod, TokenEndpoint
 
 __all__ = ["ExchangeKey", "ExchangedTokenCache", "TokenExchange"]
@@ -118,8 +118,8 @@ class TokenExchange:
         self.refresh_margin_seconds = refresh_margin_seconds
         self.cache = cache if cache is not None else ExchangedTokenCache()
         self._wall_clock = wall_clock  # the subject token's `exp` is wall-clock time
-        # One exchange in flight per key; a key's entry goes once nothing waits on it (failures are not kept).
-        self._flights: dict[ExchangeKey, SingleFlight[str]] = {}
+        # One exchange in flight per key, shared by its concurrent callers (failures are not kept).
+        self._flights: KeyedSingleFlight[ExchangeKey, str] = KeyedSingleFlight()
 
     def __repr__(self) -> str:
         return f"TokenExchange(token_url={self._endpoint.token_url!r}, client_id={self.client_id!r})"
@@ -143,12 +143,7 @@ class TokenExchange:
                 return fetched
             return await self._exchange(key, subject_token, resource, scope, subject_expires_at)
 
-        flight = self._flights.setdefault(key, SingleFlight(failure_backoff_seconds=0))
-        try:
-            return await flight.run(exchange_once)
-        finally:
-            if not flight.in_flight and self._flights.get(key) is flight:
-                del self._flights[key]
+        return await self._flights.run(key, exchange_once)
 
     async def aclose(self) -> None:
         """Close the HTTP client used for the token endpoint."""
