@@ -106,8 +106,8 @@ bench: install ## Measure what each design choice buys: ratios with targets, req
 	@$(RUN) python -m scripts.bench
 
 .PHONY: soak
-soak: install ## Several users call every tool for SOAK_SECONDS on a fresh topology; errors, latency, memory
-	@$(RUN) python -m scripts.soak $(if $(SOAK_SECONDS),--seconds "$(SOAK_SECONDS)")
+soak: install ## Several users call the tools of patterns 1-3 for SOAK_SECONDS on a fresh topology; errors, memory
+	@$(RUN) python -m scripts.soak
 
 .PHONY: rotate-keys
 rotate-keys: install .env ## Add an auth-server signing key: published now, signs in 60 s; old keys stay published

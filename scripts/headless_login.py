@@ -142,7 +142,7 @@ class HeadlessBrowser:
 
 
 async def open_in_browser(
-    url: str, accounts: Mapping[str, HeadlessBrowser], *, max_steps: int = 20, timeout_seconds: float = 10.0
+    url: str, accounts: Mapping[str, HeadlessBrowser], *, timeout_seconds: float = 10.0
 ) -> httpx2.Response:
     """Open `url` as a person would and go through to the last page: follow redirects (keeping cookies),
     sign in on every login page with the account `accounts` names for that page's origin, approve every
@@ -154,7 +154,7 @@ async def open_in_browser(
         return accounts[origin]
 
     async with httpx2.AsyncClient(timeout=timeout_seconds, follow_redirects=False) as browser:
-        response, _ = await _browse(browser, await browser.get(url), person_for, max_steps=max_steps)
+        response, _ = await _browse(browser, await browser.get(url), person_for)
     return response
 
 

@@ -1,8 +1,9 @@
-"""`make soak`: several users call every crm-mcp tool for a bounded time; any error fails the run.
+"""`make soak`: several users call every tool of patterns 1-3 for a bounded time; any error fails the run.
 
-Starts its own topology (five real processes on free loopback ports, fresh secrets and data), so it
+Starts its own topology (seven real processes on free loopback ports, fresh secrets and data), so it
 needs nothing running and changes no data of yours. Each user logs in through the real OAuth flow and
-calls every tool in turn until the time is up (finishing the round it is in, so every tool is called).
+calls each of those tools in turn until the time is up (finishing the round it is in, so each is called).
+Pattern 4's tools are not soaked: each first call needs a person's consent in a browser.
 It prints the calls and latency per tool, the errors by kind, and each service's resident memory at
 the start and the end (flat memory is what to look for). Exits 1 on any error.
 Duration: --seconds N, else SOAK_SECONDS, else 60.

@@ -85,7 +85,7 @@ async def bench_topology(topology: Topology, results: Results) -> None:
     results.rows += rows
     results.ratios += ratios
     progress("tracing off and on (a second, traced topology)")
-    results.rows += await bench_tracing(topology, topology.workdir)
+    results.rows += await bench_tracing(topology)
     progress("token-endpoint and JWKS requests (crm-mcp restarted)")
     results.counts += await bench_counts(topology, token)
 

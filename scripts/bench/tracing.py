@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from pathlib import Path
 
 from scripts.bench.measure import SCALE, Row
 from tests.support.topology import Topology, running_topology
@@ -23,12 +22,12 @@ def _row(name: str, samples: list[float], elapsed: float) -> Row:
     return Row(name, len(samples), statistics.median(samples), quantiles[94], len(samples) / elapsed)
 
 
-async def bench_tracing(untraced: Topology, workdir: Path, runs: int = 100) -> list[Row]:
+async def bench_tracing(untraced: Topology, runs: int = 100) -> list[Row]:
     """`runs` alternating briefings against `untraced` and a traced topology; one row for each."""
     runs = SCALE(runs)
     samples: dict[bool, list[float]] = {False: [], True: []}
     elapsed = {False: 0.0, True: 0.0}
-    with running_topology(workdir / "tracing-on", traced=True) as traced:
+    with running_topology(untraced.workdir / "tracing-on", traced=True) as traced:
         async with untraced.user_session("alice") as off, traced.user_session("alice") as on:
             clients = {False: off, True: on}
             for client in clients.values():

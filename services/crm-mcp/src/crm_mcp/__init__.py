@@ -1,1 +1,1 @@
-"""crm-mcp: the MCP server users connect to; shows all three downstream-auth patterns."""
+"""crm-mcp: the MCP server users connect to; shows every downstream-auth pattern (1, 2, 3, 3b, 4)."""
