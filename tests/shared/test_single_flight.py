@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
-from oauth_tokens.single_flight import SingleFlight
+from oauth_tokens.single_flight import KeyedSingleFlight, SingleFlight
 
 pytestmark = pytest.mark.anyio
 
@@ -83,3 +83,41 @@ async def test_a_cancelled_leader_does_not_strand_its_waiters() -> None:
             leader.cancel()
     assert results == ["second attempt"]  # the waiter started a new attempt instead of waiting for ever
     assert flight.attempts == 2
+
+
+async def test_keyed_single_flight_shares_a_restarted_flight_and_forgets_idle_keys() -> None:
+    """A leader cancelled mid-attempt: the waiter restarts it, and a caller arriving then joins that one."""
+    flights: KeyedSingleFlight[str, int] = KeyedSingleFlight()
+    started = 0
+    release = anyio.Event()
+
+    async def attempt() -> int:
+        nonlocal started
+        started += 1
+        await release.wait()
+        return started
+
+    results: list[int] = []
+
+    async def follower() -> None:
+        results.append(await flights.run("key", attempt))
+
+    leader_scope = anyio.CancelScope()
+
+    async def leader() -> None:
+        with leader_scope:
+            await flights.run("key", attempt)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(leader)
+        await anyio.wait_all_tasks_blocked()
+        group.start_soon(follower)
+        await anyio.wait_all_tasks_blocked()
+        leader_scope.cancel()
+        await anyio.wait_all_tasks_blocked()  # the follower has restarted the attempt
+        group.start_soon(follower)
+        await anyio.wait_all_tasks_blocked()
+        assert started == 2  # the third caller joined the restarted attempt instead of starting its own
+        release.set()
+    assert results == [2, 2]
+    assert len(flights) == 0
