@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx2
-import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
 from oauth_tokens import (
     AccessTokenValidator,
     InsufficientScopeError,
@@ -115,11 +115,11 @@ async def test_pss_token_verifies_with_an_rsa_key_published_without_alg(
 async def test_unexpected_library_errors_become_invalid_token(
     keys: Keys, issuer: str, validator: AccessTokenValidator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # A mock, unavoidably: no real token makes PyJWT fail this way; the point is the catch-all.
+    # A mock, unavoidably: no real token makes the crypto backend fail this way; the point is the catch-all.
     def explode(*args: object, **kwargs: object) -> None:
         raise RuntimeError("boom in crypto backend")
 
-    monkeypatch.setattr(jwt, "decode", explode)
+    monkeypatch.setattr(RSAAlgorithm, "verify", explode)
     with pytest.raises(InvalidTokenError, match="Unexpected RuntimeError") as refused:
         await validator.validate(mint(keys.rsa, claims(issuer)))
     assert isinstance(refused.value.__cause__, RuntimeError)

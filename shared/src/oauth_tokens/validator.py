@@ -11,13 +11,13 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import httpx2
-import jwt
 from jwt.exceptions import PyJWKError, PyJWTError
 
+from oauth_tokens.claims import REQUIRED_CLAIMS, check_claims
+from oauth_tokens.compact_jws import parse_compact_jws, verify_signature
 from oauth_tokens.discovery import discover_jwks_uri
 from oauth_tokens.errors import InsufficientScopeError, InvalidTokenError
 from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKS_REFETCH_COOLDOWN_SECONDS, JWKSCache
-from oauth_tokens.jws_header import unverified_header
 from oauth_tokens.logs import redact
 from oauth_tokens.principal import Principal
 from oauth_tokens.telemetry import record_validation, trace_http
@@ -27,7 +27,6 @@ __all__ = ["ACCEPTED_TOKEN_TYPES", "REQUIRED_CLAIMS", "UNTYPED_TOKEN_TYPES", "Ac
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_CLAIMS: Final = ("iss", "aud", "exp", "iat", "sub")
 # RFC 9068 §2.1/§4: an access token's JOSE typ is "at+jwt"; anything else (an ID token, say) is refused.
 ACCEPTED_TOKEN_TYPES: Final = frozenset({"at+jwt", "application/at+jwt"})
 # Also accepted, with accept_untyped_tokens, from providers that do not type their access tokens.
@@ -211,7 +210,9 @@ class AccessTokenValidator:
             current = (await self.jwks.get_signing_key(cached.kid)).jwk_data
             if current is cached.jwk or current == cached.jwk:
                 return cached.principal
-        header = unverified_header(token)
+        # Each segment is decoded once, here; the payload is read only once its signature verifies.
+        jws = parse_compact_jws(token)
+        header = jws.header
 
         algorithm = self._checked_algorithm(header)
         kid = header.get("kid")
@@ -225,14 +226,10 @@ class AccessTokenValidator:
             raise InvalidTokenError(f"Key {kid!r} is for {signing_key.algorithm}, token says {algorithm}")
 
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                key=signing_key.for_algorithm(algorithm),
-                algorithms=[algorithm],
-                audience=list(config.audiences),
-                issuer=list(config.issuers),
-                leeway=config.leeway_seconds,
-                options={"require": list(REQUIRED_CLAIMS), "enforce_minimum_key_length": True},
+            verify_signature(jws, signing_key.for_algorithm(algorithm))
+            claims = jws.payload()
+            check_claims(
+                claims, issuers=config.issuers, audiences=config.audiences, leeway_seconds=config.leeway_seconds
             )
         except (PyJWTError, PyJWKError) as error:
             raise InvalidTokenError(f"{type(error).__name__}: {error}") from error
