@@ -102,8 +102,8 @@ fmt: install ## Apply ruff fixes and formatting
 	@$(RUN) ruff format .
 
 .PHONY: bench
-bench: install ## Measure what each design choice buys: ratios with targets, request counts, scaling
-	@$(RUN) python -m scripts.bench
+bench: install ## Measure what each design choice buys: ratios with targets, request counts, scaling (REPEAT=3: three runs and each ratio's spread; PROFILE=1: top functions)
+	@$(RUN) python -m scripts.bench $(if $(REPEAT),--repeat $(REPEAT)) $(if $(PROFILE),--profile)
 
 .PHONY: soak
 soak: install ## Several users call the tools of patterns 1-3 for SOAK_SECONDS on a fresh topology; errors, memory

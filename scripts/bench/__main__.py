@@ -7,15 +7,19 @@ target not met, a closing note says where the time goes. Absolute numbers are wa
 machine; ratios are measured side by side in one run. Timing is never asserted in tests: `--quick`
 (tiny run counts) only checks that every group still runs.
 
+`--repeat N` (`make bench REPEAT=3`) runs it all N times, each on a fresh topology, and ends with each
+ratio's N figures and spread, so noise can be told from a real miss. `--profile` (`make bench
+PROFILE=1`) also prints cProfile's top functions for the two paths with targets (scripts.bench.profiles).
+
 Each measurement group is one function in its own module; to add a ratio, return one more `Ratio`
 from a group (measure.paired_latency or measure.interleaved_throughputs + throughput_ratio).
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,13 +27,14 @@ from pathlib import Path
 import anyio
 from auth_server.config import default_config_text
 
-from scripts.bench.clients import bare_mcp_server, bearer_session
+from scripts.bench.clients import bare_mcp_server, bearer_session, customers_json
 from scripts.bench.counts import bench_counts
 from scripts.bench.exchange import bench_exchange
 from scripts.bench.measure import SCALE, Count, Ratio, Row
 from scripts.bench.naive import bench_naive
 from scripts.bench.overhead import bench_overhead
-from scripts.bench.report import print_notes, print_ratios, print_rows, print_scaling
+from scripts.bench.profiles import bench_tool_profiles
+from scripts.bench.report import print_notes, print_ratios, print_rows, print_scaling, print_spread
 from scripts.bench.tool_calls import bench_client_credentials, bench_scaling, bench_tool_calls
 from scripts.bench.tracing import bench_tracing
 from scripts.bench.validation import bench_validation
@@ -44,6 +49,7 @@ class Results:
     ratios: list[Ratio] = field(default_factory=list)
     counts: list[Count] = field(default_factory=list)
     scaling: list[Row] = field(default_factory=list)
+    profiles: list[str] = field(default_factory=list)
 
 
 def unthrottled_settings(workdir: Path) -> dict[str, str]:
@@ -61,13 +67,13 @@ def progress(what: str) -> None:
     print(f"Measuring {what}…", flush=True)
 
 
-async def bench_topology(topology: Topology, results: Results) -> None:
+async def bench_topology(topology: Topology, results: Results, *, profile: bool) -> None:
     progress("client-credentials tokens")
     rows, ratios = await bench_client_credentials(topology)
     results.rows += rows
     results.ratios += ratios
     token = await topology.user_token("alice")
-    with bare_mcp_server(topology) as bare_server:
+    with bare_mcp_server(topology, await customers_json(topology, token)) as bare_server:
         async with (
             bearer_session(topology.crm_mcp_url, token) as crm_mcp,
             bearer_session(f"{bare_server.url}/mcp", token) as bare,
@@ -80,6 +86,9 @@ async def bench_topology(topology: Topology, results: Results) -> None:
             results.ratios += await bench_naive(topology, crm_mcp, token)
             progress("scaling")
             results.scaling += await bench_scaling(crm_mcp)
+        if profile:
+            progress("profiles of crm-mcp and the bare server")
+            results.profiles.append(await bench_tool_profiles(topology, bare_server, token, SCALE(200)))
     progress("token exchange (pattern 3b) against the cascade")
     rows, ratios = await bench_exchange(topology, token)
     results.rows += rows
@@ -90,30 +99,55 @@ async def bench_topology(topology: Topology, results: Results) -> None:
     results.counts += await bench_counts(topology, token)
 
 
-async def main_async(workdir: Path) -> Results:
+async def main_async(workdir: Path, profile: bool) -> Results:
     results = Results()
     progress("token validation")
-    rows, ratios = await bench_validation()
+    rows, ratios, profiles = await bench_validation(profile=profile)
     results.rows += rows
     results.ratios += ratios
+    results.profiles += [profiles] if profiles else []
     print("Starting the topology on free loopback ports…", flush=True)
     with running_topology(workdir, overrides=unthrottled_settings(workdir)) as topology:
-        await bench_topology(topology, results)
+        await bench_topology(topology, results, profile=profile)
     return results
 
 
-def main() -> int:
-    if "--quick" in sys.argv[1:]:
-        SCALE.factor = 0.05
-    with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
-        results = anyio.run(main_async, Path(workdir))
+def print_results(results: Results) -> None:
     print_rows(results.rows)
     print_ratios(results.ratios, results.counts)
     print("\nsearch_customers throughput by concurrent callers:")
     print_scaling(results.scaling, os.cpu_count() or 1)
+    for profile in results.profiles:
+        print(f"\n{profile}")
     print_notes(results.ratios, results.counts)
+
+
+def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--quick", action="store_true", help="tiny run counts: only checks that every group runs")
+    parser.add_argument("--repeat", type=int, default=1, metavar="N", help="run N times; print each ratio's spread")
+    parser.add_argument("--profile", action="store_true", help="print cProfile's top functions of both target paths")
+    arguments = parser.parse_args(argv)
+    if arguments.repeat < 1:
+        parser.error("--repeat must be 1 or more")
+    return arguments
+
+
+def main(argv: list[str] | None = None) -> int:
+    arguments = parse_arguments(argv)
+    if arguments.quick:
+        SCALE.factor = 0.05
+    runs: list[Results] = []
+    for run in range(arguments.repeat):
+        if arguments.repeat > 1:
+            print(f"\n=== Run {run + 1} of {arguments.repeat} ===", flush=True)
+        with tempfile.TemporaryDirectory(prefix="bench-") as workdir:
+            runs.append(anyio.run(main_async, Path(workdir), arguments.profile))
+        print_results(runs[-1])
+    if arguments.repeat > 1:
+        print_spread([run.ratios for run in runs], [run.counts for run in runs])
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -29,19 +30,30 @@ async def bearer_session(url: str, token: str) -> AsyncIterator[Client]:
 
 
 @contextmanager
-def bare_mcp_server(topology: Topology) -> Iterator[ServiceProcess]:
-    """Start the bare MCPServer (scripts.bench.bare_mcp) beside the topology; its MCP endpoint is url + /mcp."""
+def bare_mcp_server(topology: Topology, result_json: str = "[]") -> Iterator[ServiceProcess]:
+    """Start the bare MCPServer (scripts.bench.bare_mcp) beside the topology; its MCP endpoint is url + /mcp.
+
+    `result_json`: the customers its `customers` tool returns.
+    """
     service = start_service(
         "bench-bare-mcp",
         "scripts.bench.bare_mcp",
         port_variable="BENCH_BARE_MCP_PORT",
-        env={**topology.env, "PYTHONPATH": str(ROOT)},
+        env={**topology.env, "PYTHONPATH": str(ROOT), "BENCH_BARE_MCP_RESULT": result_json},
         workdir=topology.workdir / "bench-bare-mcp",
     )
     try:
         yield service
     finally:
         service.stop()
+
+
+async def customers_json(topology: Topology, token: str) -> str:
+    """The user's customers as crm-api lists them (JSON), for the bare server to return as search_customers does."""
+    async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http:
+        response = await http.get(f"{topology.env['CRM_API_URL']}/customers")
+        response.raise_for_status()
+    return json.dumps(response.json()["customers"])
 
 
 def cpu_seconds(service: ServiceProcess) -> float:

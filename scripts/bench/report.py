@@ -83,3 +83,28 @@ def print_notes(ratios: Sequence[Ratio], counts: Sequence[Count]) -> None:
             print(ratio.diagnosis)
     for count in missed_counts:
         print(f"\n* {count.name}: {count.value}, target {count.target}.")
+
+
+def print_spread(runs: Sequence[Sequence[Ratio]], counts: Sequence[Sequence[Count]]) -> None:
+    """After `--repeat N`: each ratio's and targeted count's figure in every run, its spread, and runs met."""
+    print(f"\nOver {len(runs)} runs (each on a fresh topology): every figure, its spread, the runs that met the target")
+    names = [ratio.name for ratio in runs[0]]
+    width = max(len(name) for name in [*names, *(count.name for count in counts[0])])
+    for name in names:
+        figures = [next(ratio for ratio in run if ratio.name == name) for run in runs]
+        values = [ratio.ratio for ratio in figures]
+        print(
+            f"{name:<{width}}  {'  '.join(_ratio(value) for value in values)}"
+            f"  spread {_ratio(min(values))}-{_ratio(max(values))}{_runs_met(figures, figures[0].target)}"
+        )
+    for index, count in enumerate(counts[0]):
+        if count.target is None:
+            continue
+        same = [run[index] for run in counts]
+        print(f"{count.name:<{width}}  {'  '.join(str(item.value) for item in same)}{_runs_met(same, count.target)}")
+
+
+def _runs_met(figures: Sequence[Ratio | Count], target: Target | None) -> str:
+    if target is None:
+        return ""
+    return f"  target {target}: met in {sum(figure.met is True for figure in figures)} of {len(figures)} runs"

@@ -1,16 +1,16 @@
 """Bench group: the shared validator against a bare PyJWT decode of the same tokens, first-seen and repeated.
 
 The bare decode is the least anyone could write: `jwt.decode` with the issuer's public key already in
-hand and the same audience, issuer and expiry checks. The validator also reads the header, finds the
-key in its JWKS cache, checks alg/typ/kid, requires iss/aud/exp/iat/sub and builds a Principal.
-Both run in this process, so the pairs are timed in CPU time (steadier than wall clock on a busy machine).
+hand and the same audience, issuer and expiry checks. The validator also hashes the token for its
+cache, finds the key in its JWKS cache, checks alg/typ/kid, requires iss/aud/exp/iat/sub, checks the
+scope syntax and builds a Principal; it decodes each segment once itself (oauth_tokens.compact_jws)
+and verifies with PyJWT's algorithm for the resolved key, where `jwt.decode` spends more on parsing
+than on the RSA check. Both run in this process, so the pairs are timed in CPU time (steadier than
+wall clock on a busy machine).
 """
 
 from __future__ import annotations
 
-import cProfile
-import io
-import pstats
 import time
 from collections.abc import Iterator
 
@@ -18,6 +18,7 @@ import jwt
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
 
 from scripts.bench.measure import SCALE, Ratio, Row, Target, paired_latency, timed
+from scripts.bench.profiles import profile_async_calls, profile_calls
 from tests.support.tokens import TestIssuer
 
 FIRST_SEEN_TARGET = Target("<=", 1.2)
@@ -27,36 +28,20 @@ AUDIENCE = "bench"
 
 async def _profile(validator: AccessTokenValidator, tokens: Iterator[str], calls: int) -> str:
     """The validator's top functions by own time over `calls` first-seen validations."""
-    profiler = cProfile.Profile()
-    profiler.enable()
-    for _ in range(calls):
-        await validator.validate(next(tokens))
-    profiler.disable()
-    out = io.StringIO()
-    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(8)
-    lines = [line for line in out.getvalue().splitlines() if line.strip()]
-    start = next(index for index, line in enumerate(lines) if line.lstrip().startswith("ncalls"))
-    return "\n".join(
-        [
-            "  cProfile of first-seen validations, top functions by own time:",
-            *lines[start:],
-            "  Most of it is PyJWT's own parsing and RSA check, which the bare decode pays too. The rest is spread",
-            "  over small steps, none over ~10 us: reading the header (only its segment), hashing the token for the",
-            "  cache and storing it, the JWKS lookup, the alg/typ/kid checks and building the Principal (scopes,",
-            "  client, read-only claims). Closing the gap means doing fewer of those per token (e.g. a Principal",
-            "  built lazily), not removing a check; the row below adds the key lookup bare PyJWT code needs too.",
-        ]
+    return await profile_async_calls(
+        "shared validator, first-seen tokens", lambda: validator.validate(next(tokens)), calls
     )
 
 
-async def bench_validation() -> tuple[list[Row], list[Ratio]]:
-    """Absolute validation rows, and the first-seen and repeated-token ratios against bare PyJWT."""
+async def bench_validation(*, profile: bool = False) -> tuple[list[Row], list[Ratio], str]:
+    """Absolute validation rows, the first-seen and repeated-token ratios against bare PyJWT, and (`profile`)
+    the cProfile of both on first-seen tokens."""
     # Many short rounds: the median of per-round ratios shrugs off bursts of load from other processes.
     calls, rounds = 50, 41
     with TestIssuer() as issuer:
         config = ValidatorConfig(issuers=[issuer.issuer], audiences=[AUDIENCE], jwks_url=issuer.jwks_url)
         # Every first-seen validation needs a token never seen before: warm-up, rounds, profile.
-        token_count = SCALE(calls) * (SCALE(rounds, minimum=3) + 1) + 2
+        token_count = SCALE(calls) * (SCALE(rounds, minimum=3) + 3) + 2
         tokens = [issuer.mint(aud=AUDIENCE, scope="crm:read") for _ in range(token_count)]
         public_key = issuer.private_key.public_key()
 
@@ -121,11 +106,28 @@ async def bench_validation() -> tuple[list[Row], list[Ratio]]:
                     rounds=rounds,
                     clock=time.process_time,
                 )
+            spare = iter(tokens[-3 * SCALE(calls) - 1 : -1])
+            profiles = ""
+            if profile:
+                profiles = "\n".join(
+                    [
+                        "Profile of first-seen token validation (same tokens, never seen before by either):",
+                        await _profile(validator, spare, SCALE(calls)),
+                        profile_calls("bare PyJWT jwt.decode", lambda: bare_decode(next(spare)), SCALE(calls)),
+                    ]
+                )
             if first_seen.met is False:
-                spare = iter(tokens[-SCALE(calls) - 1 : -1])
-                first_seen = first_seen.with_diagnosis(await _profile(validator, spare, SCALE(calls)))
+                first_seen = first_seen.with_diagnosis(
+                    "\n".join(
+                        [
+                            await _profile(validator, spare, SCALE(calls)),
+                            "  Every check of the attack catalog runs on each token; a miss here is either load",
+                            "  (rerun; `make bench REPEAT=3` shows the spread) or a new cost in the functions above.",
+                        ]
+                    )
+                )
             rows = [
                 await timed("validate JWT, repeated token (verified-token cache)", 5000, validate_repeated),
                 await timed("validate JWT, bare PyJWT decode (RS256, key in hand)", 2000, decode_repeated),
             ]
-    return rows, [first_seen, with_key_lookup, cached]
+    return rows, [first_seen, with_key_lookup, cached], profiles

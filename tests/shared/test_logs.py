@@ -71,3 +71,16 @@ def test_redact_patterns() -> None:
     )
     assert redact("GET /connect/calendar?ref=IqFHCXxQT3b HTTP/1.1") == "GET /connect/calendar?ref=[REDACTED] HTTP/1.1"
     assert redact("code_challenge=abc&code_verifier=xyz") == "code_challenge=abc&code_verifier=[REDACTED]"
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize(("level", "request_lines"), [("INFO", False), ("WARNING", False), ("DEBUG", True)])
+def test_httpx2_request_lines_only_at_debug(level: str, request_lines: bool) -> None:
+    try:
+        configure_logging(level)
+        for name in ("httpx2", "httpcore2"):
+            assert logging.getLogger(name).isEnabledFor(logging.INFO) is request_lines
+            assert logging.getLogger(name).isEnabledFor(logging.WARNING)
+    finally:
+        for name in ("httpx2", "httpcore2"):
+            logging.getLogger(name).setLevel(logging.NOTSET)

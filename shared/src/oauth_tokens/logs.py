@@ -32,6 +32,10 @@ _REDACTIONS: tuple[tuple[re.Pattern[str], str], ...] = (
 
 # uvicorn configures these itself unless run with log_config=None; configure_logging routes them to root.
 _SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+# httpx2 logs every request it sends at INFO ("HTTP Request: GET <url> ..."): per downstream call a
+# formatted line that repeats the downstream's own access log, the CLIENT span and the downstream
+# metrics, and that would carry the URL's query (a user's search) into this log. Its warnings stay.
+_QUIET_CLIENT_LOGGERS = ("httpx2", "httpcore2")
 
 
 def redact(text: str) -> str:
@@ -86,3 +90,7 @@ def configure_logging(level: str = "INFO") -> None:
         server_logger = logging.getLogger(name)
         server_logger.handlers.clear()
         server_logger.propagate = True
+    # At DEBUG (troubleshooting) the request lines are back.
+    client_level = logging.NOTSET if root.getEffectiveLevel() <= logging.DEBUG else logging.WARNING
+    for name in _QUIET_CLIENT_LOGGERS:
+        logging.getLogger(name).setLevel(client_level)

@@ -8,7 +8,7 @@ comes from a `CrmApiCredentials` object asked once per call for the scope that c
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import quote
 
 from oauth_tokens.telemetry import trace_http
@@ -45,8 +45,8 @@ class Note(BaseModel):
     created_at: str
 
 
-class Customer(BaseModel):
-    """A CRM customer, as crm-api returns it to the user the token names."""
+class CustomerSummary(BaseModel):
+    """A CRM customer as a search lists it (what crm-api's search returns: no contact details, no notes)."""
 
     id: str
     name: str
@@ -54,11 +54,22 @@ class Customer(BaseModel):
     city: str
     owner: str
     tier: str
+
+
+class Customer(CustomerSummary):
+    """A CRM customer, as crm-api returns it to the user the token names, with contact details and notes."""
+
     email: str | None = None
     notes: list[Note] = []
 
 
-_customers = TypeAdapter(list[Customer])
+class _CustomerList(BaseModel):
+    customers: list[CustomerSummary]
+
+
+# crm-api answers a search with {"customers": [...], "count": n} (a bare list is read too), parsed
+# straight from the response bytes into the tool's result models: one pass, no intermediate dicts.
+_search_answer = TypeAdapter(_CustomerList | list[CustomerSummary])
 
 
 class CrmApiClient:
@@ -72,7 +83,7 @@ class CrmApiClient:
             http_client(timeout_seconds), pattern=credentials.pattern, credential=credentials.credential
         )
 
-    async def search_customers(self, query: str | None = None) -> list[Customer]:
+    async def search_customers(self, query: str | None = None) -> list[CustomerSummary]:
         """The caller's customers matching `query` (None or empty: all of them)."""
         headers = await self.credentials.authorization(READ_SCOPE)
         params = {"q": query} if query else {}
@@ -82,7 +93,8 @@ class CrmApiClient:
             idempotent=True,
             deadline_seconds=self._timeout,
         )
-        return parse_response(SERVICE, lambda: _customers.validate_python(_json(response.json())))
+        answer = parse_response(SERVICE, lambda: _search_answer.validate_json(response.content))
+        return answer.customers if isinstance(answer, _CustomerList) else answer
 
     async def get_customer(self, customer_id: str) -> Customer:
         headers = await self.credentials.authorization(READ_SCOPE)
@@ -111,8 +123,3 @@ class CrmApiClient:
     async def aclose(self) -> None:
         await self._http.aclose()
         await self.credentials.aclose()
-
-
-def _json(payload: Any) -> Any:
-    """crm-api answers a search with a list, or with {"customers": [...]}; accept both."""
-    return payload["customers"] if isinstance(payload, dict) and "customers" in payload else payload
