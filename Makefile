@@ -24,6 +24,7 @@ help: ## Show this help
 	@echo "           CRM_API_AUTH_MODE=cascade|exchange picks pattern 3 or 3b for crm-mcp → crm-api (default: .env's)."
 	@echo "           VERBOSE=1 shows Docker's full build output (make up); KEEP_DATA=1 keeps the data (make down);"
 	@echo "           SOAK_SECONDS=N sets how long make soak runs (default 60)."
+	@echo "           REPEAT=N runs make bench N times and prints each ratio's spread; PROFILE=1 adds its profiles."
 
 .tools/bin/uv:
 	@echo "uv not found: installing uv $(UV_VERSION) from PyPI into .tools/"
@@ -102,7 +103,7 @@ fmt: install ## Apply ruff fixes and formatting
 	@$(RUN) ruff format .
 
 .PHONY: bench
-bench: install ## Measure what each design choice buys: ratios with targets, request counts, scaling (REPEAT=3: three runs and each ratio's spread; PROFILE=1: top functions)
+bench: install ## Measure what each design choice buys: ratios with targets, request counts, scaling
 	@$(RUN) python -m scripts.bench $(if $(REPEAT),--repeat $(REPEAT)) $(if $(PROFILE),--profile)
 
 .PHONY: soak
