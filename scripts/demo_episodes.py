@@ -10,6 +10,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestURLParams, ElicitResult
 from oauth_tokens import Principal, TokenExchange
 
+from scripts.client_credential import NoClientKey, auth_method, crm_mcp_credential
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
 from scripts.headless_login import HeadlessBrowser, open_in_browser, user_oauth
 
@@ -19,12 +20,16 @@ async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal
     crm_api = env["CRM_API_AUDIENCE"]
     say("\nPattern 3b — token exchange (RFC 8693): search_customers")
     say("  client ─(alice's token)→ crm-mcp; alice's token goes no further than the auth-server:")
-    say(f"  crm-mcp ─(client {env['CRM_MCP_CLIENT_ID']} + secret; subject_token=alice's token; resource={crm_api};")
+    method = auth_method(env)
+    say(f"  crm-mcp ─(client {env['CRM_MCP_CLIENT_ID']}, {method}; subject_token=alice's token; resource={crm_api};")
     say("           scope=crm:read, only what this tool needs)→ auth-server /token")
+    try:
+        credential = crm_mcp_credential(env)
+    except NoClientKey as missing:  # e.g. crm-mcp runs in a container: its key stays there
+        say(f"  (not repeated here: {missing}; crm-mcp performed it for the search above)")
+        return
     exchange = TokenExchange(
-        env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token",
-        env["CRM_MCP_CLIENT_ID"],
-        env["CRM_MCP_CLIENT_SECRET"],
+        env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token", env["CRM_MCP_CLIENT_ID"], **credential
     )
     try:
         token = await exchange.token_for(user_token, resource=crm_api, scope="crm:read")

@@ -206,7 +206,10 @@ REFUSALS = {
         Answer(document={"token_endpoint_auth_method": "private_key_jwt"}),
         "with private_key_jwt needs a jwks_uri",
     ),
-    "another method": (Answer(document={"token_endpoint_auth_method": "tls_client_auth"}), "must be none or private_key_jwt"),
+    "another method": (
+        Answer(document={"token_endpoint_auth_method": "tls_client_auth"}),
+        "must be none or private_key_jwt",
+    ),
     "oversized": (Answer(document={"padding": "x" * 6000}, declare_length=False), "larger than 5120 bytes"),
     "slow": (Answer(hang=True), "did not answer within 1 s"),
     "redirecting": (Answer(status=302, headers={"Location": "/client.json"}), "answered with a redirect (HTTP 302)"),

@@ -101,7 +101,7 @@ async def test_a_configured_token_url_wins_over_discovery(topology: Topology) ->
     auth = ClientCredentialsAuth(
         topology.env["AUTH_TOKEN_URL"],
         topology.env["CRM_MCP_CLIENT_ID"],
-        topology.env["CRM_MCP_CLIENT_SECRET"],
+        **topology.crm_mcp_credential(),
         scope="tickets:read",
         resource=topology.env["TICKETS_MCP_RESOURCE"],
         discover_token_url=never,
