@@ -16,6 +16,7 @@ from tests.conformance.suite import ConformanceSuite
 SCENARIOS = [
     # (the suite's scenario name, the adapter module in tests/conformance/adapters/)
     ("auth/client-credentials-basic", "client_credentials_basic"),
+    ("auth/client-credentials-jwt", "client_credentials_jwt"),
 ]
 
 

@@ -68,6 +68,8 @@ class TokenEndpointDiscovery:
         self.trust_issuer = trust_issuer
         self.timeout_seconds = timeout_seconds
         self._token_endpoint: str | None = None
+        # The trusted issuer the token endpoint was found at, once discovered: e.g. a client assertion's `aud`.
+        self.issuer: str | None = None
         # One discovery for many concurrent first callers; a failure is shared and remembered for a second.
         self._flight: SingleFlight[str] = SingleFlight()
         self._attempts: list[str] = []  # what failed on the way, for the log
@@ -107,6 +109,7 @@ class TokenEndpointDiscovery:
             endpoint = metadata.get("token_endpoint")
             if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https"):
                 raise KeySourceError("the authorization server's metadata has no http(s) token_endpoint")
+            self.issuer = issuer
             return endpoint
         raise KeySourceError("the trusted authorization server publishes no RFC 8414 metadata")
 
