@@ -46,3 +46,11 @@ def crm_mcp_credential(env: Mapping[str, str], *, calendar: bool = False, worksp
     audience = env.get("CRM_MCP_CLIENT_ASSERTION_AUDIENCE", "issuer")
     signer = ClientAssertionSigner(keys, issuer, audience=audience)  # type: ignore[arg-type]  # checked by crm-mcp
     return {"assertion_signer": signer, "auth_method": method}
+
+
+def method_phrase(env: Mapping[str, str], *, calendar: bool = False) -> str:
+    """How the demo narrates a hop's client authentication."""
+    method = auth_method(env, calendar=calendar)
+    if method == "private_key_jwt":
+        return "private_key_jwt: an RFC 7523 assertion signed with crm-mcp's own key, no secret"
+    return f"{method}: client id + secret"
