@@ -9,6 +9,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from crm_mcp.client_identity import JWKS_PATH, ClientIdentity
+from crm_mcp.client_keys import main as client_keys_main
 from crm_mcp.settings import Settings
 from oauth_tokens.errors import SettingsError
 from oauth_tokens.settings import load_settings
@@ -108,3 +109,15 @@ async def test_the_jwks_route_serves_the_public_keys_only() -> None:
     assert len(keys) == 2  # the rotated-in key is published ahead of signing
     assert all(set(key) == {"kty", "crv", "x", "y", "kid", "use", "alg"} for key in keys)
     assert identity.keys.signing_key().kid in {key["kid"] for key in keys}
+
+
+@pytest.mark.usefixtures("environment")
+def test_the_rotate_command_rotates_the_keys_crm_mcp_serves(capsys: pytest.CaptureFixture[str]) -> None:
+    identity = ClientIdentity(load_settings(Settings))
+    before = identity.keys.signing_key().kid
+    client_keys_main(["rotate"])  # what `make rotate-client` runs
+    assert "published now, signs from" in capsys.readouterr().out
+    published = {key["kid"] for key in identity.keys.jwks()["keys"]}  # the running server re-reads the index
+    assert before in published
+    assert len(published) == 2
+    assert identity.keys.signing_key().kid == before  # the new key signs only after the publish-ahead

@@ -159,9 +159,12 @@ class ClientAssertionSigner:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """`python -m oauth_tokens.client_assertion rotate|list --keys-dir DIR`: a service's client keys."""
+    """`python -m oauth_tokens.client_assertion rotate|list|sign --keys-dir DIR`: a client's assertion keys.
+
+    `sign` prints one assertion (valid 60 s) for --client-id at --issuer, e.g. to try a token request by hand.
+    """
     parser = argparse.ArgumentParser(prog="python -m oauth_tokens.client_assertion", description=__doc__)
-    parser.add_argument("command", choices=["rotate", "list"])
+    parser.add_argument("command", choices=["rotate", "list", "sign"])
     parser.add_argument("--keys-dir", type=Path, required=True, help="e.g. data/crm-mcp/client-keys")
     parser.add_argument("--algorithm", choices=SIGNING_ALGORITHMS, default="ES256")
     parser.add_argument(
@@ -169,10 +172,18 @@ def main(argv: list[str] | None = None) -> None:
         type=publish_ahead_argument,
         default=PUBLISH_AHEAD_SECONDS,
         metavar="SECONDS",
-        help=f"publish the new key this long before it signs (default {PUBLISH_AHEAD_SECONDS}, "
+        help=f"rotate: publish the new key this long before it signs (default {PUBLISH_AHEAD_SECONDS}, "
         f"at least {JWKS_REFETCH_COOLDOWN_SECONDS})",
     )
+    parser.add_argument("--client-id", help="sign: the client_id (iss and sub)")
+    parser.add_argument("--issuer", help="sign: the authorization server's issuer (aud)")
     arguments = parser.parse_args(argv)
+    if arguments.command == "sign":
+        if not arguments.client_id or not arguments.issuer:
+            parser.error("sign needs --client-id and --issuer")
+        keys = KeyStore(arguments.keys_dir, ASSERTION_LIFETIME_SECONDS, algorithm=arguments.algorithm)
+        print(ClientAssertionSigner(keys, arguments.issuer).sign(arguments.client_id, ""))  # never generates a key
+        return
     store = client_keys(arguments.keys_dir, arguments.algorithm)
     if arguments.command == "rotate":
         record = store.rotate(arguments.publish_ahead)
@@ -183,5 +194,5 @@ def main(argv: list[str] | None = None) -> None:
 if __name__ == "__main__":
     try:
         main()
-    except (OSError, TypeError, ValueError) as error:  # a one-line exit; messages hold no key material
+    except (OSError, RuntimeError, TypeError, ValueError) as error:  # one line; messages hold no key material
         sys.exit(f"oauth_tokens.client_assertion: {error}")
