@@ -148,7 +148,7 @@ async def test_make_trace_draws_the_briefing_with_each_hops_credential(
     for shown in (
         "sends user_token",
         "sends api_key",
-        "sends client_secret",
+        "sends private_key_jwt",
         "sends client_credentials",
         "issues client_credentials: ok",
         "token valid",
