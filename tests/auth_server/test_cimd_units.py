@@ -138,6 +138,7 @@ CONFIG = load_config(
         "TICKETS_MCP_RESOURCE": "http://127.0.0.1:2/mcp",
         "CRM_API_AUDIENCE": "http://127.0.0.1:3",
         "CRM_MCP_PUBLIC_URL": "http://127.0.0.1:1",
+        "CRM_MCP_JWKS_URI": "http://127.0.0.1:1/.well-known/jwks.json",
     },
 )
 
