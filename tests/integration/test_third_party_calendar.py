@@ -123,7 +123,8 @@ async def test_first_call_elicits_the_connect_page_and_the_retry_lands_in_the_us
     grant = await vault.get("alice", topology.env["CALENDAR_AUTH_ISSUER"])
     assert grant is not None
     assert grant.refresh_token is not None
-    stored = b"".join(path.read_bytes() for path in Path(topology.env["CRM_MCP_DATA_DIR"]).iterdir())  # noqa: ASYNC240
+    data_files = [path for path in Path(topology.env["CRM_MCP_DATA_DIR"]).rglob("*") if path.is_file()]  # noqa: ASYNC240
+    stored = b"".join(path.read_bytes() for path in data_files)  # the database and the client keys
     assert grant.access_token.encode() not in stored
     assert grant.refresh_token.encode() not in stored
     assert grant.access_token.split(".")[1].encode() not in stored  # not even the JWT's payload
