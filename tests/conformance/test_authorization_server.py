@@ -32,11 +32,6 @@ REQUIRED_CHECKS = {
 
 
 @pytest.fixture(scope="module")
-def suite() -> ConformanceSuite:
-    return ConformanceSuite()
-
-
-@pytest.fixture(scope="module")
 def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthTestEnv]:
     env, process = start_auth_server(tmp_path_factory.mktemp("conformance-auth-server"))
     yield env
