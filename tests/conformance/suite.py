@@ -13,6 +13,8 @@ import re
 import shlex
 import subprocess
 import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ SUITE_DIR = Path(__file__).parent
 ADAPTERS = "tests.conformance.adapters"
 PURPOSE = "The MCP conformance suite (@modelcontextprotocol/conformance)"
 CLI = SUITE_DIR / "node_modules" / "@modelcontextprotocol" / "conformance" / "dist" / "index.js"
-NODE_MAJOR = 22  # the suite's dependencies (content-type 3.1) need Node.js 22
+NODE_MAJOR = 22  # the suite imports fs.globSync (Node.js 22+); its dependency content-type 3.1 asks for 22 too
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -83,3 +85,50 @@ class ConformanceSuite:
         if any(" " in part for part in command):
             pytest.fail(f"the conformance CLI cannot run a command with a space in it: {command}")
         return self.run(["client", "--scenario", scenario, "--command", shlex.join(command)], results)
+
+    def authorization(
+        self,
+        arguments: list[str],
+        results: Path,
+        *,
+        authorization_endpoint: str,
+        visit: Callable[[str], None],
+        timeout_seconds: float = 60,
+    ) -> SuiteRun:
+        """`conformance authorization <arguments>`, every scenario in order (each gets the ones before's results).
+
+        The authorization-code scenario prints an authorization URL for a person to open in a browser and
+        waits for the redirect to its callback server; `visit(url)` plays that person (the project's
+        headless login). The run is killed after `timeout_seconds` (the suite itself would wait 5 minutes).
+        """
+        command = [self.node, str(CLI), "authorization", *arguments, "--output-dir", str(results)]
+        lines: list[str] = []
+        process = subprocess.Popen(
+            command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1
+        )
+        timed_out = threading.Event()
+
+        def stop() -> None:
+            timed_out.set()
+            process.kill()
+
+        watchdog = threading.Timer(timeout_seconds, stop)
+        watchdog.start()
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                lines.append(_ANSI.sub("", line))
+                if line.startswith(authorization_endpoint + "?"):
+                    try:
+                        visit(line.strip())
+                    except Exception as error:  # reported with the suite's output, the suite stopped
+                        lines.append(f"\n(the person at the browser failed: {error!r}; the suite was stopped)\n")
+                        process.kill()
+            returncode = process.wait()
+        finally:
+            watchdog.cancel()
+            process.kill()
+        if timed_out.is_set():
+            lines.append(f"\n(killed: no end within {timeout_seconds:g} s)\n")
+        checks = [check for found in sorted(results.rglob("checks.json")) for check in json.loads(found.read_text())]
+        return SuiteRun(returncode, "".join(lines), checks)

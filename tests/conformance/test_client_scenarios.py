@@ -20,11 +20,6 @@ SCENARIOS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def suite() -> ConformanceSuite:
-    return ConformanceSuite()
-
-
 @pytest.mark.parametrize(("scenario", "adapter"), SCENARIOS, ids=[scenario for scenario, _ in SCENARIOS])
 def test_client_scenario_passes(suite: ConformanceSuite, scenario: str, adapter: str, tmp_path: Path) -> None:
     run = suite.client(scenario, adapter, tmp_path)

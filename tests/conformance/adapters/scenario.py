@@ -47,4 +47,5 @@ async def list_tools(url: str, auth: httpx2.Auth) -> None:
 
 
 def run(main: Callable[[], Awaitable[None]]) -> None:
+    """Run an adapter's `main`; an exception exits non-zero with its traceback (the suite keeps stderr)."""
     anyio.run(main)
