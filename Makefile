@@ -114,6 +114,10 @@ soak: install ## Several users call the tools of patterns 1-3 for SOAK_SECONDS o
 rotate-keys: install .env ## Add an auth-server signing key: published now, signs in 60 s; old keys stay published
 	@$(RUN) python -m auth_server.keys rotate
 
+.PHONY: rotate-client
+rotate-client: install .env ## Add a crm-mcp client key (private_key_jwt): published now, signs in 60 s; old one stays a while
+	@$(RUN) python -m crm_mcp.client_keys rotate
+
 .PHONY: clean
 clean: ## Remove .venv, .tools and local runtime data (signing keys, databases, compose volumes)
 	-@docker info >/dev/null 2>&1 && docker compose down --volumes --remove-orphans

@@ -18,7 +18,8 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from oauth_tokens.telemetry import configure_tracing, trace_http
 
-from scripts.demo_episodes import narrate_exchange, pattern4_third_party, step_up
+from scripts.client_credential import method_phrase
+from scripts.demo_episodes import narrate_client_authentication, narrate_exchange, pattern4_third_party, step_up
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
 from scripts.headless_login import user_oauth
 from scripts.topology import active_services, load_env
@@ -44,7 +45,8 @@ def missing_prerequisite(env: dict[str, str]) -> str | None:
 
 async def run_demo(env: dict[str, str]) -> None:
     crm_mcp = env["CRM_MCP_RESOURCE"]
-    say(f"Logging in as alice at {crm_mcp} (OAuth 2.1: discovery → dynamic registration → login → PKCE code → token)")
+    await narrate_client_authentication(env)
+    say(f"\nLogging in as alice at {crm_mcp} (OAuth 2.1: discovery → dynamic registration → login → PKCE code → token)")
     provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
     async with (
         trace_http(
@@ -79,7 +81,7 @@ async def run_demo(env: dict[str, str]) -> None:
         )
 
         say("\nPattern 2 — client credentials, MCP → MCP: list_customer_tickets")
-        say("  crm-mcp ─(client_id + secret, resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
+        say(f"  crm-mcp ─({method_phrase(env)}; resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
         say("  crm-mcp ─(that token, aud=tickets-mcp, scope tickets:read tickets:write)→ tickets-mcp tool list_tickets")
         tickets = await call(alice, "list_customer_tickets", {"customer_id": customer["id"]})
         earlier = sum(t["title"] == DEMO_TICKET_TITLE for t in tickets)

@@ -10,6 +10,7 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestURLParams, ElicitResult
 from oauth_tokens import Principal, TokenExchange
 
+from scripts.client_credential import NoClientKey, auth_method, crm_mcp_credential, method_phrase
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
 from scripts.headless_login import HeadlessBrowser, open_in_browser, user_oauth
 
@@ -19,12 +20,16 @@ async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal
     crm_api = env["CRM_API_AUDIENCE"]
     say("\nPattern 3b — token exchange (RFC 8693): search_customers")
     say("  client ─(alice's token)→ crm-mcp; alice's token goes no further than the auth-server:")
-    say(f"  crm-mcp ─(client {env['CRM_MCP_CLIENT_ID']} + secret; subject_token=alice's token; resource={crm_api};")
+    method = auth_method(env)
+    say(f"  crm-mcp ─(client {env['CRM_MCP_CLIENT_ID']}, {method}; subject_token=alice's token; resource={crm_api};")
     say("           scope=crm:read, only what this tool needs)→ auth-server /token")
+    try:
+        credential = crm_mcp_credential(env)
+    except NoClientKey as missing:  # e.g. crm-mcp runs in a container: its key stays there
+        say(f"  (not repeated here: {missing}; crm-mcp performed it for the search above)")
+        return
     exchange = TokenExchange(
-        env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token",
-        env["CRM_MCP_CLIENT_ID"],
-        env["CRM_MCP_CLIENT_SECRET"],
+        env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token", env["CRM_MCP_CLIENT_ID"], **credential
     )
     try:
         token = await exchange.token_for(user_token, resource=crm_api, scope="crm:read")
@@ -39,6 +44,23 @@ async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal
     check(issued.actor == env["CRM_MCP_CLIENT_ID"], f"act.sub={issued.actor}: crm-api sees who acts for alice")
     check(issued.expires_at <= user.expires_at, "it ends no later than alice's own token")
     say("  crm-mcp ─(the exchanged token; cached per user token and scope until shortly before it ends)→ crm-api")
+
+
+async def narrate_client_authentication(env: dict[str, str]) -> None:
+    """Which method each of crm-mcp's clients uses, and (private_key_jwt) the public keys it publishes."""
+    say("\nClient authentication — how crm-mcp proves who it is at the token endpoints")
+    say(
+        f"  {env['CRM_MCP_CLIENT_ID']} (patterns 2, 3b) and crm-mcp-connect (pattern 4's sign-in): {method_phrase(env)}"
+    )
+    say(f"  {env['CALENDAR_CLIENT_ID']} at the calendar's auth-server (pattern 4): {method_phrase(env, calendar=True)}")
+    if "private_key_jwt" not in (auth_method(env), auth_method(env, calendar=True)):
+        return
+    jwks_url = f"{env['CRM_MCP_PUBLIC_URL']}/.well-known/jwks.json"
+    async with httpx2.AsyncClient(timeout=10) as http:
+        keys = (await http.get(jwks_url)).json().get("keys", [])
+    public_only = all(not {"d", "p", "q", "k"} & set(key) for key in keys)
+    check(bool(keys) and public_only, f"crm-mcp publishes {len(keys)} public key(s) at {jwks_url}, no private part")
+    say("  the auth-servers fetch them there (jwks_uri) when first needed; .env holds no client secret for crm-mcp")
 
 
 async def step_up(env: dict[str, str], customer_id: str) -> None:
@@ -84,7 +106,8 @@ async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
         }
         page = await open_in_browser(params.url, people)
         check(page.status_code == 200 and "Calendar connected" in page.text, "consent given; the page says connected")
-        say("  crm-mcp redeemed the code as a confidential client; the tokens are in its vault, AES-GCM encrypted")
+        say(f"  crm-mcp redeemed the code as a confidential client ({method_phrase(env, calendar=True)});")
+        say("  the tokens are in its vault, AES-GCM encrypted")
         return ElicitResult(action="accept")
 
     provider, _ = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])

@@ -112,13 +112,17 @@ def refusals(spans: list[SpanRecord]) -> list[str]:
     ]
 
 
+# What a client presents at a token endpoint (TokenEndpoint.credential_kind).
+CLIENT_CREDENTIAL_KINDS = ("client_secret", "private_key_jwt")
+
+
 def token_origin(spans: list[SpanRecord], trace: list[SpanRecord]) -> tuple[str, list[SpanRecord]] | None:
     """For a trace that used a cached client-credentials token: where that token was fetched, if known.
 
     Returns a sentence naming that trace and the spans of the token request (crm-mcp's client span and
     everything under it, the auth-server's /token among them), so the token endpoint hop can be drawn too.
     """
-    if any(span.attributes.get("auth.credential.kind") == "client_secret" for span in trace):
+    if any(span.attributes.get("auth.credential.kind") in CLIENT_CREDENTIAL_KINDS for span in trace):
         return None  # fetched in this very trace
     if not any(span.attributes.get("auth.token_cache") == "hit" for span in trace):
         return None
@@ -127,7 +131,7 @@ def token_origin(spans: list[SpanRecord], trace: list[SpanRecord]) -> tuple[str,
         span
         for span in spans
         if span.kind == "client"
-        and span.attributes.get("auth.credential.kind") == "client_secret"
+        and span.attributes.get("auth.credential.kind") in CLIENT_CREDENTIAL_KINDS
         and span.start_ns < start
     ]
     if not fetches:

@@ -38,7 +38,7 @@ def exchange_crm_mcp(topology: Topology) -> Iterator[ServiceProcess]:
 async def bench_exchange(topology: Topology, token: str) -> tuple[list[Row], list[Ratio]]:
     """Exchange cold and warm, and search_customers in exchange mode against cascade mode."""
     env = topology.env
-    exchange = TokenExchange(env["AUTH_TOKEN_URL"], env["CRM_MCP_CLIENT_ID"], env["CRM_MCP_CLIENT_SECRET"])
+    exchange = TokenExchange(env["AUTH_TOKEN_URL"], env["CRM_MCP_CLIENT_ID"], **topology.crm_mcp_credential())
 
     async def cold() -> None:
         exchange.cache.clear()

@@ -19,6 +19,7 @@ import anyio
 import httpx2
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from oauth_tokens.token_endpoint import TokenEndpoint
 
 from scripts.bench.measure import SCALE, Ratio, Target, interleaved_throughputs, throughput_ratio
 from tests.support.topology import Topology
@@ -64,6 +65,9 @@ class BriefingClient:
         self._env = topology.env
         self._user = {"Authorization": f"Bearer {user_token}"}
         self._token_source = topology.tickets_auth() if choices.token_cache else None
+        self._token_endpoint = TokenEndpoint(
+            self._env["AUTH_TOKEN_URL"], self._env["CRM_MCP_CLIENT_ID"], **topology.crm_mcp_credential()
+        )
         self._call_token = _Bearer()
         self._stack = AsyncExitStack()
         self._shared: httpx2.AsyncClient | None = None
@@ -108,11 +112,11 @@ class BriefingClient:
 
     async def _fresh_token(self) -> str:
         async with self._http() as http:
-            response = await http.post(
-                self._env["AUTH_TOKEN_URL"],
-                data={"grant_type": "client_credentials", "resource": self._env["TICKETS_MCP_RESOURCE"]},
-                auth=(self._env["CRM_MCP_CLIENT_ID"], self._env["CRM_MCP_CLIENT_SECRET"]),
+            # Authenticated as crm-mcp is (private_key_jwt by default: a fresh assertion per request).
+            data, headers = self._token_endpoint.authenticate(
+                {"grant_type": "client_credentials", "resource": self._env["TICKETS_MCP_RESOURCE"]}
             )
+            response = await http.post(self._env["AUTH_TOKEN_URL"], data=data, headers=headers)
             response.raise_for_status()
             return str(response.json()["access_token"])
 

@@ -3,15 +3,20 @@ test config (the shipped config plus a few extra clients), and helpers to call i
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
 from auth_server.config import default_config_text
+from oauth_tokens.client_assertion import AssertionAudience, AssertionKey, ClientAssertionSigner, client_keys
+from oauth_tokens.signing_keys import KeyStore
 
+from tests.auth_server.metadata_host import Answer, DocumentHost
 from tests.support.processes import ServiceProcess, free_port, start_service
 
 # Appended to the shipped config: clients the negative tests need (TOML arrays of tables may continue
@@ -99,6 +104,11 @@ class AuthTestEnv:
             "CRM_MCP_PUBLIC_URL": f"http://127.0.0.1:{self.crm_mcp_port}",
             "TICKETS_MCP_RESOURCE": self.tickets_mcp_resource,
             "CRM_API_AUDIENCE": self.crm_api_audience,
+            # The shipped config's default is private_key_jwt (test_private_key_jwt.py); most tests here
+            # use the secret method, which stays selectable. CRM_MCP_JWKS_URI is set either way (the config
+            # names it) and fetched only for private_key_jwt.
+            "CRM_MCP_CLIENT_AUTH_METHOD": "client_secret_basic",
+            "CRM_MCP_JWKS_URI": f"http://127.0.0.1:{self.crm_mcp_port}/.well-known/jwks.json",
             "CRM_MCP_CLIENT_SECRET": self.agent_secret,
             "TEST_WEB_APP_SECRET": self.web_secret,
             "TEST_REPORTING_JOB_SECRET": self.reporting_secret,
@@ -113,15 +123,17 @@ def start_auth_server(
     issuer: str = "",
     config_changes: Mapping[str, str] | None = None,
     extra_env: Mapping[str, str] | None = None,
+    extra_config: str = "",
 ) -> tuple[AuthTestEnv, ServiceProcess]:
-    """Start a server; `config_changes` replaces lines of the shipped config (each must be found)."""
+    """Start a server; `config_changes` replaces lines of the shipped config (each must be found);
+    `extra_config` is appended (more clients)."""
     env = AuthTestEnv(port=free_port(), workdir=workdir, issuer=issuer)
     workdir.mkdir(parents=True, exist_ok=True)
     config = default_config_text()
     for old, new in (config_changes or {}).items():
         assert old in config, f"not in the shipped config: {old}"
         config = config.replace(old, new)
-    env.config_path.write_text(config + TEST_CLIENTS, encoding="utf-8")
+    env.config_path.write_text(config + TEST_CLIENTS + extra_config, encoding="utf-8")
     process = start_service(
         "auth-server",
         "auth_server",
@@ -156,3 +168,62 @@ def http() -> Iterator[httpx2.Client]:
 def _authlib_over_loopback_http(monkeypatch: pytest.MonkeyPatch) -> None:
     # Authlib refuses plain http unless told; the servers under test listen on loopback http.
     monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+
+
+def toml_inline(value: Any) -> str:
+    """`value` (JSON-like) as a TOML inline value, for keys written into a test config."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{name} = {toml_inline(item)}" for name, item in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_inline(item) for item in value) + "]"
+    return json.dumps(value)
+
+
+@dataclass
+class AssertionServer:
+    """An auth-server where crm-mcp-agent uses private_key_jwt (its keys served by `host` at /agent.json)
+    and test-inline-keys has its public keys inline in the config."""
+
+    auth: AuthTestEnv
+    process: ServiceProcess
+    host: DocumentHost
+    agent_keys: KeyStore
+    other_keys: KeyStore
+
+    def publish(self) -> None:
+        """Serve the agent's current JWKS (as crm-mcp does at /.well-known/jwks.json)."""
+        self.host.answers["/agent.json"] = Answer(document=self.agent_keys.jwks())
+
+    def signer(self, keys: AssertionKey | None = None, audience: AssertionAudience = "issuer") -> ClientAssertionSigner:
+        return ClientAssertionSigner(keys or self.agent_keys, self.auth.issuer, audience=audience)
+
+
+def start_assertion_server(workdir: Path) -> AssertionServer:
+    host = DocumentHost()
+    agent_keys = client_keys(workdir / "agent-keys")
+    other_keys = client_keys(workdir / "other-keys")
+    inline_client = f"""
+[[clients]]
+client_id = "test-inline-keys"
+name = "Test job whose public keys are in the config"
+jwks = {toml_inline(other_keys.jwks())}
+grant_types = ["client_credentials"]
+resources = ["crm-api"]
+scopes = ["crm:read"]
+"""
+    auth, process = start_auth_server(
+        workdir / "server",
+        extra_env={"CRM_MCP_CLIENT_AUTH_METHOD": "private_key_jwt", "CRM_MCP_JWKS_URI": host.url("/agent.json")},
+        extra_config=inline_client,
+    )
+    server = AssertionServer(auth, process, host, agent_keys, other_keys)
+    server.publish()
+    return server
+
+
+@pytest.fixture(scope="module")
+def assertion_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AssertionServer]:
+    server = start_assertion_server(tmp_path_factory.mktemp("assertion-server"))
+    yield server
+    server.process.stop()
+    server.host.stop()

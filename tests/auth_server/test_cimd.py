@@ -202,7 +202,14 @@ REFUSALS = {
     ),
     "no client_name": (Answer(document={"client_name": ""}), "has no client_name"),
     "client secret": (Answer(document={"token_endpoint_auth_method": "client_secret_basic"}), "client secret"),
-    "private_key_jwt": (Answer(document={"token_endpoint_auth_method": "private_key_jwt"}), "only public clients"),
+    "private_key_jwt without keys": (
+        Answer(document={"token_endpoint_auth_method": "private_key_jwt"}),
+        "with private_key_jwt needs a jwks_uri",
+    ),
+    "another method": (
+        Answer(document={"token_endpoint_auth_method": "tls_client_auth"}),
+        "must be none or private_key_jwt",
+    ),
     "oversized": (Answer(document={"padding": "x" * 6000}, declare_length=False), "larger than 5120 bytes"),
     "slow": (Answer(hang=True), "did not answer within 1 s"),
     "redirecting": (Answer(status=302, headers={"Location": "/client.json"}), "answered with a redirect (HTTP 302)"),

@@ -138,6 +138,7 @@ CONFIG = load_config(
         "TICKETS_MCP_RESOURCE": "http://127.0.0.1:2/mcp",
         "CRM_API_AUDIENCE": "http://127.0.0.1:3",
         "CRM_MCP_PUBLIC_URL": "http://127.0.0.1:1",
+        "CRM_MCP_JWKS_URI": "http://127.0.0.1:1/.well-known/jwks.json",
     },
 )
 
@@ -159,6 +160,14 @@ def test_a_document_client_is_public_with_the_registration_policy() -> None:
     assert _client(scope="crm:read elsewhere:admin").scopes == ("crm:read",)
 
 
+def test_a_private_key_jwt_document_is_a_confidential_client_whose_keys_are_fetched_through_the_guard() -> None:
+    client = _client(token_endpoint_auth_method="private_key_jwt", jwks_uri="https://app.example.test/jwks.json")
+    assert client.is_confidential
+    assert client.token_endpoint_auth_method == "private_key_jwt"
+    assert (client.jwks_uri, client.jwks_uri_trusted) == ("https://app.example.test/jwks.json", False)
+    assert _client(jwks_uri="https://app.example.test/jwks.json").jwks_uri is None  # a public client: no keys
+
+
 @pytest.mark.parametrize(
     ("changes", "reason"),
     [
@@ -171,6 +180,9 @@ def test_a_document_client_is_public_with_the_registration_policy() -> None:
         ({"redirect_uris": "https://app.example.test/cb"}, "must be an array of strings"),
         ({"client_id": URL + "?"}, "not exactly its URL"),
         ({"scope": ["crm:read"]}, "scope must be a string"),
+        ({"token_endpoint_auth_method": "private_key_jwt"}, "needs a jwks_uri"),
+        ({"token_endpoint_auth_method": "private_key_jwt", "jwks_uri": 7}, "needs a jwks_uri"),
+        ({"token_endpoint_auth_method": "tls_client_auth"}, "must be none or private_key_jwt"),
     ],
 )
 def test_a_document_breaking_a_rule_is_refused(changes: dict[str, Any], reason: str) -> None:

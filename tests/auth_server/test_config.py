@@ -17,7 +17,7 @@ ENVIRONMENT = {
     "CRM_MCP_PUBLIC_URL": "http://localhost:8001",
     "TICKETS_MCP_RESOURCE": "http://localhost:8002/mcp",
     "CRM_API_AUDIENCE": "http://localhost:8003",
-    "CRM_MCP_CLIENT_SECRET": "agent-secret-for-tests",
+    "CRM_MCP_JWKS_URI": "http://localhost:8001/.well-known/jwks.json",
     "DEMO_ALICE_PASSWORD": "alice-password-for-tests",
     "DEMO_BOB_PASSWORD": "bob-password-for-tests",
 }
@@ -41,7 +41,9 @@ def test_shipped_config_describes_the_topology() -> None:
         ("crm:read",),
     )
     assert connect.redirect_uris == ("http://localhost:8001/connect/calendar/signed-in",)
-    assert agent.secret_env == "CRM_MCP_CLIENT_SECRET"
+    # No secret by default: crm-mcp's clients sign assertions, checked with the keys at CRM_MCP_JWKS_URI.
+    assert (agent.auth_method, connect.auth_method) == ("private_key_jwt", "private_key_jwt")
+    assert agent.jwks_uri == connect.jwks_uri == "http://localhost:8001/.well-known/jwks.json"
     assert set(agent.grant_types) == {"client_credentials", GRANT_TOKEN_EXCHANGE}
     assert set(agent.resources) == {"tickets-mcp", "crm-api"}
     assert set(agent.scopes) == {"tickets:read", "tickets:write", "crm:read", "crm:write"}
@@ -98,10 +100,17 @@ def test_a_missing_variable_stops_start_up_naming_it() -> None:
 
 
 def test_a_missing_secret_stops_start_up_naming_it_not_showing_anything() -> None:
-    config = load_config(None, ENVIRONMENT)
-    without_secret = {name: value for name, value in ENVIRONMENT.items() if name != "CRM_MCP_CLIENT_SECRET"}
+    with_secret_method = {**ENVIRONMENT, "CRM_MCP_CLIENT_AUTH_METHOD": "client_secret_basic"}
+    config = load_config(None, with_secret_method)
+    assert config.clients[0].auth_method == "client_secret_basic"
     with pytest.raises(SettingsError, match="CRM_MCP_CLIENT_SECRET"):
-        ClientRegistry.from_config(config, without_secret, realm="test")
+        ClientRegistry.from_config(config, with_secret_method, realm="test")
+    # private_key_jwt (the default) reads no secret at all.
+    agent = ClientRegistry.from_config(load_config(None, ENVIRONMENT), ENVIRONMENT, realm="test").get("crm-mcp-agent")
+    assert agent is not None
+    assert agent.token_endpoint_auth_method == "private_key_jwt"
+    assert agent.secret_digest is None
+    config = load_config(None, ENVIRONMENT)
     without_password = {name: value for name, value in ENVIRONMENT.items() if name != "DEMO_BOB_PASSWORD"}
     with pytest.raises(SettingsError, match="DEMO_BOB_PASSWORD"):
         UserDirectory.from_config(config, without_password)
@@ -117,6 +126,12 @@ def test_a_missing_secret_stops_start_up_naming_it_not_showing_anything() -> Non
         ('redirect_uris = ["https://app.example.com/cb"]\ngrant_types = ["client_credentials"]', "confidential"),
         ('redirect_uris = ["https://app.example.com/cb"]\nscopes = ["crm:admin"]', "scopes none"),
         ('redirect_uris = ["https://app.example.com/cb"]\nsecret = "inline"', "Extra inputs"),
+        ('grant_types = ["client_credentials"]\ntoken_endpoint_auth_method = "private_key_jwt"', "jwks or jwks_uri"),
+        ('grant_types = ["client_credentials"]\njwks_uri = "https://a.test/k"\njwks = {keys = []}', "not both"),
+        ('grant_types = ["client_credentials"]\njwks_uri = "file:///etc/keys"', "http"),
+        ('grant_types = ["client_credentials"]\ntoken_endpoint_auth_method = "client_secret_basic"', "secret_env"),
+        ('grant_types = ["client_credentials"]\ntoken_endpoint_auth_method_switch = "NOPE"', "switches"),
+        ('grant_types = ["client_credentials"]\ntoken_endpoint_auth_method_switch = "CRM_API_AUTH_MODE"', "switches"),
     ],
 )
 def test_config_mistakes_are_refused(tmp_path: Path, client_toml: str, problem: str) -> None:
@@ -131,6 +146,13 @@ def test_config_mistakes_are_refused(tmp_path: Path, client_toml: str, problem: 
     path.write_text(f"{default_config_text()}\n[[clients]]\n{client}\n", encoding="utf-8")
     with pytest.raises(ConfigError, match=problem):
         load_config(path, ENVIRONMENT)
+
+
+def test_the_method_switch_picks_the_credential_and_refuses_other_values() -> None:
+    config = load_config(None, {**ENVIRONMENT, "CRM_MCP_CLIENT_AUTH_METHOD": "client_secret_post"})
+    assert config.clients[0].auth_method == "client_secret_post"
+    with pytest.raises(ConfigError, match="CRM_MCP_CLIENT_AUTH_METHOD"):
+        load_config(None, {**ENVIRONMENT, "CRM_MCP_CLIENT_AUTH_METHOD": "client_secret_jwt"})
 
 
 def test_an_unreadable_config_names_the_file(tmp_path: Path) -> None:

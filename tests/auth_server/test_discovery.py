@@ -33,9 +33,17 @@ def test_metadata_document(auth: AuthTestEnv, http: httpx2.Client) -> None:
     assert "implicit" not in metadata["grant_types_supported"]
     assert "password" not in metadata["grant_types_supported"]
     assert set(metadata["token_endpoint_auth_methods_supported"]) == {
+        "private_key_jwt",
         "client_secret_basic",
         "client_secret_post",
         "none",
+    }
+    assert set(metadata["token_endpoint_auth_signing_alg_values_supported"]) == {
+        "ES256",
+        "ES384",
+        "RS256",
+        "PS256",
+        "EdDSA",
     }
     assert set(metadata["scopes_supported"]) == {
         "crm:read",

@@ -28,7 +28,9 @@ def _start(env: dict[str, str], workdir: Path) -> subprocess.CompletedProcess[st
     )
 
 
-@pytest.mark.parametrize("missing", ["AUTH_ISSUER", "CRM_MCP_RESOURCE", "CRM_MCP_CLIENT_SECRET", "DEMO_ALICE_PASSWORD"])
+@pytest.mark.parametrize(
+    "missing", ["AUTH_ISSUER", "CRM_MCP_RESOURCE", "CRM_MCP_CLIENT_SECRET", "CRM_MCP_JWKS_URI", "DEMO_ALICE_PASSWORD"]
+)
 def test_a_missing_variable_stops_start_up_naming_it(tmp_path: Path, missing: str) -> None:
     env = AuthTestEnv(port=free_port(), workdir=tmp_path)
     variables = {**env.environment(), "AUTH_SERVER_PORT": str(env.port)}

@@ -112,6 +112,12 @@ def client_credentials_token(run: Run) -> None:
     assert claims["sub"] == claims["client_id"] == run.env["CRM_MCP_CLIENT_ID"]
 
 
+def crm_mcp_client_keys(run: Run) -> None:
+    keys = run.json()["keys"]
+    assert keys
+    assert all(key["kty"] == "EC" and key["alg"] == "ES256" and "d" not in key for key in keys)
+
+
 def wrong_client_secret(run: Run) -> None:
     assert run.json()["error"] == "invalid_client"
 
@@ -172,9 +178,13 @@ RUN: dict[str, Callable[[Run], None]] = {
     "curl -s http://localhost:9401/metrics | grep '^oauth_token'": crm_mcp_token_metrics,
     'curl -s -H "X-API-Key: $WEATHER_API_KEY" "http://localhost:8004/v1/current?city=Berlin"': weather_with_key,
     'curl -si "http://localhost:8004/v1/current?city=Berlin"': weather_without_key,
-    'curl -s -u "$CRM_MCP_CLIENT_ID:$CRM_MCP_CLIENT_SECRET" -d grant_type=client_credentials '
+    "curl -s -d grant_type=client_credentials "
+    "-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer "
+    '-d "client_assertion=$(.venv/bin/python -m oauth_tokens.client_assertion sign --keys-dir '
+    '"$CRM_MCP_DATA_DIR/client-keys" --client-id "$CRM_MCP_CLIENT_ID" --issuer "$AUTH_ISSUER")" '
     '-d resource=http://localhost:8002/mcp -d "scope=tickets:read tickets:write" '
     "http://localhost:9000/token": client_credentials_token,
+    "curl -s http://localhost:8001/.well-known/jwks.json": crm_mcp_client_keys,
     'curl -s -u "$CRM_MCP_CLIENT_ID:not-the-secret" -d grant_type=client_credentials '
     "http://localhost:9000/token": wrong_client_secret,
     "curl -s http://localhost:8002/.well-known/oauth-protected-resource/mcp": tickets_mcp_resource_metadata,
@@ -185,8 +195,10 @@ RUN: dict[str, Callable[[Run], None]] = {
     'curl -si -X POST -H "Authorization: Bearer $ALICE_TOKEN" http://localhost:8002/mcp': (
         tickets_mcp_refuses_alices_token
     ),
-    'curl -s -u "$CRM_MCP_CLIENT_ID:$CRM_MCP_CLIENT_SECRET" '
-    "-d grant_type=urn:ietf:params:oauth:grant-type:token-exchange "
+    "curl -s -d grant_type=urn:ietf:params:oauth:grant-type:token-exchange "
+    "-d client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer "
+    '-d "client_assertion=$(.venv/bin/python -m oauth_tokens.client_assertion sign --keys-dir '
+    '"$CRM_MCP_DATA_DIR/client-keys" --client-id "$CRM_MCP_CLIENT_ID" --issuer "$AUTH_ISSUER")" '
     '-d subject_token="$ALICE_TOKEN" '
     "-d subject_token_type=urn:ietf:params:oauth:token-type:access_token "
     "-d resource=http://localhost:8003 "

@@ -110,6 +110,8 @@ MAKE_TARGETS_EXERCISED_BY = {
     "bench": "tests/scripts/test_bench.py runs it with tiny run counts (`--quick`); timings are never asserted",
     "soak": "tests/scripts/test_soak.py runs it for 3 seconds (SOAK_SECONDS=3) on its own topology",
     "rotate-keys": "what it runs, `python -m auth_server.keys rotate`, is run by tests/auth_server/test_rotation.py",
+    "rotate-client": "what it runs, `python -m crm_mcp.client_keys rotate`, is run by "
+    "tests/crm_mcp/test_client_identity.py",
     "clean": "not run: it deletes .venv",
 }
 
@@ -204,6 +206,7 @@ def reader_directory(topology: Topology, tmp_path_factory: pytest.TempPathFactor
     """Where the commands run: like the repository root after `make up`, a `.env` with every setting."""
     directory = tmp_path_factory.mktemp("reader")
     (directory / ".env").write_text("".join(f"{key}={value}\n" for key, value in topology.env.items()))
+    (directory / ".venv").symlink_to(ROOT / ".venv")  # the repository's virtualenv, as after `make up`
     return directory
 
 

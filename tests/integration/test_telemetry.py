@@ -127,7 +127,7 @@ async def test_one_briefing_is_one_trace_with_each_hop_under_its_caller(
     assert crm_api.attributes["auth.credential.kind"] == "user_token"
     assert fresh_crm_mcp.env["CRM_API_AUDIENCE"] in crm_api.attributes["auth.token.audience"]
     hop("weather-api", "api_key")
-    token = hop("auth-server", "client_secret", lambda s: s.name == "POST /token")
+    token = hop("auth-server", "private_key_jwt", lambda s: s.name == "POST /token")
     assert token.attributes["auth.grant_type"] == "client_credentials"
     assert token.attributes["auth.token_outcome"] == "ok"
     tickets = hop("tickets-mcp", "client_credentials", lambda s: s.name == "POST /mcp" and sent in _ancestors(s, by_id))
@@ -148,7 +148,7 @@ async def test_make_trace_draws_the_briefing_with_each_hops_credential(
     for shown in (
         "sends user_token",
         "sends api_key",
-        "sends client_secret",
+        "sends private_key_jwt",
         "sends client_credentials",
         "issues client_credentials: ok",
         "token valid",

@@ -23,6 +23,7 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from mcp.types import CallToolResult, ElicitRequestURLParams, ElicitResult, InputRequiredResult
+from oauth_tokens.token_endpoint import TokenEndpoint
 from oauth_tokens.vault import TokenVault, parse_vault_keys
 
 from scripts.headless_login import HeadlessBrowser, open_in_browser
@@ -122,7 +123,8 @@ async def test_first_call_elicits_the_connect_page_and_the_retry_lands_in_the_us
     grant = await vault.get("alice", topology.env["CALENDAR_AUTH_ISSUER"])
     assert grant is not None
     assert grant.refresh_token is not None
-    stored = b"".join(path.read_bytes() for path in Path(topology.env["CRM_MCP_DATA_DIR"]).iterdir())  # noqa: ASYNC240
+    data_files = [path for path in Path(topology.env["CRM_MCP_DATA_DIR"]).rglob("*") if path.is_file()]  # noqa: ASYNC240
+    stored = b"".join(path.read_bytes() for path in data_files)  # the database and the client keys
     assert grant.access_token.encode() not in stored
     assert grant.refresh_token.encode() not in stored
     assert grant.access_token.split(".")[1].encode() not in stored  # not even the JWT's payload
@@ -315,12 +317,7 @@ async def test_refresh_rotates_the_stored_grant_and_a_refused_refresh_asks_again
         assert after.access_token != before.access_token
 
         # The user revokes crm-mcp's access at the provider (as in the provider's account settings).
-        async with httpx2.AsyncClient(timeout=10) as http:
-            revoked = await http.post(
-                f"{issuer}/revoke",
-                data={"token": after.refresh_token or ""},
-                auth=(topology.env["CALENDAR_CLIENT_ID"], topology.env["CALENDAR_CLIENT_SECRET"]),
-            )
+        revoked = await _as_crm_mcp(topology, f"{issuer}/revoke", {"token": after.refresh_token or ""})
         assert revoked.status_code == 200
         asked_again = await client.session.call_tool("list_my_meetings", {}, allow_input_required=True)
     assert isinstance(asked_again, InputRequiredResult)
@@ -358,12 +355,9 @@ async def test_disconnect_revokes_at_the_provider_and_forgets(topology: Topology
     assert again.structured_content is not None
     assert again.structured_content["disconnected"] is False
     assert await vault.get("alice", issuer) is None
-    async with httpx2.AsyncClient(timeout=10) as http:
-        refreshed = await http.post(
-            f"{issuer}/token",
-            data={"grant_type": "refresh_token", "refresh_token": grant.refresh_token or ""},
-            auth=(topology.env["CALENDAR_CLIENT_ID"], topology.env["CALENDAR_CLIENT_SECRET"]),
-        )
+    refreshed = await _as_crm_mcp(
+        topology, f"{issuer}/token", {"grant_type": "refresh_token", "refresh_token": grant.refresh_token or ""}
+    )
     assert refreshed.json()["error"] == "invalid_grant"
 
 
@@ -381,3 +375,16 @@ async def test_disconnect_with_the_provider_down_keeps_the_grant_to_revoke_later
     assert result.is_error
     assert text_of(result).endswith("the calendar provider's authorization server is unreachable; try again later.")
     assert await vault.get("alice", topology.env["CALENDAR_AUTH_ISSUER"]) is not None
+
+
+async def _as_crm_mcp(topology: Topology, url: str, form: dict[str, str]) -> httpx2.Response:
+    """POST `form` to the calendar's authorization server authenticated as crm-mcp's calendar client."""
+    issuer = topology.env["CALENDAR_AUTH_ISSUER"]
+    endpoint = TokenEndpoint(
+        f"{issuer}/token",
+        topology.env["CALENDAR_CLIENT_ID"],
+        **topology.crm_mcp_credential("CALENDAR_CLIENT_AUTH_METHOD"),
+    )
+    data, headers = endpoint.authenticate(form)
+    async with httpx2.AsyncClient(timeout=10) as http:
+        return await http.post(url, data=data, headers=headers)

@@ -56,7 +56,9 @@ async def test_the_exchanged_token_names_the_user_crm_api_alone_and_crm_mcp_as_a
         AccessTokenValidator(_validator_config(exchange_topology, env["CRM_API_AUDIENCE"])) as for_crm_api,
     ):
         subject = await for_crm_mcp.validate(user_token)
-        exchange = TokenExchange(env["AUTH_TOKEN_URL"], env["CRM_MCP_CLIENT_ID"], env["CRM_MCP_CLIENT_SECRET"])
+        exchange = TokenExchange(
+            env["AUTH_TOKEN_URL"], env["CRM_MCP_CLIENT_ID"], **exchange_topology.crm_mcp_credential()
+        )
         try:
             exchanged = await exchange.token_for(
                 user_token, resource=env["CRM_API_AUDIENCE"], scope="crm:read", subject_expires_at=subject.expires_at
@@ -126,7 +128,6 @@ async def test_a_token_the_authorization_server_no_longer_honours_is_a_clear_too
     assert "sign in again" in error
     assert "crm-api" in error
     assert "invalid_request" in error
-    assert env["CRM_MCP_CLIENT_SECRET"] not in error
     assert "eyJ" not in error
 
 
@@ -196,4 +197,4 @@ async def test_make_demo_narrates_the_exchange(exchange_topology: Topology, caps
     assert "crm-api refuses alice's crm-mcp token sent straight to it" in narration
     assert "make up CRM_API_AUTH_MODE=cascade" in narration
     assert "eyJ" not in narration
-    assert exchange_topology.env["CRM_MCP_CLIENT_SECRET"] not in narration
+    assert all(secret not in narration for secret in exchange_topology.secrets.values())

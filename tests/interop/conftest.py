@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +91,8 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
     npm_ci(PROVIDER_DIR, PURPOSE)
     workdir: Path = tmp_path_factory.mktemp("interop")
     generated = topology_env()
+    # The oidc-provider profile authenticates crm-mcp with a secret (the local topology has none).
+    generated["CRM_MCP_CLIENT_SECRET"] = secrets.token_urlsafe(32)
     issuer = f"http://127.0.0.1:{generated['AUTH_SERVER_PORT']}"
     env = {**generated, **profile_env(issuer, generated)}
     # The test topology names the local auth-server's token endpoint; the profile empties it (discovery).

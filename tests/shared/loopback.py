@@ -47,6 +47,8 @@ class LoopbackState:
     token_delay_seconds: float = 0.0
     token_expires_in: int | None = 3600
     token_error: tuple[int, str, str] | None = None  # (status, content type, body)
+    # A careless server: refuses with every form value quoted in error_description.
+    token_echo_form: bool = False
     token_factory: Callable[[dict[str, str]], str] | None = None
     resource_rejections: int = 0  # how many next resource requests answer 401
     resource_tokens: list[str] = field(default_factory=list)
@@ -95,6 +97,9 @@ def _routes(state: LoopbackState) -> list[Route]:
         state.token_requests.append(TokenRequest(form, request.headers.get("authorization")))
         if state.token_delay_seconds:
             await anyio.sleep(state.token_delay_seconds)
+        if state.token_echo_form:
+            echoed = "; ".join(f"{name}={value}" for name, value in form.items())
+            return JSONResponse({"error": "invalid_client", "error_description": echoed}, status_code=401)
         if state.token_error is not None:
             status, content_type, body = state.token_error
             return Response(body, status_code=status, media_type=content_type)

@@ -18,7 +18,9 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ListToolsResult
 from oauth_tokens import ClientCredentialsAuth
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
+from oauth_tokens.token_endpoint import TokenEndpoint
 
+from scripts.client_credential import crm_mcp_credential
 from scripts.headless_login import user_oauth
 from tests.support.processes import ServiceProcess, free_port, start_service
 
@@ -99,15 +101,20 @@ class Topology:
 
     @property
     def secrets(self) -> dict[str, str]:
-        names: tuple[str, ...] = (
-            "CRM_MCP_CLIENT_SECRET",
-            "WEATHER_API_KEY",
-            "DEMO_ALICE_PASSWORD",
-            "DEMO_BOB_PASSWORD",
-        )
-        names += ("CALENDAR_CLIENT_SECRET", "CALENDAR_ALICE_PASSWORD", "CALENDAR_BOB_PASSWORD")
+        names: tuple[str, ...] = ("WEATHER_API_KEY", "DEMO_ALICE_PASSWORD", "DEMO_BOB_PASSWORD")
+        names += ("CALENDAR_ALICE_PASSWORD", "CALENDAR_BOB_PASSWORD")
         names += ("CRM_MCP_VAULT_KEYS", "CRM_MCP_REQUEST_STATE_KEYS")
+        # Client secrets exist only when a test picks a secret method (the default is private_key_jwt).
+        names += tuple(name for name in ("CRM_MCP_CLIENT_SECRET", "CALENDAR_CLIENT_SECRET") if self.env.get(name))
         return {name: self.env[name] for name in names}
+
+    def crm_mcp_credential(self, method_setting: str = "CRM_MCP_CLIENT_AUTH_METHOD") -> dict[str, Any]:
+        """crm-mcp's client credential as it builds it: TokenEndpoint keyword arguments.
+
+        `method_setting`: CRM_MCP_CLIENT_AUTH_METHOD (crm-mcp-agent, at AUTH_ISSUER) or
+        CALENDAR_CLIENT_AUTH_METHOD (the calendar client, at CALENDAR_AUTH_ISSUER).
+        """
+        return crm_mcp_credential(self.env, calendar=method_setting == "CALENDAR_CLIENT_AUTH_METHOD")
 
     def password(self, user: str) -> str:
         return self.env[f"DEMO_{user.upper()}_PASSWORD"]
@@ -134,7 +141,7 @@ class Topology:
         return ClientCredentialsAuth(
             self.env.get("AUTH_TOKEN_URL", ""),
             self.env["CRM_MCP_CLIENT_ID"],
-            self.env["CRM_MCP_CLIENT_SECRET"],
+            **self.crm_mcp_credential(),
             scope=scope,
             resource=self.env["TICKETS_MCP_RESOURCE"],
             discover_token_url=self.token_endpoint_discovery().token_endpoint,
@@ -147,14 +154,14 @@ class Topology:
     async def client_credentials_token(self, resource: str, scope: str) -> str:
         """A token for crm-mcp's own machine client, straight from the token endpoint."""
         token_url = self.env.get("AUTH_TOKEN_URL") or await self.token_endpoint_discovery().token_endpoint()
-        async with httpx2.AsyncClient(timeout=10) as http:
-            response = await http.post(
-                token_url,
-                data={"grant_type": "client_credentials", "resource": resource, "scope": scope},
-                auth=(self.env["CRM_MCP_CLIENT_ID"], self.env["CRM_MCP_CLIENT_SECRET"]),
-            )
-        response.raise_for_status()
-        return str(response.json()["access_token"])
+        endpoint = TokenEndpoint(
+            token_url, self.env["CRM_MCP_CLIENT_ID"], **self.crm_mcp_credential(), timeout_seconds=10
+        )
+        try:
+            answer = await endpoint.request({"grant_type": "client_credentials", "resource": resource, "scope": scope})
+        finally:
+            await endpoint.aclose()
+        return answer.access_token
 
     @asynccontextmanager
     async def user_session(
@@ -215,7 +222,10 @@ def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
         "TICKETS_MCP_RESOURCE": f"http://127.0.0.1:{ports['TICKETS_MCP_PORT']}/mcp",
         "CRM_API_AUDIENCE": f"http://127.0.0.1:{ports['CRM_API_PORT']}",
         "CRM_MCP_CLIENT_ID": "crm-mcp-agent",
-        "CRM_MCP_CLIENT_SECRET": secrets.token_urlsafe(32),
+        # As under `make up`: no client secret; crm-mcp signs assertions with its own key (RFC 7523).
+        "CRM_MCP_CLIENT_AUTH_METHOD": "private_key_jwt",
+        "CALENDAR_CLIENT_AUTH_METHOD": "private_key_jwt",
+        "CRM_MCP_JWKS_URI": f"http://127.0.0.1:{ports['CRM_MCP_PORT']}/.well-known/jwks.json",
         "DEMO_ALICE_PASSWORD": secrets.token_urlsafe(16),
         "DEMO_BOB_PASSWORD": secrets.token_urlsafe(16),
         "WEATHER_API_KEY": weather_key,
@@ -233,7 +243,6 @@ def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
         "CALENDAR_API_URL": f"http://127.0.0.1:{ports['CALENDAR_API_PORT']}",
         "CALENDAR_API_AUDIENCE": f"http://127.0.0.1:{ports['CALENDAR_API_PORT']}",
         "CALENDAR_CLIENT_ID": "crm-mcp",
-        "CALENDAR_CLIENT_SECRET": secrets.token_urlsafe(32),
         "CALENDAR_ALICE_PASSWORD": secrets.token_urlsafe(16),
         "CALENDAR_BOB_PASSWORD": secrets.token_urlsafe(16),
         "CRM_MCP_PUBLIC_URL": f"http://127.0.0.1:{ports['CRM_MCP_PORT']}",

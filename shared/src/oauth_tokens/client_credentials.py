@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import httpx2
 
+from oauth_tokens.client_assertion import ClientAssertionSigner
 from oauth_tokens.metrics import TOKEN_CACHE
 from oauth_tokens.single_flight import SingleFlight
 from oauth_tokens.telemetry import record_auth
@@ -104,11 +105,12 @@ class ClientCredentialsAuth(httpx2.Auth):
         self,
         token_url: str,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None = None,
         *,
+        assertion_signer: ClientAssertionSigner | None = None,
         scope: str | None = None,
         resource: str | None = None,
-        auth_method: AuthMethod = "client_secret_basic",
+        auth_method: AuthMethod | None = None,
         refresh_margin_seconds: float = 30,
         default_lifetime_seconds: float = 60,
         timeout_seconds: float = 5.0,
@@ -116,13 +118,16 @@ class ClientCredentialsAuth(httpx2.Auth):
         retry_after_401_min_age_seconds: float = 10,
         discover_token_url: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
-        """`token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint)."""
+        """`client_secret` or `assertion_signer` authenticates the client (see TokenEndpoint, which checks that
+        `auth_method` agrees). `token_url` may be empty when `discover_token_url` finds it
+        (TokenEndpointDiscovery.token_endpoint)."""
         if retry_after_401_min_age_seconds < 0:
             raise ValueError("retry_after_401_min_age_seconds must not be negative")
         self._endpoint = TokenEndpoint(
             token_url,
             client_id,
             client_secret,
+            assertion_signer=assertion_signer,
             auth_method=auth_method,
             timeout_seconds=timeout_seconds,
             default_lifetime_seconds=default_lifetime_seconds,

@@ -25,7 +25,9 @@ Cache policy:
   `on_refresh` (if given) gets the new set's kids, e.g. to drop what was verified with a removed key.
 - Only verification keys are kept: `use` absent or "sig", `key_ops` absent or with "verify",
   a kid, an asymmetric kty, no private part, and an `alg` (if given) that is allowed.
-- The jwks_uri is either configured or discovered (RFC 8414) on first fetch and remembered.
+- The jwks_uri is either configured or discovered (RFC 8414) on first fetch and remembered. It is
+  fetched through `client` (fetch_json: no redirects, bounded size), or by `fetch` when given (a
+  caller with its own fetch rules, e.g. an SSRF guard for a URL an untrusted party chose).
 """
 
 from __future__ import annotations
@@ -131,8 +133,9 @@ class JWKSCache:
     def __init__(
         self,
         jwks_uri: str | Callable[[], Awaitable[str]],
-        client: httpx2.AsyncClient,
+        client: httpx2.AsyncClient | None,
         *,
+        fetch: Callable[[str], Awaitable[dict[str, Any]]] | None = None,
         allowed_algorithms: Collection[str],
         ttl_seconds: float = 300,
         refetch_cooldown_seconds: float = JWKS_REFETCH_COOLDOWN_SECONDS,
@@ -145,7 +148,10 @@ class JWKSCache:
     ) -> None:
         self._jwks_uri = jwks_uri if isinstance(jwks_uri, str) else None
         self._resolve_jwks_uri = None if isinstance(jwks_uri, str) else jwks_uri
+        if client is None and fetch is None:
+            raise ValueError("JWKSCache needs an HTTP client or a fetch function")
         self._client = client
+        self._fetch_document = fetch
         self._allowed_algorithms = frozenset(allowed_algorithms)
         self._ttl = ttl_seconds
         self._cooldown = refetch_cooldown_seconds
@@ -252,7 +258,12 @@ class JWKSCache:
 
     async def _download(self) -> dict[str, SigningKey]:
         jwks_uri = await self._jwks_uri_to_fetch()
-        keys = self._parse(await fetch_json(self._client, jwks_uri, timeout_seconds=self._timeout))
+        if self._fetch_document is not None:
+            document = await self._fetch_document(jwks_uri)
+        else:
+            assert self._client is not None  # checked in __init__
+            document = await fetch_json(self._client, jwks_uri, timeout_seconds=self._timeout)
+        keys = self._parse(document)
         logger.debug("Fetched JWKS from %s: %d usable key(s)", jwks_uri, len(keys))
         return keys
 

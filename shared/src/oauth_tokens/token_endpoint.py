@@ -1,10 +1,11 @@
 """One request to an OAuth token endpoint as a confidential client: authentication, failures, the answer.
 
 Every grant this package speaks (client credentials, token exchange) sends through `TokenEndpoint`,
-so each authenticates the same way, never follows a redirect, ends within one total deadline
+so each authenticates the same way (a client secret, RFC 6749 §2.3.1, or a signed client assertion,
+RFC 7523 private_key_jwt: client_assertion.py), never follows a redirect, ends within one total deadline
 (`timeout_seconds`: connect and every read together), and reports a refused or failed request
 the same way: a `TokenEndpointError` carrying the OAuth error code and a description scrubbed of every
-secret the request carried (the client secret, a subject token), never the secret itself.
+secret the request carried (the client secret or assertion, a subject token), never the secret itself.
 """
 
 from __future__ import annotations
@@ -19,16 +20,18 @@ from urllib.parse import quote
 
 import httpx2
 
+from oauth_tokens.client_assertion import CLIENT_ASSERTION_TYPE, ClientAssertionSigner
 from oauth_tokens.deadline import deadline
 from oauth_tokens.errors import DeadlineExceededError, TokenEndpointError
 from oauth_tokens.metrics import TOKEN_REQUESTS
 from oauth_tokens.telemetry import trace_http
 
-__all__ = ["AuthMethod", "TokenEndpoint", "TokenResponse"]
+__all__ = ["AUTH_METHODS", "AuthMethod", "TokenEndpoint", "TokenResponse"]
 
 logger = logging.getLogger(__name__)
 
-AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+AuthMethod = Literal["private_key_jwt", "client_secret_basic", "client_secret_post"]
+AUTH_METHODS: tuple[AuthMethod, ...] = ("private_key_jwt", "client_secret_basic", "client_secret_post")
 _MAX_DESCRIPTION_CHARS = 200
 # Metric labels for grant types whose names are URNs.
 _GRANT_LABELS = {"urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange"}
@@ -77,36 +80,56 @@ class TokenEndpoint:
         self,
         token_url: str,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None = None,
         *,
-        auth_method: AuthMethod = "client_secret_basic",
+        assertion_signer: ClientAssertionSigner | None = None,
+        auth_method: AuthMethod | None = None,
         timeout_seconds: float = 5.0,
         default_lifetime_seconds: float = 60,
         discover_token_url: Callable[[], Awaitable[str]] | None = None,
         pattern: str = "token_endpoint",
     ) -> None:
-        """`token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint).
+        """Give `client_secret` (client_secret_basic, or _post) or `assertion_signer` (private_key_jwt).
 
+        `auth_method` defaults to what the credential implies; given, it must agree with the credential.
+        `token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint).
         `pattern` names the caller in traces and metrics (client_credentials, token_exchange, ...).
         """
-        if auth_method not in ("client_secret_basic", "client_secret_post"):
-            raise ValueError(f"Unsupported auth_method {auth_method!r}")
+        if auth_method is None:
+            auth_method = "private_key_jwt" if assertion_signer is not None else "client_secret_basic"
+        if auth_method not in AUTH_METHODS:
+            raise ValueError(f"Unsupported auth_method {auth_method!r} (one of {', '.join(AUTH_METHODS)})")
         if not token_url and discover_token_url is None:
             raise ValueError("token_url is required unless discover_token_url is given")
-        if not client_id or not client_secret:
-            raise ValueError("client_id and client_secret must be non-empty")
+        if not client_id:
+            raise ValueError("client_id must be non-empty")
+        if client_secret is not None and assertion_signer is not None:
+            raise ValueError("Give a client_secret or an assertion_signer, not both")
+        if auth_method == "private_key_jwt" and assertion_signer is None:
+            raise ValueError("auth_method private_key_jwt needs an assertion_signer (the client's private key)")
+        if auth_method != "private_key_jwt" and not client_secret:
+            raise ValueError(f"auth_method {auth_method} needs a non-empty client_secret")
         self.token_url = token_url
         self.client_id = client_id
-        self._client_secret = client_secret
-        self.auth_method = auth_method
+        self._client_secret = client_secret or ""
+        self._signer = assertion_signer
+        self.auth_method: AuthMethod = auth_method
         self.timeout_seconds = timeout_seconds
         self.default_lifetime_seconds = default_lifetime_seconds
         self._discover_token_url = discover_token_url
         self.pattern = pattern
         self._http: httpx2.AsyncClient | None = None
 
+    @property
+    def credential_kind(self) -> str:
+        """What this client presents, as traces and metrics label it: client_secret or private_key_jwt."""
+        return "private_key_jwt" if self.auth_method == "private_key_jwt" else "client_secret"
+
     def __repr__(self) -> str:
-        return f"TokenEndpoint(token_url={self.token_url!r}, client_id={self.client_id!r})"
+        return (
+            f"TokenEndpoint(token_url={self.token_url!r}, client_id={self.client_id!r}, "
+            f"auth_method={self.auth_method!r})"
+        )
 
     async def url(self) -> str:
         """The token endpoint: as configured, else discovered once (TokenEndpointError if that fails)."""
@@ -115,20 +138,28 @@ class TokenEndpoint:
         return self.token_url
 
     def authenticate(self, form: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
-        """`form` and the headers of a request as this client (RFC 6749 §2.3.1), for this endpoint or a
-        sibling of the same server that authenticates clients the same way (RFC 7009 revocation)."""
+        """`form` and the headers of a request as this client (RFC 6749 §2.3.1, RFC 7523 §2.2), for this
+        endpoint or a sibling of the same server that authenticates clients the same way (RFC 7009
+        revocation). With private_key_jwt, each call signs a new assertion (a fresh `jti`)."""
         data = dict(form)
         headers = {"Accept": "application/json"}
-        if self.auth_method == "client_secret_basic":
+        if self._signer is not None:
+            data.update(
+                client_id=self.client_id,
+                client_assertion_type=CLIENT_ASSERTION_TYPE,
+                client_assertion=self._signer.sign(self.client_id, self.token_url),
+            )
+        elif self.auth_method == "client_secret_basic":
             headers["Authorization"] = _basic_credentials(self.client_id, self._client_secret)
         else:
             data.update(client_id=self.client_id, client_secret=self._client_secret)
         return data, headers
 
     async def request(self, form: Mapping[str, str], *, secrets: Sequence[str] = ()) -> TokenResponse:
-        """POST `form` as this client; `secrets` (besides the client secret) never appear in an error."""
+        """POST `form` as this client; `secrets` (besides the client's own credential) never appear in an error."""
         token_url = await self.url()
         data, headers = self.authenticate(form)
+        secrets = (*secrets, data["client_assertion"]) if "client_assertion" in data else tuple(secrets)
         try:
             with deadline(self.timeout_seconds, "The token endpoint"):
                 response = await self._client().post(
@@ -167,7 +198,7 @@ class TokenEndpoint:
             self._http = trace_http(
                 httpx2.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False),
                 pattern=self.pattern,
-                credential="client_secret",
+                credential=self.credential_kind,
             )
         return self._http
 
@@ -181,7 +212,8 @@ class TokenEndpoint:
         if isinstance(description, str):
             # Never trust a server not to echo what it was sent.
             for secret in (self._client_secret, *secrets):
-                description = description.replace(secret, "[REDACTED]")
+                if secret:
+                    description = description.replace(secret, "[REDACTED]")
             description = description[:_MAX_DESCRIPTION_CHARS]
         else:
             description = None

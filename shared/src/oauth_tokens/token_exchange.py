@@ -21,6 +21,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
+from oauth_tokens.client_assertion import ClientAssertionSigner
 from oauth_tokens.errors import TokenEndpointError
 from oauth_tokens.metrics import TOKEN_CACHE
 from oauth_tokens.single_flight import KeyedSingleFlight
@@ -93,9 +94,10 @@ class TokenExchange:
         self,
         token_url: str,
         client_id: str,
-        client_secret: str,
+        client_secret: str | None = None,
         *,
-        auth_method: AuthMethod = "client_secret_basic",
+        assertion_signer: ClientAssertionSigner | None = None,
+        auth_method: AuthMethod | None = None,
         refresh_margin_seconds: float = 10,
         default_lifetime_seconds: float = 60,
         timeout_seconds: float = 5.0,
@@ -103,11 +105,14 @@ class TokenExchange:
         wall_clock: Callable[[], float] = time.time,
         discover_token_url: Callable[[], Awaitable[str]] | None = None,
     ) -> None:
-        """`token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint)."""
+        """`client_secret` or `assertion_signer` authenticates the client (see TokenEndpoint, which checks that
+        `auth_method` agrees). `token_url` may be empty when `discover_token_url` finds it
+        (TokenEndpointDiscovery.token_endpoint)."""
         self._endpoint = TokenEndpoint(
             token_url,
             client_id,
             client_secret,
+            assertion_signer=assertion_signer,
             auth_method=auth_method,
             timeout_seconds=timeout_seconds,
             default_lifetime_seconds=default_lifetime_seconds,

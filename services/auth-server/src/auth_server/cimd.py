@@ -8,10 +8,10 @@ redirects) and checks it before the user sees anything:
 - `client_id` in the document equals the URL it was fetched from, character for character;
 - `client_name` (shown on the sign-in and consent pages, with the URL's host) and `redirect_uris` (each
   https or http on loopback, as for registration) are present;
-- it is a public client: `token_endpoint_auth_method` absent or `none`. Secret-based methods are
-  forbidden by the draft ("Credential and Key Material Restrictions"), and `private_key_jwt` is refused
-  because this server does not verify client assertions, so accepting it as public would drop the
-  authentication the client asked for;
+- `token_endpoint_auth_method` absent or `none` (a public client), or `private_key_jwt` with a
+  `jwks_uri` (a confidential client: it authenticates at the token endpoint with a signed assertion,
+  its keys fetched from that URL through the same SSRF guard as the document; client_auth.py).
+  Secret-based methods are forbidden by the draft ("Credential and Key Material Restrictions");
 - `grant_types` (RFC 7591 default `authorization_code`) within the `[registration]` grant types,
   `response_types` only `code`; `scope`, if given, narrows the `[registration]` scopes.
 
@@ -79,8 +79,14 @@ def client_from_document(url: str, body: bytes, config: AuthServerConfig) -> Cli
     method = document.get("token_endpoint_auth_method", "none")
     if method in _SECRET_METHODS or "client_secret" in document or "client_secret_expires_at" in document:
         raise InvalidDocument("a client metadata document must not use a client secret")
-    if method != "none":
-        raise InvalidDocument("this server accepts only public clients (token_endpoint_auth_method none)")
+    jwks_uri = document.get("jwks_uri")
+    if method == "private_key_jwt":
+        if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
+            raise InvalidDocument("a client metadata document with private_key_jwt needs a jwks_uri URL")
+    elif method != "none":
+        raise InvalidDocument("token_endpoint_auth_method must be none or private_key_jwt")
+    else:
+        jwks_uri = None
     policy = config.registration
     grant_types = _string_list(document, "grant_types", [GRANT_AUTHORIZATION_CODE])
     if GRANT_AUTHORIZATION_CODE not in grant_types or not set(grant_types) <= set(policy.grant_types):
@@ -102,6 +108,7 @@ def client_from_document(url: str, body: bytes, config: AuthServerConfig) -> Cli
         redirect_uris=tuple(redirect_uris),
         dynamically_registered=True,  # the name is the client's own claim, so the pages mark it unverified
         from_metadata_document=True,
+        jwks_uri=jwks_uri,  # fetched through the SSRF guard (jwks_uri_trusted stays False)
     )
 
 
@@ -111,7 +118,7 @@ class ClientMetadataDocuments:
     def __init__(self, config: AuthServerConfig, *, allow_loopback: bool, tls: ssl.SSLContext) -> None:
         self._config = config
         self._policy = config.client_metadata_documents
-        self._fetch = FetchPolicy(
+        self.fetch_policy = FetchPolicy(
             timeout_seconds=self._policy.fetch_timeout_seconds,
             max_bytes=self._policy.max_document_bytes,
             allow_loopback=allow_loopback,
@@ -130,7 +137,7 @@ class ClientMetadataDocuments:
         if cached is not None and cached[1] > now:
             return cached[0]
         try:
-            fetched = await fetch_document(client_id, self._fetch, self._tls)
+            fetched = await fetch_document(client_id, self.fetch_policy, self._tls)
             client = client_from_document(client_id, fetched.body, self._config)
         except (FetchRefused, InvalidDocument) as refused:
             logger.info("Client metadata document refused: %r: %s", client_id, refused)

@@ -1,5 +1,5 @@
 """Client registry (configured, dynamically registered, and identified by a metadata document) and
-token-endpoint client authentication."""
+token-endpoint client authentication: client secrets here, private_key_jwt assertions in client_auth.py."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
 from auth_server.config import AuthServerConfig, ClientConfig, require_secret
@@ -38,14 +38,27 @@ class Client:
     from_metadata_document: bool = False
     # SHA-256 of the secret; None for a public client. Digests make the comparison length-independent.
     secret_digest: bytes | None = field(default=None, repr=False)
+    # private_key_jwt (RFC 7523): the client's public keys, inline or where to fetch them (client_auth.py).
+    jwks: Mapping[str, Any] | None = field(default=None, repr=False)
+    jwks_uri: str | None = None
+    # Configured by the admin, so its jwks_uri may be on a private or loopback address; a metadata
+    # document's jwks_uri goes through the SSRF guard (document_fetch.py).
+    jwks_uri_trusted: bool = False
+
+    @property
+    def uses_assertion(self) -> bool:
+        """Authenticates with a signed client assertion (private_key_jwt) instead of a secret."""
+        return self.jwks is not None or self.jwks_uri is not None
 
     @property
     def is_confidential(self) -> bool:
-        return self.secret_digest is not None
+        return self.secret_digest is not None or self.uses_assertion
 
     @property
     def token_endpoint_auth_method(self) -> str:
-        return "client_secret_basic" if self.is_confidential else "none"
+        if self.uses_assertion:
+            return "private_key_jwt"
+        return "client_secret_basic" if self.secret_digest is not None else "none"
 
     def accepts_redirect_uri(self, uri: str) -> bool:
         """Exact match; a metadata document's portless loopback URI also takes any port (RFC 8252 §7.3)."""
@@ -57,7 +70,7 @@ class Client:
 
     def secret_matches(self, presented: str) -> bool:
         expected = self.secret_digest or b""
-        return hmac.compare_digest(_digest(presented), expected) and self.is_confidential
+        return hmac.compare_digest(_digest(presented), expected) and self.secret_digest is not None
 
 
 def _digest(secret: str) -> bytes:
@@ -69,7 +82,9 @@ _UNKNOWN_CLIENT_DIGEST = _digest("no client has this secret")
 
 
 def client_from_config(entry: ClientConfig, environ: Mapping[str, str]) -> Client:
-    secret = require_secret(environ, entry.secret_env) if entry.secret_env else None
+    """The client an entry configures; only the credential of its method is read (a secret must be set)."""
+    private_key_jwt = entry.auth_method == "private_key_jwt"
+    secret = require_secret(environ, entry.secret_env) if entry.secret_env and not private_key_jwt else None
     return Client(
         client_id=entry.client_id,
         name=entry.name or entry.client_id,
@@ -79,6 +94,9 @@ def client_from_config(entry: ClientConfig, environ: Mapping[str, str]) -> Clien
         redirect_uris=entry.redirect_uris,
         exchange_subject_resources=entry.exchange_subject_resources,
         secret_digest=_digest(secret) if secret is not None else None,
+        jwks=entry.jwks if private_key_jwt else None,
+        jwks_uri=entry.jwks_uri if private_key_jwt else None,
+        jwks_uri_trusted=True,
     )
 
 
@@ -99,6 +117,17 @@ class ClientSource(Protocol):
         ...
 
 
+ClientFinder = Callable[[str], Awaitable["Client | None"]]
+
+
+class AssertionAuthenticator(Protocol):
+    """Authenticates a token request by its client assertion (client_auth.ClientAssertionVerifier)."""
+
+    async def authenticate(self, form: Mapping[str, str], find: ClientFinder) -> Client:
+        """The client whose assertion `form` carries; raises invalid_client saying nothing of why."""
+        ...
+
+
 class ClientRegistry:
     """Configured clients, dynamically registered ones kept in memory, and (with `documents`) clients
     identified by a metadata document URL, looked up there.
@@ -116,8 +145,10 @@ class ClientRegistry:
         max_dynamic_clients: int,
         unused_client_seconds: float,
         documents: ClientSource | None = None,
+        assertions: AssertionAuthenticator | None = None,
     ) -> None:
         self._documents = documents
+        self._assertions = assertions
         self._configured = {client.client_id: client for client in configured}
         self._dynamic: dict[str, Client] = {}
         self._unused_since: dict[str, float] = {}  # registered, never used: client_id -> when, oldest first
@@ -132,6 +163,7 @@ class ClientRegistry:
         environ: Mapping[str, str],
         realm: str,
         documents: ClientSource | None = None,
+        assertions: AssertionAuthenticator | None = None,
     ) -> ClientRegistry:
         clients = [client_from_config(entry, environ) for entry in config.clients]
         return cls(
@@ -140,6 +172,7 @@ class ClientRegistry:
             max_dynamic_clients=config.registration.max_clients,
             unused_client_seconds=config.registration.unused_client_seconds,
             documents=documents,
+            assertions=assertions,
         )
 
     def get(self, client_id: str) -> Client | None:
@@ -185,14 +218,21 @@ class ClientRegistry:
             del self._dynamic[client_id]
 
     async def authenticate(self, authorization_header: str | None, form: Mapping[str, str]) -> Client:
-        """The client making a token request (RFC 6749 §2.3): Basic, body secret, or a public client_id.
+        """The client making a token request (RFC 6749 §2.3): Basic, body secret, a client assertion
+        (RFC 7523, private_key_jwt), or a public client_id.
 
-        Raises OAuthError invalid_client (401) with the same description for an unknown client and a wrong
-        secret, and invalid_request when the request mixes methods.
+        Raises OAuthError invalid_client (401) with the same description for an unknown client, a wrong
+        secret and a refused assertion, and invalid_request when the request mixes methods.
         """
         basic = self._parse_basic(authorization_header)
         body_client_id = form.get("client_id")
         body_secret = form.get("client_secret")
+        if "client_assertion" in form or "client_assertion_type" in form:
+            if basic is not None or body_secret is not None:
+                raise OAuthError("invalid_request", "Use exactly one client authentication method")
+            if self._assertions is None:
+                raise invalid_client(self._realm)
+            return await self._assertions.authenticate(form, self.find)
         client_id: str | None = body_client_id
         secret: str | None = body_secret
         if basic is not None:

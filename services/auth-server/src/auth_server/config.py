@@ -7,7 +7,7 @@ import tomllib
 from collections.abc import Mapping
 from importlib import resources as package_files
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from oauth_tokens.errors import SettingsError
 from pydantic import (
@@ -33,7 +33,10 @@ SUPPORTED_GRANTS = (
     GRANT_CLIENT_CREDENTIALS,
     GRANT_TOKEN_EXCHANGE,
 )
-# Grants that need a client secret: a public client cannot keep one.
+# How a configured client may authenticate at the token endpoint (RFC 7591 §2 names).
+ClientAuthMethod = Literal["private_key_jwt", "client_secret_basic", "client_secret_post", "none"]
+CLIENT_AUTH_METHODS: tuple[str, ...] = get_args(ClientAuthMethod)
+# Grants that need a confidential client (a secret or a key): a public client cannot keep one.
 CONFIDENTIAL_ONLY_GRANTS = frozenset({GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE})
 # Every dynamically registered client id starts with this, so no username may (see _references_exist).
 DYNAMIC_CLIENT_ID_PREFIX = "dyn-"
@@ -115,6 +118,13 @@ class ClientConfig(_Strict):
     name: str | None = None
     # Set: a confidential client whose secret is this environment variable. Unset: a public client.
     secret_env: str | None = None
+    # private_key_jwt (RFC 7523): the client's public keys, inline (a JWK Set) or where to fetch them.
+    jwks: dict[str, Any] | None = None
+    jwks_uri: str | None = None
+    # Unset: private_key_jwt with jwks/jwks_uri, else client_secret_basic with secret_env, else none.
+    token_endpoint_auth_method: ClientAuthMethod | None = None
+    # A [switches] entry whose value is the method (the client's own service reads the same setting).
+    token_endpoint_auth_method_switch: str | None = None
     grant_types: tuple[str, ...] = Field(min_length=1)
     resources: tuple[str, ...] = Field(min_length=1)
     scopes: tuple[str, ...] = Field(min_length=1)
@@ -122,13 +132,26 @@ class ClientConfig(_Strict):
     # Resources whose access tokens this client may exchange (RFC 8693): the resource servers it runs as.
     exchange_subject_resources: tuple[str, ...] = ()
 
+    @property
+    def auth_method(self) -> ClientAuthMethod:
+        """The method this client must use (after [switches] are applied, see load_config)."""
+        if self.token_endpoint_auth_method is not None:
+            return self.token_endpoint_auth_method
+        if self.jwks is not None or self.jwks_uri is not None:
+            return "private_key_jwt"
+        return "client_secret_basic" if self.secret_env is not None else "none"
+
     @model_validator(mode="after")
     def _consistent(self) -> ClientConfig:
         unknown = set(self.grant_types) - set(SUPPORTED_GRANTS)
         if unknown:
             raise ValueError(f"unsupported grant types {sorted(unknown)}")
-        if self.secret_env is None and CONFIDENTIAL_ONLY_GRANTS & set(self.grant_types):
-            raise ValueError("client_credentials and token exchange need a confidential client (secret_env)")
+        if self.jwks is not None and self.jwks_uri is not None:
+            raise ValueError("give jwks or jwks_uri, not both")
+        if self.jwks_uri is not None and not self.jwks_uri.startswith(("https://", "http://")):
+            raise ValueError("jwks_uri must be an http(s) URL")
+        if self.token_endpoint_auth_method_switch is None:
+            check_client_auth(self)
         if GRANT_AUTHORIZATION_CODE in self.grant_types and not self.redirect_uris:
             raise ValueError("authorization_code needs at least one redirect_uris entry")
         for uri in self.redirect_uris:
@@ -136,6 +159,19 @@ class ClientConfig(_Strict):
         if self.exchange_subject_resources and GRANT_TOKEN_EXCHANGE not in self.grant_types:
             raise ValueError("exchange_subject_resources needs the token-exchange grant")
         return self
+
+
+def check_client_auth(client: ClientConfig) -> None:
+    """The client's method has its credential; ValueError otherwise (once [switches] are applied)."""
+    method = client.auth_method
+    if method == "private_key_jwt" and client.jwks is None and client.jwks_uri is None:
+        raise ValueError("private_key_jwt needs the client's public keys (jwks or jwks_uri)")
+    if method in ("client_secret_basic", "client_secret_post") and client.secret_env is None:
+        raise ValueError(f"{method} needs secret_env")
+    if method == "none" and CONFIDENTIAL_ONLY_GRANTS & set(client.grant_types):
+        raise ValueError(
+            "client_credentials and token exchange need a confidential client (secret_env, or jwks/jwks_uri)"
+        )
 
 
 class UserConfig(_Strict):
@@ -227,6 +263,15 @@ class AuthServerConfig(_Strict):
                 if switch not in self.switches or value not in self.switches[switch].choices:
                     raise ValueError(f"resource {name}: extra_audiences_when needs a [switches] entry and choice")
         for client in self.clients:
+            switch_name = client.token_endpoint_auth_method_switch
+            if switch_name is not None and (
+                switch_name not in self.switches
+                or not set(self.switches[switch_name].choices) <= set(CLIENT_AUTH_METHODS)
+            ):
+                raise ValueError(
+                    f"client {client.client_id}: token_endpoint_auth_method_switch needs a [switches] entry "
+                    f"whose choices are token endpoint auth methods ({', '.join(CLIENT_AUTH_METHODS)})"
+                )
             check_resources(client.resources, f"client {client.client_id}")
             check_resources(client.exchange_subject_resources, f"client {client.client_id}")
             known = set().union(*(self.resources[name].scopes for name in client.resources))
@@ -307,7 +352,18 @@ def _switched(config: AuthServerConfig, environ: Mapping[str, str]) -> AuthServe
         else resource.model_copy(update={"extra_audiences": ()})
         for name, resource in config.resources.items()
     }
-    return config.model_copy(update={"resources": resources})
+    clients = []
+    for client in config.clients:
+        if client.token_endpoint_auth_method_switch is not None:
+            method = values[client.token_endpoint_auth_method_switch]
+            client = client.model_copy(update={"token_endpoint_auth_method": method})
+            try:
+                check_client_auth(client)
+            except ValueError as problem:
+                switch_name = client.token_endpoint_auth_method_switch
+                raise ConfigError(f"Client {client.client_id} ({switch_name}={method}): {problem}") from None
+        clients.append(client)
+    return config.model_copy(update={"resources": resources, "clients": tuple(clients)})
 
 
 def _holds(condition: str, values: Mapping[str, str]) -> bool:

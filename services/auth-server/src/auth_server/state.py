@@ -9,6 +9,7 @@ import httpx2
 from fastapi import Request
 
 from auth_server.cimd import ClientMetadataDocuments
+from auth_server.client_auth import ClientAssertionVerifier, ClientKeys, InMemoryReplayCache
 from auth_server.clients import ClientRegistry
 from auth_server.codes import AuthorizationCodeStore
 from auth_server.config import AuthServerConfig
@@ -49,11 +50,12 @@ class AuthServer:
         keystore.ensure_key()
         keystore.prune()
         refresh_tokens = RefreshTokenStore()
-        documents = ClientMetadataDocuments(
-            config,
-            allow_loopback=settings.auth_server_cimd_allow_loopback,
-            tls=httpx2.create_ssl_context(),  # the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR if set
+        tls = httpx2.create_ssl_context()  # the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR if set
+        documents = ClientMetadataDocuments(config, allow_loopback=settings.auth_server_cimd_allow_loopback, tls=tls)
+        client_keys = ClientKeys(
+            documents.fetch_policy, tls, max_cached=config.client_metadata_documents.max_cached_documents
         )
+        assertions = ClientAssertionVerifier(settings.auth_issuer, client_keys, InMemoryReplayCache())
         return cls(
             settings=settings,
             config=config,
@@ -61,7 +63,9 @@ class AuthServer:
             access_tokens=AccessTokenIssuer(settings.auth_issuer, keystore, config.lifetimes.access_token_seconds),
             refresh_tokens=refresh_tokens,
             codes=AuthorizationCodeStore(config.lifetimes.authorization_code_seconds, refresh_tokens),
-            clients=ClientRegistry.from_config(config, environ, realm=settings.auth_issuer, documents=documents),
+            clients=ClientRegistry.from_config(
+                config, environ, realm=settings.auth_issuer, documents=documents, assertions=assertions
+            ),
             users=UserDirectory.from_config(config, environ),
             throttle=LoginThrottle(config.login),
             pending=PendingAuthorizations(max_entries=config.login.max_pending_sign_ins),

@@ -32,6 +32,7 @@ from starlette.responses import JSONResponse
 from crm_mcp.api_key_weather import WeatherApiClient
 from crm_mcp.calendar_tools import CalendarPattern, register_calendar_tools
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
+from crm_mcp.client_identity import JWKS_PATH, ClientCredential, ClientIdentity
 from crm_mcp.crm_api_client import CrmApiClient, CrmApiCredentials
 from crm_mcp.settings import Settings
 from crm_mcp.token_cascade_crm_api import CallerToken
@@ -52,7 +53,9 @@ INSTRUCTIONS = (
 )
 
 
-def crm_api_credentials(settings: Settings, discovery: TokenEndpointDiscovery) -> CrmApiCredentials:
+def crm_api_credentials(
+    settings: Settings, discovery: TokenEndpointDiscovery, credential: ClientCredential
+) -> CrmApiCredentials:
     """Pattern 3 (forward the caller's token) or 3b (exchange it), as CRM_API_AUTH_MODE says."""
     logger.info("crm-api calls: CRM_API_AUTH_MODE=%s", settings.crm_api_auth_mode)
     if settings.crm_api_auth_mode == "cascade":
@@ -60,7 +63,7 @@ def crm_api_credentials(settings: Settings, discovery: TokenEndpointDiscovery) -
     exchange = TokenExchange(
         settings.auth_token_url,
         settings.crm_mcp_client_id,
-        settings.crm_mcp_client_secret.get_secret_value(),
+        **credential.token_endpoint_arguments(),
         timeout_seconds=settings.crm_mcp_downstream_timeout_seconds,
         discover_token_url=discovery.token_endpoint,
     )
@@ -68,7 +71,7 @@ def crm_api_credentials(settings: Settings, discovery: TokenEndpointDiscovery) -
 
 
 @asynccontextmanager
-async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
+async def open_downstreams(settings: Settings, credential: ClientCredential) -> AsyncIterator[Downstreams]:
     """Create the clients of patterns 1-3 once; close them (and the MCP session they hold) at shutdown."""
     timeout = settings.crm_mcp_downstream_timeout_seconds
     # Without AUTH_TOKEN_URL, the token endpoint is found the way MCP clients find it: from tickets-mcp.
@@ -78,7 +81,7 @@ async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
     tickets_auth = ClientCredentialsAuth(
         settings.auth_token_url,
         settings.crm_mcp_client_id,
-        settings.crm_mcp_client_secret.get_secret_value(),
+        **credential.token_endpoint_arguments(),
         scope=TICKETS_SCOPES,
         resource=settings.tickets_mcp_resource,
         timeout_seconds=timeout,
@@ -91,7 +94,9 @@ async def open_downstreams(settings: Settings) -> AsyncIterator[Downstreams]:
             key_header=settings.weather_api_key_header,
             timeout_seconds=timeout,
         ),
-        crm_api=CrmApiClient(settings.crm_api_url, crm_api_credentials(settings, discovery), timeout_seconds=timeout),
+        crm_api=CrmApiClient(
+            settings.crm_api_url, crm_api_credentials(settings, discovery, credential), timeout_seconds=timeout
+        ),
         tickets=TicketsMcpClient(settings.tickets_mcp_url, tickets_auth, timeout_seconds=timeout),
     )
     async with anyio.create_task_group() as session_owner:
@@ -114,11 +119,13 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     """The MCPServer: token verification, tools, and /health."""
     validator = AccessTokenValidator(settings.validator_config([settings.crm_mcp_resource]))
 
-    calendar = CalendarPattern.build(settings, validator)  # pattern 4: its connect pages are routes, not tools
+    identity = ClientIdentity(settings)  # its client keys: generated on first start
+    logger.info("crm-mcp %s", identity.describe())
+    calendar = CalendarPattern.build(settings, validator, identity)  # pattern 4: connect pages are routes, not tools
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
-        async with validator, calendar.running(), open_downstreams(settings) as downstreams:
+        async with validator, calendar.running(), open_downstreams(settings, identity.own()) as downstreams:
             yield downstreams
 
     mcp: MCPServer[Downstreams] = ModelFriendlyMCPServer(
@@ -134,6 +141,7 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     register_calendar_tools(mcp, calendar)
     mcp.middleware.append(McpOperationMetrics(mcp))
     mcp.custom_route("/health", methods=["GET"])(health)
+    mcp.custom_route(JWKS_PATH, methods=["GET"])(identity.jwks)
     return mcp
 
 

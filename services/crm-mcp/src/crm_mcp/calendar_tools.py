@@ -33,6 +33,7 @@ from oauth_tokens.mcp_step_up import requires_scopes
 from oauth_tokens.vault import TokenVault
 from pydantic import AwareDatetime, BaseModel, Field
 
+from crm_mcp.client_identity import ClientIdentity
 from crm_mcp.connect_calendar import CONNECT_PATH, SIGNED_IN_PATH, CalendarConnect
 from crm_mcp.connect_requests import ConnectRequests
 from crm_mcp.settings import Settings
@@ -70,9 +71,9 @@ class CalendarPattern:
     connect: CalendarConnect
 
     @classmethod
-    def build(cls, settings: Settings, validator: AccessTokenValidator) -> CalendarPattern:
+    def build(cls, settings: Settings, validator: AccessTokenValidator, identity: ClientIdentity) -> CalendarPattern:
         database = settings.crm_mcp_data_dir / "crm-mcp.sqlite3"
-        provider = CalendarProvider(settings)
+        provider = CalendarProvider(settings, identity.calendar())
         vault = TokenVault(database, settings.crm_mcp_vault_keys)
         accounts = CalendarAccounts(provider, vault, settings.crm_mcp_calendar_refresh_margin_seconds)
         requests = ConnectRequests(database)
@@ -83,7 +84,7 @@ class CalendarPattern:
                 settings.calendar_api_url, timeout_seconds=settings.crm_mcp_downstream_timeout_seconds
             ),
             requests=requests,
-            connect=CalendarConnect(settings, requests, accounts, provider, validator),
+            connect=CalendarConnect(settings, requests, accounts, provider, validator, identity.own()),
         )
 
     @asynccontextmanager

@@ -27,6 +27,7 @@ from oauth_tokens.token_endpoint import TokenEndpoint
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from crm_mcp.client_identity import ClientCredential
 from crm_mcp.connect_requests import CHECKING, CONSENTING, SIGNING_IN, ConnectRequests, FlowStep, pkce_pair
 from crm_mcp.downstream import DownstreamError
 from crm_mcp.settings import Settings
@@ -67,6 +68,7 @@ class CalendarConnect:
         accounts: CalendarAccounts,
         provider: CalendarProvider,
         validator: AccessTokenValidator,
+        credential: ClientCredential,
     ) -> None:
         self._settings = settings
         self._requests = requests
@@ -80,7 +82,7 @@ class CalendarConnect:
         self._sign_in = TokenEndpoint(
             settings.auth_token_url,
             settings.crm_mcp_connect_client_id,
-            settings.crm_mcp_client_secret.get_secret_value(),
+            **credential.token_endpoint_arguments(),
             timeout_seconds=self._timeout,
             discover_token_url=self._own_token_endpoint,
         )

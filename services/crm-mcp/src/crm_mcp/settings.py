@@ -1,12 +1,19 @@
-"""crm-mcp's settings: where its downstreams are and the credentials of patterns 1, 2, 3b and 4."""
+"""crm-mcp's settings: where its downstreams are and the credentials of patterns 1, 2, 3b and 4.
+
+Client secrets are optional: by default crm-mcp authenticates with private_key_jwt and its keys live
+in a file under CRM_MCP_DATA_DIR, not here.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
 
+from oauth_tokens.client_assertion import AssertionAudience
 from oauth_tokens.cors import CorsSettings
 from oauth_tokens.settings import CommaList, OptionalPort, TrustSettings
+from oauth_tokens.signing_keys import SigningAlgorithm
+from oauth_tokens.token_endpoint import AuthMethod
 from oauth_tokens.vault import VaultKeys
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
@@ -31,11 +38,20 @@ class Settings(TrustSettings, CorsSettings):
     weather_api_key: SecretStr
     weather_api_key_header: str = "X-API-Key"
 
+    # How crm-mcp proves who it is at the authorization servers (client_identity.py). private_key_jwt:
+    # an assertion signed with a key kept in <CRM_MCP_DATA_DIR>/client-keys (generated on first start,
+    # public half at /.well-known/jwks.json); client_secret_*: the secret below.
+    crm_mcp_client_auth_method: AuthMethod = "private_key_jwt"
+    crm_mcp_client_key_algorithm: SigningAlgorithm = "ES256"
+    # The assertion's aud: the issuer; issuer_and_token_endpoint or token_endpoint for providers wanting that.
+    crm_mcp_client_assertion_audience: AssertionAudience = "issuer"
+
     # Pattern 2 — client credentials.
     # Empty: discovered from tickets-mcp's RFC 9728 metadata, then its (trusted) issuer's RFC 8414 metadata.
     auth_token_url: str = ""
     crm_mcp_client_id: str
-    crm_mcp_client_secret: SecretStr
+    # Only with a client_secret_* CRM_MCP_CLIENT_AUTH_METHOD (crm-mcp-agent and crm-mcp-connect use it).
+    crm_mcp_client_secret: SecretStr | None = Field(default=None, validate_default=True)
     tickets_mcp_url: str
     tickets_mcp_resource: str
 
@@ -68,11 +84,27 @@ class Settings(TrustSettings, CorsSettings):
     calendar_api_audience: str
     calendar_auth_issuer: str
     calendar_client_id: str
-    calendar_client_secret: SecretStr
+    calendar_client_auth_method: AuthMethod = "private_key_jwt"
+    # Only with a client_secret_* CALENDAR_CLIENT_AUTH_METHOD.
+    calendar_client_secret: SecretStr | None = Field(default=None, validate_default=True)
     calendar_scopes: str = "calendar:read calendar:write"
     # Empty: <CALENDAR_AUTH_ISSUER>/token and /revoke.
     calendar_token_url: str = ""
     calendar_revocation_url: str = ""
+
+    @field_validator("crm_mcp_client_secret", "calendar_client_secret", mode="before")
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @field_validator("crm_mcp_client_secret", "calendar_client_secret")
+    @classmethod
+    def _secret_for_secret_methods(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        method_setting = info.field_name.replace("_secret", "_auth_method") if info.field_name else ""
+        method = info.data.get(method_setting)
+        if value is None and method in ("client_secret_basic", "client_secret_post"):
+            raise ValueError(f"is required when {method_setting.upper()}={method}")
+        return value
 
     @field_validator("crm_mcp_request_state_keys")
     @classmethod
@@ -95,3 +127,8 @@ class Settings(TrustSettings, CorsSettings):
     @property
     def calendar_revocation_endpoint(self) -> str:
         return self.calendar_revocation_url or f"{self.calendar_auth_issuer}/revoke"
+
+    @property
+    def client_keys_dir(self) -> Path:
+        """Where crm-mcp's client-assertion keys live (0600 PEM files; oauth_tokens.client_assertion)."""
+        return self.crm_mcp_data_dir / "client-keys"

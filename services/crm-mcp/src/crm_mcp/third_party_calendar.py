@@ -27,6 +27,7 @@ from oauth_tokens.token_endpoint import TokenEndpoint
 from oauth_tokens.vault import StoredGrant, TokenVault
 from pydantic import AwareDatetime, BaseModel, Field, TypeAdapter
 
+from crm_mcp.client_identity import ClientCredential
 from crm_mcp.downstream import DownstreamError, http_client, parse_response, send
 from crm_mcp.settings import Settings
 
@@ -65,21 +66,24 @@ _meetings = TypeAdapter(list[Meeting])
 
 
 class CalendarProvider:
-    """crm-mcp's OAuth client at the calendar's authorization server (client id + secret from settings)."""
+    """crm-mcp's OAuth client at the calendar's authorization server (CALENDAR_CLIENT_ID, authenticated
+    as CALENDAR_CLIENT_AUTH_METHOD says: client_identity.py)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, credential: ClientCredential) -> None:
         self.issuer = settings.calendar_auth_issuer
         self.redirect_uri = settings.crm_mcp_public_url + CALLBACK_PATH
         self._settings = settings
         self._timeout = settings.crm_mcp_downstream_timeout_seconds
-        self._http = trace_http(http_client(self._timeout), pattern="third_party", credential="client_secret")
         self._token_endpoint = TokenEndpoint(
             settings.calendar_token_endpoint,
             settings.calendar_client_id,
-            settings.calendar_client_secret.get_secret_value(),
+            **credential.token_endpoint_arguments(),
             timeout_seconds=self._timeout,
             pattern="third_party",
         )
+        # For revocation, authenticated the same way as at the token endpoint.
+        credential_kind = self._token_endpoint.credential_kind
+        self._http = trace_http(http_client(self._timeout), pattern="third_party", credential=credential_kind)
 
     def authorization_url(self, state: str, code_challenge: str) -> str:
         """Where the browser goes to consent at the provider (its public issuer, not an internal name)."""
