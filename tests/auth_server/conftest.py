@@ -62,6 +62,9 @@ class AuthTestEnv:
     alice_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     bob_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     issuer: str = ""
+    # Pattern 5: the authorization server ID-JAGs are issued for (the shipped policy's one audience).
+    calendar_issuer: str = "http://calendar-auth.example.test"
+    calendar_audience: str = "http://calendar-api.example.test"
 
     def __post_init__(self) -> None:
         self.issuer = self.issuer or f"http://127.0.0.1:{self.port}"
@@ -104,6 +107,9 @@ class AuthTestEnv:
             "TEST_REPORTING_JOB_SECRET": self.reporting_secret,
             "DEMO_ALICE_PASSWORD": self.alice_password,
             "DEMO_BOB_PASSWORD": self.bob_password,
+            "CALENDAR_AUTH_ISSUER": self.calendar_issuer,
+            "CALENDAR_API_AUDIENCE": self.calendar_audience,
+            "CALENDAR_CLIENT_ID": "crm-mcp",
         }
 
 
