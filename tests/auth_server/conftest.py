@@ -41,6 +41,22 @@ secret_env = "TEST_REPORTING_JOB_SECRET"
 grant_types = ["client_credentials"]
 resources = ["crm-api"]
 scopes = ["crm:read"]
+
+[[clients]]
+client_id = "test-exchanger"
+name = "Exchanges crm-mcp tokens, but no ID-JAG policy names it (pattern 5)"
+secret_env = "TEST_REPORTING_JOB_SECRET"
+grant_types = ["urn:ietf:params:oauth:grant-type:token-exchange"]
+resources = ["crm-api"]
+scopes = ["crm:read"]
+exchange_subject_resources = ["crm-mcp"]
+
+# A second audience for ID-JAGs: an authorization server that is not the calendar's.
+[[id_jag.audiences]]
+issuer = "http://other-saas.example.test"
+resources = ["http://other-saas.example.test/api"]
+scopes = ["calendar:read"]
+clients = { "crm-mcp-agent" = "crm-mcp" }
 """
 
 NATIVE_REDIRECT = "http://127.0.0.1:53682/callback"
