@@ -151,7 +151,8 @@ def test_the_idp_issues_an_id_jag_for_the_calendar(auth: AuthTestEnv, http: http
     assert claims["client_id"] == "crm-mcp"  # crm-mcp-agent's client_id at the calendar, from the policy
     assert claims["resource"] == auth.calendar_audience
     assert claims["scope"] == "calendar:read"
-    assert claims["jti"] and claims["exp"] - claims["iat"] <= 300
+    assert claims["jti"]
+    assert claims["exp"] - claims["iat"] <= 300
     assert claims["exp"] <= claims_of(alice_token)["exp"]
 
 
@@ -197,7 +198,8 @@ def test_the_calendar_redeems_the_idps_id_jag_without_a_browser(
 
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["token_type"] == "Bearer" and "refresh_token" not in body
+    assert body["token_type"] == "Bearer"
+    assert "refresh_token" not in body
     claims = claims_of(body["access_token"])
     assert claims["iss"] == calendar_as.issuer
     assert claims["sub"] == "alice"  # the calendar's own user, mapped from the IdP's
@@ -290,7 +292,8 @@ def test_replay_cache_remembers_until_expiry_and_fails_closed_when_full() -> Non
     now = [1000.0]
     cache = InMemoryReplayCache(max_entries=2, clock=lambda: now[0])
 
-    assert cache.first_use("a", 1010) and not cache.first_use("a", 1010)
+    assert cache.first_use("a", 1010)
+    assert not cache.first_use("a", 1010)
     assert cache.first_use("b", 1020)
     with pytest.raises(ReplayCacheFull):
         cache.first_use("c", 1030)  # never evicts an unexpired identifier
