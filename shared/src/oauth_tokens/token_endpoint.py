@@ -31,7 +31,10 @@ logger = logging.getLogger(__name__)
 AuthMethod = Literal["client_secret_basic", "client_secret_post"]
 _MAX_DESCRIPTION_CHARS = 200
 # Metric labels for grant types whose names are URNs.
-_GRANT_LABELS = {"urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange"}
+_GRANT_LABELS = {
+    "urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer": "jwt_bearer",
+}
 # The outcomes a metric label may take (RFC 6749 §5.2, RFC 8707, RFC 8693, and this module's own); a server's
 # other `error` strings count as "other", so a token endpoint cannot grow the label set.
 _OUTCOME_LABELS = frozenset(
@@ -125,8 +128,13 @@ class TokenEndpoint:
             data.update(client_id=self.client_id, client_secret=self._client_secret)
         return data, headers
 
-    async def request(self, form: Mapping[str, str], *, secrets: Sequence[str] = ()) -> TokenResponse:
-        """POST `form` as this client; `secrets` (besides the client secret) never appear in an error."""
+    async def request(
+        self, form: Mapping[str, str], *, secrets: Sequence[str] = (), expected_type: str = "Bearer"
+    ) -> TokenResponse:
+        """POST `form` as this client; `secrets` (besides the client secret) never appear in an error.
+
+        `expected_type` is the `token_type` the answer must carry (case-insensitive): Bearer for an access
+        token, `N_A` for a token exchange that issues something else (RFC 8693 §2.2.1), such as an ID-JAG."""
         token_url = await self.url()
         data, headers = self.authenticate(form)
         try:
@@ -148,7 +156,7 @@ class TokenEndpoint:
             self._count(form, refusal.error)
             raise refusal
         self._count(form, "ok")
-        return self._token_from(body)
+        return self._token_from(body, expected_type)
 
     @staticmethod
     def _count(form: Mapping[str, str], outcome: str) -> None:
@@ -190,15 +198,17 @@ class TokenEndpoint:
         )
         return TokenEndpointError(error[:64], description, status_code)
 
-    def _token_from(self, body: dict[str, Any] | None) -> TokenResponse:
+    def _token_from(self, body: dict[str, Any] | None, expected_type: str) -> TokenResponse:
         if body is None:
             raise TokenEndpointError("invalid_response", "The token response is not a JSON object", 200)
         access_token = body.get("access_token")
         token_type = body.get("token_type", "Bearer")
         if not isinstance(access_token, str) or not access_token:
             raise TokenEndpointError("invalid_response", "The token response has no access_token", 200)
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise TokenEndpointError("invalid_response", "The token response is not a Bearer token", 200)
+        if not isinstance(token_type, str) or token_type.lower() != expected_type.lower():
+            raise TokenEndpointError(
+                "invalid_response", f"The token response is not of token_type {expected_type}", 200
+            )
         return TokenResponse(access_token, self._lifetime(body.get("expires_in")), body)
 
     def _lifetime(self, expires_in: Any) -> float:
