@@ -160,7 +160,7 @@ async def jwt_bearer_grant(server: AuthServer, client: Client, request: TokenReq
             request.require("assertion"), issuer=server.issuer, client_id=client.client_id
         )
     except Refused as refused:
-        logger.info("jwt-bearer grant for client %s refused: %s", client.client_id, refused)
+        logger.info("jwt-bearer: the ID-JAG from client %s is refused: %s", client.client_id, refused)
         raise OAuthError("invalid_grant", f"The ID-JAG is refused: {refused}") from None
     resource = select_resource(server.config, client, [grant.resource] if grant.resource else [])
     allowed = allowed_scopes(server.config, client, resource)
