@@ -18,7 +18,13 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from oauth_tokens.telemetry import configure_tracing, trace_http
 
-from scripts.demo_episodes import narrate_exchange, pattern4_third_party, step_up
+from scripts.demo_episodes import (
+    narrate_exchange,
+    pattern4_third_party,
+    pattern5_cross_app_access,
+    pattern5_tools,
+    step_up,
+)
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
 from scripts.headless_login import user_oauth
 from scripts.topology import active_services, load_env
@@ -142,7 +148,11 @@ async def run_demo(env: dict[str, str]) -> None:
         check(response.status_code == 401, "crm-api refuses alice's crm-mcp token sent straight to it: no passthrough")
     else:
         check(response.status_code == 200, "crm-api accepts alice's crm-mcp token sent straight to it (the cascade)")
-    await pattern4_third_party(env, customer["id"])
+    if env.get("CALENDAR_AUTH_MODE", "consent") == "cross-app-access":
+        await pattern5_tools(env, customer["id"])
+    else:
+        await pattern4_third_party(env, customer["id"])
+    await pattern5_cross_app_access(env, storage.tokens.access_token)
     await step_up(env, customer["id"])
     other = "cascade" if exchange else "exchange"
     say(f"\nThe other way to crm-api: make down, then make up CRM_API_AUTH_MODE={other}, then make demo.")
