@@ -6,7 +6,7 @@ their own settings next to the topology's (same resource, so alice's token for c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 
 import httpx2
@@ -92,6 +92,26 @@ async def test_an_authorization_server_that_is_not_trusted_is_never_used(topolog
     with pytest.raises(TokenEndpointError, match="names no authorization server this client trusts") as refused:
         await discovery.token_endpoint()
     assert refused.value.error == "discovery_failed"
+
+
+async def test_a_trust_policy_decides_for_an_issuer_not_listed(topology: Topology) -> None:
+    asked: list[str] = []
+
+    def policy(answer: bool) -> Callable[[str], bool]:
+        def decide(issuer: str) -> bool:
+            asked.append(issuer)
+            return answer
+
+        return decide
+
+    refusing = TokenEndpointDiscovery(topology.env["TICKETS_MCP_URL"], (), trust_issuer=policy(False))
+    with pytest.raises(TokenEndpointError, match="names no authorization server this client trusts"):
+        await refusing.token_endpoint()
+    accepting = TokenEndpointDiscovery(topology.env["TICKETS_MCP_URL"], (), trust_issuer=policy(True))
+    assert await accepting.token_endpoint() == topology.env["AUTH_TOKEN_URL"]
+    assert asked == [topology.env["AUTH_ISSUER"], topology.env["AUTH_ISSUER"]]
+    with pytest.raises(ValueError, match="trusted issuer"):
+        TokenEndpointDiscovery(topology.env["TICKETS_MCP_URL"], ())
 
 
 async def test_a_configured_token_url_wins_over_discovery(topology: Topology) -> None:

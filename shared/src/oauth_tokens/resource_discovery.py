@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
@@ -48,14 +48,24 @@ class TokenEndpointDiscovery:
     """The token endpoint of the authorization server a resource names, if this client trusts it.
 
     `trusted_issuers` are compared exactly (as `iss` is): the resource cannot send this client's
-    credentials to a server it did not already trust.
+    credentials to a server it did not already trust. `trust_issuer`, when given, decides for an issuer
+    not in that list: for a client whose authorization server is only known at run time (the official
+    conformance suite starts its mock one on a random port), never a blanket "yes".
     """
 
-    def __init__(self, resource_url: str, trusted_issuers: Sequence[str], *, timeout_seconds: float = 5.0) -> None:
-        if not trusted_issuers:
-            raise ValueError("At least one trusted issuer is required")
+    def __init__(
+        self,
+        resource_url: str,
+        trusted_issuers: Sequence[str],
+        *,
+        timeout_seconds: float = 5.0,
+        trust_issuer: Callable[[str], bool] | None = None,
+    ) -> None:
+        if not trusted_issuers and trust_issuer is None:
+            raise ValueError("At least one trusted issuer (or a trust_issuer policy) is required")
         self.resource_url = resource_url
         self.trusted_issuers = tuple(trusted_issuers)
+        self.trust_issuer = trust_issuer
         self.timeout_seconds = timeout_seconds
         self._token_endpoint: str | None = None
         # One discovery for many concurrent first callers; a failure is shared and remembered for a second.
@@ -114,11 +124,14 @@ class TokenEndpointDiscovery:
             servers = metadata.get("authorization_servers")
             if not isinstance(servers, list):
                 raise KeySourceError("the resource's metadata lists no authorization_servers")
-            trusted = [server for server in servers if server in self.trusted_issuers]
+            trusted = [server for server in servers if isinstance(server, str) and self._trusted(server)]
             if not trusted:
                 raise KeySourceError("the resource names no authorization server this client trusts")
             return str(trusted[0])
         raise KeySourceError("the resource publishes no RFC 9728 metadata")
+
+    def _trusted(self, issuer: str) -> bool:
+        return issuer in self.trusted_issuers or (self.trust_issuer is not None and self.trust_issuer(issuer))
 
     async def _metadata_candidates(self, client: httpx2.AsyncClient) -> list[str]:
         """The metadata URL from the resource's 401 challenge first (RFC 9728 §5.1), then the well-known ones."""
