@@ -16,6 +16,8 @@ from tests.conformance.suite import ConformanceSuite
 SCENARIOS = [
     # (the suite's scenario name, the adapter module in tests/conformance/adapters/)
     ("auth/client-credentials-basic", "client_credentials_basic"),
+    # SEP-990 (pattern 5); named auth/cross-app-access-complete-flow before the suite's 0.2.0.
+    ("auth/enterprise-managed-authorization", "enterprise_managed_authorization"),
 ]
 
 

@@ -28,7 +28,9 @@ __all__ = ["AuthMethod", "TokenEndpoint", "TokenResponse"]
 
 logger = logging.getLogger(__name__)
 
-AuthMethod = Literal["client_secret_basic", "client_secret_post"]
+# "none": a public client, identified by client_id in the body only (RFC 6749 §2.3; e.g. at an IdP that
+# takes the user's ID token as the proof, SEP-990).
+AuthMethod = Literal["client_secret_basic", "client_secret_post", "none"]
 _MAX_DESCRIPTION_CHARS = 200
 # Metric labels for grant types whose names are URNs.
 _GRANT_LABELS = {
@@ -92,12 +94,12 @@ class TokenEndpoint:
 
         `pattern` names the caller in traces and metrics (client_credentials, token_exchange, ...).
         """
-        if auth_method not in ("client_secret_basic", "client_secret_post"):
+        if auth_method not in ("client_secret_basic", "client_secret_post", "none"):
             raise ValueError(f"Unsupported auth_method {auth_method!r}")
         if not token_url and discover_token_url is None:
             raise ValueError("token_url is required unless discover_token_url is given")
-        if not client_id or not client_secret:
-            raise ValueError("client_id and client_secret must be non-empty")
+        if not client_id or (auth_method == "none") == bool(client_secret):
+            raise ValueError("client_id must be non-empty, and client_secret too unless auth_method is none")
         self.token_url = token_url
         self.client_id = client_id
         self._client_secret = client_secret
@@ -124,6 +126,8 @@ class TokenEndpoint:
         headers = {"Accept": "application/json"}
         if self.auth_method == "client_secret_basic":
             headers["Authorization"] = _basic_credentials(self.client_id, self._client_secret)
+        elif self.auth_method == "none":
+            data["client_id"] = self.client_id
         else:
             data.update(client_id=self.client_id, client_secret=self._client_secret)
         return data, headers
@@ -188,7 +192,7 @@ class TokenEndpoint:
         description = body.get("error_description") if body else None
         if isinstance(description, str):
             # Never trust a server not to echo what it was sent.
-            for secret in (self._client_secret, *secrets):
+            for secret in filter(None, (self._client_secret, *secrets)):
                 description = description.replace(secret, "[REDACTED]")
             description = description[:_MAX_DESCRIPTION_CHARS]
         else:
