@@ -121,6 +121,8 @@ async def run_demo(env: dict[str, str]) -> None:
             not briefing["unavailable"],
             f"customer ({'exchange' if exchange else 'cascade'}), open tickets (client credentials), weather (API key)",
         )
+        # Which way crm-mcp gets calendar tokens, read off its answer (pattern 4 starts from no grant anyway).
+        cross_app = "(cross-app access)" in (await call(alice, "disconnect_calendar", {}))["message"]
 
     say("\nBoundaries")
     provider, _ = user_oauth(crm_mcp, "bob", env["DEMO_BOB_PASSWORD"])
@@ -148,7 +150,7 @@ async def run_demo(env: dict[str, str]) -> None:
         check(response.status_code == 401, "crm-api refuses alice's crm-mcp token sent straight to it: no passthrough")
     else:
         check(response.status_code == 200, "crm-api accepts alice's crm-mcp token sent straight to it (the cascade)")
-    if env.get("CALENDAR_AUTH_MODE", "consent") == "cross-app-access":
+    if cross_app:
         await pattern5_tools(env, customer["id"])
     else:
         await pattern4_third_party(env, customer["id"])
