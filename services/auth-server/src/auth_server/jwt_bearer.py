@@ -67,16 +67,14 @@ class IdJagVerifier:
     """The IdPs this server trusts, their keys (cached, oauth_tokens.jwks policy), and the `jti`s seen."""
 
     def __init__(self, providers: Iterable[TrustedIdentityProvider], replays: ReplayCache | None = None) -> None:
+        trusted = tuple(providers)
         self._http = httpx2.AsyncClient(timeout=5.0, follow_redirects=False)
         self._providers = {
             idp.issuer: _Provider(idp, JWKSCache(idp.jwks_uri, self._http, allowed_algorithms=idp.algorithms))
-            for idp in providers
+            for idp in trusted
         }
-        capacity = sum(idp.max_remembered_ids for idp in self._providers_config())
-        self._replays = replays if replays is not None else InMemoryReplayCache(max(capacity, 1))
-
-    def _providers_config(self) -> list[TrustedIdentityProvider]:
-        return [provider.config for provider in self._providers.values()]
+        capacity = max(sum(idp.max_remembered_ids for idp in trusted), 1)
+        self._replays = replays if replays is not None else InMemoryReplayCache(capacity)
 
     async def aclose(self) -> None:
         await self._http.aclose()
