@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
@@ -173,3 +174,26 @@ async def test_a_user_the_calendar_does_not_map_gets_a_tool_error(
     assert not allowed.is_error, text_of(allowed)
     for seen in (text_of(refused), calendar_as.logs()):
         assert "eyJ" not in seen  # no assertion or token in the error or the log
+
+
+async def test_concurrent_calls_of_one_user_share_one_id_jag(
+    topology: Topology, start: Callable[..., ServiceProcess], tmp_path: Path
+) -> None:
+    crm_mcp = cross_app_crm_mcp(start, tmp_path)
+    bob_token = await topology.user_token("bob")
+    idp = topology.services["auth-server"]
+    before = idp.logs().count("Issued ID-JAG: client=crm-mcp-agent sub=bob")
+    results: list[CallToolResult] = []
+
+    async with session(f"{crm_mcp.url}/mcp", bob_token, NoElicitation()) as client:
+
+        async def one_call() -> None:
+            results.append(await client.call_tool("list_my_meetings", {}))
+
+        async with anyio.create_task_group() as calls:
+            for _ in range(5):
+                calls.start_soon(one_call)
+
+    assert [result.is_error for result in results] == [False] * 5
+    # This crm-mcp had no token for bob: the five calls waited for one exchange (single flight per user).
+    assert idp.logs().count("Issued ID-JAG: client=crm-mcp-agent sub=bob") == before + 1
