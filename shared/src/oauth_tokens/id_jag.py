@@ -119,8 +119,9 @@ class CrossAppAccess:
         )
 
     async def access_token(self, subject_token: str) -> TokenResponse:
-        """Both steps: the user's identity in, an access token for `resource` out (TokenEndpointError if refused;
-        its `error` and description tell which side refused only through the endpoint that raised it)."""
+        """Both steps: the user's identity in, an access token for `resource` out. TokenEndpointError if either
+        refuses; callers that must tell the IdP's refusal from the authorization server's call `id_jag`, then
+        `redeem_id_jag`, themselves (as crm-mcp does)."""
         return await redeem_id_jag(self.authorization_server, await self.id_jag(subject_token), scope=self.scope)
 
     async def aclose(self) -> None:
