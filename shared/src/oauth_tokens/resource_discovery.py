@@ -68,7 +68,8 @@ class TokenEndpointDiscovery:
         self.trust_issuer = trust_issuer
         self.timeout_seconds = timeout_seconds
         self._token_endpoint: str | None = None
-        self._issuer: str | None = None
+        # The trusted issuer the token endpoint was found at, once discovered: e.g. a client assertion's `aud`.
+        self.issuer: str | None = None
         # One discovery for many concurrent first callers; a failure is shared and remembered for a second.
         self._flight: SingleFlight[str] = SingleFlight()
         self._attempts: list[str] = []  # what failed on the way, for the log
@@ -78,12 +79,6 @@ class TokenEndpointDiscovery:
         if self._token_endpoint is not None:
             return self._token_endpoint
         return await self._flight.run(self._discover_once)
-
-    async def issuer(self) -> str:
-        """The trusted authorization server's issuer, found by the same discovery (e.g. an ID-JAG's `audience`)."""
-        await self.token_endpoint()
-        assert self._issuer is not None  # set by every successful discovery
-        return self._issuer
 
     async def _discover_once(self) -> str:
         async with httpx2.AsyncClient(timeout=self.timeout_seconds, follow_redirects=False) as client:
@@ -114,7 +109,7 @@ class TokenEndpointDiscovery:
             endpoint = metadata.get("token_endpoint")
             if not isinstance(endpoint, str) or urlsplit(endpoint).scheme not in ("http", "https"):
                 raise KeySourceError("the authorization server's metadata has no http(s) token_endpoint")
-            self._issuer = issuer
+            self.issuer = issuer
             return endpoint
         raise KeySourceError("the trusted authorization server publishes no RFC 8414 metadata")
 

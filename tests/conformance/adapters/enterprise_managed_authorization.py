@@ -20,10 +20,12 @@ from tests.conformance.adapters.scenario import context, list_tools, run, server
 async def main() -> None:
     url, data = server_url(), context()
     discovery = TokenEndpointDiscovery(url, (), trust_issuer=suite_server)
+    await discovery.token_endpoint()  # also finds the authorization server's issuer: the ID-JAG's audience
+    assert discovery.issuer is not None
     access = CrossAppAccess(
         TokenEndpoint(data["idp_token_endpoint"], data["idp_client_id"], "", auth_method="none"),
         TokenEndpoint("", data["client_id"], data["client_secret"], discover_token_url=discovery.token_endpoint),
-        audience=await discovery.issuer(),
+        audience=discovery.issuer,
         resource=url,
         subject_token_type=ID_TOKEN_TYPE,
     )
