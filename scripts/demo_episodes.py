@@ -124,17 +124,12 @@ async def pattern5_cross_app_access(env: dict[str, str], user_token: str) -> Non
     say("\nPattern 5 — enterprise-managed cross-app access (SEP-990): alice's calendar with no browser step")
     say(f"  crm-mcp ─(client {env['CRM_MCP_CLIENT_ID']} + secret; subject_token=alice's token;")
     say(f"           requested_token_type=id-jag; audience={calendar_as}; resource={resource})→ auth-server /token")
+    idp_url = env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token"
+    calendar_url = env.get("CALENDAR_TOKEN_URL") or f"{calendar_as}/token"
+    # crm-mcp's credentials at each server, as it holds them (here its secrets from .env).
     access = CrossAppAccess(
-        TokenEndpoint(
-            env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token",
-            env["CRM_MCP_CLIENT_ID"],
-            env["CRM_MCP_CLIENT_SECRET"],
-        ),
-        TokenEndpoint(
-            env.get("CALENDAR_TOKEN_URL") or f"{calendar_as}/token",
-            env["CALENDAR_CLIENT_ID"],
-            env["CALENDAR_CLIENT_SECRET"],
-        ),
+        TokenEndpoint(idp_url, env["CRM_MCP_CLIENT_ID"], client_secret=env["CRM_MCP_CLIENT_SECRET"]),
+        TokenEndpoint(calendar_url, env["CALENDAR_CLIENT_ID"], client_secret=env["CALENDAR_CLIENT_SECRET"]),
         audience=calendar_as,
         resource=resource,
     )

@@ -89,7 +89,12 @@ class CalendarPattern:
         logger.info("Calendar tokens: CALENDAR_AUTH_MODE=%s", settings.calendar_auth_mode)
         cross_app = None
         if settings.calendar_auth_mode == "cross-app-access":
-            cross_app = CrossAppCalendarAccess(settings, connect.own_token_endpoint)
+            cross_app = CrossAppCalendarAccess(
+                settings,
+                connect.own_token_endpoint,
+                idp_credential={"client_secret": settings.crm_mcp_client_secret.get_secret_value()},
+                calendar_credential={"client_secret": settings.calendar_client_secret.get_secret_value()},
+            )
         return cls(
             provider=provider,
             accounts=accounts,

@@ -18,7 +18,8 @@ access_token_seconds); `forget` drops it at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from oauth_tokens import TokenEndpointError
@@ -40,15 +41,25 @@ CALENDAR_AS = "the calendar provider's authorization server"
 class CrossAppCalendarAccess:
     """The calendar token for a user, from an ID-JAG (see the module docstring)."""
 
-    def __init__(self, settings: Settings, discover_idp_token_url: Callable[[], Awaitable[str]]) -> None:
-        """`discover_idp_token_url` finds the IdP's token endpoint when AUTH_TOKEN_URL is empty (RFC 8414)."""
+    def __init__(
+        self,
+        settings: Settings,
+        discover_idp_token_url: Callable[[], Awaitable[str]],
+        *,
+        idp_credential: Mapping[str, Any],
+        calendar_credential: Mapping[str, Any],
+    ) -> None:
+        """`discover_idp_token_url` finds the IdP's token endpoint when AUTH_TOKEN_URL is empty (RFC 8414).
+
+        The credentials are TokenEndpoint's keyword arguments for crm-mcp's client at each server (its
+        secret, or whatever else the shared TokenEndpoint takes), so both hops authenticate as configured."""
         timeout = settings.crm_mcp_downstream_timeout_seconds
         self._settings = settings
         self.access = CrossAppAccess(
             TokenEndpoint(
                 settings.auth_token_url,
                 settings.crm_mcp_client_id,
-                settings.crm_mcp_client_secret.get_secret_value(),
+                **idp_credential,
                 timeout_seconds=timeout,
                 discover_token_url=discover_idp_token_url,
                 pattern="cross_app_access",
@@ -56,7 +67,7 @@ class CrossAppCalendarAccess:
             TokenEndpoint(
                 settings.calendar_token_endpoint,
                 settings.calendar_client_id,
-                settings.calendar_client_secret.get_secret_value(),
+                **calendar_credential,
                 timeout_seconds=timeout,
                 pattern="cross_app_access",
             ),
