@@ -22,6 +22,7 @@ help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "; printf "Targets:\n"} /^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 	@echo "Variables: USE_DOCKER=1|0 forces Docker Compose or local processes (default: Docker if an engine answers)."
 	@echo "           CRM_API_AUTH_MODE=cascade|exchange picks pattern 3 or 3b for crm-mcp → crm-api (default: .env's)."
+	@echo "           CALENDAR_AUTH_MODE=consent|cross-app-access picks pattern 4 or 5 for the calendar tools (default: .env's)."
 	@echo "           VERBOSE=1 shows Docker's full build output (make up); KEEP_DATA=1 keeps the data (make down);"
 	@echo "           SOAK_SECONDS=N sets how long make soak runs (default 60)."
 	@echo "           REPEAT=N runs make bench N times and prints each ratio's spread; PROFILE=1 adds its profiles."

@@ -19,7 +19,14 @@ from mcp.client.streamable_http import streamable_http_client
 from oauth_tokens.telemetry import configure_tracing, trace_http
 
 from scripts.client_credential import method_phrase
-from scripts.demo_episodes import narrate_client_authentication, narrate_exchange, pattern4_third_party, step_up
+from scripts.demo_episodes import (
+    narrate_client_authentication,
+    narrate_exchange,
+    pattern4_third_party,
+    pattern5_cross_app_access,
+    pattern5_tools,
+    step_up,
+)
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
 from scripts.headless_login import user_oauth
 from scripts.topology import active_services, load_env
@@ -117,6 +124,8 @@ async def run_demo(env: dict[str, str]) -> None:
             not briefing["unavailable"],
             f"customer ({'exchange' if exchange else 'cascade'}), open tickets (client credentials), weather (API key)",
         )
+        # Which way crm-mcp gets calendar tokens, read off its answer (pattern 4 starts from no grant anyway).
+        cross_app = "(cross-app access)" in (await call(alice, "disconnect_calendar", {}))["message"]
 
     say("\nBoundaries")
     provider, _ = user_oauth(crm_mcp, "bob", env["DEMO_BOB_PASSWORD"])
@@ -144,7 +153,11 @@ async def run_demo(env: dict[str, str]) -> None:
         check(response.status_code == 401, "crm-api refuses alice's crm-mcp token sent straight to it: no passthrough")
     else:
         check(response.status_code == 200, "crm-api accepts alice's crm-mcp token sent straight to it (the cascade)")
-    await pattern4_third_party(env, customer["id"])
+    if cross_app:
+        await pattern5_tools(env, customer["id"])
+    else:
+        await pattern4_third_party(env, customer["id"])
+    await pattern5_cross_app_access(env, storage.tokens.access_token)
     await step_up(env, customer["id"])
     other = "cascade" if exchange else "exchange"
     say(f"\nThe other way to crm-api: make down, then make up CRM_API_AUTH_MODE={other}, then make demo.")

@@ -1,14 +1,18 @@
-"""`make demo`'s longer episodes: the exchange hop (3b), pattern 4's connect-and-schedule, and a step-up."""
+"""`make demo`'s longer episodes: the exchange hop (3b), pattern 4's connect-and-schedule, pattern 5's ID-JAG
+hops (and its tools when crm-mcp runs in that mode), and a step-up."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import httpx2
+import jwt
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestURLParams, ElicitResult
-from oauth_tokens import Principal, TokenExchange
+from oauth_tokens import AccessTokenValidator, Principal, TokenEndpointError, TokenExchange, ValidatorConfig
+from oauth_tokens.id_jag import CrossAppAccess, redeem_id_jag
+from oauth_tokens.token_endpoint import TokenEndpoint
 
 from scripts.client_credential import NoClientKey, auth_method, crm_mcp_credential, method_phrase
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
@@ -134,3 +138,90 @@ async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
         check(
             disconnected["disconnected"], "disconnect_calendar: revoked at the calendar provider (RFC 7009), forgotten"
         )
+
+
+async def pattern5_cross_app_access(env: dict[str, str], user_token: str) -> None:
+    """Pattern 5's two hops, shown by doing what crm-mcp does in CALENDAR_AUTH_MODE=cross-app-access (its
+    credentials from .env; no token or assertion is printed), then the calendar call they allow."""
+    calendar_as, resource = env["CALENDAR_AUTH_ISSUER"], env["CALENDAR_API_AUDIENCE"]
+    say("\nPattern 5 — enterprise-managed cross-app access (SEP-990): alice's calendar with no browser step")
+    say(f"  crm-mcp ─(client {env['CRM_MCP_CLIENT_ID']}, {auth_method(env)}; subject_token=alice's token;")
+    say(f"           requested_token_type=id-jag; audience={calendar_as}; resource={resource})→ auth-server /token")
+    idp_url = env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token"
+    calendar_url = env.get("CALENDAR_TOKEN_URL") or f"{calendar_as}/token"
+    # crm-mcp's credentials at each server, as it holds them (its key, or a secret from .env).
+    try:
+        own, calendar = crm_mcp_credential(env), crm_mcp_credential(env, calendar=True)
+    except NoClientKey as missing:  # e.g. crm-mcp runs in a container: its key stays there
+        say(f"  (not repeated here: {missing})")
+        return
+    access = CrossAppAccess(
+        TokenEndpoint(idp_url, env["CRM_MCP_CLIENT_ID"], **own),
+        TokenEndpoint(calendar_url, env["CALENDAR_CLIENT_ID"], **calendar),
+        audience=calendar_as,
+        resource=resource,
+    )
+    try:
+        id_jag = await access.id_jag(user_token)
+        header, claims = (
+            jwt.get_unverified_header(id_jag.assertion),
+            jwt.decode(id_jag.assertion, options={"verify_signature": False}),
+        )
+        check(
+            header.get("typ") == "oauth-id-jag+jwt"
+            and (claims["sub"], claims["aud"], claims["client_id"])
+            == ("alice", calendar_as, env["CALENDAR_CLIENT_ID"]),
+            f"the IdP's policy allows it: an ID-JAG (typ {header.get('typ')}), sub={claims['sub']} aud={claims['aud']} "
+            f"client_id={claims['client_id']} scope={claims['scope']}, valid {claims['exp'] - claims['iat']} s",
+        )
+        method = auth_method(env, calendar=True)
+        say(f"  crm-mcp ─(client {env['CALENDAR_CLIENT_ID']}, {method}; grant_type=jwt-bearer; assertion=the ID-JAG)")
+        say("           → calendar-auth-server /token: checks the IdP's signature, aud, client_id, maps sub, jti once")
+        answer = await redeem_id_jag(access.authorization_server, id_jag)
+        trust = ValidatorConfig(
+            issuers=[calendar_as], audiences=[resource], jwks_url=env.get("CALENDAR_AUTH_JWKS_URL") or None
+        )
+        async with AccessTokenValidator(trust) as validator:
+            calendar_user = await validator.validate(answer.access_token)
+        check(calendar_user.subject == "alice", f"a calendar token, no consent page: {describe(calendar_user)}")
+        try:
+            await redeem_id_jag(access.authorization_server, id_jag)
+        except TokenEndpointError as replay:
+            check(replay.error == "invalid_grant", "the same ID-JAG presented again is refused (jti replay)")
+        else:
+            raise DemoFailure("a replayed ID-JAG was accepted")
+        async with httpx2.AsyncClient(timeout=10) as http:
+            events = await http.get(
+                f"{env['CALENDAR_API_URL']}/events", headers={"Authorization": f"Bearer {answer.access_token}"}
+            )
+        check(
+            events.status_code == 200, f"calendar-api accepts it: {len(events.json()['events'])} meeting(s) of alice's"
+        )
+    finally:
+        await access.aclose()
+    say("  crm-mcp's calendar tools work this way with CALENDAR_AUTH_MODE=cross-app-access (docs/cross-app-access.md)")
+
+
+async def pattern5_tools(env: dict[str, str], customer_id: str) -> None:
+    """With crm-mcp itself in cross-app mode: schedule_meeting and list_my_meetings, never an elicitation."""
+    crm_mcp = env["CRM_MCP_RESOURCE"]
+    say("\nPattern 5 through crm-mcp (CALENDAR_AUTH_MODE=cross-app-access): schedule_meeting, no elicitation")
+    asked: list[Any] = []
+
+    async def no_elicitation(context: Any, params: Any) -> ElicitResult:
+        asked.append(params)
+        return ElicitResult(action="decline")
+
+    provider, _ = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
+    async with (
+        httpx2.AsyncClient(auth=provider, timeout=30) as http,
+        Client(streamable_http_client(crm_mcp, http_client=http), elicitation_callback=no_elicitation) as alice,
+    ):
+        meeting = await call(
+            alice,
+            "schedule_meeting",
+            {"customer_id": customer_id, "start": "2026-12-02T10:00:00+00:00", "minutes": 30, "title": "Demo call"},
+        )
+        meetings = await call(alice, "list_my_meetings", {})
+    check(not asked, "no elicitation: the IdP vouched for alice, the admin's policy allowed it")
+    check(any(m["id"] == meeting["id"] for m in meetings), f"meeting {meeting['id']} in alice's own calendar")

@@ -46,6 +46,22 @@ secret_env = "TEST_REPORTING_JOB_SECRET"
 grant_types = ["client_credentials"]
 resources = ["crm-api"]
 scopes = ["crm:read"]
+
+[[clients]]
+client_id = "test-exchanger"
+name = "Exchanges crm-mcp tokens, but no ID-JAG policy names it (pattern 5)"
+secret_env = "TEST_REPORTING_JOB_SECRET"
+grant_types = ["urn:ietf:params:oauth:grant-type:token-exchange"]
+resources = ["crm-api"]
+scopes = ["crm:read"]
+exchange_subject_resources = ["crm-mcp"]
+
+# A second audience for ID-JAGs: an authorization server that is not the calendar's.
+[[id_jag.audiences]]
+issuer = "http://other-saas.example.test"
+resources = ["http://other-saas.example.test/api"]
+scopes = ["calendar:read"]
+clients = { "crm-mcp-agent" = "crm-mcp" }
 """
 
 NATIVE_REDIRECT = "http://127.0.0.1:53682/callback"
@@ -67,6 +83,9 @@ class AuthTestEnv:
     alice_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     bob_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     issuer: str = ""
+    # Pattern 5: the authorization server ID-JAGs are issued for (the shipped policy's one audience).
+    calendar_issuer: str = "http://calendar-auth.example.test"
+    calendar_audience: str = "http://calendar-api.example.test"
 
     def __post_init__(self) -> None:
         self.issuer = self.issuer or f"http://127.0.0.1:{self.port}"
@@ -114,6 +133,9 @@ class AuthTestEnv:
             "TEST_REPORTING_JOB_SECRET": self.reporting_secret,
             "DEMO_ALICE_PASSWORD": self.alice_password,
             "DEMO_BOB_PASSWORD": self.bob_password,
+            "CALENDAR_AUTH_ISSUER": self.calendar_issuer,
+            "CALENDAR_API_AUDIENCE": self.calendar_audience,
+            "CALENDAR_CLIENT_ID": "crm-mcp",
         }
 
 

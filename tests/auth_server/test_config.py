@@ -20,6 +20,10 @@ ENVIRONMENT = {
     "CRM_MCP_JWKS_URI": "http://localhost:8001/.well-known/jwks.json",
     "DEMO_ALICE_PASSWORD": "alice-password-for-tests",
     "DEMO_BOB_PASSWORD": "bob-password-for-tests",
+    # Pattern 5: the calendar's authorization server, the one audience ID-JAGs are issued for.
+    "CALENDAR_AUTH_ISSUER": "http://localhost:9001",
+    "CALENDAR_API_AUDIENCE": "http://localhost:8005",
+    "CALENDAR_CLIENT_ID": "crm-mcp",
 }
 
 

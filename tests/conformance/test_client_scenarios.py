@@ -17,6 +17,8 @@ SCENARIOS = [
     # (the suite's scenario name, the adapter module in tests/conformance/adapters/)
     ("auth/client-credentials-basic", "client_credentials_basic"),
     ("auth/client-credentials-jwt", "client_credentials_jwt"),
+    # SEP-990 (pattern 5); named auth/cross-app-access-complete-flow before the suite's 0.2.0.
+    ("auth/enterprise-managed-authorization", "enterprise_managed_authorization"),
 ]
 
 

@@ -242,6 +242,8 @@ def test_make_demo_passes_against_a_fresh_topology(topology: Topology, capsys: p
     assert "CRM_API_AUTH_MODE=cascade" in narration
     assert "make up CRM_API_AUTH_MODE=exchange" in narration
     assert "open_ticket adds one ticket on every run" in narration
+    assert "Pattern 5 — enterprise-managed cross-app access" in narration
+    assert "the same ID-JAG presented again is refused (jti replay)" in narration
     # A second run says which tickets earlier runs left, so its counts do not drift unexplained.
     anyio.run(run_demo, topology.env)
     assert "1 of them opened by earlier make demo runs" in capsys.readouterr().out

@@ -50,6 +50,7 @@ class LoopbackState:
     # A careless server: refuses with every form value quoted in error_description.
     token_echo_form: bool = False
     token_factory: Callable[[dict[str, str]], str] | None = None
+    token_answer_extra: dict[str, Any] = field(default_factory=dict)  # fields added to (or replacing) the answer's
     resource_rejections: int = 0  # how many next resource requests answer 401
     resource_tokens: list[str] = field(default_factory=list)
 
@@ -108,6 +109,7 @@ def _routes(state: LoopbackState) -> list[Route]:
         answer: dict[str, Any] = {"access_token": access_token, "token_type": "Bearer"}
         if state.token_expires_in is not None:
             answer["expires_in"] = state.token_expires_in
+        answer.update(state.token_answer_extra)
         return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
     async def token_redirect(request: Request) -> Response:

@@ -243,6 +243,9 @@ def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
         "CALENDAR_API_URL": f"http://127.0.0.1:{ports['CALENDAR_API_PORT']}",
         "CALENDAR_API_AUDIENCE": f"http://127.0.0.1:{ports['CALENDAR_API_PORT']}",
         "CALENDAR_CLIENT_ID": "crm-mcp",
+        # Pattern 5: the calendar's authorization server trusts the auth-server's ID-JAGs.
+        "CALENDAR_TRUSTED_IDP_ISSUER": issuer,
+        "CALENDAR_TRUSTED_IDP_JWKS_URL": f"{issuer}/jwks",
         "CALENDAR_ALICE_PASSWORD": secrets.token_urlsafe(16),
         "CALENDAR_BOB_PASSWORD": secrets.token_urlsafe(16),
         "CRM_MCP_PUBLIC_URL": f"http://127.0.0.1:{ports['CRM_MCP_PORT']}",

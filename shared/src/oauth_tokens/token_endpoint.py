@@ -30,11 +30,16 @@ __all__ = ["AUTH_METHODS", "AuthMethod", "TokenEndpoint", "TokenResponse"]
 
 logger = logging.getLogger(__name__)
 
-AuthMethod = Literal["private_key_jwt", "client_secret_basic", "client_secret_post"]
-AUTH_METHODS: tuple[AuthMethod, ...] = ("private_key_jwt", "client_secret_basic", "client_secret_post")
+# "none": a public client, identified by client_id in the body only (RFC 6749 §2.3; e.g. at an IdP that
+# takes the user's ID token as the proof, SEP-990).
+AuthMethod = Literal["private_key_jwt", "client_secret_basic", "client_secret_post", "none"]
+AUTH_METHODS: tuple[AuthMethod, ...] = ("private_key_jwt", "client_secret_basic", "client_secret_post", "none")
 _MAX_DESCRIPTION_CHARS = 200
 # Metric labels for grant types whose names are URNs.
-_GRANT_LABELS = {"urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange"}
+_GRANT_LABELS = {
+    "urn:ietf:params:oauth:grant-type:token-exchange": "token_exchange",
+    "urn:ietf:params:oauth:grant-type:jwt-bearer": "jwt_bearer",
+}
 # The outcomes a metric label may take (RFC 6749 §5.2, RFC 8707, RFC 8693, and this module's own); a server's
 # other `error` strings count as "other", so a token endpoint cannot grow the label set.
 _OUTCOME_LABELS = frozenset(
@@ -107,7 +112,9 @@ class TokenEndpoint:
             raise ValueError("Give a client_secret or an assertion_signer, not both")
         if auth_method == "private_key_jwt" and assertion_signer is None:
             raise ValueError("auth_method private_key_jwt needs an assertion_signer (the client's private key)")
-        if auth_method != "private_key_jwt" and not client_secret:
+        if auth_method == "none" and (client_secret or assertion_signer is not None):
+            raise ValueError("auth_method none (a public client) takes no client_secret and no assertion_signer")
+        if auth_method not in ("private_key_jwt", "none") and not client_secret:
             raise ValueError(f"auth_method {auth_method} needs a non-empty client_secret")
         self.token_url = token_url
         self.client_id = client_id
@@ -151,12 +158,19 @@ class TokenEndpoint:
             )
         elif self.auth_method == "client_secret_basic":
             headers["Authorization"] = _basic_credentials(self.client_id, self._client_secret)
+        elif self.auth_method == "none":
+            data["client_id"] = self.client_id
         else:
             data.update(client_id=self.client_id, client_secret=self._client_secret)
         return data, headers
 
-    async def request(self, form: Mapping[str, str], *, secrets: Sequence[str] = ()) -> TokenResponse:
-        """POST `form` as this client; `secrets` (besides the client's own credential) never appear in an error."""
+    async def request(
+        self, form: Mapping[str, str], *, secrets: Sequence[str] = (), expected_type: str = "Bearer"
+    ) -> TokenResponse:
+        """POST `form` as this client; `secrets` (besides the client's own credential) never appear in an error.
+
+        `expected_type` is the `token_type` the answer must carry (case-insensitive): Bearer for an access
+        token, `N_A` for a token exchange that issues something else (RFC 8693 §2.2.1), such as an ID-JAG."""
         token_url = await self.url()
         data, headers = self.authenticate(form)
         secrets = (*secrets, data["client_assertion"]) if "client_assertion" in data else tuple(secrets)
@@ -179,7 +193,7 @@ class TokenEndpoint:
             self._count(form, refusal.error)
             raise refusal
         self._count(form, "ok")
-        return self._token_from(body)
+        return self._token_from(body, expected_type)
 
     @staticmethod
     def _count(form: Mapping[str, str], outcome: str) -> None:
@@ -211,9 +225,8 @@ class TokenEndpoint:
         description = body.get("error_description") if body else None
         if isinstance(description, str):
             # Never trust a server not to echo what it was sent.
-            for secret in (self._client_secret, *secrets):
-                if secret:
-                    description = description.replace(secret, "[REDACTED]")
+            for secret in filter(None, (self._client_secret, *secrets)):
+                description = description.replace(secret, "[REDACTED]")
             description = description[:_MAX_DESCRIPTION_CHARS]
         else:
             description = None
@@ -222,15 +235,17 @@ class TokenEndpoint:
         )
         return TokenEndpointError(error[:64], description, status_code)
 
-    def _token_from(self, body: dict[str, Any] | None) -> TokenResponse:
+    def _token_from(self, body: dict[str, Any] | None, expected_type: str) -> TokenResponse:
         if body is None:
             raise TokenEndpointError("invalid_response", "The token response is not a JSON object", 200)
         access_token = body.get("access_token")
         token_type = body.get("token_type", "Bearer")
         if not isinstance(access_token, str) or not access_token:
             raise TokenEndpointError("invalid_response", "The token response has no access_token", 200)
-        if not isinstance(token_type, str) or token_type.lower() != "bearer":
-            raise TokenEndpointError("invalid_response", "The token response is not a Bearer token", 200)
+        if not isinstance(token_type, str) or token_type.lower() != expected_type.lower():
+            raise TokenEndpointError(
+                "invalid_response", f"The token response is not of token_type {expected_type}", 200
+            )
         return TokenResponse(access_token, self._lifetime(body.get("expires_in")), body)
 
     def _lifetime(self, expires_in: Any) -> float:

@@ -83,6 +83,10 @@ class ExchangedTokenCache:
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
 
+    def pop(self, key: ExchangeKey) -> bool:
+        """Forget `key`'s token; False if none was kept."""
+        return self._entries.pop(key, None) is not None
+
     def clear(self) -> None:
         self._entries.clear()
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from starlette.middleware.cors import CORSMiddleware
@@ -77,7 +78,15 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
     for name in config.resources:
         logger.info("Tokens for resource %s carry aud %s", name, ", ".join(audiences_of(config, name)))
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await server.id_jags.aclose()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="auth-server (development stand-in)",
         docs_url=None,
         redoc_url=None,

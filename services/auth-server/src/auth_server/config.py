@@ -27,17 +27,19 @@ GRANT_AUTHORIZATION_CODE = "authorization_code"
 GRANT_REFRESH_TOKEN = "refresh_token"  # noqa: S105
 GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
+GRANT_JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"  # RFC 7523 §2.1 (pattern 5: an ID-JAG)
 SUPPORTED_GRANTS = (
     GRANT_AUTHORIZATION_CODE,
     GRANT_REFRESH_TOKEN,
     GRANT_CLIENT_CREDENTIALS,
     GRANT_TOKEN_EXCHANGE,
+    GRANT_JWT_BEARER,
 )
 # How a configured client may authenticate at the token endpoint (RFC 7591 §2 names).
 ClientAuthMethod = Literal["private_key_jwt", "client_secret_basic", "client_secret_post", "none"]
 CLIENT_AUTH_METHODS: tuple[str, ...] = get_args(ClientAuthMethod)
 # Grants that need a confidential client (a secret or a key): a public client cannot keep one.
-CONFIDENTIAL_ONLY_GRANTS = frozenset({GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE})
+CONFIDENTIAL_ONLY_GRANTS = frozenset({GRANT_CLIENT_CREDENTIALS, GRANT_TOKEN_EXCHANGE, GRANT_JWT_BEARER})
 # Every dynamically registered client id starts with this, so no username may (see _references_exist).
 DYNAMIC_CLIENT_ID_PREFIX = "dyn-"
 
@@ -222,6 +224,48 @@ class ClientMetadataDocumentPolicy(_Strict):
         return self
 
 
+class IdJagAudience(_Strict):
+    """As the enterprise IdP (SEP-990): a resource authorization server this server issues ID-JAGs for."""
+
+    issuer: str = Field(min_length=1)  # that server's issuer: the ID-JAG's `aud`, the request's `audience`
+    resources: tuple[str, ...] = Field(min_length=1)  # resource indicators there an ID-JAG may name
+    scopes: tuple[str, ...] = Field(min_length=1)  # scopes an ID-JAG may carry for them
+    # Admin policy: this server's client_id -> the client_id that client has at `issuer` (the ID-JAG's
+    # `client_id`). A client not listed gets no ID-JAG for this audience.
+    clients: dict[str, str] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _uris(self) -> IdJagAudience:
+        for uri in (self.issuer, *self.resources):
+            check_resource_indicator(uri)
+        return self
+
+
+class IdJagPolicy(_Strict):
+    lifetime_seconds: PositiveInt = 300
+    audiences: tuple[IdJagAudience, ...] = ()
+
+
+class TrustedIdentityProvider(_Strict):
+    """As a resource authorization server: an enterprise IdP whose ID-JAGs (jwt-bearer grant) it accepts."""
+
+    issuer: str = Field(min_length=1)
+    jwks_uri: str = Field(min_length=1)
+    algorithms: tuple[str, ...] = ("RS256", "ES256")
+    # The IdP's `sub` -> this server's username. A subject not listed is refused: no account is guessed.
+    subjects: dict[str, str]
+    # ID-JAGs valid for longer than this (exp - iat) are refused, so the replay cache stays bounded in time.
+    max_lifetime_seconds: PositiveInt = 600
+    # Distinct ID-JAG `jti`s remembered until they expire; when full, new ID-JAGs are refused (never evicted).
+    max_remembered_ids: PositiveInt = 100_000
+
+    @model_validator(mode="after")
+    def _safe_algorithms(self) -> TrustedIdentityProvider:
+        if any(alg.lower() == "none" or alg.upper().startswith("HS") for alg in self.algorithms):
+            raise ValueError("algorithms may not include none or HS*")
+        return self
+
+
 class AuthServerConfig(_Strict):
     lifetimes: Lifetimes = Lifetimes()
     login: LoginPolicy = LoginPolicy()
@@ -234,6 +278,23 @@ class AuthServerConfig(_Strict):
     client_metadata_documents: ClientMetadataDocumentPolicy = ClientMetadataDocumentPolicy()
     rate_limits: RateLimits = RateLimits()
     switches: dict[str, Switch] = {}
+    # Pattern 5 (SEP-990): ID-JAGs this server issues as an IdP, and IdPs whose ID-JAGs it redeems.
+    id_jag: IdJagPolicy = IdJagPolicy()
+    trusted_identity_providers: tuple[TrustedIdentityProvider, ...] = ()
+
+    @model_validator(mode="after")
+    def _cross_app_references_exist(self) -> AuthServerConfig:
+        client_ids = {client.client_id for client in self.clients}
+        for audience in self.id_jag.audiences:
+            unknown = sorted(set(audience.clients) - client_ids)
+            if unknown:
+                raise ValueError(f"id_jag audience {audience.issuer}: unknown clients {unknown}")
+        usernames = {user.username for user in self.users}
+        for idp in self.trusted_identity_providers:
+            unmapped = sorted(set(idp.subjects.values()) - usernames)
+            if unmapped:
+                raise ValueError(f"trusted identity provider {idp.issuer}: subjects map to unknown users {unmapped}")
+        return self
 
     @model_validator(mode="after")
     def _references_exist(self) -> AuthServerConfig:

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from auth_server.client_auth import ASSERTION_ALGORITHMS
+from auth_server.config import GRANT_JWT_BEARER
 from auth_server.state import AuthServer, server_of
 from auth_server.token import GRANT_HANDLERS
 
@@ -31,7 +32,10 @@ def authorization_server_metadata(server: AuthServer) -> dict[str, Any]:
         "scopes_supported": list(server.config.all_scopes()),
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],
-        "grant_types_supported": list(GRANT_HANDLERS),
+        # jwt-bearer (pattern 5) only where an identity provider is trusted to issue the assertions.
+        "grant_types_supported": [
+            grant for grant in GRANT_HANDLERS if grant != GRANT_JWT_BEARER or server.config.trusted_identity_providers
+        ],
         "token_endpoint_auth_methods_supported": [
             "private_key_jwt",
             "client_secret_basic",

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from auth_server.clients import Client
 from auth_server.config import AuthServerConfig
 from auth_server.errors import OAuthError
+from auth_server.tokens import AccessTokenIssuer
 from auth_server.uris import check_resource_indicator, same_resource
+
+logger = logging.getLogger(__name__)
 
 # RFC 6749 §3.3: scope-token = 1*( %x21 / %x23-5B / %x5D-7E )
 _SCOPE_TOKEN = re.compile(r"[\x21\x23-\x5b\x5d-\x7e]+")
@@ -78,3 +83,25 @@ def select_scopes(requested: str | None, allowed: tuple[str, ...]) -> tuple[str,
     if refused:
         raise OAuthError("invalid_scope", f"Scope not allowed for this client and resource: {' '.join(refused)}")
     return tokens
+
+
+def exchangeable_subject(
+    config: AuthServerConfig, access_tokens: AccessTokenIssuer, client: Client, subject_token: str
+) -> dict[str, Any]:
+    """The claims of a user's access token `client` may exchange (RFC 8693, and SEP-990's ID-JAG request).
+
+    RFC 8693 MUST: an unacceptable subject token is invalid_request. Acceptable here means this server
+    signed it, it is unexpired, and it was issued for a resource this client runs as
+    (`exchange_subject_resources`), so a client cannot exchange tokens that were never sent to it.
+    """
+    try:
+        subject = access_tokens.verify_own(subject_token)
+    except ValueError as problem:
+        logger.info("Token exchange by %s refused: subject token %s", client.client_id, problem)
+        raise OAuthError("invalid_request", "The subject_token is invalid") from None
+    subject_audiences = subject["aud"] if isinstance(subject["aud"], list) else [subject["aud"]]
+    if not any(
+        resource_by_indicator(config, client.exchange_subject_resources, audience) for audience in subject_audiences
+    ):
+        raise OAuthError("invalid_request", "This client may not exchange tokens issued for that audience")
+    return subject

@@ -13,6 +13,7 @@ from auth_server.client_auth import ClientAssertionVerifier, ClientKeys, InMemor
 from auth_server.clients import ClientRegistry
 from auth_server.codes import AuthorizationCodeStore
 from auth_server.config import AuthServerConfig
+from auth_server.jwt_bearer import IdJagVerifier
 from auth_server.keys import KeyStore
 from auth_server.limits import RateLimiter
 from auth_server.pending import CsrfSigner, PendingAuthorizations
@@ -38,6 +39,7 @@ class AuthServer:
     registration_rate: RateLimiter
     token_rate: RateLimiter
     login_rate: RateLimiter
+    id_jags: IdJagVerifier  # pattern 5: ID-JAGs from trusted IdPs (jwt-bearer grant)
 
     @property
     def issuer(self) -> str:
@@ -74,6 +76,7 @@ class AuthServer:
             registration_rate=RateLimiter(config.rate_limits.registration),
             token_rate=RateLimiter(config.rate_limits.token),
             login_rate=RateLimiter(config.rate_limits.login),
+            id_jags=IdJagVerifier(config.trusted_identity_providers),
         )
 
 

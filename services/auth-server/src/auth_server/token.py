@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -19,14 +20,18 @@ from auth_server.codes import check_pkce
 from auth_server.config import (
     GRANT_AUTHORIZATION_CODE,
     GRANT_CLIENT_CREDENTIALS,
+    GRANT_JWT_BEARER,
     GRANT_REFRESH_TOKEN,
     GRANT_TOKEN_EXCHANGE,
 )
 from auth_server.errors import NO_STORE_HEADERS, OAuthError
+from auth_server.id_jag import ID_JAG_TOKEN_TYPE, issue_id_jag
+from auth_server.jwt_bearer import jwt_bearer_grant
 from auth_server.limits import client_address, read_body
 from auth_server.policy import (
     allowed_scopes,
     audiences_of,
+    exchangeable_subject,
     parse_scope,
     resource_by_indicator,
     select_resource,
@@ -164,25 +169,15 @@ def _client_credentials(server: AuthServer, client: Client, request: TokenReques
 
 
 def _token_exchange(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
-    if request.require("subject_token_type") != ACCESS_TOKEN_TYPE_URN:
+    if request.require("subject_token_type") != ACCESS_TOKEN_TYPE_URN:  # this server issues no ID tokens
         raise OAuthError("invalid_request", f"subject_token_type must be {ACCESS_TOKEN_TYPE_URN}")
+    if request.get("requested_token_type") == ID_JAG_TOKEN_TYPE:  # pattern 5: an assertion for another AS
+        return issue_id_jag(server, client, request)
     if request.get("requested_token_type") not in (None, ACCESS_TOKEN_TYPE_URN):
         raise OAuthError("invalid_request", f"requested_token_type must be {ACCESS_TOKEN_TYPE_URN}")
     if request.get("actor_token") is not None or request.get("actor_token_type") is not None:
         raise OAuthError("invalid_request", "actor_token is not supported: the client is the actor")
-    try:
-        subject = server.access_tokens.verify_own(request.require("subject_token"))
-    except ValueError as problem:
-        logger.info("Token exchange by %s refused: subject token %s", client.client_id, problem)
-        raise OAuthError("invalid_request", "The subject_token is invalid") from None
-    # RFC 8693 MUST: an unacceptable subject token is invalid_request. Acceptable here means it was issued
-    # for a resource this client runs as, so a client cannot exchange tokens that were never sent to it.
-    subject_audiences = subject["aud"] if isinstance(subject["aud"], list) else [subject["aud"]]
-    if not any(
-        resource_by_indicator(server.config, client.exchange_subject_resources, audience)
-        for audience in subject_audiences
-    ):
-        raise OAuthError("invalid_request", "This client may not exchange tokens issued for that audience")
+    subject = exchangeable_subject(server.config, server.access_tokens, client, request.require("subject_token"))
     # `audience` may name a resource by its identifier or its config name; `resource` by its identifier.
     names_to_identifiers = {name: server.config.resources[name].identifier for name in client.resources}
     targets = [*request.resources, *(names_to_identifiers.get(value, value) for value in request.audiences)]
@@ -214,12 +209,14 @@ def _token_exchange(server: AuthServer, client: Client, request: TokenRequest) -
     return _response(issued, issued_token_type=ACCESS_TOKEN_TYPE_URN)
 
 
-GrantHandler = Callable[[AuthServer, Client, TokenRequest], dict[str, Any]]
+# A handler may be async (jwt-bearer fetches the IdP's keys).
+GrantHandler = Callable[[AuthServer, Client, TokenRequest], dict[str, Any] | Awaitable[dict[str, Any]]]
 GRANT_HANDLERS: dict[str, GrantHandler] = {
     GRANT_AUTHORIZATION_CODE: _authorization_code,
     GRANT_REFRESH_TOKEN: _refresh_token,
     GRANT_CLIENT_CREDENTIALS: _client_credentials,
     GRANT_TOKEN_EXCHANGE: _token_exchange,
+    GRANT_JWT_BEARER: jwt_bearer_grant,
 }
 
 
@@ -259,5 +256,7 @@ async def _token(request: Request) -> JSONResponse:
     if grant_type not in client.grant_types:
         raise OAuthError("unauthorized_client", "This client is not allowed to use this grant type")
     response = handler(server, client, token_request)
+    if inspect.isawaitable(response):
+        response = await response
     server.clients.mark_used(client.client_id)  # a registration that got a token is no longer at risk of expiry
     return JSONResponse(response, headers=NO_STORE_HEADERS)

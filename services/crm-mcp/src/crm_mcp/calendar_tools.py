@@ -1,5 +1,8 @@
 """Pattern 4's tools and their URL-mode elicitation: act in the user's own calendar, or ask them to connect it.
 
+With CALENDAR_AUTH_MODE=cross-app-access the same tools get the calendar token by pattern 5 instead
+(cross_app_access_calendar.py): no elicitation, no vault; disconnect_calendar only forgets the cached token.
+
 | tool                | scope    | downstream                                                          |
 |---------------------|----------|---------------------------------------------------------------------|
 | list_my_meetings    | crm:read | 4 the user's calendar grant → calendar-api                          |
@@ -17,6 +20,7 @@ it) but a ToolError that says what to do. The calendar token never reaches the M
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -36,6 +40,7 @@ from pydantic import AwareDatetime, BaseModel, Field
 from crm_mcp.client_identity import ClientIdentity
 from crm_mcp.connect_calendar import CONNECT_PATH, SIGNED_IN_PATH, CalendarConnect
 from crm_mcp.connect_requests import ConnectRequests
+from crm_mcp.cross_app_access_calendar import CrossAppCalendarAccess
 from crm_mcp.settings import Settings
 from crm_mcp.third_party_calendar import (
     CALLBACK_PATH,
@@ -46,6 +51,8 @@ from crm_mcp.third_party_calendar import (
     NewMeeting,
 )
 from crm_mcp.tools import CustomerId, Downstreams
+
+logger = logging.getLogger(__name__)
 
 ELICITATION_KEY = "connect_calendar"
 INPUT_REQUIRED_VERSION = "2026-07-28"
@@ -69,6 +76,8 @@ class CalendarPattern:
     api: CalendarApiClient
     requests: ConnectRequests
     connect: CalendarConnect
+    # Pattern 5 instead of the vault's grants, when CALENDAR_AUTH_MODE=cross-app-access.
+    cross_app: CrossAppCalendarAccess | None = None
 
     @classmethod
     def build(cls, settings: Settings, validator: AccessTokenValidator, identity: ClientIdentity) -> CalendarPattern:
@@ -77,6 +86,16 @@ class CalendarPattern:
         vault = TokenVault(database, settings.crm_mcp_vault_keys)
         accounts = CalendarAccounts(provider, vault, settings.crm_mcp_calendar_refresh_margin_seconds)
         requests = ConnectRequests(database)
+        connect = CalendarConnect(settings, requests, accounts, provider, validator, identity.own())
+        logger.info("Calendar tokens: CALENDAR_AUTH_MODE=%s", settings.calendar_auth_mode)
+        cross_app = None
+        if settings.calendar_auth_mode == "cross-app-access":
+            cross_app = CrossAppCalendarAccess(
+                settings,
+                connect.own_token_endpoint,
+                idp_credential=identity.own().token_endpoint_arguments(),
+                calendar_credential=identity.calendar().token_endpoint_arguments(),
+            )
         return cls(
             provider=provider,
             accounts=accounts,
@@ -84,8 +103,15 @@ class CalendarPattern:
                 settings.calendar_api_url, timeout_seconds=settings.crm_mcp_downstream_timeout_seconds
             ),
             requests=requests,
-            connect=CalendarConnect(settings, requests, accounts, provider, validator, identity.own()),
+            connect=connect,
+            cross_app=cross_app,
         )
+
+    async def access_token(self, subject: str) -> str | None:
+        """The user's calendar token: pattern 5's when configured, else pattern 4's grant (None: connect first)."""
+        if self.cross_app is not None:
+            return await self.cross_app.access_token(subject)
+        return await self.accounts.access_token(subject)
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
@@ -98,6 +124,8 @@ class CalendarPattern:
             await self.connect.aclose()
             await self.api.aclose()
             await self.provider.aclose()
+            if self.cross_app is not None:
+                await self.cross_app.aclose()
 
 
 class Disconnected(BaseModel):
@@ -155,7 +183,7 @@ def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPatte
 
         Requires scope crm:read."""
         subject = _subject()
-        token = await calendar.accounts.access_token(subject)
+        token = await calendar.access_token(subject)
         if token is None:
             return await ask_to_connect(calendar, ctx, subject)
         return await calendar.api.list_meetings(token)
@@ -176,7 +204,7 @@ def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPatte
         Requires scope crm:read."""
         subject = _subject()
         customer = await ctx.request_context.lifespan_context.crm_api.get_customer(customer_id)
-        token = await calendar.accounts.access_token(subject)
+        token = await calendar.access_token(subject)
         if token is None:
             return await ask_to_connect(calendar, ctx, subject)
         attendee = customer.email or f"{customer.name} ({customer.company})"
@@ -191,6 +219,13 @@ def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPatte
         """Disconnect your calendar: crm-mcp revokes its access at your calendar provider and forgets it.
 
         Requires scope crm:read."""
+        if calendar.cross_app is not None:  # pattern 5: nothing to revoke; the administrator's policy decides
+            forgot = calendar.cross_app.forget(_subject())
+            return Disconnected(
+                disconnected=forgot,
+                message="crm-mcp reaches your calendar through your organisation's policy (cross-app access); "
+                "it forgot its cached calendar token. Ask your administrator to withdraw the access.",
+            )
         if await calendar.accounts.disconnect(_subject()):
             return Disconnected(
                 disconnected=True, message="Your calendar is disconnected; crm-mcp's access is revoked."

@@ -84,10 +84,11 @@ class CalendarConnect:
             settings.crm_mcp_connect_client_id,
             **credential.token_endpoint_arguments(),
             timeout_seconds=self._timeout,
-            discover_token_url=self._own_token_endpoint,
+            discover_token_url=self.own_token_endpoint,
         )
 
-    async def _own_token_endpoint(self) -> str:
+    async def own_token_endpoint(self) -> str:
+        """crm-mcp's own authorization server's token endpoint, from its RFC 8414 metadata."""
         return await self._own_metadata("token_endpoint", through_base=True)
 
     async def _own_authorization_endpoint(self) -> str:

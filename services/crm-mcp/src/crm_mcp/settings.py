@@ -1,4 +1,4 @@
-"""crm-mcp's settings: where its downstreams are and the credentials of patterns 1, 2, 3b and 4.
+"""crm-mcp's settings: where its downstreams are and the credentials of patterns 1, 2, 3b, 4 and 5.
 
 Client secrets are optional: by default crm-mcp authenticates with private_key_jwt and its keys live
 in a file under CRM_MCP_DATA_DIR, not here.
@@ -91,6 +91,9 @@ class Settings(TrustSettings, CorsSettings):
     # Empty: <CALENDAR_AUTH_ISSUER>/token and /revoke.
     calendar_token_url: str = ""
     calendar_revocation_url: str = ""
+    # How the calendar tools get the user's calendar token: `consent` (pattern 4, the user connects in the
+    # browser) or `cross-app-access` (pattern 5, an ID-JAG from AUTH_ISSUER redeemed at CALENDAR_AUTH_ISSUER).
+    calendar_auth_mode: Literal["consent", "cross-app-access"] = "consent"
 
     @field_validator("crm_mcp_client_secret", "calendar_client_secret", mode="before")
     @classmethod
