@@ -30,6 +30,12 @@ def auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthTestEnv]:
         yield env
 
 
+@pytest.fixture
+def http() -> Iterator[httpx2.Client]:
+    with httpx2.Client(timeout=10.0) as client:
+        yield client
+
+
 def _preflight(http: httpx2.Client, url: str, origin: str) -> httpx2.Response:
     headers = {
         "Origin": origin,
@@ -71,9 +77,3 @@ def test_public_metadata_stays_open_and_pages_get_no_cors(auth: AuthTestEnv, htt
         assert answer.headers[ACAO] == "*"
     page = http.get(f"{auth.url}/authorize", headers={"Origin": ALLOWED[0]})
     assert ACAO not in page.headers
-
-
-@pytest.fixture
-def http() -> Iterator[httpx2.Client]:
-    with httpx2.Client(timeout=10.0) as client:
-        yield client

@@ -23,7 +23,7 @@ Finding a victim scans the table (O(n), n at most `max_entries`), only when a ta
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -68,12 +68,6 @@ class OwnedTable(Generic[K, V]):
         self._expired = expired
         self._entries: dict[K, tuple[str, V]] = {}  # oldest first
         self._by_owner: dict[str, dict[K, None]] = {}  # owner -> its keys, oldest first
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(list(self._entries))
 
     def owned_by(self, owner: str) -> int:
         return len(self._by_owner.get(owner, ()))
