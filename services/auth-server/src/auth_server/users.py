@@ -1,4 +1,26 @@
-"""Demo users: scrypt-hashed passwords, constant-time checks, and throttling repeated failed logins."""
+"""Demo users: scrypt-hashed passwords, constant-time checks, and throttling repeated failed logins.
+
+Failed logins (LoginThrottle; settings in auth-server.toml's [login]) are counted per username (from any
+address) and per client address (for any username):
+
+- **Per username.** Each failure makes the next attempt at that username wait longer; past
+  `max_failures` in the window the username is locked: attempts are refused unchecked (even with the
+  right password, from any address) until its last failure is `failure_window_seconds` old. Refused
+  attempts do not count, so they do not extend the lock.
+- **Per address.** Past `max_failures_per_address` failures in the window (for any usernames) an address
+  (an IPv6 /64) is refused too: one address cannot spray guesses over many usernames, nor create more
+  than that many username entries.
+- An attempt counts as a failure when it begins (before its delay and the password check) and a success
+  takes it back (and clears the username's count), so parallel attempts cannot all pass with no delay.
+  Known and unknown usernames are treated alike (no oracle for which exist).
+- **Bounded, and junk cannot block anyone.** Both tables (`max_tracked_usernames`,
+  `max_tracked_addresses`) are `OwnedTable`s (quotas.py): when one is full, the entry with the fewest
+  failures goes (from the address holding the most entries first), so a flood of junk usernames evicts
+  the flood's own entries. A locked username or address is never evicted, so a flood cannot reopen a
+  locked-out account. If every entry of a full table is locked, a new username or address is let through
+  uncounted by that table (the other still counts): a full table never refuses a correct password from a
+  new address for a user nobody targeted.
+"""
 
 from __future__ import annotations
 
@@ -92,25 +114,7 @@ class TooManyFailures(Exception):
 
 
 class LoginThrottle:
-    """Failed logins counted per username (from any address) and per client address (for any username).
-
-    - **Per username.** Each failure makes the next attempt at that username wait longer; past
-      `max_failures` in the window the username is locked: attempts are refused unchecked (even with the
-      right password, from any address) until its last failure is `failure_window_seconds` old. Refused
-      attempts do not count, so they do not extend the lock.
-    - **Per address.** Past `max_failures_per_address` failures in the window (for any usernames) an
-      address is refused too: one address cannot spray passwords over many usernames, nor create more
-      than that many username entries.
-    - An attempt counts as a failure when it begins (before its delay and the password check) and a
-      success takes it back (and clears the username's count), so parallel attempts cannot all pass
-      with no delay. Known and unknown usernames are treated alike (no existence oracle).
-    - **Bounded, and junk cannot block anyone.** Both tables are `OwnedTable`s (quotas.py): when one is
-      full, the entry with the fewest failures goes (from the address holding the most entries first),
-      so a flood of junk usernames evicts the flood's own entries. A locked username or address is
-      never evicted, so a flood cannot reopen a locked-out account. If every entry of a full table is
-      locked, a new username or address is let through uncounted by that table (the other still
-      counts): a full table never refuses a correct password from a new address for an untargeted user.
-    """
+    """Counts failed logins per username and per client address, under the policy in the module docstring."""
 
     def __init__(self, policy: LoginPolicy) -> None:
         self._policy = policy
