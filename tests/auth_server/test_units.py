@@ -210,6 +210,16 @@ def test_a_used_registration_goes_only_when_no_unused_one_is_left(monkeypatch: p
     assert (registry.get("dyn-2"), registry.get("dyn-3")) == (None, _registered(3))
 
 
+def test_an_addresss_share_bounds_its_unused_registrations_not_its_used_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    registry = _registry(max_clients=10, per_address=1)
+    registry.register(_registered(1), address="10.0.0.1")
+    registry.mark_used("dyn-1")  # e.g. one colleague behind the office NAT signed in with it
+    registry.register(_registered(2), address="10.0.0.1")  # another's: beyond the share, nothing used goes
+    registry.register(_registered(3), address="10.0.0.1")  # a third: the unused one of the share makes room
+    assert [registry.get(f"dyn-{number}") is not None for number in (1, 2, 3)] == [True, False, True]
+
+
 def test_registrations_never_used_expire_used_ones_stay(monkeypatch: pytest.MonkeyPatch) -> None:
     now = 1_000_000.0
     monkeypatch.setattr(time, "time", lambda: now)

@@ -111,9 +111,9 @@ class ClientRegistry:
     identified by a metadata document URL, looked up there.
 
     Registrations are an `OwnedTable` (quotas.py) owned by the registering address: at most
-    `max_dynamic_clients` in all and `max_clients_per_address` per address. Past either, one registration
-    is forgotten to make room: a never-used one before a used one, and of the address holding the most
-    first, so a flood of junk registrations evicts itself and never blocks a new client (no 503). A
+    `max_dynamic_clients` in all and `max_clients_per_address` never-used ones per address. Past either,
+    one registration is forgotten to make room: a never-used one before a used one, and of the address
+    holding the most first, so a flood of junk registrations evicts itself and never blocks a new client (no 503). A
     registration not used to obtain a token within `unused_client_seconds` is forgotten; a used one is
     kept until a restart, or until a flood of used registrations (which needs users' sign-ins) from its
     address pushes it out.

@@ -5,8 +5,11 @@ Used for dynamic registrations, sign-ins in progress, cached client metadata doc
 counts. Every entry has an owner: the client address (an IPv6 address counts as its /64, see
 `owner_of_address`) whose request created it. The policy, the same for every table:
 
-- **Per owner.** An owner holds at most `max_per_owner` entries; one more makes room among its own
-  entries only, so an address can push out nothing but itself.
+- **Per owner.** An owner holds at most `max_per_owner` entries: one more makes room among its own
+  entries only (its cheapest, see below), so an address can push out nothing but itself. Only entries
+  ranked no higher than the new one go for the share: an address whose entries are all worth more (used
+  registrations, sign-ins past the login, which took a user to make) adds beyond its share, bounded by
+  the table alone.
 - **When full.** The entry that goes is the cheapest (lowest `rank`: an unused registration before a used
   one, a junk failed-login count before a long one); among the cheapest, one of the owner holding the most
   entries (the one being added included); among that owner's, the oldest. A flood from one or a few
@@ -102,7 +105,9 @@ class OwnedTable(Generic[K, V]):
         if self.owned_by(owner) >= self._max_per_owner:
             self._drop_expired(now, list(self._by_owner[owner]))
             if self.owned_by(owner) >= self._max_per_owner:
-                evicted.append(self._evict(self._cheapest(list(self._by_owner[owner]), owner)))
+                own = self._cheapest(list(self._by_owner[owner]), owner, up_to=self._rank(value))
+                if own is not None:  # else every entry of its own is worth more: only the table's bound applies
+                    evicted.append(self._evict(own))
         if len(self._entries) >= self._max_entries:
             self._drop_expired(now, list(self._entries))
             if len(self._entries) >= self._max_entries:
@@ -116,15 +121,16 @@ class OwnedTable(Generic[K, V]):
             if self._expired(self._entries[key][1], now):
                 self.pop(key)
 
-    def _cheapest(self, keys: list[K], adding_owner: str) -> K | None:
-        """Among `keys` (oldest first): the lowest rank, then the owner with most entries (counting the one
-        `adding_owner` is adding, so a flood pays first even while spread thin), then the oldest."""
+    def _cheapest(self, keys: list[K], adding_owner: str, up_to: int | None = None) -> K | None:
+        """Among `keys` (oldest first, ranked at most `up_to` if given): the lowest rank, then the owner with
+        most entries (counting the one `adding_owner` is adding, so a flood pays first even while spread
+        thin), then the oldest."""
         best: tuple[int, int] | None = None
         chosen: K | None = None
         for key in keys:
             owner, value = self._entries[key]
             rank = self._rank(value)
-            if rank is None:
+            if rank is None or (up_to is not None and rank > up_to):
                 continue
             candidate = (rank, -len(self._by_owner[owner]) - (owner == adding_owner))
             if best is None or candidate < best:  # strictly less: the first (oldest) of equals wins
