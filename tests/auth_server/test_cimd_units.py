@@ -139,6 +139,9 @@ CONFIG = load_config(
         "CRM_API_AUDIENCE": "http://127.0.0.1:3",
         "CRM_MCP_PUBLIC_URL": "http://127.0.0.1:1",
         "CRM_MCP_JWKS_URI": "http://127.0.0.1:1/.well-known/jwks.json",
+        "CALENDAR_AUTH_ISSUER": "http://127.0.0.1:4",
+        "CALENDAR_API_AUDIENCE": "http://127.0.0.1:5",
+        "CALENDAR_CLIENT_ID": "crm-mcp",
     },
 )
 

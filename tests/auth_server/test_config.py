@@ -58,7 +58,12 @@ def test_shipped_config_describes_the_topology() -> None:
     assert config.lifetimes.refresh_token_seconds == 86400
     # The limits the README's "Limits and refusals" table states.
     assert (config.login.max_failures, config.login.max_pending_sign_ins) == (10, 10_000)
+    assert (config.login.max_failures_per_address, config.login.max_pending_sign_ins_per_address) == (100, 100)
+    assert (config.login.max_tracked_usernames, config.login.max_tracked_addresses) == (10_000, 10_000)
     assert (config.registration.max_clients, config.registration.unused_client_seconds) == (1000, 3600)
+    assert config.registration.max_clients_per_address == 50
+    documents = config.client_metadata_documents
+    assert (documents.max_cached_documents, documents.max_cached_documents_per_address) == (1000, 50)
     limits = config.rate_limits
     assert (limits.authorize.burst, limits.authorize.per_minute) == (120, 60)
     assert (limits.registration.burst, limits.registration.per_minute) == (60, 10)

@@ -107,6 +107,6 @@ def test_browser_clients_may_call_the_api_endpoints_cross_origin(auth: AuthTestE
         headers={**origin, "Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"},
     )
     assert preflight.status_code == 200
-    assert preflight.headers["access-control-allow-origin"] == "*"
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:6274"  # CORS_ALLOWED_ORIGINS
     login_page = http.get(f"{auth.url}/authorize", headers=origin)
     assert "access-control-allow-origin" not in login_page.headers

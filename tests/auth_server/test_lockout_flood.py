@@ -1,6 +1,8 @@
-"""A flood of junk usernames cannot reopen a locked-out account, and one address cannot flood the sign-in
-form: against a real auth-server whose limits are scaled down by its config (5 remembered pairs, a
-lockout after 2 failures, a login burst of 9 per address)."""
+"""A flood of junk usernames cannot reopen a locked-out account, and one address can neither spray
+guesses over many usernames nor flood the sign-in form: against a real auth-server whose limits are
+scaled down by its config (5 remembered usernames, a lockout after 2 failures of a username or 8 from an
+address, a login burst of 9 per address). tests/abuse/test_auth_server_lockout.py floods from several
+addresses and signs in as an untargeted user."""
 
 from __future__ import annotations
 
@@ -16,7 +18,8 @@ from tests.auth_server.flows import authorize_url, native_app
 
 SCALED_DOWN = {
     "max_failures = 10": "max_failures = 2",
-    "max_tracked_failures = 10000": "max_tracked_failures = 5",
+    "max_failures_per_address = 100": "max_failures_per_address = 8",
+    "max_tracked_usernames = 10000": "max_tracked_usernames = 5",
     "login = { burst = 60, per_minute = 30 }": "login = { burst = 9, per_minute = 1 }",
 }
 INCORRECT = "The username or password is incorrect."
@@ -31,7 +34,7 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AuthTestEnv]:
     process.stop()
 
 
-def test_junk_usernames_cannot_flush_a_lockout_and_one_address_is_rate_limited(scaled: AuthTestEnv) -> None:
+def test_junk_usernames_cannot_flush_a_lockout_and_one_address_is_limited(scaled: AuthTestEnv) -> None:
     browser = Browser()
     form = only_form(browser.open(authorize_url(scaled, native_app(), generate_token(64))[0])).fields
     login_url = f"{scaled.url}/authorize/login"
@@ -52,10 +55,10 @@ def test_junk_usernames_cannot_flush_a_lockout_and_one_address_is_rate_limited(s
             for number in range(10)
         ]
     texts = [next(text for text in (INCORRECT, LOCKED_OUT, RATE_LIMITED) if text in a.text) for a in answers]
-    # bob's pair plus 4 junk pairs fill the table of 5; further new pairs are refused, nothing is evicted;
-    # the 10th request from this address is over its login burst of 9.
-    assert texts == [INCORRECT] * 4 + [LOCKED_OUT] * 5 + [RATE_LIMITED]
-    assert all(answer.status_code == 429 for answer in answers[4:])
+    # 8 junk usernames overflow the table of 5 (junk evicts junk, never bob's lockout) and reach the
+    # address's limit of 8 failures; the 9th is refused unchecked, the 10th is over the login burst of 9.
+    assert texts == [INCORRECT] * 8 + [LOCKED_OUT, RATE_LIMITED]
+    assert all(answer.status_code == 429 for answer in answers[8:])
     assert 0 < int(answers[-1].headers["retry-after"]) <= 60
 
     still_locked = bob(scaled.bob_password)

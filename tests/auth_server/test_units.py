@@ -12,7 +12,8 @@ from auth_server.config import LoginPolicy, RateLimit
 from auth_server.errors import OAuthError
 from auth_server.keys import KeyStore
 from auth_server.limits import RateLimiter
-from auth_server.pending import PendingAuthorization, PendingAuthorizations, TooManyPending
+from auth_server.pending import PendingAuthorization, PendingAuthorizations
+from auth_server.quotas import owner_of_address
 from auth_server.tokens import AccessTokenIssuer, RefreshTokenStore
 from auth_server.users import LoginThrottle, TooManyFailures, UserDirectory, make_user
 
@@ -88,44 +89,75 @@ def test_the_throttle_counts_attempts_as_they_begin_doubles_and_forgets() -> Non
     # Attempts that begin before any has finished (in parallel) are counted, so each waits longer.
     delays = [throttle.begin_attempt("Bob", "10.0.0.1", now=0) for _ in range(5)]
     assert delays == [0, 0.5, 1.0, 2.0, 2.0]
-    assert throttle.begin_attempt("bob", "10.0.0.2", now=1) == 0  # per username + address
+    assert throttle.begin_attempt("bob", "10.0.0.2", now=1) == 2.0  # per username, from any address
     assert throttle.begin_attempt("alice", "10.0.0.1", now=1) == 0
-    assert throttle.begin_attempt("bob", "10.0.0.1", now=901) == 0  # the failure window passed
-    throttle.record_success("bob", "10.0.0.1")
-    assert throttle.begin_attempt("bob", "10.0.0.1", now=902) == 0
+    assert throttle.begin_attempt("bob", "10.0.0.1", now=902) == 0  # the failure window passed
+    throttle.record_success("bob", "10.0.0.1", now=902)
+    assert throttle.begin_attempt("bob", "10.0.0.1", now=903) == 0
 
 
-def test_the_throttle_refuses_past_max_failures_until_the_window_passes() -> None:
+def test_the_throttle_locks_a_username_from_every_address_until_the_window_passes() -> None:
     throttle = LoginThrottle(LoginPolicy(max_failures=3, failure_window_seconds=900))
-    for _ in range(3):
-        throttle.begin_attempt("mallory", "10.0.0.1", now=0)
+    for address in ("10.0.0.1", "10.0.0.2", "10.0.0.3"):
+        throttle.begin_attempt("mallory", address, now=0)
     with pytest.raises(TooManyFailures) as refused:
-        throttle.begin_attempt("Mallory", "10.0.0.1", now=10)
+        throttle.begin_attempt("Mallory", "10.0.0.4", now=10)  # locked for every address
     assert refused.value.retry_after == 890
     with pytest.raises(TooManyFailures):  # refusals do not count, so they do not extend the lock
         throttle.begin_attempt("mallory", "10.0.0.1", now=899)
+    assert throttle.begin_attempt("alice", "10.0.0.1", now=899) == 0  # other usernames are not affected
     assert throttle.begin_attempt("mallory", "10.0.0.1", now=901) == 0
-    assert throttle.begin_attempt("mallory", "10.0.0.2", now=901) == 0  # another address is not affected
 
 
-def test_a_full_throttle_refuses_new_pairs_and_never_evicts_a_lockout() -> None:
-    throttle = LoginThrottle(LoginPolicy(max_failures=2, failure_window_seconds=900, max_tracked_failures=3))
+def test_the_throttle_refuses_an_address_past_its_failures_for_any_usernames() -> None:
+    throttle = LoginThrottle(LoginPolicy(max_failures=3, max_failures_per_address=4, failure_window_seconds=900))
+    for number in range(4):
+        throttle.begin_attempt(f"user-{number}", "2001:db8::1", now=0)
+    with pytest.raises(TooManyFailures) as refused:
+        throttle.begin_attempt("someone-else", "2001:db8::ffff", now=100)  # the same /64
+    assert refused.value.retry_after == 800
+    assert throttle.begin_attempt("someone-else", "2001:db8:0:1::1", now=100) == 0  # another /64
+    throttle.record_success("user-0", "2001:db8::1", now=100)  # a success takes its attempt back
+    assert throttle.begin_attempt("another", "2001:db8::1", now=101) == 0
+
+
+def test_a_full_throttle_evicts_the_flood_never_a_lockout_and_never_refuses_a_newcomer() -> None:
+    policy = LoginPolicy(max_failures=2, max_failures_per_address=50, max_tracked_usernames=6, max_tracked_addresses=3)
+    throttle = LoginThrottle(policy)
     for _ in range(2):
-        throttle.begin_attempt("bob", "10.0.0.1", now=0)
-    throttle.begin_attempt("junk-1", "10.0.0.9", now=100)
-    throttle.begin_attempt("junk-2", "10.0.0.9", now=200)
-    with pytest.raises(TooManyFailures) as full:  # a new pair while full: refused, bob's entry stays
-        throttle.begin_attempt("junk-3", "10.0.0.9", now=300)
-    assert full.value.retry_after == 600  # when bob's failures (the oldest) expire
-    with pytest.raises(TooManyFailures):
-        throttle.begin_attempt("bob", "10.0.0.1", now=300)
-    assert throttle.begin_attempt("junk-1", "10.0.0.9", now=300) == 0.5  # known pairs still count on
-    # Once bob's window has passed his entry is forgotten, which makes room for one new pair.
-    assert throttle.begin_attempt("junk-3", "10.0.0.9", now=901) == 0
-    with pytest.raises(TooManyFailures):
-        throttle.begin_attempt("junk-4", "10.0.0.9", now=902)
-    throttle.record_success("junk-3", "10.0.0.9")
-    assert throttle.begin_attempt("junk-4", "10.0.0.9", now=903) == 0
+        throttle.begin_attempt("bob", "10.0.0.1", now=0)  # bob is locked out
+    throttle.begin_attempt("alice", "10.0.0.2", now=0)  # one failure of alice's
+    for number in range(20):  # a flood of junk from two addresses fills both tables
+        throttle.begin_attempt(f"junk-{number}", f"10.0.0.{9 + number % 2}", now=1)
+    with pytest.raises(TooManyFailures):  # never evicted: the lockout stands
+        throttle.begin_attempt("bob", "10.0.0.77", now=2)
+    assert throttle.begin_attempt("carol", "10.0.0.78", now=2) == 0  # a newcomer from a new address
+    # alice (one failure, from a light address) outlived the junk (one failure each, from heavy ones).
+    assert throttle.begin_attempt("alice", "10.0.0.79", now=3) == 0.5
+
+
+def test_a_throttle_full_of_lockouts_lets_newcomers_through_uncounted() -> None:
+    throttle = LoginThrottle(LoginPolicy(max_failures=1, max_failures_per_address=1, max_tracked_usernames=2))
+    throttle.begin_attempt("bob", "10.0.0.1", now=0)
+    throttle.begin_attempt("alice", "10.0.0.2", now=0)
+    assert throttle.begin_attempt("carol", "10.0.0.3", now=1) == 0  # both entries locked: carol uncounted
+    for username, address in (("bob", "10.0.0.4"), ("alice", "10.0.0.5")):
+        with pytest.raises(TooManyFailures):
+            throttle.begin_attempt(username, address, now=2)
+
+
+@pytest.mark.parametrize(
+    ("address", "owner"),
+    [
+        ("10.0.0.1", "10.0.0.1"),
+        ("2001:db8::1", "2001:db8::/64"),
+        ("2001:db8::abcd:1", "2001:db8::/64"),
+        ("::ffff:10.0.0.1", "10.0.0.1"),
+        ("unknown", "unknown"),
+    ],
+)
+def test_an_ipv6_client_owns_its_64_an_ipv4_one_its_address(address: str, owner: str) -> None:
+    assert owner_of_address(address) == owner
 
 
 def _registered(number: int) -> Client:
@@ -140,39 +172,69 @@ def _registered(number: int) -> Client:
     )
 
 
-def test_a_full_registry_refuses_new_registrations_and_keeps_the_old(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = 1_000_000.0
-    monkeypatch.setattr(time, "time", lambda: now)
-    registry = ClientRegistry([], realm="test", max_dynamic_clients=2, unused_client_seconds=3600)
-    registry.register(_registered(1))
-    now += 100
-    registry.register(_registered(2))
-    with pytest.raises(OAuthError) as refused:
-        registry.register(_registered(3))
-    assert (refused.value.status_code, refused.value.error) == (503, "temporarily_unavailable")
-    assert refused.value.headers["Retry-After"] == "3500"  # when the oldest unused registration expires
-    assert registry.get("dyn-1") is not None
-    assert registry.get("dyn-2") is not None
+def _registry(max_clients: int, per_address: int) -> ClientRegistry:
+    return ClientRegistry(
+        [],
+        realm="test",
+        max_dynamic_clients=max_clients,
+        max_clients_per_address=per_address,
+        unused_client_seconds=3600,
+    )
+
+
+def test_a_full_registry_forgets_the_heaviest_addresses_unused_registration(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    registry = _registry(max_clients=4, per_address=3)
+    registry.register(_registered(1), address="10.0.0.1")  # a real client, used
+    registry.mark_used("dyn-1")
+    for number in (2, 3, 4):  # then a flood from one address fills the table
+        registry.register(_registered(number), address="10.0.0.9")
+    registry.register(_registered(5), address="10.0.0.2")  # a new client from elsewhere still registers
+    assert [registry.get(f"dyn-{number}") is not None for number in range(1, 6)] == [True, False, True, True, True]
+    registry.register(_registered(6), address="10.0.0.9")  # past its share: the flood loses its own oldest
     assert registry.get("dyn-3") is None
+    assert registry.get("dyn-1") is not None
+    assert registry.get("dyn-5") is not None
+
+
+def test_a_used_registration_goes_only_when_no_unused_one_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    registry = _registry(max_clients=2, per_address=2)
+    registry.register(_registered(1), address="10.0.0.1")
+    registry.register(_registered(2), address="10.0.0.2")
+    registry.mark_used("dyn-2")
+    registry.register(_registered(3), address="10.0.0.2")
+    assert (registry.get("dyn-1"), registry.get("dyn-2")) == (None, _registered(2))  # unused went first
+    registry.mark_used("dyn-3")
+    registry.register(_registered(4), address="10.0.0.3")  # all used: the heaviest address's oldest goes
+    assert (registry.get("dyn-2"), registry.get("dyn-3")) == (None, _registered(3))
+
+
+def test_an_addresss_share_bounds_its_unused_registrations_not_its_used_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    registry = _registry(max_clients=10, per_address=1)
+    registry.register(_registered(1), address="10.0.0.1")
+    registry.mark_used("dyn-1")  # e.g. one colleague behind the office NAT signed in with it
+    registry.register(_registered(2), address="10.0.0.1")  # another's: beyond the share, nothing used goes
+    registry.register(_registered(3), address="10.0.0.1")  # a third: the unused one of the share makes room
+    assert [registry.get(f"dyn-{number}") is not None for number in (1, 2, 3)] == [True, False, True]
 
 
 def test_registrations_never_used_expire_used_ones_stay(monkeypatch: pytest.MonkeyPatch) -> None:
     now = 1_000_000.0
     monkeypatch.setattr(time, "time", lambda: now)
-    registry = ClientRegistry([], realm="test", max_dynamic_clients=2, unused_client_seconds=3600)
-    registry.register(_registered(1))
-    registry.register(_registered(2))
+    registry = _registry(max_clients=2, per_address=2)
+    registry.register(_registered(1), address="10.0.0.1")
+    registry.register(_registered(2), address="10.0.0.1")
     registry.mark_used("dyn-2")  # it obtained a token
     now += 3600
     assert registry.get("dyn-1") is None
     assert registry.get("dyn-2") is not None
-    registry.register(_registered(3))  # the expired one made room
-    with pytest.raises(OAuthError):
-        registry.register(_registered(4))
 
 
-def _pend(store: PendingAuthorizations) -> PendingAuthorization:
+def _pend(store: PendingAuthorizations, address: str = "10.0.0.1") -> PendingAuthorization:
     return store.create(
+        address=address,
         client_id="app",
         redirect_uri="http://localhost:1/cb",
         redirect_uri_in_request=True,
@@ -183,22 +245,28 @@ def _pend(store: PendingAuthorizations) -> PendingAuthorization:
     )
 
 
-def test_a_full_pending_store_refuses_and_expired_entries_make_room(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_pending_store_evicts_the_flood_and_expired_entries_go(monkeypatch: pytest.MonkeyPatch) -> None:
     now = 1_000_000.0
     monkeypatch.setattr(time, "time", lambda: now)
-    store = PendingAuthorizations(lifetime_seconds=600, max_entries=2)
-    first = _pend(store)
-    now += 60
-    second = _pend(store)
-    with pytest.raises(TooManyPending) as refused:
-        _pend(store)
-    assert refused.value.retry_after == 540
-    assert store.get(first.request_id) is first  # nothing was evicted
-    assert store.get(second.request_id) is second
-    now += 541
-    assert store.get(first.request_id) is None  # expired
+    store = PendingAuthorizations(lifetime_seconds=600, max_entries=4, max_per_address=3)
+    user = _pend(store, "10.0.0.1")
+    flood = [_pend(store, "10.0.0.9") for _ in range(4)]  # past its share of 3: its own oldest went
+    assert store.get(flood[0].request_id) is None
+    newcomer = _pend(store, "10.0.0.2")  # full: the flood's oldest goes, not the user's
+    assert store.get(flood[1].request_id) is None
+    assert store.get(user.request_id) is user
+    assert store.get(newcomer.request_id) is newcomer
+    now += 601
+    assert store.get(user.request_id) is None  # expired
+
+
+def test_a_signed_in_pending_request_outlives_unfinished_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    store = PendingAuthorizations(lifetime_seconds=600, max_entries=2, max_per_address=2)
+    first, second = _pend(store), _pend(store)
+    first.subject = "alice"  # signed in, deciding on consent
     _pend(store)
-    assert store.get(second.request_id) is second
+    assert (store.get(first.request_id), store.get(second.request_id)) == (first, None)
 
 
 def test_the_rate_limiter_allows_a_burst_then_the_rate_per_address() -> None:

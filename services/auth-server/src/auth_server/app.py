@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from oauth_tokens.cors import PREFLIGHT_MAX_AGE_SECONDS, origin_regex
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -20,34 +21,39 @@ from auth_server.state import AuthServer
 logger = logging.getLogger(__name__)
 access_logger = logging.getLogger("auth_server.access")
 
-# Endpoints browser-based clients (MCP Inspector) call with fetch(); never /authorize, a page the user visits.
-CORS_PATHS = frozenset(
-    {
-        "/.well-known/oauth-authorization-server",
-        "/.well-known/openid-configuration",
-        "/jwks",
-        "/token",
-        "/revoke",
-        "/register",
-    }
-)
+# Cross-origin (CORS) policy. Browser-based MCP clients (MCP Inspector) call these with fetch(); never
+# /authorize, a page the user visits. No endpoint allows credentials (cookies): nothing here reads them.
+# - Public metadata (discovery, JWKS): any origin, GET only. It is the same document for everyone and
+#   carries no secret, so `*` gives a page nothing it could not fetch from a server.
+PUBLIC_CORS_PATHS = frozenset({"/.well-known/oauth-authorization-server", "/.well-known/openid-configuration", "/jwks"})
+# - The API endpoints that issue, revoke or register: only the origins in CORS_ALLOWED_ORIGINS, the list
+#   the MCP servers use (oauth_tokens.cors; default: pages on localhost, 127.0.0.1 and [::1], any port).
+#   A page from another origin gets 400 at its preflight and no CORS header on an answer, so it cannot
+#   read tokens or registrations; a non-browser client sends no Origin and is unaffected.
+API_CORS_PATHS = frozenset({"/token", "/revoke", "/register"})
+CORS_PATHS = PUBLIC_CORS_PATHS | API_CORS_PATHS
+_CORS_HEADERS = ["Authorization", "Content-Type", "MCP-Protocol-Version"]
 
 
 class ApiCorsMiddleware:
-    """Cross-origin access (any origin, no cookies) for the API endpoints only."""
+    """CORS by path under the policy above; every other path (the pages) gets none."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, allowed_origins: Sequence[str]) -> None:
         self.app = app
-        self.cors = CORSMiddleware(
+        self.public = CORSMiddleware(app, allow_origins=["*"], allow_methods=["GET"], allow_headers=_CORS_HEADERS)
+        self.api = CORSMiddleware(
             app,
-            allow_origins=["*"],
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "MCP-Protocol-Version"],
+            allow_origin_regex=origin_regex(allowed_origins),
+            allow_methods=["POST"],
+            allow_headers=_CORS_HEADERS,
+            max_age=PREFLIGHT_MAX_AGE_SECONDS,
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in CORS_PATHS:
-            await self.cors(scope, receive, send)
+        if scope["type"] == "http" and scope["path"] in PUBLIC_CORS_PATHS:
+            await self.public(scope, receive, send)
+        elif scope["type"] == "http" and scope["path"] in API_CORS_PATHS:
+            await self.api(scope, receive, send)
         else:
             await self.app(scope, receive, send)
 
@@ -101,7 +107,7 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.add_middleware(ApiCorsMiddleware)
+    app.add_middleware(ApiCorsMiddleware, allowed_origins=settings.cors_allowed_origins)
 
     @app.middleware("http")
     async def access_log(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:

@@ -24,7 +24,7 @@ from auth_server.pages import (
     error_page,
     login_page,
 )
-from auth_server.pending import BROWSER_COOKIE, PendingAuthorization, TooManyPending
+from auth_server.pending import BROWSER_COOKIE, PendingAuthorization
 from auth_server.policy import allowed_scopes, select_resource, select_scopes
 from auth_server.state import AuthServer, server_of
 from auth_server.users import TooManyFailures
@@ -105,7 +105,7 @@ async def authorize(request: Request) -> Response:
         return error_page("Invalid request", error.description)
     client_id = params.get("client_id", "")
     try:
-        client = await server.clients.find(client_id)
+        client = await server.clients.find(client_id, address=client_address(request))
     except UnusableClient as unusable:  # its metadata document: never redirect to URIs it did not vouch for
         return error_page("Application not accepted", f"The application {client_id} cannot be used: {unusable}.")
     if client is None:
@@ -119,14 +119,11 @@ async def authorize(request: Request) -> Response:
         return error_page("Invalid redirect URI", "The redirect_uri is not registered for this application.")
     state = params.get("state")
     try:
-        pending = _validate(server, client, params, pairs, redirect_uri, requested_redirect is not None)
+        pending = _validate(server, request, client, params, pairs, redirect_uri, requested_redirect is not None)
     except _Redirect as refused:
         extra = {"state": state} if state is not None else {}
         body = {"error": refused.error.error, "error_description": refused.error.description, **extra}
         return _redirect(server, redirect_uri, body, status_code=302)
-    except TooManyPending as full:
-        message = "This server has too many unfinished sign-ins right now. Try again in a few minutes."
-        return _try_again_later(message, 503, full.retry_after)
     nonce = request.cookies.get(BROWSER_COOKIE) or server.csrf.new_browser_nonce()
     response = login_page(_summary(server, pending, client, "login", nonce))
     response.set_cookie(
@@ -143,6 +140,7 @@ async def authorize(request: Request) -> Response:
 
 def _validate(
     server: AuthServer,
+    request: Request,
     client: Client,
     params: dict[str, str],
     pairs: list[tuple[str, str]],
@@ -171,6 +169,7 @@ def _validate(
     except OAuthError as error:
         raise _Redirect(error) from None
     return server.pending.create(
+        address=client_address(request),
         client_id=client.client_id,
         redirect_uri=redirect_uri,
         redirect_uri_in_request=redirect_uri_in_request,
@@ -198,7 +197,7 @@ async def _checked_form(
     form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
     pending = server.pending.get(form.get("request_id", ""))
     try:
-        client = await server.clients.find(pending.client_id) if pending else None
+        client = await server.clients.find(pending.client_id, address=client_address(request)) if pending else None
     except UnusableClient:  # its metadata document changed or vanished mid-sign-in (logged by the lookup)
         client = None
     if pending is None or client is None or not client.accepts_redirect_uri(pending.redirect_uri):

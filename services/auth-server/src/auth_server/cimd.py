@@ -21,8 +21,11 @@ clients publish `http://127.0.0.1/callback` and listen on an ephemeral port.
 
 A valid document is cached for as long as its HTTP caching headers say, within
 `[client_metadata_documents] min_cache_seconds` and `max_cache_seconds`; errors and invalid documents are
-never cached (draft, "Metadata Caching"). The cache is bounded: past `max_cached_documents` the entry
-closest to expiry goes (it is only a cache, so nothing is lost but a fetch).
+never cached (draft, "Metadata Caching"). The cache is bounded, in all (`max_cached_documents`) and per
+client address whose request caused the fetch (`max_cached_documents_per_address`): it is an
+`OwnedTable` (quotas.py), so an address past its share pushes out its own oldest document, and a full
+cache drops one of the address holding the most. A flood of client_id URLs from a few addresses evicts
+its own entries, not the documents real users' sign-ins use (an evicted document is only refetched).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any
 from auth_server.clients import Client, UnusableClient
 from auth_server.config import GRANT_AUTHORIZATION_CODE, AuthServerConfig
 from auth_server.document_fetch import FetchPolicy, FetchRefused, fetch_document
+from auth_server.quotas import OwnedTable, owner_of_address
 from auth_server.uris import check_redirect_uri
 
 logger = logging.getLogger(__name__)
@@ -124,17 +128,21 @@ class ClientMetadataDocuments:
             allow_loopback=allow_loopback,
         )
         self._tls = tls
-        self._cache: dict[str, tuple[Client, float]] = {}  # URL -> (client, monotonic expiry)
+        self._cache: OwnedTable[str, tuple[Client, float]] = OwnedTable(  # URL -> (client, monotonic expiry)
+            max_entries=self._policy.max_cached_documents,
+            max_per_owner=self._policy.max_cached_documents_per_address,
+            rank=lambda _: 0,
+            expired=lambda entry, now: entry[1] <= now,
+        )
 
     def handles(self, client_id: str) -> bool:
         """Whether `client_id` is to be looked up as a document URL (http only matters in development)."""
         return self._policy.enabled and client_id.startswith(("https://", "http://"))
 
-    async def client(self, client_id: str) -> Client:
-        """The client `client_id` names, from the cache or a fresh fetch; raises InvalidDocument."""
-        now = time.monotonic()
-        cached = self._cache.get(client_id)
-        if cached is not None and cached[1] > now:
+    async def client(self, client_id: str, *, address: str) -> Client:
+        """The client `client_id` names, from the cache or a fetch for client `address`; raises InvalidDocument."""
+        cached = self._cache.get(client_id, time.monotonic())
+        if cached is not None:
             return cached[0]
         try:
             fetched = await fetch_document(client_id, self.fetch_policy, self._tls)
@@ -144,15 +152,8 @@ class ClientMetadataDocuments:
             raise InvalidDocument(str(refused)) from None
         lifetime = fetched.cache_seconds if fetched.cache_seconds is not None else 0.0
         lifetime = min(max(lifetime, self._policy.min_cache_seconds), self._policy.max_cache_seconds)
-        self._store(client_id, client, time.monotonic() + lifetime)
+        now = time.monotonic()
+        self._cache.pop(client_id)  # a refetch is owned by the address that caused it
+        self._cache.put(client_id, (client, now + lifetime), owner_of_address(address), now)
         logger.info("Client metadata document accepted: %r named %r, cached %d s", client_id, client.name, lifetime)
         return client
-
-    def _store(self, client_id: str, client: Client, expires_at: float) -> None:
-        self._cache.pop(client_id, None)
-        if len(self._cache) >= self._policy.max_cached_documents:
-            now = time.monotonic()
-            self._cache = {url: entry for url, entry in self._cache.items() if entry[1] > now}
-            while len(self._cache) >= self._policy.max_cached_documents:
-                del self._cache[min(self._cache, key=lambda url: self._cache[url][1])]
-        self._cache[client_id] = (client, expires_at)

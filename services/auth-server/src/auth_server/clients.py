@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import logging
-import math
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +17,7 @@ from urllib.parse import unquote_plus
 
 from auth_server.config import AuthServerConfig, ClientConfig, require_secret
 from auth_server.errors import OAuthError, invalid_client
+from auth_server.quotas import OwnedTable, owner_of_address
 from auth_server.uris import loopback_redirect_matches
 
 logger = logging.getLogger(__name__)
@@ -112,8 +113,8 @@ class ClientSource(Protocol):
 
     def handles(self, client_id: str) -> bool: ...
 
-    async def client(self, client_id: str) -> Client:
-        """The client; raises UnusableClient saying why it cannot be used."""
+    async def client(self, client_id: str, *, address: str) -> Client:
+        """The client, looked up on behalf of client `address`; raises UnusableClient saying why it cannot be used."""
         ...
 
 
@@ -128,13 +129,24 @@ class AssertionAuthenticator(Protocol):
         ...
 
 
+@dataclass
+class _Registration:
+    client: Client
+    registered_at: float  # time.time()
+    used: bool = False  # it has obtained a token
+
+
 class ClientRegistry:
     """Configured clients, dynamically registered ones kept in memory, and (with `documents`) clients
     identified by a metadata document URL, looked up there.
 
-    Registrations are capped: past the cap new ones are refused (an anonymous caller must not be able to
-    evict real clients). A registration not used to obtain a token within `unused_client_seconds` is
-    forgotten, so abandoned and junk registrations free their place.
+    Registrations are an `OwnedTable` (quotas.py) owned by the registering address: at most
+    `max_dynamic_clients` in all and `max_clients_per_address` never-used ones per address. Past either,
+    one registration is forgotten to make room: a never-used one before a used one, and of the address
+    holding the most first, so a flood of junk registrations evicts itself and never blocks a new client (no 503). A
+    registration not used to obtain a token within `unused_client_seconds` is forgotten; a used one is
+    kept until a restart, or until a flood of used registrations (which needs users' sign-ins) from its
+    address pushes it out.
     """
 
     def __init__(
@@ -144,17 +156,22 @@ class ClientRegistry:
         realm: str,
         max_dynamic_clients: int,
         unused_client_seconds: float,
+        max_clients_per_address: int,
         documents: ClientSource | None = None,
         assertions: AssertionAuthenticator | None = None,
     ) -> None:
         self._documents = documents
         self._assertions = assertions
         self._configured = {client.client_id: client for client in configured}
-        self._dynamic: dict[str, Client] = {}
-        self._unused_since: dict[str, float] = {}  # registered, never used: client_id -> when, oldest first
+        self._dynamic: OwnedTable[str, _Registration] = OwnedTable(
+            max_entries=max_dynamic_clients,
+            max_per_owner=max_clients_per_address,
+            rank=lambda registration: 1 if registration.used else 0,
+            expired=lambda registration, now: (
+                not registration.used and now - registration.registered_at >= unused_client_seconds
+            ),
+        )
         self._realm = realm
-        self._max_dynamic_clients = max_dynamic_clients
-        self._unused_client_seconds = unused_client_seconds
 
     @classmethod
     def from_config(
@@ -170,6 +187,7 @@ class ClientRegistry:
             clients,
             realm=realm,
             max_dynamic_clients=config.registration.max_clients,
+            max_clients_per_address=config.registration.max_clients_per_address,
             unused_client_seconds=config.registration.unused_client_seconds,
             documents=documents,
             assertions=assertions,
@@ -177,49 +195,37 @@ class ClientRegistry:
 
     def get(self, client_id: str) -> Client | None:
         """A configured or registered client (not one described by a metadata document: see `find`)."""
-        self._forget_unused(time.time())
-        return self._configured.get(client_id) or self._dynamic.get(client_id)
+        registration = self._dynamic.get(client_id, time.time())
+        return self._configured.get(client_id) or (registration.client if registration else None)
 
-    async def find(self, client_id: str) -> Client | None:
-        """`get`, else the client a metadata document URL describes; raises UnusableClient if that fails."""
+    async def find(self, client_id: str, *, address: str) -> Client | None:
+        """`get`, else the client a metadata document URL describes (looked up on behalf of client
+        `address`); raises UnusableClient if that fails."""
         client = self.get(client_id)
         if client is None and self._documents is not None and self._documents.handles(client_id):
-            client = await self._documents.client(client_id)
+            client = await self._documents.client(client_id, address=address)
         return client
 
-    def register(self, client: Client) -> None:
-        """Add a registered client; raises 503 `temporarily_unavailable` with Retry-After when full."""
-        now = time.time()
-        self._forget_unused(now)
-        if client.client_id in self._configured or client.client_id in self._dynamic:
+    def register(self, client: Client, *, address: str) -> None:
+        """Add a client registered from client `address`, forgetting another if need be (class docstring)."""
+        if self.get(client.client_id) is not None:
             raise ValueError("client_id already exists")
-        if len(self._dynamic) >= self._max_dynamic_clients:
-            oldest_unused = next(iter(self._unused_since.values()), now)
-            retry_after = max(1, math.ceil(oldest_unused + self._unused_client_seconds - now))
-            raise OAuthError(
-                "temporarily_unavailable",
-                "Too many clients are registered; retry later",
-                status_code=503,
-                headers={"Retry-After": str(retry_after)},
-            )
-        self._dynamic[client.client_id] = client
-        self._unused_since[client.client_id] = now
+        now = time.time()
+        forgotten_ones = self._dynamic.put(client.client_id, _Registration(client, now), owner_of_address(address), now)
+        for forgotten in forgotten_ones:
+            state = "used" if forgotten.used else "unused"
+            logger.info("Registrations full: forgot %s client %s to make room", state, forgotten.client.client_id)
 
     def mark_used(self, client_id: str) -> None:
-        """The client obtained a token: its registration is kept (until a restart)."""
-        self._unused_since.pop(client_id, None)
+        """The client obtained a token: its registration no longer expires."""
+        registration = self._dynamic.get(client_id, time.time())
+        if registration is not None:
+            registration.used = True
 
-    def _forget_unused(self, now: float) -> None:
-        while self._unused_since:
-            client_id, registered_at = next(iter(self._unused_since.items()))  # the oldest
-            if now - registered_at < self._unused_client_seconds:
-                return
-            del self._unused_since[client_id]
-            del self._dynamic[client_id]
-
-    async def authenticate(self, authorization_header: str | None, form: Mapping[str, str]) -> Client:
+    async def authenticate(self, authorization_header: str | None, form: Mapping[str, str], *, address: str) -> Client:
         """The client making a token request (RFC 6749 §2.3): Basic, body secret, a client assertion
-        (RFC 7523, private_key_jwt), or a public client_id.
+        (RFC 7523, private_key_jwt), or a public client_id; metadata documents are looked up on behalf of
+        client `address`.
 
         Raises OAuthError invalid_client (401) with the same description for an unknown client, a wrong
         secret and a refused assertion, and invalid_request when the request mixes methods.
@@ -232,7 +238,7 @@ class ClientRegistry:
                 raise OAuthError("invalid_request", "Use exactly one client authentication method")
             if self._assertions is None:
                 raise invalid_client(self._realm)
-            return await self._assertions.authenticate(form, self.find)
+            return await self._assertions.authenticate(form, functools.partial(self.find, address=address))
         client_id: str | None = body_client_id
         secret: str | None = body_secret
         if basic is not None:
@@ -244,7 +250,7 @@ class ClientRegistry:
         if not client_id:
             raise invalid_client(self._realm)
         try:
-            client = await self.find(client_id)
+            client = await self.find(client_id, address=address)
         except UnusableClient as unusable:
             logger.info("Client %r refused at the token endpoint: %s", client_id, unusable)
             client = None

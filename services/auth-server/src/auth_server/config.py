@@ -61,16 +61,22 @@ class Lifetimes(_Strict):
 
 
 class LoginPolicy(_Strict):
+    """Failed-login throttling (users.LoginThrottle) and the sign-ins-in-progress table (pending.py)."""
+
     failure_delay_seconds: PositiveFloat = 0.5
     max_failure_delay_seconds: PositiveFloat = 8.0
     failure_window_seconds: PositiveInt = 900
-    # Attempts beyond this many failures (per username + address, in the window) are refused outright.
+    # Failures of one username (from any address) in the window that lock it: further attempts are refused.
     max_failures: PositiveInt = 10
-    # (username, address) pairs with failures in the window; when full, new pairs are refused until some
-    # expire. Nothing is evicted early, so junk usernames cannot flush a lockout.
-    max_tracked_failures: PositiveInt = 10_000
-    # /authorize requests waiting for sign-in and consent; more are refused until some expire.
+    # Failures from one address (for any usernames) in the window past which the address is refused.
+    max_failures_per_address: PositiveInt = 100
+    # Usernames and addresses with failures in the window. When full, the entry with the fewest failures
+    # goes (the heaviest address's first); a locked one never does, so junk can neither block nor reopen.
+    max_tracked_usernames: PositiveInt = 10_000
+    max_tracked_addresses: PositiveInt = 10_000
+    # /authorize requests waiting for sign-in and consent, in all and per address (quotas.py policy).
     max_pending_sign_ins: PositiveInt = 10_000
+    max_pending_sign_ins_per_address: PositiveInt = 100
 
 
 class RateLimit(_Strict):
@@ -191,7 +197,10 @@ class RegistrationPolicy(_Strict):
     resources: tuple[str, ...] = ()
     # Unset: every scope of the listed resources.
     scopes: tuple[str, ...] | None = None
-    max_clients: PositiveInt = 1000  # more registrations are refused (nothing is evicted)
+    # Registrations kept, in all and per address; past either, one is evicted (quotas.py policy): an unused
+    # one before a used one, the heaviest address's first.
+    max_clients: PositiveInt = 1000
+    max_clients_per_address: PositiveInt = 50
     # A registration that has not been used to obtain a token within this long is forgotten.
     unused_client_seconds: PositiveInt = 3600
 
@@ -215,7 +224,9 @@ class ClientMetadataDocumentPolicy(_Strict):
     # The document's HTTP caching headers decide how long it is reused, within these bounds.
     min_cache_seconds: PositiveInt = 60
     max_cache_seconds: PositiveInt = 86400
+    # Cached documents, in all and per address whose request fetched them (quotas.py policy).
     max_cached_documents: PositiveInt = 1000
+    max_cached_documents_per_address: PositiveInt = 50
 
     @model_validator(mode="after")
     def _bounds_in_order(self) -> ClientMetadataDocumentPolicy:

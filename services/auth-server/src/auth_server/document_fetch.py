@@ -6,7 +6,10 @@ cannot be aimed at anything but a public web server (SSRF, draft-ietf-oauth-clie
 
 - **Addresses.** The host is resolved first and every address it resolves to is checked: private,
   loopback, link-local, multicast, reserved and other special-use addresses (RFC 6890) are refused, and
-  nothing is sent. Loopback is allowed only behind the development setting
+  nothing is sent. An IPv6 address that carries an IPv4 one (IPv4-mapped `::ffff:a.b.c.d`,
+  IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::/96`, 6to4 `2002::/16`, Teredo `2001::/32`) is also
+  judged by that IPv4 address, so `[64:ff9b::a9fe:a9fe]` is 169.254.169.254 and refused; local-use
+  NAT64 (`64:ff9b:1::/48`) is refused whole. Loopback is allowed only behind the development setting
   (AUTH_SERVER_CIMD_ALLOW_LOOPBACK); the rest never. An IP literal is checked without any lookup.
 - **No DNS rebinding.** The connection goes to the address that was checked, not to the host name
   again: the URL is rewritten to that IP, the `Host` header and the TLS server name (SNI, and the
@@ -94,13 +97,51 @@ def checked_url(url: str, allow_loopback: bool) -> SplitResult:
     return parts
 
 
+# IPv6 forms that reach an IPv4 address (RFC 6890 and the IANA special-purpose registry): the IPv4
+# address they carry is checked under the IPv4 rules. IPv4-mapped (::ffff:a.b.c.d) is `ipv4_mapped`,
+# 6to4 (2002::/16) `sixtofour`, Teredo (2001::/32) `teredo`; these two have no property:
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix: 64:ff9b::a.b.c.d
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # ::a.b.c.d, deprecated (RFC 4291 §2.5.5.1)
+# Special-purpose blocks that some Python versions' `is_global` still calls global.
+_NOT_GLOBAL = (
+    _IPV4_COMPATIBLE,  # whatever it carries: no network routes this deprecated form
+    ipaddress.IPv6Network("64:ff9b:1::/48"),  # local-use NAT64 (RFC 8215): any IPv4 behind it, any format
+    ipaddress.IPv6Network("fec0::/10"),  # site-local (deprecated, RFC 3879)
+    ipaddress.IPv6Network("3fff::/20"),  # documentation (RFC 9637)
+    ipaddress.IPv6Network("5f00::/16"),  # segment routing SIDs (RFC 9602)
+    ipaddress.IPv4Network("192.0.0.0/24"),  # IETF protocol assignments (RFC 6890)
+    ipaddress.IPv4Network("192.88.99.0/24"),  # 6to4 relay anycast (deprecated, RFC 7526)
+)
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address reaches through mapping, NAT64, 6to4, Teredo or the IPv4-compatible
+    form; None if it carries none."""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64 or address in _IPV4_COMPATIBLE:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]  # (server, client): packets go to the client
+    return None
+
+
 def address_refusal(address: IPAddress, allow_loopback: bool) -> str | None:
-    """Why `address` may not be fetched from, or None if it may (a public unicast address)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped  # ::ffff:10.0.0.1 is 10.0.0.1
-    if address.is_loopback:
+    """Why `address` may not be fetched from, or None if it may (a public unicast address, and for an IPv6
+    address that carries an IPv4 one, that IPv4 address too)."""
+    if address.is_loopback:  # ::1 before the IPv4-compatible form, which would read it as 0.0.0.1
         return None if allow_loopback else "a loopback address"
-    if address.is_multicast or not address.is_global:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:  # the socket API's own spelling of an IPv4 address
+            return address_refusal(address.ipv4_mapped, allow_loopback)
+        embedded = embedded_ipv4(address)
+        # Through a translator, even loopback is someone else's: the development setting does not cover it.
+        refusal = address_refusal(embedded, allow_loopback=False) if embedded is not None else None
+        if refusal is not None:
+            return refusal
+    if address.is_multicast or not address.is_global or any(address in network for network in _NOT_GLOBAL):
         return "a private or special-use address"
     return None
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import math
 import secrets
 import time
 from dataclasses import dataclass
+
+from auth_server.quotas import OwnedTable, owner_of_address
 
 # The browser-binding cookie: the forms' CSRF values are derived from it, so a form only works in the
 # browser that loaded it (an attacker's page can neither read the cookie nor forge the value).
@@ -30,25 +31,29 @@ class PendingAuthorization:
     subject: str | None = None
 
 
-class TooManyPending(Exception):
-    """The store is full; `retry_after` seconds from now the oldest entry expires."""
-
-    def __init__(self, retry_after: int) -> None:
-        super().__init__("Too many sign-ins in progress")
-        self.retry_after = retry_after
-
-
 class PendingAuthorizations:
-    """In-memory, short-lived (10 minutes by default) and bounded: when full, new requests are refused."""
+    """In-memory, short-lived (10 minutes by default) and bounded, in all and per client address.
 
-    def __init__(self, lifetime_seconds: float = 600.0, max_entries: int = 10_000) -> None:
+    A sign-in in progress is an `OwnedTable` entry (quotas.py) owned by the address that sent /authorize.
+    An address past `max_per_address` loses its own oldest unfinished sign-in; a full table loses one of
+    the address holding the most, one not yet signed in first. So a flood of /authorize requests from a
+    few addresses evicts their own entries, and a user from another address can always start (and, unless
+    the table is flooded by at least as many addresses as it holds entries, finish) a sign-in.
+    """
+
+    def __init__(self, lifetime_seconds: float = 600.0, max_entries: int = 10_000, max_per_address: int = 100) -> None:
         self._lifetime_seconds = lifetime_seconds
-        self._max_entries = max_entries
-        self._entries: dict[str, PendingAuthorization] = {}  # oldest first: all live equally long
+        self._entries: OwnedTable[str, PendingAuthorization] = OwnedTable(
+            max_entries=max_entries,
+            max_per_owner=max_per_address,
+            rank=lambda entry: 0 if entry.subject is None else 1,
+            expired=lambda entry, now: entry.expires_at <= now,
+        )
 
     def create(
         self,
         *,
+        address: str,
         client_id: str,
         redirect_uri: str,
         redirect_uri_in_request: bool,
@@ -57,13 +62,8 @@ class PendingAuthorizations:
         resource: str,
         scopes: tuple[str, ...],
     ) -> PendingAuthorization:
-        """A new pending request; raises TooManyPending (never evicts: they may be real users' sign-ins)."""
+        """A new pending request from client `address`, evicting under the class's policy if need be."""
         now = time.time()
-        while self._entries and next(iter(self._entries.values())).expires_at <= now:
-            del self._entries[next(iter(self._entries))]
-        if len(self._entries) >= self._max_entries:
-            oldest = next(iter(self._entries.values()))
-            raise TooManyPending(max(1, math.ceil(oldest.expires_at - now)))
         entry = PendingAuthorization(
             request_id=secrets.token_urlsafe(24),
             client_id=client_id,
@@ -75,17 +75,14 @@ class PendingAuthorizations:
             scopes=scopes,
             expires_at=now + self._lifetime_seconds,
         )
-        self._entries[entry.request_id] = entry
+        self._entries.put(entry.request_id, entry, owner_of_address(address), now)
         return entry
 
     def get(self, request_id: str) -> PendingAuthorization | None:
-        entry = self._entries.get(request_id)
-        if entry is None or entry.expires_at <= time.time():
-            return None
-        return entry
+        return self._entries.get(request_id, time.time())
 
     def discard(self, request_id: str) -> None:
-        self._entries.pop(request_id, None)
+        self._entries.pop(request_id)
 
 
 class CsrfSigner:

@@ -7,12 +7,17 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
-from oauth_tokens.settings import OptionalPort, ServiceSettings
+from oauth_tokens.cors import CorsSettings
+from oauth_tokens.settings import OptionalPort
 from pydantic import field_validator
 
 
-class AuthServerSettings(ServiceSettings):
-    """AUTH_ISSUER is the public URL every token names; the rest say where to listen and keep state."""
+class AuthServerSettings(CorsSettings):
+    """AUTH_ISSUER is the public URL every token names; the rest say where to listen and keep state.
+
+    CORS_ALLOWED_ORIGINS (from CorsSettings): the browser origins whose pages may call /token, /revoke and
+    /register (app.py's CORS policy).
+    """
 
     auth_issuer: str
     auth_server_host: str = "127.0.0.1"

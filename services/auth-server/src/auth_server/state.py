@@ -70,7 +70,10 @@ class AuthServer:
             ),
             users=UserDirectory.from_config(config, environ),
             throttle=LoginThrottle(config.login),
-            pending=PendingAuthorizations(max_entries=config.login.max_pending_sign_ins),
+            pending=PendingAuthorizations(
+                max_entries=config.login.max_pending_sign_ins,
+                max_per_address=config.login.max_pending_sign_ins_per_address,
+            ),
             csrf=CsrfSigner(),
             authorize_rate=RateLimiter(config.rate_limits.authorize),
             registration_rate=RateLimiter(config.rate_limits.registration),

@@ -248,7 +248,9 @@ async def _token(request: Request) -> JSONResponse:
     server.token_rate.check(client_address(request))
     token_request = await read_token_request(request)
     request.state.grant_type = token_request.get("grant_type")
-    client = await server.clients.authenticate(request.headers.get("authorization"), token_request.params)
+    client = await server.clients.authenticate(
+        request.headers.get("authorization"), token_request.params, address=client_address(request)
+    )
     grant_type = token_request.require("grant_type")
     handler = GRANT_HANDLERS.get(grant_type)
     if handler is None:

@@ -1,4 +1,26 @@
-"""Demo users: scrypt-hashed passwords, constant-time checks, and throttling repeated failed logins."""
+"""Demo users: scrypt-hashed passwords, constant-time checks, and throttling repeated failed logins.
+
+Failed logins (LoginThrottle; settings in auth-server.toml's [login]) are counted per username (from any
+address) and per client address (for any username):
+
+- **Per username.** Each failure makes the next attempt at that username wait longer; past
+  `max_failures` in the window the username is locked: attempts are refused unchecked (even with the
+  right password, from any address) until its last failure is `failure_window_seconds` old. Refused
+  attempts do not count, so they do not extend the lock.
+- **Per address.** Past `max_failures_per_address` failures in the window (for any usernames) an address
+  (an IPv6 /64) is refused too: one address cannot spray guesses over many usernames, nor create more
+  than that many username entries.
+- An attempt counts as a failure when it begins (before its delay and the password check) and a success
+  takes it back (and clears the username's count), so parallel attempts cannot all pass with no delay.
+  Known and unknown usernames are treated alike (no oracle for which exist).
+- **Bounded, and junk cannot block anyone.** Both tables (`max_tracked_usernames`,
+  `max_tracked_addresses`) are `OwnedTable`s (quotas.py): when one is full, the entry with the fewest
+  failures goes (from the address holding the most entries first), so a flood of junk usernames evicts
+  the flood's own entries. A locked username or address is never evicted, so a flood cannot reopen a
+  locked-out account. If every entry of a full table is locked, a new username or address is let through
+  uncounted by that table (the other still counts): a full table never refuses a correct password from a
+  new address for a user nobody targeted.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +35,7 @@ from dataclasses import dataclass, field
 import anyio.to_thread
 
 from auth_server.config import AuthServerConfig, LoginPolicy, require_secret
+from auth_server.quotas import OwnedTable, TableFull, owner_of_address
 
 # scrypt cost: ~50 ms per check on a laptop core; memory 16 MiB (128 * r * n bytes).
 _SCRYPT_N = 2**14
@@ -83,7 +106,7 @@ class _Failures:
 
 
 class TooManyFailures(Exception):
-    """Too many recent or in-flight failed logins for this username and address; refused unchecked."""
+    """Too many recent or in-flight failed logins for this username, or from this address; refused unchecked."""
 
     def __init__(self, retry_after: int) -> None:
         super().__init__("Too many failed logins")
@@ -91,49 +114,63 @@ class TooManyFailures(Exception):
 
 
 class LoginThrottle:
-    """Counts failures per (username, client address): each later attempt waits longer, and past a limit none run.
-
-    An attempt counts as a failure when it begins (before its delay and the password check) and a success
-    clears the count, so parallel attempts cannot all pass with no delay. The same applies to known and
-    unknown usernames alike. Entries are forgotten only once their failure window has passed: when the
-    table is full, attempts from new (username, address) pairs are refused instead, so a flood of junk
-    usernames can never push out (and so reopen) a locked-out pair.
-    """
+    """Counts failed logins per username and per client address, under the policy in the module docstring."""
 
     def __init__(self, policy: LoginPolicy) -> None:
         self._policy = policy
-        # Ordered by last failure (an updated entry moves to the end), so expired ones are at the front.
-        self._failures: dict[tuple[str, str], _Failures] = {}
+        window = policy.failure_window_seconds
+
+        def expired(entry: _Failures, now: float) -> bool:
+            return now - entry.last_at > window
+
+        self._usernames: OwnedTable[str, _Failures] = OwnedTable(
+            max_entries=policy.max_tracked_usernames,
+            max_per_owner=policy.max_failures_per_address,  # an address cannot fail more often anyway
+            rank=lambda entry: entry.count if entry.count < policy.max_failures else None,
+            expired=expired,
+        )
+        self._addresses: OwnedTable[str, _Failures] = OwnedTable(
+            max_entries=policy.max_tracked_addresses,
+            max_per_owner=1,
+            rank=lambda entry: entry.count if entry.count < policy.max_failures_per_address else None,
+            expired=expired,
+        )
 
     def begin_attempt(self, username: str, address: str, now: float | None = None) -> float:
-        """Count this attempt as a failure; how long it must wait. Raises TooManyFailures past the limit."""
+        """Count this attempt as a failure; how long it must wait. Raises TooManyFailures past a limit."""
         now = time.monotonic() if now is None else now
-        key = (username.casefold(), address)
-        window = self._policy.failure_window_seconds
-        entry = self._failures.get(key)
-        if entry is None or now - entry.last_at > window:
-            entry = _Failures(0, now)
-        if entry.count >= self._policy.max_failures:  # refused attempts do not extend the window
-            raise TooManyFailures(max(1, math.ceil(entry.last_at + window - now)))
-        if key not in self._failures:
-            self._forget_expired(now)
-            if len(self._failures) >= self._policy.max_tracked_failures:
-                oldest = next(iter(self._failures.values()))
-                raise TooManyFailures(max(1, math.ceil(oldest.last_at + window - now)))
-        self._failures.pop(key, None)
-        self._failures[key] = _Failures(entry.count + 1, now)
-        if entry.count == 0:
+        name, owner = username.casefold(), owner_of_address(address)
+        by_name = self._usernames.get(name, now)
+        by_address = self._addresses.get(owner, now)
+        if by_name is not None and by_name.count >= self._policy.max_failures:
+            raise TooManyFailures(self._retry_after(by_name, now))
+        if by_address is not None and by_address.count >= self._policy.max_failures_per_address:
+            raise TooManyFailures(self._retry_after(by_address, now))
+        self._count(self._addresses, owner, by_address, owner, now)
+        self._count(self._usernames, name, by_name, owner, now)
+        if by_name is None or by_name.count == 1:
             return 0.0
-        delay = self._policy.failure_delay_seconds * 2 ** (entry.count - 1)
+        delay = self._policy.failure_delay_seconds * 2 ** (by_name.count - 2)
         return float(min(delay, self._policy.max_failure_delay_seconds))
 
-    def record_success(self, username: str, address: str) -> None:
-        self._failures.pop((username.casefold(), address), None)
+    def record_success(self, username: str, address: str, now: float | None = None) -> None:
+        """The attempt begun for `username` from `address` succeeded: it was no failure."""
+        now = time.monotonic() if now is None else now
+        self._usernames.pop(username.casefold())
+        by_address = self._addresses.get(owner_of_address(address), now)
+        if by_address is not None and by_address.count > 0:
+            by_address.count -= 1
 
-    def _forget_expired(self, now: float) -> None:
-        window = self._policy.failure_window_seconds
-        while self._failures:
-            key, entry = next(iter(self._failures.items()))
-            if now - entry.last_at <= window:
-                return
-            del self._failures[key]
+    def _retry_after(self, entry: _Failures, now: float) -> int:
+        return max(1, math.ceil(entry.last_at + self._policy.failure_window_seconds - now))
+
+    @staticmethod
+    def _count(table: OwnedTable[str, _Failures], key: str, entry: _Failures | None, owner: str, now: float) -> None:
+        if entry is not None:
+            entry.count += 1
+            entry.last_at = now
+            return
+        try:
+            table.put(key, _Failures(1, now), owner, now)
+        except TableFull:  # every entry is locked: this one goes uncounted here (see the class docstring)
+            return
