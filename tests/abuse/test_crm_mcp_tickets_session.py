@@ -5,6 +5,11 @@
   unexpectedly: no answer in time") and the other calls were retried on a new session, so five calls
   started 2 s apart ended after 10, 18, 16, 14 and 12 s. Now each ends within its own deadline, and the
   session survives: once tickets-mcp resumes, the next call is served on the same session.
+- tickets-mcp restarts. Measured on main before the fix: the integration test of a stopped downstream
+  failed 4 of 13 runs with "tickets-mcp is unreachable (connection failed)" right after the restart,
+  because the refused session set-up was remembered for the back-off (1 s) and a restart quicker than
+  that was refused from memory. Here the back-off is a minute, so that race is certain on main; now a
+  refusal is not remembered (only a hang is), and the first call after the restart works.
 
 The client is crm-mcp's own `TicketsMcpClient`, with crm-mcp's own client-credentials identity, against the
 topology's real tickets-mcp and auth-server.
@@ -33,7 +38,9 @@ STAGGER_SECONDS = 0.4
 
 @pytest.fixture
 async def tickets(topology: Topology) -> AsyncIterator[TicketsMcpClient]:
-    client = TicketsMcpClient(topology.env["TICKETS_MCP_URL"], topology.tickets_auth(), timeout_seconds=DEADLINE)
+    client = TicketsMcpClient(
+        topology.env["TICKETS_MCP_URL"], topology.tickets_auth(), timeout_seconds=DEADLINE, failure_backoff_seconds=60
+    )
     async with anyio.create_task_group() as owner:
         client.bind(owner)
         try:
@@ -77,3 +84,16 @@ async def test_staggered_calls_against_a_hanging_tickets_mcp_end_within_one_dead
     assert tickets._session is session
     assert await tickets.list_tickets("cus_001") is not None  # tickets-mcp resumed: the same session serves
     assert tickets._session is session
+
+
+async def test_the_first_call_after_tickets_mcp_restarts_works(topology: Topology, tickets: TicketsMcpClient) -> None:
+    before = await tickets.list_tickets("cus_001")
+    topology.services["tickets-mcp"].stop()
+    try:
+        with pytest.raises(DownstreamError, match="tickets-mcp"):
+            await tickets.list_tickets("cus_001")  # the session is gone and a new one is refused
+        with pytest.raises(DownstreamError, match="unreachable"):  # still down: refused again, not from memory
+            await tickets.list_tickets("cus_001")
+    finally:
+        topology.start("tickets-mcp")
+    assert [t.id for t in await tickets.list_tickets("cus_001")] == [t.id for t in before]
