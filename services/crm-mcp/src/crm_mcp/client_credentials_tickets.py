@@ -273,12 +273,12 @@ def _connect_error(exc: BaseException) -> DownstreamError:
 
 
 def _status_error(watch: ResponseWatch) -> DownstreamError | None:
-    """The tool error for tickets-mcp's HTTP answer, if it was an error status other than 404.
+    """The tool error for tickets-mcp's HTTP answer if it was 429 or 5xx (the session itself is fine).
 
-    404 is left to the SDK: for a request in a session it means the session is gone (a new one is opened).
+    Other statuses are left to the SDK's reading: a 400 or 404 may mean the session is gone.
     """
     response = watch.response
-    if response is None or response.status_code == 404:
+    if response is None or not (response.status_code == 429 or response.status_code >= 500):
         return None
     return watch.error(SERVICE)
 
