@@ -10,20 +10,16 @@ secret at the token endpoint and presents that token to tickets-mcp.
 - One `httpx2.AsyncClient` (one connection pool) and one MCP session are opened on first use and kept;
   calls are multiplexed over that session instead of opening one per call. A session whose connection
   is gone is dropped and the next call opens a new one; a timeout, a refused call or an error status
-  keeps it. A call that runs out of time is cancelled alone (the SDK aborts that request's POST): the
-  session's own HTTP timeouts are a backstop at twice the deadline, because an HTTP timeout inside the
-  session ends the session, and with it every other call in flight.
-- An error status from tickets-mcp (429, 5xx) is told as one (`downstream.error_for_status`, with its
-  Retry-After), not as a broken connection: the SDK hides the status, so it is read from the HTTP
-  client (`downstream.watching_responses`). A read-only call is retried once on 502/503/504, like every
-  idempotent downstream request; a 429 is never retried.
+  keeps it. A call out of time is cancelled alone (the SDK aborts its POST); the session's HTTP timeouts
+  are only a backstop at twice the deadline, as one firing inside the session would end every call.
+- A 429 or 5xx is told as such with its Retry-After (`downstream.error_for_status`; the status the SDK
+  hides is read with `downstream.watching_responses`); read-only calls are retried once on 502/503/504.
 - Each step has its own total deadline (CRM_MCP_DOWNSTREAM_TIMEOUT_SECONDS) and its own party to
   blame: the token is fetched first (an error names the token endpoint), then the session is opened,
   then the tool is called (an error names tickets-mcp). Concurrent calls share one session set-up and
   its outcome (`oauth_tokens.single_flight`), and a set-up that hung is remembered for a second, so N
   calls against a tickets-mcp that hangs all end within one deadline, not one deadline after another.
-  A set-up refused at once (connection refused: tickets-mcp is down or restarting) is not remembered:
-  trying again costs nothing, and a tickets-mcp that is back is used by the very next call.
+  A set-up refused at once is not remembered, so a restarted tickets-mcp is used by the very next call.
 - Only read-only tools are retried (once, on a fresh session); a write that failed mid-way is reported,
   never repeated, because tickets-mcp might have done it.
 """
