@@ -11,10 +11,8 @@ weather-api and answers chosen requests itself, as a rate-limiting gateway in fr
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
-import anyio
 import pytest
 from crm_mcp.api_key_weather import WeatherApiClient
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
@@ -22,6 +20,7 @@ from crm_mcp.downstream import DownstreamError
 from pydantic import SecretStr
 
 from tests.support.fault_proxy import Fault, FaultProxy, fault_proxy
+from tests.support.tickets_client import running_tickets_client
 from tests.support.topology import Topology
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -29,16 +28,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 DEADLINE = 5.0
 
 
-@asynccontextmanager
-async def tickets_behind(proxy: FaultProxy, topology: Topology) -> AsyncIterator[TicketsMcpClient]:
-    client = TicketsMcpClient(f"{proxy.url}/mcp", topology.tickets_auth(), timeout_seconds=DEADLINE)
-    async with anyio.create_task_group() as owner:
-        client.bind(owner)
-        try:
-            yield client
-        finally:
-            await client.aclose()
-            owner.cancel_scope.cancel()
+def tickets_behind(proxy: FaultProxy, topology: Topology) -> AbstractAsyncContextManager[TicketsMcpClient]:
+    return running_tickets_client(f"{proxy.url}/mcp", topology.tickets_auth(), timeout_seconds=DEADLINE)
 
 
 def upstream(url: str) -> str:

@@ -27,6 +27,7 @@ import pytest
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.downstream import DownstreamError
 
+from tests.support.tickets_client import running_tickets_client
 from tests.support.topology import Topology
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -38,16 +39,9 @@ STAGGER_SECONDS = 0.4
 
 @pytest.fixture
 async def tickets(topology: Topology) -> AsyncIterator[TicketsMcpClient]:
-    client = TicketsMcpClient(
-        topology.env["TICKETS_MCP_URL"], topology.tickets_auth(), timeout_seconds=DEADLINE, failure_backoff_seconds=60
-    )
-    async with anyio.create_task_group() as owner:
-        client.bind(owner)
-        try:
-            yield client
-        finally:
-            await client.aclose()
-            owner.cancel_scope.cancel()
+    url, auth = topology.env["TICKETS_MCP_URL"], topology.tickets_auth()
+    async with running_tickets_client(url, auth, timeout_seconds=DEADLINE, failure_backoff_seconds=60) as client:
+        yield client
 
 
 async def test_staggered_calls_against_a_hanging_tickets_mcp_end_within_one_deadline_each_and_keep_the_session(
