@@ -8,8 +8,8 @@ bound of three deadlines that only a convoy (five deadlines one after another) o
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 
 import anyio
 import pytest
@@ -21,6 +21,7 @@ from pydantic import SecretStr
 
 from tests.shared.loopback import LoopbackAuthServer
 from tests.support.hanging import misbehaving_server
+from tests.support.tickets_client import running_tickets_client
 
 pytestmark = pytest.mark.anyio
 
@@ -35,17 +36,9 @@ def token_endpoint() -> Iterator[LoopbackAuthServer]:
     server.stop()
 
 
-@asynccontextmanager
-async def tickets_client(tickets_url: str, token_url: str) -> AsyncIterator[TicketsMcpClient]:
+def tickets_client(tickets_url: str, token_url: str) -> AbstractAsyncContextManager[TicketsMcpClient]:
     auth = ClientCredentialsAuth(token_url, "crm-mcp-agent", "agent-secret", timeout_seconds=DEADLINE)
-    client = TicketsMcpClient(tickets_url, auth, timeout_seconds=DEADLINE)
-    async with anyio.create_task_group() as owner:
-        client.bind(owner)
-        try:
-            yield client
-        finally:
-            await client.aclose()
-            owner.cancel_scope.cancel()
+    return running_tickets_client(tickets_url, auth, timeout_seconds=DEADLINE)
 
 
 async def concurrently(call: Callable[[], Awaitable[object]], callers: int = CALLERS) -> tuple[list[str], float]:

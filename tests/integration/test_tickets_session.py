@@ -9,6 +9,7 @@ import pytest
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.downstream import DownstreamError
 
+from tests.support.tickets_client import running_tickets_client
 from tests.support.topology import Topology
 
 pytestmark = pytest.mark.anyio
@@ -16,14 +17,9 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def tickets(topology: Topology) -> AsyncIterator[TicketsMcpClient]:
-    client = TicketsMcpClient(topology.env["TICKETS_MCP_URL"], topology.tickets_auth(), timeout_seconds=5)
-    async with anyio.create_task_group() as owner:
-        client.bind(owner)
-        try:
-            yield client
-        finally:
-            await client.aclose()
-            owner.cancel_scope.cancel()
+    url, auth = topology.env["TICKETS_MCP_URL"], topology.tickets_auth()
+    async with running_tickets_client(url, auth, timeout_seconds=5) as client:
+        yield client
 
 
 async def test_concurrent_calls_share_one_session(tickets: TicketsMcpClient) -> None:

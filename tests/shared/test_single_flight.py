@@ -53,6 +53,30 @@ async def test_concurrent_callers_share_one_attempt_and_its_error() -> None:
     assert flight.attempts == 2
 
 
+async def test_only_the_failures_remember_accepts_are_remembered() -> None:
+    flight: SingleFlight[str] = SingleFlight(
+        failure_backoff_seconds=60.0, remember=lambda error: isinstance(error, TimeoutError)
+    )
+
+    async def refused() -> str:
+        raise ConnectionRefusedError("down")
+
+    async def hung() -> str:
+        raise TimeoutError("no answer")
+
+    async def succeeding() -> str:
+        return "up"
+
+    with pytest.raises(ConnectionRefusedError):
+        await flight.run(refused)
+    assert await flight.run(succeeding) == "up"  # a quick refusal is not remembered: back at once
+    with pytest.raises(TimeoutError):
+        await flight.run(hung)
+    with pytest.raises(TimeoutError):  # a hang is remembered for the back-off
+        await flight.run(succeeding)
+    assert flight.attempts == 3
+
+
 async def test_a_cancelled_leader_does_not_strand_its_waiters() -> None:
     flight: SingleFlight[str] = SingleFlight()
     calls = 0

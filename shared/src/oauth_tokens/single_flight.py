@@ -5,7 +5,9 @@ waits out its own deadline, so N callers end one deadline apart. Here concurrent
 one attempt in flight and all get its result, or its error, the moment it ends; and a failure is
 remembered for `failure_backoff_seconds`, so callers arriving just after it get the same error at
 once instead of starting another attempt against a dependency that has just failed. The first call
-after the back-off tries again, so a dependency that came back is used at once.
+after the back-off tries again, so a dependency that came back is used at once. `remember` chooses
+which failures are worth remembering (default: all), e.g. only those that waited out a timeout, so a
+quick refusal never outlives the outage that caused it.
 """
 
 from __future__ import annotations
@@ -36,11 +38,18 @@ class _Flight(Generic[T]):
 class SingleFlight(Generic[T]):
     """Runs one attempt at a time; concurrent callers share its outcome; a failure is kept for a back-off."""
 
-    def __init__(self, *, failure_backoff_seconds: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        *,
+        failure_backoff_seconds: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        remember: Callable[[Exception], bool] | None = None,
+    ) -> None:
         if failure_backoff_seconds < 0:
             raise ValueError("failure_backoff_seconds must not be negative")
         self.failure_backoff_seconds = failure_backoff_seconds
         self._clock = clock
+        self._remember = remember
         self._flight: _Flight[T] | None = None
         self._failure: Exception | None = None
         self._failed_at = 0.0
@@ -83,7 +92,8 @@ class SingleFlight(Generic[T]):
             return flight.result
         except Exception as error:
             flight.error = error
-            self._failure, self._failed_at = error, self._clock()
+            if self._remember is None or self._remember(error):
+                self._failure, self._failed_at = error, self._clock()
             raise
         finally:
             self._flight = None

@@ -9,12 +9,17 @@ secret at the token endpoint and presents that token to tickets-mcp.
   callers, and on a 401 drops the token and retries once (if the token is not brand new).
 - One `httpx2.AsyncClient` (one connection pool) and one MCP session are opened on first use and kept;
   calls are multiplexed over that session instead of opening one per call. A session whose connection
-  is gone is dropped and the next call opens a new one; a timeout or a refused call keeps it.
+  is gone is dropped and the next call opens a new one; a timeout, a refused call or an error status
+  keeps it. A call out of time is cancelled alone (the SDK aborts its POST); the session's HTTP timeouts
+  are only a backstop at twice the deadline, as one firing inside the session would end every call.
+- A 429 or 5xx is told as such with its Retry-After (`downstream.error_for_status`; the status the SDK
+  hides is read with `downstream.watching_responses`); read-only calls are retried once on 502/503/504.
 - Each step has its own total deadline (CRM_MCP_DOWNSTREAM_TIMEOUT_SECONDS) and its own party to
   blame: the token is fetched first (an error names the token endpoint), then the session is opened,
   then the tool is called (an error names tickets-mcp). Concurrent calls share one session set-up and
-  its outcome (`oauth_tokens.single_flight`), and a failed set-up is remembered for a second, so N
+  its outcome (`oauth_tokens.single_flight`), and a set-up that hung is remembered for a second, so N
   calls against a tickets-mcp that hangs all end within one deadline, not one deadline after another.
+  A set-up refused at once is not remembered, so a restarted tickets-mcp is used by the very next call.
 - Only read-only tools are retried (once, on a fresh session); a write that failed mid-way is reported,
   never repeated, because tickets-mcp might have done it.
 """
@@ -38,7 +43,15 @@ from oauth_tokens.single_flight import SingleFlight
 from oauth_tokens.telemetry import trace_http
 from pydantic import BaseModel, TypeAdapter
 
-from crm_mcp.downstream import DownstreamError, http_client, late, parse_response
+from crm_mcp.downstream import (
+    RETRYABLE_STATUSES,
+    DownstreamError,
+    ResponseWatch,
+    http_client,
+    late,
+    parse_response,
+    watching_responses,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -95,10 +108,12 @@ class TicketsMcpClient:
         self._url = url
         self._auth = auth
         self._timeout = timeout_seconds
-        self._http = trace_http(
-            http_client(timeout_seconds, auth=auth), pattern="client_credentials", credential="client_credentials"
+        # A backstop only: every call and set-up has its own deadline, which ends it first (see the docstring).
+        session_http = http_client(2 * timeout_seconds, auth=auth)
+        self._http = trace_http(session_http, pattern="client_credentials", credential="client_credentials")
+        self._opening: SingleFlight[_Session] = SingleFlight(
+            failure_backoff_seconds=failure_backoff_seconds, remember=_hung
         )
-        self._opening: SingleFlight[_Session] = SingleFlight(failure_backoff_seconds=failure_backoff_seconds)
         self._session: _Session | None = None
         self._task_group: TaskGroup | None = None
 
@@ -134,7 +149,7 @@ class TicketsMcpClient:
             await self._fresh_token()
             session = await self._connected()
             try:
-                with deadline(self._timeout, SERVICE):
+                with watching_responses() as watch, deadline(self._timeout, SERVICE):
                     result = await session.client.call_tool(name, arguments, read_timeout_seconds=self._timeout)
             except TokenEndpointError as exc:
                 raise _connect_error(exc) from exc
@@ -142,6 +157,13 @@ class TicketsMcpClient:
                 if isinstance(exc, DeadlineExceededError) or exc.code == REQUEST_TIMEOUT:
                     # The session is fine and the call may still run: reported, not retried, not dropped.
                     raise DownstreamError(f"{SERVICE} did not answer '{name}' within {self._timeout:g} s.") from exc
+                status_error = _status_error(watch)
+                if status_error is not None:  # an error status: the session is fine
+                    status = watch.response.status_code if watch.response is not None else 0
+                    if status in RETRYABLE_STATUSES and attempt < attempts:
+                        logger.info("%s answered %d to %s; retrying", SERVICE, status, name)
+                        continue
+                    raise status_error from exc
                 if exc.code not in SESSION_BROKEN:
                     raise DownstreamError(f"{SERVICE} refused '{name}': {exc.error.message}") from exc
                 failure: Exception = exc
@@ -182,10 +204,10 @@ class TicketsMcpClient:
             return self._session
         assert self._task_group is not None
         try:
-            with deadline(self._timeout, SERVICE):
+            with watching_responses() as watch, deadline(self._timeout, SERVICE):
                 self._session = await self._task_group.start(self._hold_session)
         except Exception as exc:
-            raise _connect_error(exc) from exc
+            raise (_status_error(watch) or _connect_error(exc)) from exc
         return self._session
 
     async def _hold_session(self, *, task_status: TaskStatus[_Session]) -> None:
@@ -193,11 +215,14 @@ class TicketsMcpClient:
         session: _Session | None = None
         try:
             transport = streamable_http_client(self._url, http_client=self._http)
-            async with Client(transport, read_timeout_seconds=self._timeout) as client:
-                session = _Session(client)
-                task_status.started(session)
-                await session.dropped.wait()
-            # Leaving the Client ends the session on tickets-mcp too (DELETE /mcp, where it keeps sessions).
+            with anyio.CancelScope() as leaving:
+                async with Client(transport, read_timeout_seconds=self._timeout) as client:
+                    session = _Session(client)
+                    task_status.started(session)
+                    await session.dropped.wait()
+                    leaving.deadline = anyio.current_time() + self._timeout
+            # Leaving the Client ends the session on tickets-mcp too (DELETE /mcp, where it keeps sessions),
+            # within one deadline even if tickets-mcp hangs.
         except Exception as exc:
             if session is None:
                 raise
@@ -241,6 +266,23 @@ def _connect_error(exc: BaseException) -> DownstreamError:
     if isinstance(exc, MCPError):
         return DownstreamError(f"{SERVICE} refused the MCP session: {exc.error.message}")
     return DownstreamError(f"{SERVICE} is unreachable ({_reason(exc)}); try again later.")
+
+
+def _status_error(watch: ResponseWatch) -> DownstreamError | None:
+    """The tool error for tickets-mcp's HTTP answer if it was 429 or 5xx (the session itself is fine).
+
+    Other statuses are left to the SDK's reading: a 400 or 404 may mean the session is gone.
+    """
+    response = watch.response
+    if response is None or not (response.status_code == 429 or response.status_code >= 500):
+        return None
+    return watch.error(SERVICE)
+
+
+def _hung(error: Exception) -> bool:
+    """Whether a failed session set-up waited out a timeout (remembered for the back-off) rather than
+    being refused at once (not remembered: retrying a refused connection costs nothing)."""
+    return _first(error, DeadlineExceededError) is not None or _first(error, httpx2.TimeoutException) is not None
 
 
 def _first(exc: BaseException, kind: type[E]) -> E | None:

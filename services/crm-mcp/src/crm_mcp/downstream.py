@@ -5,12 +5,25 @@ send and every read of the answer, retries included: `oauth_tokens.deadline`), o
 requests are retried (and only on failures a retry can fix), and every failure reaches the MCP client
 as a `DownstreamError` (a `ToolError`, the one exception type whose message the SDK passes on) that
 names the service and what went wrong, never a credential.
+
+One status policy for every downstream (HTTP APIs and tickets-mcp's MCP endpoint alike, see
+`error_for_status`): a 429 says the rate limit was reached, a 5xx that the service is failing, and when
+the answer carries Retry-After (RFC 9110 §10.2.3) the tool error says after how many seconds to try
+again, in its text and as `DownstreamError.retry_after_seconds`. Clients built by `http_client` record
+the last response of the calls made inside `watching_responses()`, so a caller whose library hides the
+HTTP answer (the MCP SDK turns any error status into "Server returned an error response") still knows it.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import anyio
@@ -29,7 +42,47 @@ T = TypeVar("T")
 
 
 class DownstreamError(ToolError):
-    """A downstream call failed; the message is safe to show to the MCP client."""
+    """A downstream call failed; the message is safe to show to the MCP client.
+
+    `retry_after_seconds`: the downstream's Retry-After, when it sent one (also in the message).
+    """
+
+    def __init__(self, message: str, *, retry_after_seconds: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_seconds = retry_after_seconds
+
+
+@dataclass
+class ResponseWatch:
+    """The last HTTP response received by the calls made inside `watching_responses()` (None: none yet)."""
+
+    response: httpx2.Response | None = None
+
+    def error(self, service: str) -> DownstreamError | None:
+        """The tool error the last response means, or None if there is none or it was a success."""
+        return None if self.response is None else error_for_status(service, self.response)
+
+
+# A context variable, so the response is recorded in whichever task sends the request on the caller's
+# behalf (the MCP SDK sends each request from a task that inherits the caller's context).
+_watch: ContextVar[ResponseWatch | None] = ContextVar("crm_mcp_response_watch", default=None)
+
+
+@contextmanager
+def watching_responses() -> Iterator[ResponseWatch]:
+    """Record the last response of every `http_client` request made in this context, until the block ends."""
+    watch = ResponseWatch()
+    token = _watch.set(watch)
+    try:
+        yield watch
+    finally:
+        _watch.reset(token)
+
+
+async def _record_response(response: httpx2.Response) -> None:
+    watch = _watch.get()
+    if watch is not None:
+        watch.response = response
 
 
 def http_client(timeout_seconds: float, auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
@@ -39,7 +92,22 @@ def http_client(timeout_seconds: float, auth: httpx2.Auth | None = None) -> http
         auth=auth,
         follow_redirects=False,
         limits=httpx2.Limits(max_connections=50, max_keepalive_connections=20),
+        event_hooks={"response": [_record_response]},
     )
+
+
+def retry_after_seconds(response: httpx2.Response) -> int | None:
+    """Retry-After as whole seconds from now (it may be a number or an HTTP date); None if absent or unreadable."""
+    value = response.headers.get("retry-after", "").strip()
+    if value.isdigit():
+        return int(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0, math.ceil(when.timestamp() - time.time()))
 
 
 def parse_response(service: str, parse: Callable[[], T]) -> T:
@@ -64,12 +132,14 @@ def error_for_status(service: str, response: httpx2.Response) -> DownstreamError
         return DownstreamError(f"{service} refused the request (403 Forbidden).{needed}")
     if status == 404:
         return DownstreamError(f"{service}: not found (404).")
+    retry_after = retry_after_seconds(response) if status == 429 or status >= 500 else None
+    when = "try again later." if retry_after is None else f"retry after {retry_after} s."
     if status == 429:
-        retry_after = response.headers.get("retry-after")
-        when = f" Retry after {retry_after} s." if retry_after else ""
-        return DownstreamError(f"{service} rate limit reached (429 Too Many Requests).{when}")
+        return DownstreamError(
+            f"{service} rate limit reached (429 Too Many Requests); {when}", retry_after_seconds=retry_after
+        )
     if status >= 500:
-        return DownstreamError(f"{service} is failing ({status}); try again later.")
+        return DownstreamError(f"{service} is failing ({status}); {when}", retry_after_seconds=retry_after)
     return DownstreamError(f"{service} rejected the request ({status}).")
 
 

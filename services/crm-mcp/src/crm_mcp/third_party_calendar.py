@@ -4,9 +4,13 @@ that user gave crm-mcp at the calendar provider, never with the token the MCP cl
 `CalendarProvider` is crm-mcp as a confidential OAuth client of the provider's own authorization server:
 the authorization URL (PKCE S256, `state`, `resource`), the code exchange, refresh and RFC 7009
 revocation. `CalendarAccounts` keeps each user's grant in the encrypted `TokenVault`, under (user `sub`,
-provider issuer), and hands out a fresh access token: refreshed ahead of expiry once per user under a lock
-(an in-process lock plus a lease on the vault row, so replicas never redeem one refresh token twice); a
-refused refresh (`invalid_grant`) deletes the grant, so the tool asks the user to connect again.
+provider issuer), and hands out a fresh access token, refreshed ahead of expiry in one flight per user
+grant: concurrent callers of one user share the one refresh in progress and its result or error
+(`oauth_tokens.single_flight.KeyedSingleFlight`, which forgets a user once no call of theirs is waiting,
+so the map never outgrows the calls in progress), and a lease on the vault row keeps replicas from
+redeeming one refresh token twice. A refresh against a provider that hangs therefore costs every waiter
+one deadline together, not one deadline each in turn. A refused refresh (`invalid_grant`) deletes the
+grant, so the tool asks the user to connect again.
 `CalendarApiClient` calls calendar-api with that token. How the user connects is in connect_calendar.py,
 how a tool asks them to (URL-mode elicitation) in calendar_tools.py.
 """
@@ -15,13 +19,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections import defaultdict
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
 import anyio
 from oauth_tokens import TokenEndpointError
+from oauth_tokens.single_flight import KeyedSingleFlight
 from oauth_tokens.telemetry import trace_http
 from oauth_tokens.token_endpoint import TokenEndpoint
 from oauth_tokens.vault import StoredGrant, TokenVault
@@ -154,7 +158,8 @@ class CalendarAccounts:
         self.provider = provider
         self.vault = vault
         self._margin = refresh_margin_seconds
-        self._locks: defaultdict[str, anyio.Lock] = defaultdict(anyio.Lock)
+        # No failure back-off: a refresh that failed is tried again by the next call, not remembered.
+        self._refreshes: KeyedSingleFlight[str, str | None] = KeyedSingleFlight()
 
     async def connect(self, subject: str, grant: StoredGrant) -> None:
         await self.vault.put(subject, self.provider.issuer, grant)
@@ -167,8 +172,7 @@ class CalendarAccounts:
             return None
         if not grant.expires_within(self._margin):
             return grant.access_token
-        async with self._locks[subject]:
-            return await self._refresh(subject)
+        return await self._refreshes.run(subject, lambda: self._refresh(subject))
 
     async def _refresh(self, subject: str) -> str | None:
         issuer = self.provider.issuer
@@ -176,6 +180,8 @@ class CalendarAccounts:
         if grant is None or grant.refresh_token is None:
             await self.vault.delete(subject, issuer)
             return None
+        if not grant.expires_within(self._margin):  # refreshed by a flight that ended just before this one
+            return grant.access_token
         while not await self.vault.try_lease(subject, issuer, _LEASE_SECONDS):
             # Another replica is redeeming this refresh token; use what it stores rather than replay it.
             await anyio.sleep(_LEASE_POLL_SECONDS)

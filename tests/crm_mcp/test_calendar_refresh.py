@@ -1,0 +1,85 @@
+"""Pattern 4's refresh against a calendar token endpoint that hangs: one flight per user, nothing kept after.
+
+Real parts: crm-mcp's `CalendarAccounts` and `CalendarProvider`, a real encrypted `TokenVault` in a temporary
+SQLite file, and a loopback token endpoint that accepts connections and never answers
+(tests/support/hanging.py). The grants are stored directly (refresh tokens the hanging server never reads).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+from crm_mcp.downstream import DownstreamError
+from crm_mcp.settings import Settings
+from crm_mcp.third_party_calendar import CalendarAccounts, CalendarProvider
+from oauth_tokens.vault import StoredGrant, TokenVault, parse_vault_keys
+
+from tests.support.hanging import misbehaving_server
+
+pytestmark = pytest.mark.anyio
+
+DEADLINE = 1.0
+ISSUER = "http://127.0.0.1:9"  # never contacted: the token endpoint is set explicitly
+
+
+def settings(token_url: str, data_dir: Path) -> Settings:
+    vault_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
+    return Settings(
+        auth_issuer=ISSUER,
+        crm_mcp_resource="http://127.0.0.1:9/mcp",
+        crm_mcp_downstream_timeout_seconds=DEADLINE,
+        weather_api_url="http://127.0.0.1:9",
+        weather_api_key="unused-weather-key",
+        crm_mcp_client_id="crm-mcp-agent",
+        crm_mcp_client_secret="unused-client-secret",
+        tickets_mcp_url="http://127.0.0.1:9/mcp",
+        tickets_mcp_resource="http://127.0.0.1:9/mcp",
+        crm_api_url="http://127.0.0.1:9",
+        crm_mcp_public_url="http://127.0.0.1:9",
+        crm_mcp_data_dir=data_dir,
+        crm_mcp_vault_keys=f"k1:{vault_key}",
+        crm_mcp_request_state_keys=base64.urlsafe_b64encode(os.urandom(32)).decode(),
+        calendar_api_url="http://127.0.0.1:9",
+        calendar_api_audience="http://127.0.0.1:9",
+        calendar_auth_issuer=ISSUER,
+        calendar_client_id="crm-mcp",
+        calendar_client_secret="unused-calendar-secret",
+        calendar_token_url=token_url,
+    )
+
+
+async def test_concurrent_refreshes_share_one_flight_per_user_and_leave_nothing_behind(tmp_path: Path) -> None:
+    users = [f"user-{n}" for n in range(20)]
+    async with misbehaving_server() as hanging:
+        config = settings(f"{hanging.url}/token", tmp_path)
+        vault = TokenVault(tmp_path / "vault.sqlite3", parse_vault_keys(config.crm_mcp_vault_keys))
+        await vault.initialise()
+        for user in users:  # due for refresh: expiring within the margin
+            await vault.put(user, ISSUER, StoredGrant("access", f"refresh-{user}", expires_at=time.time() + 5))
+        provider = CalendarProvider(config)
+        accounts = CalendarAccounts(provider, vault, refresh_margin_seconds=60)
+        errors: list[str] = []
+
+        async def call(user: str) -> None:
+            with pytest.raises(DownstreamError) as failed:
+                await accounts.access_token(user)
+            errors.append(str(failed.value))
+
+        try:
+            with anyio.fail_after(10 * DEADLINE):  # the test itself never hangs
+                async with anyio.create_task_group() as group:
+                    for user in users:
+                        for _ in range(3):  # three concurrent calls per user
+                            group.start_soon(call, user)
+        finally:
+            await provider.aclose()
+
+    assert len(errors) == 3 * len(users)
+    assert hanging.connections == len(users)  # one refresh per user, not one per call
+    assert len(accounts._refreshes) == 0  # no per-user entry outlives its calls
+    assert await vault.get(users[0], ISSUER) is not None  # a refresh that timed out keeps the grant
