@@ -6,12 +6,13 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from oauth_tokens.cors import CorsSettings
+from oauth_tokens.mcp_sessions import McpSessionSettings
 from oauth_tokens.settings import CommaList, OptionalPort, TrustSettings
 from oauth_tokens.vault import VaultKeys
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 
-class Settings(TrustSettings, CorsSettings):
+class Settings(TrustSettings, CorsSettings, McpSessionSettings):
     """Every field is the environment variable of the same name, upper-cased (see .env.example)."""
 
     crm_mcp_host: str = "127.0.0.1"
