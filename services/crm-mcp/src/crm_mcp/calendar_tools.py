@@ -75,7 +75,7 @@ class CalendarPattern:
         provider = CalendarProvider(settings)
         vault = TokenVault(database, settings.crm_mcp_vault_keys)
         accounts = CalendarAccounts(provider, vault, settings.crm_mcp_calendar_refresh_margin_seconds)
-        requests = ConnectRequests(database)
+        requests = ConnectRequests(database, settings.crm_mcp_vault_keys)
         return cls(
             provider=provider,
             accounts=accounts,
