@@ -16,10 +16,8 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 
-from scripts.headless_login import user_oauth
+from tests.shared.test_mcp_hardening import INITIALIZE, MCP_HEADERS
 from tests.support.topology import Topology, running_topology
 
 pytestmark = pytest.mark.anyio
@@ -29,14 +27,7 @@ TOTAL = 100
 OPENED = 1000
 CONCURRENCY = 8
 RSS_GROWTH_BOUND = 10 * 1024 * 1024
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "flood", "version": "1"}},
-}
 PING = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +35,6 @@ def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
     caps = {"MCP_MAX_SESSIONS": str(TOTAL), "MCP_MAX_SESSIONS_PER_USER": str(PER_USER)}
     with running_topology(tmp_path_factory.mktemp("sessions"), overrides=caps) as topology:
         yield topology
-
-
-async def token_for(topology: Topology, user: str, scope: str) -> str:
-    """`user`'s access token for crm-mcp with `scope`, through the real OAuth flow."""
-    provider, storage = user_oauth(topology.crm_mcp_url, user, topology.password(user), scope=scope)
-    async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(topology.crm_mcp_url, http_client=http)),
-    ):
-        pass
-    assert storage.tokens is not None
-    return storage.tokens.access_token
 
 
 async def open_sessions(url: str, token: str, count: int, concurrency: int = CONCURRENCY) -> list[str]:
@@ -101,7 +80,7 @@ async def live(url: str, token: str, session_ids: list[str]) -> list[str]:
 
 async def test_one_user_flooding_sessions_keeps_his_cap_and_others_connect(topology: Topology, tmp_path: Path) -> None:
     crm_mcp = topology.services["crm-mcp"]
-    bob = await token_for(topology, "bob", "crm:read")
+    bob = await topology.user_token("bob", scope="crm:read")
     rss_before = crm_mcp.resident_bytes()
 
     opened = await open_sessions(topology.crm_mcp_url, bob, OPENED)

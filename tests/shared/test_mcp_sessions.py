@@ -19,19 +19,13 @@ from pydantic import ValidationError
 from tests.shared.conftest import Keys
 from tests.shared.loopback import LoopbackAuthServer
 from tests.shared.test_mcp_adapter import _serve
+from tests.shared.test_mcp_hardening import INITIALIZE, MCP_HEADERS
 from tests.shared.tokens import claims, mint
 from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}},
-}
 PING = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
-MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
 
 
 class Users:
