@@ -21,7 +21,8 @@ class Settings(TrustSettings, CorsSettings, McpSessionSettings):
     crm_mcp_metrics_port: OptionalPort = None
     # This server's RFC 8707 resource identifier: the audience user tokens must carry.
     crm_mcp_resource: str
-    # Host headers accepted besides localhost (DNS-rebinding protection), e.g. crm-mcp:8001 in compose.
+    # Host headers accepted besides localhost and CRM_MCP_PUBLIC_URL's host (DNS-rebinding protection, every
+    # route but /health), e.g. crm-mcp:8001 in compose.
     crm_mcp_allowed_hosts: CommaList = ()
     # Total deadline (connect and every read) of each downstream call, token request and MCP session
     # set-up, seconds.
