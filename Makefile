@@ -108,7 +108,7 @@ bench: install ## Measure what each design choice buys: ratios with targets, req
 	@$(RUN) python -m scripts.bench $(if $(REPEAT),--repeat $(REPEAT)) $(if $(PROFILE),--profile)
 
 .PHONY: soak
-soak: install ## Several users call the tools of patterns 1-3 for SOAK_SECONDS on a fresh topology; errors, memory
+soak: install ## Several users call the tools of patterns 1-4 for SOAK_SECONDS on a fresh topology; errors, memory
 	@$(RUN) python -m scripts.soak
 
 .PHONY: rotate-keys

@@ -1,12 +1,13 @@
-"""`make soak`: several users call every tool of patterns 1-3 for a bounded time; any error fails the run.
+"""`make soak`: several users call every tool of patterns 1-4 for a bounded time; any error fails the run.
 
 Starts its own topology (seven real processes on free loopback ports, fresh secrets and data), so it
 needs nothing running and changes no data of yours. Each user logs in through the real OAuth flow and
-calls each of those tools in turn until the time is up (finishing the round it is in, so each is called).
-Pattern 4's tools are not soaked: each first call needs a person's consent in a browser.
+connects their calendar once (pattern 4: the URL elicitation's pages walked by the headless browser, as
+`make demo` does), then calls each tool in turn until the time is up (finishing the round it is in, so
+each is called). A consent asked for during the soak itself counts as an error: the vault keeps the grant.
 It prints the calls and latency per tool, the errors by kind, and each service's resident memory at
-the start and the end (flat memory is what to look for). Exits 1 on any error.
-Duration: --seconds N, else SOAK_SECONDS, else 60.
+the start and the end. crm-mcp's growth must stay under CRM_MCP_GROWTH_BOUND_MIB (checked, like errors).
+Exits 1 on any error or a growth over the bound. Duration: --seconds N, else SOAK_SECONDS, else 60.
 
 weather-api's per-key rate limit (what a real provider would impose) is lifted for the soak: it would
 otherwise refuse the soak's own calls, which measures the limit rather than the services.
@@ -28,10 +29,14 @@ from typing import Any
 
 import anyio
 from mcp import Client
+from mcp.types import ElicitRequestParams, ElicitRequestURLParams, ElicitResult
 
+from scripts.headless_login import HeadlessBrowser, open_in_browser
 from tests.support.topology import Topology, running_topology
 
 MIB = 1024 * 1024
+# crm-mcp's resident memory may grow by less than this over a soak (issue 20: 120 s, under 10 MiB).
+CRM_MCP_GROWTH_BOUND_MIB = 10.0
 # Two sessions per demo user, so each user's calls also overlap one another.
 USERS = ("alice", "bob", "alice", "bob")
 CUSTOMERS = {"alice": ("cus_001", "cus_002", "cus_003", "cus_004"), "bob": ("cus_005", "cus_006", "cus_007", "cus_008")}
@@ -62,7 +67,46 @@ def tool_calls(customer_id: str, round_number: int) -> list[tuple[str, dict[str,
         ),
         ("get_weather", {"city": "Berlin"}),
         ("customer_briefing", {"customer_id": customer_id}),
+        ("list_my_meetings", {}),
+        (
+            "schedule_meeting",
+            {
+                "customer_id": customer_id,
+                "start": f"2026-12-{1 + round_number % 28:02d}T10:00:00+00:00",
+                "minutes": 30,
+                "title": f"Soak meeting {round_number}",
+            },
+        ),
     ]
+
+
+@dataclass
+class Consent:
+    """Pattern 4's consent, given by the headless browser before the soak; one asked for during it is an error."""
+
+    env: dict[str, str]
+    tally: Tally
+    soaking: bool = False
+
+    def callback(self, user: str) -> Any:
+        """The elicitation callback of `user`'s sessions: walk the connect pages as `user`, at both servers."""
+        people = {
+            self.env["AUTH_ISSUER"]: HeadlessBrowser(user, self.env[f"DEMO_{user.upper()}_PASSWORD"]),
+            self.env["CALENDAR_AUTH_ISSUER"]: HeadlessBrowser(user, self.env[f"CALENDAR_{user.upper()}_PASSWORD"]),
+        }
+
+        async def consent(_: Any, params: ElicitRequestParams) -> ElicitResult:
+            if not isinstance(params, ElicitRequestURLParams):
+                raise RuntimeError("expected a URL-mode elicitation")
+            if self.soaking:
+                self.tally.errors["consent asked for during the soak"] += 1
+                return ElicitResult(action="decline")
+            page = await open_in_browser(params.url, people)
+            if page.status_code != 200 or "Calendar connected" not in page.text:
+                raise RuntimeError(f"connecting {user}'s calendar ended at {page.status_code}")
+            return ElicitResult(action="accept")
+
+        return consent
 
 
 async def timed_call(client: Client, name: str, arguments: dict[str, Any], tally: Tally) -> None:
@@ -101,6 +145,14 @@ def percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), statistics.quantiles(samples, n=100)[94]
 
 
+def crm_mcp_growth(memory_start: dict[str, int], memory_end: dict[str, int]) -> tuple[bool, str]:
+    """Whether crm-mcp's growth is under CRM_MCP_GROWTH_BOUND_MIB, and the line that says so."""
+    growth = (memory_end["crm-mcp"] - memory_start["crm-mcp"]) / MIB
+    met = growth < CRM_MCP_GROWTH_BOUND_MIB
+    verdict = "met" if met else "NOT MET"
+    return met, f"crm-mcp RSS growth {growth:+.1f} MiB, bound {CRM_MCP_GROWTH_BOUND_MIB:g} MiB: {verdict}"
+
+
 def report(tally: Tally, seconds: float, memory_start: dict[str, int], memory_end: dict[str, int]) -> None:
     every: list[float] = [sample for samples in tally.latencies_ms.values() for sample in samples]
     p50, p95 = percentiles(every)
@@ -117,17 +169,33 @@ def report(tally: Tally, seconds: float, memory_start: dict[str, int], memory_en
     for name, start in memory_start.items():
         end = memory_end[name]
         print(f"{name:<22}{start / MIB:>15.1f}{end / MIB:>13.1f}{(end - start) / MIB:>+9.1f}")
+    print(crm_mcp_growth(memory_start, memory_end)[1])
 
 
 async def soak(topology: Topology, seconds: float) -> tuple[Tally, dict[str, int], float]:
-    """Log every user in, then run them for `seconds`: the tally, the memory at the start, the time taken.
+    """Log every user in and connect each one's calendar, then run them for `seconds`: the tally, the
+    memory at the start, the time taken.
 
-    The start is measured after the logins, so the figures compare steady states (a login's scrypt
-    check alone raises the auth-server's resident memory once).
+    The start is measured after the logins, the connections and one warm-up round, so the figures
+    compare steady states (a login's scrypt check alone raises the auth-server's resident memory once).
     """
     tally = Tally()
+    consent = Consent(topology.env, tally)
     async with AsyncExitStack() as sessions:
-        clients = [await sessions.enter_async_context(topology.user_session(user)) for user in USERS]
+        clients = [
+            await sessions.enter_async_context(topology.user_session(user, elicitation_callback=consent.callback(user)))
+            for user in USERS
+        ]
+        for user in dict.fromkeys(USERS):  # once per user: the grant is the user's, not the session's
+            connected = await clients[USERS.index(user)].call_tool("list_my_meetings", {})
+            if connected.is_error:
+                raise RuntimeError(f"connecting {user}'s calendar failed")
+        consent.soaking = True
+        # One round each first (counted like the rest), so the start is after every client, pool and
+        # session is made: the growth measured is the soak's, not the first use's.
+        async with anyio.create_task_group() as group:
+            for user, client in zip(USERS, clients, strict=True):
+                group.start_soon(user_loop, client, user, 0.0, tally)
         memory_start = resident_memory(topology)
         started = time.monotonic()
         async with anyio.create_task_group() as group:
@@ -161,10 +229,12 @@ def main() -> int:
             tally, memory_start, elapsed = anyio.run(soak, topology, seconds)
             memory_end = resident_memory(topology)
     report(tally, elapsed, memory_start, memory_end)
-    if tally.errors or not tally.calls:
-        print("\nSOAK FAILED: " + ("errors above" if tally.errors else "no call was made"), file=sys.stderr)
+    growth_met, _ = crm_mcp_growth(memory_start, memory_end)
+    if tally.errors or not tally.calls or not growth_met:
+        problem = "errors above" if tally.errors else "no call was made" if not tally.calls else "crm-mcp grew"
+        print(f"\nSOAK FAILED: {problem}", file=sys.stderr)
         return 1
-    print("\nSoak passed: no errors.")
+    print("\nSoak passed: no errors, crm-mcp's memory within its bound.")
     return 0
 
 

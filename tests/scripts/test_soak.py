@@ -1,5 +1,6 @@
-"""`make soak` runs end to end in a few seconds: every tool is called, no errors, memory per service
-(numbers are printed, never asserted, except that every tool got calls and none failed)."""
+"""`make soak` runs end to end in a few seconds: every tool of patterns 1-4 is called (the calendar
+connected once per user by the headless browser), no errors, memory per service, and crm-mcp's growth
+checked against its bound (latencies are printed, never asserted)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from scripts.soak import CRM_MCP_GROWTH_BOUND_MIB, MIB, crm_mcp_growth
 from tests.support.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,6 +22,8 @@ TOOLS = (
     "open_ticket",
     "get_weather",
     "customer_briefing",
+    "list_my_meetings",
+    "schedule_meeting",
 )
 
 
@@ -47,6 +51,16 @@ def test_a_short_soak_calls_every_tool_without_errors_and_reports_memory() -> No
     assert re.search(r"^errors: 0$", output, re.MULTILINE)
     for service in SERVICES:
         assert re.search(rf"^{service}\s+[\d.]+\s+[\d.]+\s+[+-][\d.]+$", output, re.MULTILINE), service
+    assert re.search(r"^crm-mcp RSS growth [+-][\d.]+ MiB, bound 10 MiB: met$", output, re.MULTILINE)
+
+
+def test_crm_mcp_growth_at_or_over_the_bound_fails_the_soak() -> None:
+    start = {"crm-mcp": 90 * MIB}
+    under = {"crm-mcp": int((90 + CRM_MCP_GROWTH_BOUND_MIB - 0.1) * MIB)}
+    at = {"crm-mcp": int((90 + CRM_MCP_GROWTH_BOUND_MIB) * MIB)}
+
+    assert crm_mcp_growth(start, under) == (True, "crm-mcp RSS growth +9.9 MiB, bound 10 MiB: met")
+    assert crm_mcp_growth(start, at) == (False, "crm-mcp RSS growth +10.0 MiB, bound 10 MiB: NOT MET")
 
 
 def test_a_bad_duration_is_refused_before_anything_starts() -> None:

@@ -53,6 +53,8 @@ def test_empty_allows_no_browser_origin(monkeypatch: pytest.MonkeyPatch) -> None
         "https://user@app.example.com",
         "https://*.example.com",
         "https://app.example.com:80x",
+        "https://app.example.com:99999",
+        "https://app.example.com:0443",
     ],
 )
 def test_a_bad_origin_stops_start_up_naming_the_variable_never_the_value(
@@ -78,6 +80,11 @@ def test_star_is_refused_with_the_reason(monkeypatch: pytest.MonkeyPatch, value:
     [
         ("http://localhost:6274", True),
         ("http://127.0.0.1:1", True),
+        ("http://localhost:65535", True),
+        ("http://localhost:65536", False),  # ports as the Host check reads them: 1-65535, no leading zero
+        ("http://localhost:99999", False),
+        ("http://localhost:0", False),
+        ("http://localhost:06274", False),
         ("http://[::1]:8001", True),
         ("https://app.example.com", True),
         ("http://localhost", False),  # `:*` means some port, as in the SDK's allowed_origins

@@ -45,7 +45,7 @@ async def resource(issuer: str, http_client: httpx2.AsyncClient) -> AsyncIterato
     )
     security = transport_security(["tickets-mcp:8002"])
     app = server.streamable_http_app(transport_security=security)
-    install_strict_host_check(app, security, "/mcp")
+    install_strict_host_check(app, security)
     install_key_source_outage(app)
     async with _serve(app, port):
         yield url

@@ -196,9 +196,10 @@ class Topology:
         client.list_tools = recorded_list_tools  # type: ignore[method-assign]
         return client
 
-    async def user_token(self, user: str) -> str:
-        """The access token `user` gets for crm-mcp through the real OAuth flow (to test it elsewhere)."""
-        provider, storage = user_oauth(self.crm_mcp_url, user, self.password(user))
+    async def user_token(self, user: str, scope: str | None = None) -> str:
+        """The access token `user` gets for crm-mcp through the real OAuth flow (to test it elsewhere),
+        asking for `scope` (else every scope crm-mcp advertises)."""
+        provider, storage = user_oauth(self.crm_mcp_url, user, self.password(user), scope=scope)
         async with (
             httpx2.AsyncClient(auth=provider, timeout=30) as http,
             Client(streamable_http_client(self.crm_mcp_url, http_client=http)),

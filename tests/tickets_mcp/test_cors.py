@@ -78,8 +78,11 @@ async def test_another_origin_is_refused_even_with_a_valid_token(tickets: Ticket
     assert "Access-Control-Allow-Origin" not in answer.headers
 
 
-async def test_the_metadata_keeps_the_sdks_own_cors_for_any_origin(tickets: TicketsServer) -> None:
+async def test_the_metadata_keeps_the_sdks_own_cors_for_allowed_origins_only(tickets: TicketsServer) -> None:
+    """One Host/Origin policy for every route: the metadata answers the pages /mcp answers, no others."""
     async with httpx2.AsyncClient(timeout=5.0) as client:
-        answer = await client.get(metadata_url(tickets), headers={"Origin": "http://evil.example"})
-    assert answer.status_code == 200
-    assert answer.headers["Access-Control-Allow-Origin"] == "*"
+        allowed = await client.get(metadata_url(tickets), headers={"Origin": INSPECTOR})
+        other = await client.get(metadata_url(tickets), headers={"Origin": "http://evil.example"})
+    assert allowed.status_code == 200
+    assert allowed.headers["Access-Control-Allow-Origin"] == "*"
+    assert other.status_code == 403

@@ -24,6 +24,7 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from oauth_tokens.host_check import PORT_PATTERN
 from oauth_tokens.settings import CommaList, ServiceSettings
 
 __all__ = [
@@ -54,7 +55,8 @@ MCP_EXPOSED_HEADERS = ("WWW-Authenticate", "Mcp-Session-Id")
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
 # scheme://host[:port], where the port may be `*` (any port): the syntax of the SDK's allowed_origins.
-_ORIGIN = re.compile(r"https?://(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(?:[0-9]{1,5}|\*))?")
+# A port is 1-65535 without a leading zero, as the Host check reads it (`oauth_tokens.host_check`).
+_ORIGIN = re.compile(r"https?://(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(?:" + PORT_PATTERN + r"|\*))?")
 
 
 def checked_origin(value: str) -> str:
@@ -70,7 +72,7 @@ def checked_origin(value: str) -> str:
 def origin_regex(origins: Sequence[str]) -> str | None:
     """A regular expression that fully matches exactly the origins `origins` allows; None for none."""
     alternatives = [
-        re.escape(origin[: -len(":*")]) + ":[0-9]{1,5}" if origin.endswith(":*") else re.escape(origin)
+        re.escape(origin[: -len(":*")]) + ":" + PORT_PATTERN if origin.endswith(":*") else re.escape(origin)
         for origin in origins
     ]
     return "|".join(alternatives) or None

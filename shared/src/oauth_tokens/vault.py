@@ -4,7 +4,8 @@ A service that acts in its users' own accounts elsewhere (pattern 4) keeps each 
 refresh token and the current access token, under (user `sub`, third-party issuer). Nothing readable is
 stored: each row is AES-256-GCM under a key from settings, with the row's identity as associated data,
 so a ciphertext moved to another user's row does not decrypt. Keys are `key-id:key` pairs; the first
-encrypts and every one decrypts, so a key is rotated by putting a new one first.
+encrypts and every one decrypts, so a key is rotated by putting a new one first. `KeyRing` is that
+encryption on its own, for other secrets a service must keep a while (pattern 4's PKCE verifier and state).
 
 Several replicas may share the database file: a refresh takes a short lease on the row (`try_lease`),
 so only one replica at a time redeems a refresh token; the others wait for the rotated one.
@@ -31,7 +32,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BeforeValidator
 from pydantic_settings import NoDecode
 
-__all__ = ["StoredGrant", "TokenVault", "VaultKey", "VaultKeys", "parse_vault_keys"]
+from oauth_tokens.private_files import create_private_file
+
+__all__ = ["KeyRing", "StoredGrant", "TokenVault", "VaultKey", "VaultKeys", "parse_vault_keys"]
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _NONCE_BYTES = 12
@@ -86,6 +89,61 @@ def parse_vault_keys(value: Any) -> tuple[VaultKey, ...]:
 VaultKeys = Annotated[tuple[VaultKey, ...], NoDecode, BeforeValidator(parse_vault_keys)]
 
 
+class KeyRing:
+    """AES-256-GCM under VaultKeys: the first key seals, every one opens.
+
+    Each ciphertext is bound to a `context` (where it is stored: a row's identity) and to its key id
+    as associated data, so it opens nowhere else.
+    """
+
+    def __init__(self, keys: Sequence[VaultKey]) -> None:
+        if not keys:
+            raise ValueError("a KeyRing needs at least one key")
+        self._keys = {key.key_id: AESGCM(key.key) for key in keys}
+        self.current = keys[0].key_id
+
+    def seal(self, plaintext: bytes, context: Sequence[str]) -> tuple[str, bytes, bytes]:
+        """(key id, nonce, ciphertext) of `plaintext` under the current key."""
+        nonce = os.urandom(_NONCE_BYTES)
+        return self.current, nonce, self._keys[self.current].encrypt(nonce, plaintext, _bound(context, self.current))
+
+    def open(self, key_id: str, nonce: bytes, ciphertext: bytes, context: Sequence[str]) -> bytes | None:
+        """The plaintext; None if no configured key opens it (a removed key, another context, tampering)."""
+        aead = self._keys.get(key_id)
+        if aead is None:
+            return None
+        try:
+            return aead.decrypt(nonce, ciphertext, _bound(context, key_id))
+        except InvalidTag:
+            return None
+
+    def seal_text(self, plaintext: str, context: Sequence[str]) -> str:
+        """`seal` as one ASCII string, for a TEXT column: key-id.nonce.ciphertext (base64url)."""
+        key_id, nonce, ciphertext = self.seal(plaintext.encode(), context)
+        return ".".join((key_id, _b64(nonce), _b64(ciphertext)))
+
+    def open_text(self, sealed: str, context: Sequence[str]) -> str | None:
+        """What `seal_text` sealed in `context`; None if it does not open (or is not a sealed string)."""
+        parts = sealed.split(".")
+        if len(parts) != 3:
+            return None
+        try:
+            nonce, ciphertext = (base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)) for part in parts[1:])
+        except (binascii.Error, ValueError):
+            return None
+        plaintext = self.open(parts[0], nonce, ciphertext, context)
+        return None if plaintext is None else plaintext.decode()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def _bound(context: Sequence[str], key_id: str) -> bytes:
+    """GCM associated data: a ciphertext only opens in the context (and under the key id) it was sealed for."""
+    return json.dumps([*context, key_id]).encode()
+
+
 @dataclass(frozen=True)
 class StoredGrant:
     """A user's grant at a third party; `repr` shows neither token."""
@@ -106,12 +164,11 @@ class TokenVault:
         if not keys:
             raise ValueError("TokenVault needs at least one key")
         self.path = path
-        self._keys = {key.key_id: AESGCM(key.key) for key in keys}
-        self._current = keys[0].key_id
+        self._ring = KeyRing(keys)
 
     async def initialise(self) -> None:
         def create() -> None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            create_private_file(self.path)
             with self._connect() as db:
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute(_SCHEMA)
@@ -131,7 +188,6 @@ class TokenVault:
 
     async def put(self, subject: str, issuer: str, grant: StoredGrant) -> None:
         """Store `grant` (replacing any earlier one) and release a refresh lease on the row, in one statement."""
-        nonce = os.urandom(_NONCE_BYTES)
         plaintext = json.dumps(
             {
                 "access_token": grant.access_token,
@@ -140,7 +196,7 @@ class TokenVault:
                 "scope": grant.scope,
             }
         ).encode()
-        ciphertext = self._keys[self._current].encrypt(nonce, plaintext, _row_identity(subject, issuer, self._current))
+        key_id, nonce, ciphertext = self._ring.seal(plaintext, (subject, issuer))
 
         def write() -> None:
             with self._connect() as db:
@@ -149,7 +205,7 @@ class TokenVault:
                     " VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (subject, issuer) DO UPDATE SET key_id ="
                     " excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext,"
                     " updated_at = excluded.updated_at, lease_until = 0",
-                    (subject, issuer, self._current, nonce, ciphertext, time.time()),
+                    (subject, issuer, key_id, nonce, ciphertext, time.time()),
                 )
 
         await anyio.to_thread.run_sync(write)
@@ -192,13 +248,10 @@ class TokenVault:
 
     def _decrypt(self, subject: str, issuer: str, key_id: str, nonce: bytes, ciphertext: bytes) -> StoredGrant | None:
         """The grant in a row; None if no configured key opens it (a removed key, or a tampered row)."""
-        aead = self._keys.get(key_id)
-        if aead is None:
+        plaintext = self._ring.open(key_id, nonce, ciphertext, (subject, issuer))
+        if plaintext is None:
             return None
-        try:
-            values = json.loads(aead.decrypt(nonce, ciphertext, _row_identity(subject, issuer, key_id)))
-        except InvalidTag:
-            return None
+        values = json.loads(plaintext)
         return StoredGrant(
             access_token=str(values["access_token"]),
             refresh_token=values["refresh_token"],
@@ -214,8 +267,3 @@ class TokenVault:
             yield db
         finally:
             db.close()
-
-
-def _row_identity(subject: str, issuer: str, key_id: str) -> bytes:
-    """GCM associated data: a ciphertext only decrypts in the row (and under the key id) it was written for."""
-    return json.dumps([subject, issuer, key_id]).encode()

@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from oauth_tokens.private_files import create_private_file
+
 from crm_api.models import Customer, CustomerSummary
 
 _SCHEMA = """
@@ -101,7 +103,7 @@ class CustomerStore:
 
     def initialise(self) -> bool:
         """Create the schema and seed the demo data if the database is empty; True if it seeded."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(self.path)
         with self._connect() as db:
             db.executescript(_SCHEMA)
             _add_actor_column(db)

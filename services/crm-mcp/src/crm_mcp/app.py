@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import urlsplit
 
 import anyio
 from mcp.server.auth.settings import AuthSettings
@@ -22,6 +23,7 @@ from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from oauth_tokens.mcp_metrics import McpOperationMetrics
+from oauth_tokens.mcp_sessions import limit_sessions_per_user
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
@@ -110,6 +112,9 @@ async def open_downstreams(settings: Settings, credential: ClientCredential) -> 
             session_owner.cancel_scope.cancel()
 
 
+HEALTH_PATH = "/health"
+
+
 async def health(_: Request) -> JSONResponse:
     """Liveness for make up and compose: the process serves HTTP (downstreams are not probed)."""
     return JSONResponse({"status": "ok"})
@@ -140,7 +145,7 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     register_tools(mcp)
     register_calendar_tools(mcp, calendar)
     mcp.middleware.append(McpOperationMetrics(mcp))
-    mcp.custom_route("/health", methods=["GET"])(health)
+    mcp.custom_route(HEALTH_PATH, methods=["GET"])(health)
     mcp.custom_route(JWKS_PATH, methods=["GET"])(identity.jwks)
     return mcp
 
@@ -150,15 +155,21 @@ def create_app(settings: Settings) -> Starlette:
     # No server-wide scopes: each tool requires its own (see tools.py), so a token with only crm:read
     # can still use the read tools.
     auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
-    security = transport_security(settings.crm_mcp_allowed_hosts, settings.cors_allowed_origins)
+    # Browsers open the /connect/* pages at CRM_MCP_PUBLIC_URL, so its host is one crm-mcp answers to.
+    public_host = urlsplit(settings.crm_mcp_public_url).netloc
+    security = transport_security((*settings.crm_mcp_allowed_hosts, public_host), settings.cors_allowed_origins)
     server = create_server(settings, auth)
     app = server.streamable_http_app(
         streamable_http_path="/mcp",
         host=settings.crm_mcp_host,
         transport_security=security,
+        max_sessions=settings.mcp_max_sessions,
+        session_idle_timeout=settings.mcp_session_idle_timeout_seconds,
     )
     advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
-    install_strict_host_check(app, security, "/mcp")
+    # One Host/Origin policy for every route; /health is left out for probes that use the pod's IP.
+    install_strict_host_check(app, security, exempt_paths=(HEALTH_PATH,))
+    limit_sessions_per_user(app, server.session_manager, settings, path="/mcp")
     install_key_source_outage(app)
     # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
     enforce_tool_scopes(app, server, auth)

@@ -85,7 +85,7 @@ class CalendarPattern:
         provider = CalendarProvider(settings, identity.calendar())
         vault = TokenVault(database, settings.crm_mcp_vault_keys)
         accounts = CalendarAccounts(provider, vault, settings.crm_mcp_calendar_refresh_margin_seconds)
-        requests = ConnectRequests(database)
+        requests = ConnectRequests(database, settings.crm_mcp_vault_keys)
         connect = CalendarConnect(settings, requests, accounts, provider, validator, identity.own())
         logger.info("Calendar tokens: CALENDAR_AUTH_MODE=%s", settings.calendar_auth_mode)
         cross_app = None

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from oauth_tokens.client_assertion import AssertionAudience
 from oauth_tokens.cors import CorsSettings
+from oauth_tokens.mcp_sessions import McpSessionSettings
 from oauth_tokens.settings import CommaList, OptionalPort, TrustSettings
 from oauth_tokens.signing_keys import SigningAlgorithm
 from oauth_tokens.token_endpoint import AuthMethod
@@ -18,7 +19,7 @@ from oauth_tokens.vault import VaultKeys
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 
-class Settings(TrustSettings, CorsSettings):
+class Settings(TrustSettings, CorsSettings, McpSessionSettings):
     """Every field is the environment variable of the same name, upper-cased (see .env.example)."""
 
     crm_mcp_host: str = "127.0.0.1"
@@ -27,7 +28,8 @@ class Settings(TrustSettings, CorsSettings):
     crm_mcp_metrics_port: OptionalPort = None
     # This server's RFC 8707 resource identifier: the audience user tokens must carry.
     crm_mcp_resource: str
-    # Host headers accepted besides localhost (DNS-rebinding protection), e.g. crm-mcp:8001 in compose.
+    # Host headers accepted besides localhost and CRM_MCP_PUBLIC_URL's host (DNS-rebinding protection, every
+    # route but /health), e.g. crm-mcp:8001 in compose.
     crm_mcp_allowed_hosts: CommaList = ()
     # Total deadline (connect and every read) of each downstream call, token request and MCP session
     # set-up, seconds.

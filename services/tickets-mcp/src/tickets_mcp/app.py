@@ -16,6 +16,7 @@ from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
 from oauth_tokens.mcp_metrics import McpOperationMetrics
+from oauth_tokens.mcp_sessions import limit_sessions_per_user
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
@@ -29,6 +30,7 @@ from tickets_mcp.tools import SCOPES, register_tools
 logger = logging.getLogger("tickets_mcp")
 
 MCP_PATH = "/mcp"
+HEALTH_PATH = "/health"
 
 INSTRUCTIONS = (
     "Support tickets for crm-api's customers (ids like cus_001). list_tickets and get_ticket need the "
@@ -70,19 +72,24 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
         return JSONResponse({"status": "ok"})
 
     # Called rather than used as a decorator: the SDK's decorator is untyped (mypy would flag it).
-    mcp.custom_route("/health", methods=["GET"])(health)
+    mcp.custom_route(HEALTH_PATH, methods=["GET"])(health)
 
     # Stateful sessions (the SDK default): crm-mcp keeps one session open and reuses it. A session is
     # bound to the (client_id, iss, sub) of the token that opened it, so a refreshed token of the same
-    # client keeps working; idle sessions are reaped after 30 minutes, at most 10 000 live at once.
+    # client keeps working; idle sessions are closed after MCP_SESSION_IDLE_TIMEOUT_SECONDS, and each
+    # caller may hold MCP_MAX_SESSIONS_PER_USER of the MCP_MAX_SESSIONS (oauth_tokens.mcp_sessions).
     security = transport_security(settings.tickets_mcp_allowed_hosts, settings.cors_allowed_origins)
     app = mcp.streamable_http_app(
         streamable_http_path=MCP_PATH,
         transport_security=security,
         host=settings.tickets_mcp_host,
+        max_sessions=settings.mcp_max_sessions,
+        session_idle_timeout=settings.mcp_session_idle_timeout_seconds,
     )
     advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
-    install_strict_host_check(app, security, MCP_PATH)
+    # One Host/Origin policy for every route; /health is left out for probes that use the pod's IP.
+    install_strict_host_check(app, security, exempt_paths=(HEALTH_PATH,))
+    limit_sessions_per_user(app, mcp.session_manager, settings, path=MCP_PATH)
     install_key_source_outage(app)
     # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
     enforce_tool_scopes(app, mcp, auth, path=MCP_PATH)

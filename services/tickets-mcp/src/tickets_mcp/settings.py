@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from oauth_tokens.cors import CorsSettings
+from oauth_tokens.mcp_sessions import McpSessionSettings
 from oauth_tokens.settings import CommaList, OptionalPort, TrustSettings
 from pydantic import Field
 
 
-class TicketsMcpSettings(TrustSettings, CorsSettings):
+class TicketsMcpSettings(TrustSettings, CorsSettings, McpSessionSettings):
     """Each field's name is its environment variable (upper-cased); AUTH_* and CORS_* come from the bases."""
 
     tickets_mcp_host: str = "127.0.0.1"

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
+from oauth_tokens.private_files import create_private_file
+
 from tickets_mcp.models import Comment, Priority, Status, Ticket, TicketSummary
 
 _SCHEMA = """
@@ -132,7 +134,7 @@ class TicketStore:
 
     def initialise(self) -> bool:
         """Create the schema and seed the demo tickets if there are none; True if it seeded."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        create_private_file(self.path)
         with self._connect() as db:
             db.executescript(_SCHEMA)
             if db.execute("SELECT COUNT(*) FROM tickets").fetchone()[0]:
