@@ -14,6 +14,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from crm_mcp.client_identity import ClientIdentity
 from crm_mcp.downstream import DownstreamError
 from crm_mcp.settings import Settings
 from crm_mcp.third_party_calendar import CalendarAccounts, CalendarProvider
@@ -36,7 +37,6 @@ def settings(token_url: str, data_dir: Path) -> Settings:
         weather_api_url="http://127.0.0.1:9",
         weather_api_key="unused-weather-key",
         crm_mcp_client_id="crm-mcp-agent",
-        crm_mcp_client_secret="unused-client-secret",
         tickets_mcp_url="http://127.0.0.1:9/mcp",
         tickets_mcp_resource="http://127.0.0.1:9/mcp",
         crm_api_url="http://127.0.0.1:9",
@@ -48,7 +48,6 @@ def settings(token_url: str, data_dir: Path) -> Settings:
         calendar_api_audience="http://127.0.0.1:9",
         calendar_auth_issuer=ISSUER,
         calendar_client_id="crm-mcp",
-        calendar_client_secret="unused-calendar-secret",
         calendar_token_url=token_url,
     )
 
@@ -61,7 +60,7 @@ async def test_concurrent_refreshes_share_one_flight_per_user_and_leave_nothing_
         await vault.initialise()
         for user in users:  # due for refresh: expiring within the margin
             await vault.put(user, ISSUER, StoredGrant("access", f"refresh-{user}", expires_at=time.time() + 5))
-        provider = CalendarProvider(config)
+        provider = CalendarProvider(config, ClientIdentity(config).calendar())
         accounts = CalendarAccounts(provider, vault, refresh_margin_seconds=60)
         errors: list[str] = []
 

@@ -10,6 +10,7 @@ that maps alice but not bob.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -71,14 +72,23 @@ def start(topology: Topology, tmp_path: Path) -> Iterator[Callable[..., ServiceP
         service.stop()
 
 
-def cross_app_crm_mcp(start: Callable[..., ServiceProcess], tmp_path: Path, **overrides: str) -> ServiceProcess:
-    """A crm-mcp in cross-app mode with its own data directory, otherwise configured as the topology's."""
+def cross_app_crm_mcp(
+    start: Callable[..., ServiceProcess], topology: Topology, tmp_path: Path, **overrides: str
+) -> ServiceProcess:
+    """A crm-mcp in cross-app mode with its own data directory, otherwise configured as the topology's.
+
+    Like a replica, it holds the topology crm-mcp's client keys: the authorization servers know crm-mcp
+    by the keys published at CRM_MCP_JWKS_URI (private_key_jwt), not by a process.
+    """
+    data_dir = tmp_path / "crm-mcp-cross-app-data"
+    keys = Path(topology.env["CRM_MCP_DATA_DIR"]) / "client-keys"
+    shutil.copytree(keys, data_dir / "client-keys", dirs_exist_ok=True)
     return start(
         f"crm-mcp-cross-app-{len(overrides)}",
         "crm_mcp",
         "CRM_MCP_PORT",
         CALENDAR_AUTH_MODE="cross-app-access",
-        CRM_MCP_DATA_DIR=str(tmp_path / "crm-mcp-cross-app-data"),
+        CRM_MCP_DATA_DIR=str(data_dir),
         **overrides,
     )
 
@@ -90,7 +100,7 @@ def meeting_args(title: str) -> dict[str, Any]:
 async def test_pattern_5_reaches_the_users_calendar_without_any_browser_step(
     topology: Topology, start: Callable[..., ServiceProcess], tmp_path: Path
 ) -> None:
-    crm_mcp = cross_app_crm_mcp(start, tmp_path)
+    crm_mcp = cross_app_crm_mcp(start, topology, tmp_path)
     alice_token = await topology.user_token("alice")
     issued_before = topology.services["auth-server"].logs().count("Issued ID-JAG: client=crm-mcp-agent sub=alice")
     alice = NoElicitation()
@@ -128,7 +138,7 @@ async def test_a_refused_policy_is_a_tool_error_naming_what_to_ask_the_administr
     topology: Topology, start: Callable[..., ServiceProcess], tmp_path: Path
 ) -> None:
     # The IdP's policy allows crm-mcp-agent calendar:read and calendar:write only.
-    crm_mcp = cross_app_crm_mcp(start, tmp_path, CALENDAR_SCOPES="calendar:read calendar:delete")
+    crm_mcp = cross_app_crm_mcp(start, topology, tmp_path, CALENDAR_SCOPES="calendar:read calendar:delete")
 
     async with session(f"{crm_mcp.url}/mcp", await topology.user_token("alice"), NoElicitation()) as client:
         result = await client.call_tool("list_my_meetings", {})
@@ -161,7 +171,7 @@ async def test_a_user_the_calendar_does_not_map_gets_a_tool_error(
             "AUTH_SERVER_METRICS_PORT": str(free_port()),
         },
     )
-    crm_mcp = cross_app_crm_mcp(start, tmp_path, CALENDAR_TOKEN_URL=f"{calendar_as.url}/token")
+    crm_mcp = cross_app_crm_mcp(start, topology, tmp_path, CALENDAR_TOKEN_URL=f"{calendar_as.url}/token")
 
     async with session(f"{crm_mcp.url}/mcp", await topology.user_token("bob"), NoElicitation()) as client:
         refused = await client.call_tool("list_my_meetings", {})
@@ -179,7 +189,7 @@ async def test_a_user_the_calendar_does_not_map_gets_a_tool_error(
 async def test_concurrent_calls_of_one_user_share_one_id_jag(
     topology: Topology, start: Callable[..., ServiceProcess], tmp_path: Path
 ) -> None:
-    crm_mcp = cross_app_crm_mcp(start, tmp_path)
+    crm_mcp = cross_app_crm_mcp(start, topology, tmp_path)
     bob_token = await topology.user_token("bob")
     idp = topology.services["auth-server"]
     before = idp.logs().count("Issued ID-JAG: client=crm-mcp-agent sub=bob")
