@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 from auth_server.clients import ClientRegistry
-from auth_server.config import GRANT_TOKEN_EXCHANGE, ConfigError, default_config_text, load_config
+from auth_server.config import ConfigError, default_config_text, load_config
+from auth_server.config_sections import GRANT_TOKEN_EXCHANGE
 from auth_server.settings import AuthServerSettings
 from auth_server.users import UserDirectory
 from oauth_tokens.errors import SettingsError

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from auth_server.clients import Client, ClientRegistry
 from auth_server.codes import AuthorizationCodeStore, AuthorizationGrant, check_pkce, s256_challenge
-from auth_server.config import LoginPolicy, RateLimit
+from auth_server.config_sections import LoginPolicy, RateLimit
 from auth_server.errors import OAuthError
 from auth_server.keys import KeyStore
 from auth_server.limits import RateLimiter

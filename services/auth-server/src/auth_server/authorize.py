@@ -12,7 +12,7 @@ from fastapi.responses import RedirectResponse, Response
 
 from auth_server.clients import Client, UnusableClient
 from auth_server.codes import AuthorizationGrant
-from auth_server.config import GRANT_AUTHORIZATION_CODE
+from auth_server.config_sections import GRANT_AUTHORIZATION_CODE
 from auth_server.errors import OAuthError
 from auth_server.limits import BodyTooLarge, RateLimited, client_address, read_body
 from auth_server.pages import (

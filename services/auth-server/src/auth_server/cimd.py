@@ -37,7 +37,8 @@ import time
 from typing import Any
 
 from auth_server.clients import Client, UnusableClient
-from auth_server.config import GRANT_AUTHORIZATION_CODE, AuthServerConfig
+from auth_server.config import AuthServerConfig
+from auth_server.config_sections import GRANT_AUTHORIZATION_CODE
 from auth_server.document_fetch import FetchPolicy, FetchRefused, fetch_document
 from auth_server.quotas import OwnedTable, owner_of_address
 from auth_server.uris import check_redirect_uri

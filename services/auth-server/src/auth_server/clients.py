@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import unquote_plus
 
-from auth_server.config import AuthServerConfig, ClientConfig, require_secret
+from auth_server.config import AuthServerConfig, require_secret
+from auth_server.config_sections import ClientConfig
 from auth_server.errors import OAuthError, invalid_client
 from auth_server.quotas import OwnedTable, owner_of_address
 from auth_server.uris import loopback_redirect_matches

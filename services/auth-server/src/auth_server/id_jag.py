@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import jwt
 
 from auth_server.clients import Client
-from auth_server.config import IdJagAudience
+from auth_server.config_sections import IdJagAudience
 from auth_server.errors import OAuthError
 from auth_server.keys import SIGNING_ALGORITHM
 from auth_server.policy import exchangeable_subject, parse_scope

@@ -25,7 +25,7 @@ from oauth_tokens.errors import InvalidTokenError, KeySourceUnavailableError, Si
 from oauth_tokens.jwks import JWKSCache
 
 from auth_server.clients import Client
-from auth_server.config import TrustedIdentityProvider
+from auth_server.config_sections import TrustedIdentityProvider
 from auth_server.errors import OAuthError
 from auth_server.id_jag import ID_JAG_TYP
 from auth_server.policy import allowed_scopes, audiences_of, parse_scope, select_resource, select_scopes

@@ -7,7 +7,7 @@ import time
 
 from fastapi import Request
 
-from auth_server.config import RateLimit
+from auth_server.config_sections import RateLimit
 from auth_server.errors import OAuthError
 
 # Every form and JSON body this server accepts is a few hundred bytes to a few KiB (a token exchange

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from auth_server.client_auth import ASSERTION_ALGORITHMS
-from auth_server.config import GRANT_JWT_BEARER
+from auth_server.config_sections import GRANT_JWT_BEARER
 from auth_server.state import AuthServer, server_of
 from auth_server.token import GRANT_HANDLERS
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from auth_server.clients import Client
-from auth_server.config import DYNAMIC_CLIENT_ID_PREFIX, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN
+from auth_server.config_sections import DYNAMIC_CLIENT_ID_PREFIX, GRANT_AUTHORIZATION_CODE, GRANT_REFRESH_TOKEN
 from auth_server.errors import NO_STORE_HEADERS, OAuthError
 from auth_server.limits import client_address, read_body
 from auth_server.policy import parse_scope

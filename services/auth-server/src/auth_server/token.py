@@ -17,7 +17,7 @@ from oauth_tokens.telemetry import record_auth
 
 from auth_server.clients import Client
 from auth_server.codes import check_pkce
-from auth_server.config import (
+from auth_server.config_sections import (
     GRANT_AUTHORIZATION_CODE,
     GRANT_CLIENT_CREDENTIALS,
     GRANT_JWT_BEARER,

@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 
 import anyio.to_thread
 
-from auth_server.config import AuthServerConfig, LoginPolicy, require_secret
+from auth_server.config import AuthServerConfig, require_secret
+from auth_server.config_sections import LoginPolicy
 from auth_server.quotas import OwnedTable, TableFull, owner_of_address
 
 # scrypt cost: ~50 ms per check on a laptop core; memory 16 MiB (128 * r * n bytes).
