@@ -141,6 +141,11 @@ def address_refusal(address: IPAddress, allow_loopback: bool) -> str | None:
         refusal = address_refusal(embedded, allow_loopback=False) if embedded is not None else None
         if refusal is not None:
             return refusal
+        if embedded is not None and address not in _NAT64:
+            # 6to4 and Teredo are deprecated transition forms (RFC 7526, RFC 4380) that Python releases
+            # classify differently (3.11.2 calls 2002::/16 private, 3.11.7 global): refused whatever they
+            # carry, so the decision does not depend on the interpreter. NAT64 stays: IPv6-only networks use it.
+            return "a 6to4 or Teredo address (deprecated IPv4 transition forms)"
     if address.is_multicast or not address.is_global or any(address in network for network in _NOT_GLOBAL):
         return "a private or special-use address"
     return None
