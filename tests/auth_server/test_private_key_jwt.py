@@ -10,10 +10,11 @@ from pathlib import Path
 import httpx2
 import jwt
 import pytest
-from auth_server.client_auth import ClientAssertionVerifier, ClientKeys, InMemoryReplayCache
+from auth_server.client_auth import ClientAssertionVerifier, ClientKeys
 from auth_server.clients import Client
 from auth_server.document_fetch import FetchPolicy
 from auth_server.errors import OAuthError
+from auth_server.replay import InMemoryReplayCache
 from oauth_tokens import ClientCredentialsAuth, TokenEndpointError
 from oauth_tokens.client_assertion import CLIENT_ASSERTION_TYPE, ClientAssertionSigner, client_keys
 from oauth_tokens.signing_keys import KeyStore, SigningKey
@@ -158,7 +159,7 @@ async def test_a_metadata_document_jwks_uri_goes_through_the_ssrf_guard(
         )
         policy = FetchPolicy(timeout_seconds=2, max_bytes=5120, allow_loopback=False)
         keys = ClientKeys(policy, httpx2.create_ssl_context())
-        verifier = ClientAssertionVerifier("http://issuer.test", keys, InMemoryReplayCache())
+        verifier = ClientAssertionVerifier("http://issuer.test", keys, InMemoryReplayCache(max_entries=1000))
 
         async def find(client_id: str) -> Client | None:
             return client if client_id == client.client_id else None

@@ -36,7 +36,7 @@ import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import httpx2
 import jwt
@@ -47,6 +47,7 @@ from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKSCache
 from auth_server.clients import Client, ClientFinder, UnusableClient
 from auth_server.document_fetch import FetchPolicy, FetchRefused, fetch_document
 from auth_server.errors import invalid_client
+from auth_server.replay import ReplayCache, ReplayCacheFull
 
 logger = logging.getLogger(__name__)
 
@@ -63,39 +64,6 @@ _MAX_LOGGED_ID = 200
 
 class AssertionRefused(Exception):
     """An assertion failed a check; the message names the check (for the log, never the client)."""
-
-
-class ReplayCache(Protocol):
-    """Remembers assertion ids until their assertions expire (a shared store may implement it later)."""
-
-    def first_use(self, key: str, expires_at: float) -> bool:
-        """Record `key` until `expires_at` (Unix time); False if it is already recorded (a replay)."""
-        ...
-
-
-class InMemoryReplayCache:
-    """A ReplayCache in this process, at most `max_entries` live ids.
-
-    When full of unexpired ids it refuses new ones (fails closed) rather than forgetting one that could
-    then be replayed; only clients with a valid key can add ids, each for at most a few minutes.
-    """
-
-    def __init__(self, max_entries: int = 100_000, clock: Callable[[], float] = time.time) -> None:
-        self.max_entries = max_entries
-        self._clock = clock
-        self._seen: dict[str, float] = {}
-
-    def first_use(self, key: str, expires_at: float) -> bool:
-        now = self._clock()
-        if key in self._seen and self._seen[key] > now:
-            return False
-        if len(self._seen) >= self.max_entries:
-            self._seen = {seen: until for seen, until in self._seen.items() if until > now}
-            if len(self._seen) >= self.max_entries:
-                logger.warning("Client assertion replay cache is full (%d ids): refusing", self.max_entries)
-                return False
-        self._seen[key] = expires_at
-        return True
 
 
 class ClientKeys:
@@ -254,5 +222,9 @@ class ClientAssertionVerifier:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > _MAX_JTI_LENGTH:
             raise AssertionRefused("jti is not a string of at most 256 characters")
-        if not self._replay.first_use(f"{client_id}\x00{jti}", float(claims["exp"]) + CLOCK_SKEW_SECONDS):
+        try:
+            first = self._replay.first_use(f"{client_id}\x00{jti}", float(claims["exp"]) + CLOCK_SKEW_SECONDS)
+        except ReplayCacheFull:
+            raise AssertionRefused("the replay cache is full of unexpired ids (fails closed)") from None
+        if not first:
             raise AssertionRefused("jti already used (a replayed assertion)")

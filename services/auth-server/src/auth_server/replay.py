@@ -1,4 +1,5 @@
-"""Single use of an assertion's `jti` (RFC 7523 §3 item 7): a replay cache behind a small interface.
+"""Single use of an assertion's `jti` (RFC 7523 §3 item 7): a replay cache behind a small interface, for
+client assertions (client_auth.py) and ID-JAGs (jwt_bearer.py) alike.
 
 `InMemoryReplayCache` serves one process. Cache policy: an identifier is remembered until its assertion
 expires (then forgetting it is safe: the assertion itself is refused), at most `max_entries` at once.

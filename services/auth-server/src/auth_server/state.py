@@ -9,7 +9,7 @@ import httpx2
 from fastapi import Request
 
 from auth_server.cimd import ClientMetadataDocuments
-from auth_server.client_auth import ClientAssertionVerifier, ClientKeys, InMemoryReplayCache
+from auth_server.client_auth import ClientAssertionVerifier, ClientKeys
 from auth_server.clients import ClientRegistry
 from auth_server.codes import AuthorizationCodeStore
 from auth_server.config import AuthServerConfig
@@ -17,6 +17,7 @@ from auth_server.jwt_bearer import IdJagVerifier
 from auth_server.keys import KeyStore
 from auth_server.limits import RateLimiter
 from auth_server.pending import CsrfSigner, PendingAuthorizations
+from auth_server.replay import InMemoryReplayCache
 from auth_server.settings import AuthServerSettings
 from auth_server.tokens import AccessTokenIssuer, RefreshTokenStore
 from auth_server.users import LoginThrottle, UserDirectory
@@ -57,7 +58,9 @@ class AuthServer:
         client_keys = ClientKeys(
             documents.fetch_policy, tls, max_cached=config.client_metadata_documents.max_cached_documents
         )
-        assertions = ClientAssertionVerifier(settings.auth_issuer, client_keys, InMemoryReplayCache())
+        assertions = ClientAssertionVerifier(
+            settings.auth_issuer, client_keys, InMemoryReplayCache(max_entries=100_000)
+        )
         return cls(
             settings=settings,
             config=config,
