@@ -24,13 +24,13 @@ from starlette.applications import Starlette
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from oauth_tokens.host_check import PORT_PATTERN
 from oauth_tokens.settings import CommaList, ServiceSettings
 
 __all__ = [
     "DEFAULT_ALLOWED_ORIGINS",
     "MCP_ALLOWED_HEADERS",
     "MCP_EXPOSED_HEADERS",
+    "PORT_PATTERN",
     "CorsSettings",
     "McpCorsMiddleware",
     "allow_browser_origins",
@@ -56,6 +56,9 @@ PREFLIGHT_MAX_AGE_SECONDS = 600
 
 # scheme://host[:port], where the port may be `*` (any port): the syntax of the SDK's allowed_origins.
 # A port is 1-65535 without a leading zero, as the Host check reads it (`oauth_tokens.host_check`).
+# A TCP port as written in an origin or a Host: 1-65535, no leading zero (`oauth_tokens.host_check` uses it too).
+# Here, not there, because this module must import without the MCP SDK (the auth-server has no `mcp` extra).
+PORT_PATTERN = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _ORIGIN = re.compile(r"https?://(?:\[[0-9a-f:.]+\]|[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?)(?::(?:" + PORT_PATTERN + r"|\*))?")
 
 

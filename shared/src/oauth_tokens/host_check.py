@@ -26,13 +26,13 @@ from starlette.datastructures import Headers
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["PORT_PATTERN", "StrictHostMiddleware", "allowed", "install_strict_host_check"]
+from oauth_tokens.cors import PORT_PATTERN
+
+__all__ = ["StrictHostMiddleware", "allowed", "install_strict_host_check"]
 
 logger = logging.getLogger(__name__)
 
 _ANY_PORT = ":*"
-# A TCP port as written in a Host or an origin: 1-65535, no leading zero (also CORS's, `oauth_tokens.cors`).
-PORT_PATTERN = "(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
 _PORT = re.compile(PORT_PATTERN)
 
 
