@@ -50,10 +50,10 @@ def _scratch(prefix: str) -> Path:
 @contextmanager
 def postgres_server() -> Iterator[LocalServer]:
     """A throwaway PostgreSQL (fsync off) on a free port; `.url` is its postgresql:// URL."""
-    with _server(
-        lambda install: start_postgres(_scratch("pg-") / "data", free_port(), install=install, durable=False)
-    ) as server:
-        yield server
+    scratch = _scratch("pg-")
+    port = free_port()
+    with _server(lambda install: start_postgres(scratch / "data", port, install=install, durable=False), scratch) as pg:
+        yield pg
 
 
 @contextmanager
