@@ -19,7 +19,6 @@ from typing import Any
 import httpx2
 import jwt
 import pytest
-from auth_server.replay import InMemoryReplayCache, ReplayCacheFull
 
 from tests.auth_server.conftest import AuthTestEnv
 from tests.auth_server.flows import user_tokens
@@ -287,21 +286,3 @@ def test_the_jwt_bearer_grant_needs_the_client_to_authenticate(http: httpx2.Clie
     )
     assert response.status_code == 401
     assert response.json()["error"] == "invalid_client"
-
-
-# --- The replay cache -------------------------------------------------------------------------------------
-
-
-def test_replay_cache_remembers_until_expiry_and_fails_closed_when_full() -> None:
-    now = [1000.0]
-    cache = InMemoryReplayCache(max_entries=2, clock=lambda: now[0])
-
-    assert cache.first_use("a", 1010)
-    assert not cache.first_use("a", 1010)
-    assert cache.first_use("b", 1020)
-    with pytest.raises(ReplayCacheFull):
-        cache.first_use("c", 1030)  # never evicts an unexpired identifier
-    now[0] = 1011.0
-    assert cache.first_use("c", 1030)  # "a" expired: its place is free
-    assert not cache.first_use("b", 1020)
-    assert len(cache) == 2

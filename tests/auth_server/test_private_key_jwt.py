@@ -14,9 +14,9 @@ from auth_server.client_auth import ClientAssertionVerifier, ClientKeys
 from auth_server.clients import Client
 from auth_server.document_fetch import FetchPolicy
 from auth_server.errors import OAuthError
-from auth_server.replay import InMemoryReplayCache
 from oauth_tokens import ClientCredentialsAuth, TokenEndpointError
 from oauth_tokens.client_assertion import CLIENT_ASSERTION_TYPE, ClientAssertionSigner, client_keys
+from oauth_tokens.replay_cache import InMemoryReplayCache
 from oauth_tokens.signing_keys import KeyStore, SigningKey
 
 from tests.auth_server.conftest import AssertionServer, AuthTestEnv, start_assertion_server

@@ -43,11 +43,11 @@ import jwt
 from oauth_tokens.discovery import fetch_json
 from oauth_tokens.errors import KeySourceError, SigningKeyUnavailableError
 from oauth_tokens.jwks import ALGORITHM_KEY_TYPES, JWKSCache
+from oauth_tokens.replay_cache import ReplayCache, ReplayCacheFull
 
 from auth_server.clients import Client, ClientFinder, UnusableClient
 from auth_server.document_fetch import FetchPolicy, FetchRefused, fetch_document
 from auth_server.errors import invalid_client
-from auth_server.replay import ReplayCache, ReplayCacheFull
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class ClientAssertionVerifier:
             client_id = claimed
             client = await self._client(claimed, find)
             claims = await self._verified_claims(form["client_assertion"], client)
-            self._check_replay(client_id, claims)
+            await self._check_replay(client_id, claims)
         except AssertionRefused as refused:
             logger.info("Client assertion refused (client %r): %s", client_id[:_MAX_LOGGED_ID], refused)
             raise invalid_client(self.issuer) from None
@@ -218,12 +218,12 @@ class ClientAssertionVerifier:
             raise AssertionRefused(f"exp is more than {MAX_ASSERTION_LIFETIME_SECONDS} s ahead")
         return claims
 
-    def _check_replay(self, client_id: str, claims: Mapping[str, Any]) -> None:
+    async def _check_replay(self, client_id: str, claims: Mapping[str, Any]) -> None:
         jti = claims["jti"]
         if not isinstance(jti, str) or not jti or len(jti) > _MAX_JTI_LENGTH:
             raise AssertionRefused("jti is not a string of at most 256 characters")
         try:
-            first = self._replay.first_use(f"{client_id}\x00{jti}", float(claims["exp"]) + CLOCK_SKEW_SECONDS)
+            first = await self._replay.first_use(f"{client_id}\x00{jti}", float(claims["exp"]) + CLOCK_SKEW_SECONDS)
         except ReplayCacheFull:
             raise AssertionRefused("the replay cache is full of unexpired ids (fails closed)") from None
         if not first:

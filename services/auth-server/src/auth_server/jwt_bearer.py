@@ -23,13 +23,13 @@ import httpx2
 import jwt
 from oauth_tokens.errors import InvalidTokenError, KeySourceUnavailableError, SigningKeyUnavailableError
 from oauth_tokens.jwks import JWKSCache
+from oauth_tokens.replay_cache import InMemoryReplayCache, ReplayCache, ReplayCacheFull
 
 from auth_server.clients import Client
 from auth_server.config_sections import TrustedIdentityProvider
 from auth_server.errors import OAuthError
 from auth_server.id_jag import ID_JAG_TYP
 from auth_server.policy import allowed_scopes, audiences_of, parse_scope, select_resource, select_scopes
-from auth_server.replay import InMemoryReplayCache, ReplayCache, ReplayCacheFull
 
 if TYPE_CHECKING:
     from auth_server.state import AuthServer
@@ -103,7 +103,7 @@ class IdJagVerifier:
         resource, scope = claims.get("resource"), claims.get("scope")
         verified = VerifiedIdJag(username, resource if isinstance(resource, str) else None, _scope_of(scope))
         try:
-            first = self._replays.first_use(f"{provider.config.issuer} {claims['jti']}", float(claims["exp"]))
+            first = await self._replays.first_use(f"{provider.config.issuer} {claims['jti']}", float(claims["exp"]))
         except ReplayCacheFull:
             raise OAuthError(
                 "temporarily_unavailable", "Too many assertions in flight; retry later", status_code=503

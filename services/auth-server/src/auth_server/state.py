@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import httpx2
 from fastapi import Request
+from oauth_tokens.replay_cache import InMemoryReplayCache
 
 from auth_server.cimd import ClientMetadataDocuments
 from auth_server.client_auth import ClientAssertionVerifier, ClientKeys
@@ -17,7 +18,6 @@ from auth_server.jwt_bearer import IdJagVerifier
 from auth_server.keys import KeyStore
 from auth_server.limits import RateLimiter
 from auth_server.pending import CsrfSigner, PendingAuthorizations
-from auth_server.replay import InMemoryReplayCache
 from auth_server.settings import AuthServerSettings
 from auth_server.tokens import AccessTokenIssuer, RefreshTokenStore
 from auth_server.users import LoginThrottle, UserDirectory

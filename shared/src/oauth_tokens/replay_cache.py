@@ -1,5 +1,5 @@
-"""Single use of an assertion's `jti` (RFC 7523 §3 item 7): a replay cache behind a small interface, for
-client assertions (client_auth.py) and ID-JAGs (jwt_bearer.py) alike.
+"""Single use of a signed object's `jti`: a replay cache behind a small async interface, for the
+auth-server's client assertions (RFC 7523 §3 item 7) and ID-JAGs, and for DPoP proofs (RFC 9449 §11.1).
 
 `InMemoryReplayCache` serves one process. Cache policy: an identifier is remembered until its assertion
 expires (then forgetting it is safe: the assertion itself is refused), at most `max_entries` at once.
@@ -20,7 +20,7 @@ class ReplayCacheFull(Exception):
 
 
 class ReplayCache(Protocol):
-    def first_use(self, key: str, expires_at: float) -> bool:
+    async def first_use(self, key: str, expires_at: float) -> bool:
         """True the first time `key` is seen before `expires_at` (Unix time), False on every later use.
 
         Raises ReplayCacheFull when the key cannot be remembered."""
@@ -39,7 +39,7 @@ class InMemoryReplayCache:
     def __len__(self) -> int:
         return len(self._expiry)
 
-    def first_use(self, key: str, expires_at: float) -> bool:
+    async def first_use(self, key: str, expires_at: float) -> bool:
         now = self._clock()
         while self._by_expiry and self._by_expiry[0][0] <= now:
             _, expired = heapq.heappop(self._by_expiry)
