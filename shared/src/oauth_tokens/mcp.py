@@ -24,6 +24,7 @@ from oauth_tokens.validator import AccessTokenValidator
 __all__ = [
     "JWTTokenVerifier",
     "advertise_scopes",
+    "caller_token",
     "require_tool_scopes",
     "resource_server_auth",
     "transport_security",
@@ -82,11 +83,21 @@ class JWTTokenVerifier:
         return principal.audiences[0] if principal.audiences else None
 
 
-def require_tool_scopes(*scopes: str) -> AccessToken:
-    """Inside an MCP tool: the caller's AccessToken if it has every scope; else ToolError naming the gap."""
+def caller_token() -> AccessToken:
+    """Inside an MCP tool: the caller's AccessToken (its scopes were checked by `scoped_tool`)."""
     access_token = get_access_token()
     if access_token is None:
         raise ToolError("This tool requires an authenticated caller")
+    return access_token
+
+
+def require_tool_scopes(*scopes: str) -> AccessToken:
+    """Inside an MCP tool: the caller's AccessToken if it has every scope; else ToolError naming the gap.
+
+    Tools do not call it themselves: `oauth_tokens.mcp_step_up.scoped_tool` calls it with the scopes
+    the tool declares, so the step-up 403, `tools/list` and this check read one declaration.
+    """
+    access_token = caller_token()
     granted = set(access_token.scopes)
     missing = [scope for scope in scopes if scope not in granted]
     record_tool_auth(access_token.claims or {}, access_token.client_id, access_token.subject, scopes, missing)
@@ -105,7 +116,7 @@ def resource_server_auth(
 
     Beware: mcp 2.3 uses `required_scopes` both as the scopes_supported it advertises (RFC 9728)
     and as scopes EVERY request must carry. Pass only scopes every caller must hold (or None),
-    and check per-tool scopes with require_tool_scopes.
+    and declare per-tool scopes with `oauth_tokens.mcp_step_up.scoped_tool`.
     """
     return AuthSettings(
         issuer_url=settings_issuer,

@@ -7,18 +7,23 @@ wrapped: a `tools/call` whose token lacks that tool's scopes is answered 403 nam
 tool needs, before any tool code runs. A token holding none of the server's scopes is refused on any
 MCP request. Requests without a token get RFC 6750 §3.1's bare challenge (no `error`).
 
-The scopes come from the tool registrations: `@mcp.tool(meta=requires_scopes("crm:write"))`. The
-same `_meta` entry tells clients in `tools/list` what each tool needs. Which tool is called comes
+The scopes come from one declaration per tool: `@scoped_tool(mcp, "crm:write")` registers the tool
+with a `_meta` entry (`requires_scopes`) that tells clients in `tools/list` what it needs, that this
+middleware reads for the 403, and that the tool's own check (`require_tool_scopes`, run before its
+body, for callers that bypass HTTP) is made from. Which tool is called comes
 from the `Mcp-Method`/`Mcp-Name` headers (2026-07-28: the SDK refuses a request whose headers
 disagree with its body), else from the JSON-RPC body, read once (bounded) and replayed to the app.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import json
 import logging
-from collections.abc import Iterable, Sequence
-from typing import Any, Final
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, Final, ParamSpec, TypeVar
+from weakref import WeakKeyDictionary
 
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.routes import build_resource_metadata_url
@@ -26,6 +31,7 @@ from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from mcp.shared.inbound import MCP_METHOD_HEADER, MCP_NAME_HEADER, MCP_PROTOCOL_VERSION_HEADER, decode_header_value
+from mcp.types import ToolAnnotations
 from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
@@ -39,8 +45,16 @@ from oauth_tokens.challenge import (
     bearer_challenge,
     bearer_error_response,
 )
+from oauth_tokens.mcp import require_tool_scopes
 
-__all__ = ["SCOPES_META_KEY", "ToolScopeMiddleware", "enforce_tool_scopes", "requires_scopes"]
+__all__ = [
+    "SCOPES_META_KEY",
+    "ToolScopeMiddleware",
+    "declared_scopes",
+    "enforce_tool_scopes",
+    "requires_scopes",
+    "scoped_tool",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +67,62 @@ def requires_scopes(*scopes: str) -> dict[str, Any]:
     if not scopes or not all(isinstance(scope, str) and scope and " " not in scope for scope in scopes):
         raise ValueError("requires_scopes needs one or more scope names without spaces")
     return {SCOPES_META_KEY: list(scopes)}
+
+
+Params = ParamSpec("Params")
+Result = TypeVar("Result")
+
+# What each server's tools declared through scoped_tool, for declared_scopes.
+_DECLARED: WeakKeyDictionary[MCPServer[Any], dict[str, tuple[str, ...]]] = WeakKeyDictionary()
+
+
+def scoped_tool(
+    server: MCPServer[Any],
+    *scopes: str,
+    annotations: ToolAnnotations | None = None,
+    name: str | None = None,
+) -> Callable[[Callable[Params, Awaitable[Result]]], Callable[Params, Awaitable[Result]]]:
+    """Register an async function as a tool of `server` needing `scopes`: the one place they are stated.
+
+    The declaration becomes the tool's `_meta` (`requires_scopes`), which `tools/list` shows to clients
+    and `ToolScopeMiddleware` turns into a 403 step-up before the tool runs; the registered function
+    checks the same scopes (`require_tool_scopes`) before the body, for callers that reach the tool
+    without that middleware (in-memory or stdio transports). The tool's description is its docstring,
+    dedented, followed by the scopes it requires, so a model reads them too; the docstring does not repeat
+    them. Inside, `oauth_tokens.mcp.caller_token()` gives the caller's token.
+    """
+    meta = requires_scopes(*scopes)
+
+    def register(function: Callable[Params, Awaitable[Result]]) -> Callable[Params, Awaitable[Result]]:
+        @functools.wraps(function)
+        async def checked(*args: Params.args, **kwargs: Params.kwargs) -> Result:
+            require_tool_scopes(*scopes)
+            return await function(*args, **kwargs)
+
+        tool_name = name or function.__name__
+        server.add_tool(
+            checked,
+            name=tool_name,
+            description=f"{inspect.cleandoc(function.__doc__ or '')}\n\n{_scopes_sentence(scopes)}".lstrip(),
+            annotations=annotations,
+            meta=meta,
+        )
+        _DECLARED.setdefault(server, {})[tool_name] = tuple(scopes)
+        return function
+
+    return register
+
+
+def _scopes_sentence(scopes: Sequence[str]) -> str:
+    """`Requires scope a.` / `Requires scopes a, b and c.`: the description's last line."""
+    if len(scopes) == 1:
+        return f"Requires scope {scopes[0]}."
+    return f"Requires scopes {', '.join(scopes[:-1])} and {scopes[-1]}."
+
+
+def declared_scopes(server: MCPServer[Any]) -> tuple[str, ...]:
+    """Every scope `server`'s tools declared with `scoped_tool`, once, in registration order."""
+    return _union(_DECLARED.get(server, {}).values())
 
 
 def _union(groups: Iterable[Sequence[str]]) -> tuple[str, ...]:

@@ -17,14 +17,8 @@ import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
-from oauth_tokens.body_limit import BodyLimitMiddleware
-from oauth_tokens.cors import allow_browser_origins
-from oauth_tokens.host_check import install_strict_host_check
-from oauth_tokens.key_source_outage import install_key_source_outage
-from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
-from oauth_tokens.mcp_metrics import McpOperationMetrics
-from oauth_tokens.mcp_sessions import limit_sessions_per_user
-from oauth_tokens.mcp_step_up import enforce_tool_scopes
+from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
+from oauth_tokens.mcp_app import protect_mcp_app
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
@@ -43,8 +37,6 @@ from crm_mcp.tools import Downstreams, register_tools
 
 logger = logging.getLogger(__name__)
 
-# The scopes user tokens for crm-mcp can carry; each tool requires its own (see tools.py).
-USER_SCOPES = ("crm:read", "crm:write", "tickets:read", "tickets:write", "weather:read")
 # What crm-mcp asks for, as itself, from tickets-mcp (pattern 2).
 TICKETS_SCOPES = "tickets:read tickets:write"
 
@@ -144,36 +136,27 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     )
     register_tools(mcp)
     register_calendar_tools(mcp, calendar)
-    mcp.middleware.append(McpOperationMetrics(mcp))
     mcp.custom_route(HEALTH_PATH, methods=["GET"])(health)
     mcp.custom_route(JWKS_PATH, methods=["GET"])(identity.jwks)
     return mcp
 
 
 def create_app(settings: Settings) -> Starlette:
-    """The ASGI app uvicorn serves: MCP at /mcp, protected-resource metadata listing USER_SCOPES, /health."""
-    # No server-wide scopes: each tool requires its own (see tools.py), so a token with only crm:read
-    # can still use the read tools.
+    """The ASGI app uvicorn serves: MCP at /mcp, protected by `protect_mcp_app`, connect pages, /health.
+
+    No server-wide scopes: each tool requires its own (see tools.py), so a token with only crm:read can
+    still use the read tools; the protected-resource metadata lists every scope the tools declare.
+    """
     auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
     # Browsers open the /connect/* pages at CRM_MCP_PUBLIC_URL, so its host is one crm-mcp answers to.
     public_host = urlsplit(settings.crm_mcp_public_url).netloc
-    security = transport_security((*settings.crm_mcp_allowed_hosts, public_host), settings.cors_allowed_origins)
-    server = create_server(settings, auth)
-    app = server.streamable_http_app(
-        streamable_http_path="/mcp",
+    return protect_mcp_app(
+        create_server(settings, auth),
+        auth=auth,
+        sessions=settings,
         host=settings.crm_mcp_host,
-        transport_security=security,
-        max_sessions=settings.mcp_max_sessions,
-        session_idle_timeout=settings.mcp_session_idle_timeout_seconds,
+        allowed_hosts=(*settings.crm_mcp_allowed_hosts, public_host),
+        allowed_origins=settings.cors_allowed_origins,
+        resource_name="crm-mcp",
+        health_path=HEALTH_PATH,
     )
-    advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
-    # One Host/Origin policy for every route; /health is left out for probes that use the pod's IP.
-    install_strict_host_check(app, security, exempt_paths=(HEALTH_PATH,))
-    limit_sessions_per_user(app, server.session_manager, settings, path="/mcp")
-    install_key_source_outage(app)
-    # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
-    enforce_tool_scopes(app, server, auth)
-    app.add_middleware(BodyLimitMiddleware)
-    # Last, so it is outermost: preflights answered without a token, every refusal readable by a page.
-    allow_browser_origins(app, settings.cors_allowed_origins, mcp_path="/mcp")
-    return app

@@ -32,8 +32,8 @@ from mcp.shared.exceptions import UrlElicitationRequiredError
 from mcp.types import ElicitRequest, ElicitRequestURLParams, ElicitResult, InputRequiredResult, ToolAnnotations
 from mcp_types.version import is_version_at_least
 from oauth_tokens import AccessTokenValidator
-from oauth_tokens.mcp import require_tool_scopes
-from oauth_tokens.mcp_step_up import requires_scopes
+from oauth_tokens.mcp import caller_token
+from oauth_tokens.mcp_step_up import scoped_tool
 from oauth_tokens.vault import TokenVault
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -134,7 +134,7 @@ class Disconnected(BaseModel):
 
 
 def _subject() -> str:
-    token = require_tool_scopes("crm:read")
+    token = caller_token()
     return token.subject or token.client_id
 
 
@@ -177,20 +177,19 @@ def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPatte
     mcp.custom_route(SIGNED_IN_PATH, methods=["GET"])(calendar.connect.signed_in)
     mcp.custom_route(CALLBACK_PATH, methods=["GET"])(calendar.connect.callback)
 
-    @mcp.tool(annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True), meta=requires_scopes("crm:read"))
+    @scoped_tool(mcp, "crm:read", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
     async def list_my_meetings(ctx: Context[Downstreams, Any]) -> list[Meeting] | InputRequiredResult:
-        """Your meetings, from your own calendar. Asks you to connect your calendar first if needed.
-
-        Requires scope crm:read."""
+        """Your meetings, from your own calendar. Asks you to connect your calendar first if needed."""
         subject = _subject()
         token = await calendar.access_token(subject)
         if token is None:
             return await ask_to_connect(calendar, ctx, subject)
         return await calendar.api.list_meetings(token)
 
-    @mcp.tool(
+    @scoped_tool(
+        mcp,
+        "crm:read",
         annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=True),
-        meta=requires_scopes("crm:read"),
     )
     async def schedule_meeting(
         customer_id: CustomerId,
@@ -199,9 +198,7 @@ def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPatte
         title: Annotated[str, Field(min_length=1, max_length=200)],
         ctx: Context[Downstreams, Any],
     ) -> Meeting | InputRequiredResult:
-        """Put a meeting with one of your customers in your own calendar (the customer's contact is invited).
-
-        Requires scope crm:read."""
+        """Put a meeting with one of your customers in your own calendar (the customer's contact is invited)."""
         subject = _subject()
         customer = await ctx.request_context.lifespan_context.crm_api.get_customer(customer_id)
         token = await calendar.access_token(subject)
@@ -211,14 +208,11 @@ def register_calendar_tools(mcp: MCPServer[Downstreams], calendar: CalendarPatte
         meeting = NewMeeting(title=title, start=start, minutes=minutes, attendees=[attendee])
         return await calendar.api.add_meeting(token, meeting)
 
-    @mcp.tool(
-        annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True),
-        meta=requires_scopes("crm:read"),
+    @scoped_tool(
+        mcp, "crm:read", annotations=ToolAnnotations(destructive_hint=True, idempotent_hint=True, open_world_hint=True)
     )
     async def disconnect_calendar() -> Disconnected:
-        """Disconnect your calendar: crm-mcp revokes its access at your calendar provider and forgets it.
-
-        Requires scope crm:read."""
+        """Disconnect your calendar: crm-mcp revokes its access at your calendar provider and forgets it."""
         if calendar.cross_app is not None:  # pattern 5: nothing to revoke; the administrator's policy decides
             forgot = calendar.cross_app.forget(_subject())
             return Disconnected(

@@ -1,5 +1,6 @@
-"""crm-mcp's tools: what a model sees. Each declares its scopes (a 403 step-up before it runs, see
-oauth_tokens.mcp_step_up), checks them again, then calls one pattern's client.
+"""crm-mcp's tools: what a model sees. Each declares its scopes once (`scoped_tool`: listed in `tools/list`,
+a 403 step-up before it runs, checked again as it starts; see oauth_tokens.mcp_step_up), then calls one
+pattern's client.
 
 | tool                  | scope(s)                           | downstream pattern                    |
 |-----------------------|------------------------------------|---------------------------------------|
@@ -21,8 +22,8 @@ import anyio
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
-from oauth_tokens.mcp import require_tool_scopes
-from oauth_tokens.mcp_step_up import requires_scopes
+from oauth_tokens.mcp import caller_token
+from oauth_tokens.mcp_step_up import scoped_tool
 from pydantic import BaseModel, Field
 
 from crm_mcp.api_key_weather import Weather, WeatherApiClient
@@ -63,58 +64,53 @@ def _downstreams(ctx: Context[Downstreams, Any]) -> Downstreams:
 
 def _caller() -> str:
     """The authenticated user's `sub`: who a ticket is requested by."""
-    token = require_tool_scopes()
+    token = caller_token()
     return token.subject or token.client_id
 
 
 def register_tools(mcp: MCPServer[Downstreams]) -> None:
     """Add crm-mcp's tools to `mcp`."""
 
-    @mcp.tool(annotations=READ_ONLY, meta=requires_scopes("crm:read"))
+    @scoped_tool(mcp, "crm:read", annotations=READ_ONLY)
     async def search_customers(
         ctx: Context[Downstreams, Any],
         query: Annotated[
             str | None, Field(max_length=100, description="Part of a name, company or city; omit to list all")
         ] = None,
     ) -> list[CustomerSummary]:
-        """Search your customers by name, company or city, or list them all. Requires scope crm:read."""
-        require_tool_scopes("crm:read")
+        """Search your customers by name, company or city, or list them all."""
         return await _downstreams(ctx).crm_api.search_customers(query)
 
-    @mcp.tool(annotations=READ_ONLY, meta=requires_scopes("crm:read"))
+    @scoped_tool(mcp, "crm:read", annotations=READ_ONLY)
     async def get_customer(customer_id: CustomerId, ctx: Context[Downstreams, Any]) -> Customer:
-        """Get one of your customers by id, with their notes. Requires scope crm:read."""
-        require_tool_scopes("crm:read")
+        """Get one of your customers by id, with their notes."""
         return await _downstreams(ctx).crm_api.get_customer(customer_id)
 
-    @mcp.tool(
-        annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False), meta=requires_scopes("crm:write")
-    )
+    @scoped_tool(mcp, "crm:write", annotations=ToolAnnotations(destructive_hint=False, open_world_hint=False))
     async def add_customer_note(
         customer_id: CustomerId,
         note: Annotated[str, Field(min_length=1, max_length=2000)],
         ctx: Context[Downstreams, Any],
     ) -> Customer:
-        """Add a note to one of your customers. Requires scope crm:write."""
-        require_tool_scopes("crm:write")
+        """Add a note to one of your customers."""
         return await _downstreams(ctx).crm_api.add_note(customer_id, note)
 
-    @mcp.tool(annotations=READ_ONLY, meta=requires_scopes("tickets:read"))
+    @scoped_tool(mcp, "tickets:read", annotations=READ_ONLY)
     async def list_customer_tickets(
         customer_id: CustomerId,
         ctx: Context[Downstreams, Any],
         status: TicketStatus | None = None,
     ) -> list[TicketSummary]:
-        """List support tickets of a customer, optionally by status. Requires scope tickets:read."""
-        require_tool_scopes("tickets:read")
+        """List support tickets of a customer, optionally by status."""
         # Scope is checked against the user; the customer's visibility is checked by crm-api first,
         # so a user cannot list tickets of another rep's customer through crm-mcp's own credentials.
         await _downstreams(ctx).crm_api.get_customer(customer_id)
         return await _downstreams(ctx).tickets.list_tickets(customer_id, status)
 
-    @mcp.tool(
+    @scoped_tool(
+        mcp,
+        "tickets:write",
         annotations=ToolAnnotations(destructive_hint=False, idempotent_hint=False, open_world_hint=False),
-        meta=requires_scopes("tickets:write"),
     )
     async def open_ticket(
         customer_id: CustomerId,
@@ -123,29 +119,24 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         ctx: Context[Downstreams, Any],
         priority: TicketPriority = "normal",
     ) -> Ticket:
-        """Open a support ticket for one of your customers. Requires scope tickets:write."""
-        require_tool_scopes("tickets:write")
+        """Open a support ticket for one of your customers."""
         await _downstreams(ctx).crm_api.get_customer(customer_id)
         return await _downstreams(ctx).tickets.create_ticket(customer_id, title, description, priority, _caller())
 
-    @mcp.tool(
-        annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True), meta=requires_scopes("weather:read")
-    )
+    @scoped_tool(mcp, "weather:read", annotations=ToolAnnotations(read_only_hint=True, open_world_hint=True))
     async def get_weather(
         city: Annotated[str, Field(min_length=1, max_length=100)], ctx: Context[Downstreams, Any]
     ) -> Weather:
-        """Current weather in a city (from the external weather provider). Requires scope weather:read."""
-        require_tool_scopes("weather:read")
+        """Current weather in a city (from the external weather provider)."""
         return await _downstreams(ctx).weather.current_weather(city)
 
-    @mcp.tool(annotations=READ_ONLY, meta=requires_scopes("crm:read", "tickets:read", "weather:read"))
+    @scoped_tool(mcp, "crm:read", "tickets:read", "weather:read", annotations=READ_ONLY)
     async def customer_briefing(customer_id: CustomerId, ctx: Context[Downstreams, Any]) -> Briefing:
         """A customer briefing: the account, its open tickets and the weather where they are.
 
-        Requires scopes crm:read, tickets:read and weather:read. If tickets or weather cannot be
-        fetched, the briefing says which and why instead of failing; without the account, it fails.
+        If tickets or weather cannot be fetched, the briefing says which and why instead of failing;
+        without the account, it fails.
         """
-        require_tool_scopes("crm:read", "tickets:read", "weather:read")
         clients = _downstreams(ctx)
         # The account first, as the user (pattern 3): it proves the customer is the caller's before
         # crm-mcp uses its own identity (pattern 2) for it, and it gives the city for the weather.

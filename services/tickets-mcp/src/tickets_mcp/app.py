@@ -10,14 +10,8 @@ from typing import Any
 import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
-from oauth_tokens.body_limit import BodyLimitMiddleware
-from oauth_tokens.cors import allow_browser_origins
-from oauth_tokens.host_check import install_strict_host_check
-from oauth_tokens.key_source_outage import install_key_source_outage
-from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
-from oauth_tokens.mcp_metrics import McpOperationMetrics
-from oauth_tokens.mcp_sessions import limit_sessions_per_user
-from oauth_tokens.mcp_step_up import enforce_tool_scopes
+from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
+from oauth_tokens.mcp_app import protect_mcp_app
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,7 +19,7 @@ from starlette.responses import JSONResponse, Response
 
 from tickets_mcp.settings import TicketsMcpSettings
 from tickets_mcp.store import TicketStore
-from tickets_mcp.tools import SCOPES, register_tools
+from tickets_mcp.tools import register_tools
 
 logger = logging.getLogger("tickets_mcp")
 
@@ -66,7 +60,6 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
         log_level=settings.log_level,
     )
     register_tools(mcp, store)
-    mcp.middleware.append(McpOperationMetrics(mcp))
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -78,22 +71,14 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     # bound to the (client_id, iss, sub) of the token that opened it, so a refreshed token of the same
     # client keeps working; idle sessions are closed after MCP_SESSION_IDLE_TIMEOUT_SECONDS, and each
     # caller may hold MCP_MAX_SESSIONS_PER_USER of the MCP_MAX_SESSIONS (oauth_tokens.mcp_sessions).
-    security = transport_security(settings.tickets_mcp_allowed_hosts, settings.cors_allowed_origins)
-    app = mcp.streamable_http_app(
-        streamable_http_path=MCP_PATH,
-        transport_security=security,
+    return protect_mcp_app(
+        mcp,
+        auth=auth,
+        sessions=settings,
         host=settings.tickets_mcp_host,
-        max_sessions=settings.mcp_max_sessions,
-        session_idle_timeout=settings.mcp_session_idle_timeout_seconds,
+        allowed_hosts=settings.tickets_mcp_allowed_hosts,
+        allowed_origins=settings.cors_allowed_origins,
+        resource_name="tickets-mcp",
+        mcp_path=MCP_PATH,
+        health_path=HEALTH_PATH,
     )
-    advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
-    # One Host/Origin policy for every route; /health is left out for probes that use the pod's IP.
-    install_strict_host_check(app, security, exempt_paths=(HEALTH_PATH,))
-    limit_sessions_per_user(app, mcp.session_manager, settings, path=MCP_PATH)
-    install_key_source_outage(app)
-    # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
-    enforce_tool_scopes(app, mcp, auth, path=MCP_PATH)
-    app.add_middleware(BodyLimitMiddleware)
-    # Last, so it is outermost: preflights answered without a token, every refusal readable by a page.
-    allow_browser_origins(app, settings.cors_allowed_origins, mcp_path=MCP_PATH)
-    return app
