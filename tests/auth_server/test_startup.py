@@ -45,3 +45,28 @@ def test_a_missing_variable_stops_start_up_naming_it(tmp_path: Path, missing: st
     assert missing in last_line
     for secret in env.secrets():
         assert secret not in result.stderr
+
+
+@pytest.mark.parametrize("damaged", ["keys.json", "pem"])
+def test_a_damaged_key_file_names_the_file_and_the_fix(tmp_path: Path, damaged: str) -> None:
+    env = AuthTestEnv(port=free_port(), workdir=tmp_path)
+    variables = {**env.environment(), "AUTH_SERVER_PORT": str(env.port)}
+    del variables["AUTH_SERVER_CONFIG"]  # the packaged default config
+    keys_dir = tmp_path / "data" / "keys"
+    keys_dir.mkdir(parents=True)
+    if damaged == "keys.json":
+        broken = keys_dir / "keys.json"
+        broken.write_text("{not json")
+    else:
+        broken = keys_dir / "k1.pem"
+        broken.write_text("-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n")
+        (keys_dir / "keys.json").write_text('{"keys": [{"kid": "k1", "created_at": 1}]}')
+
+    result = _start(variables, tmp_path)
+
+    assert result.returncode != 0
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith(f"auth-server: The signing key file {broken} is damaged")
+    assert "ValueError at" not in last_line
+    assert f"delete the directory {keys_dir}" in last_line
+    assert "make down" in last_line

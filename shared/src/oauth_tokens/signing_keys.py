@@ -34,11 +34,13 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import get_default_algorithms
 
+from oauth_tokens.errors import SettingsError
 from oauth_tokens.jwks import JWKS_REFETCH_COOLDOWN_SECONDS
 
 __all__ = [
     "PUBLISH_AHEAD_SECONDS",
     "RETIREMENT_MARGIN_SECONDS",
+    "DamagedKeyFileError",
     "KeyRecord",
     "KeyStore",
     "PrivateKey",
@@ -129,6 +131,16 @@ def thumbprint(public_key: PublicKey, algorithm: SigningAlgorithm) -> str:
     required = {name: jwk[name] for name in _THUMBPRINT_MEMBERS[jwk["kty"]]}
     canonical = json.dumps(required, separators=(",", ":"), sort_keys=True)
     return base64.urlsafe_b64encode(hashlib.sha256(canonical.encode()).digest()).decode().rstrip("=")
+
+
+class DamagedKeyFileError(SettingsError):
+    """A key file (keys.json or a `<kid>.pem`) cannot be read: named, with the fix, never its content."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(
+            f"The signing key file {path} is damaged ({problem}). Fix: delete the directory {path.parent} "
+            "(a new key is generated on the next start), or run `make down` to start every service fresh."
+        )
 
 
 class KeyStore:
@@ -267,12 +279,20 @@ class KeyStore:
         stamp = self._stamp()
         if stamp is None or stamp == self._index_stamp:
             return
-        payload = json.loads(self._index_path.read_text(encoding="utf-8"))
-        records = [KeyRecord(**entry) for entry in payload["keys"]]
+        try:
+            payload = json.loads(self._index_path.read_text(encoding="utf-8"))
+            records = [KeyRecord(**entry) for entry in payload["keys"]]
+        except (ValueError, TypeError, KeyError) as error:  # not JSON, or not the index's shape
+            raise DamagedKeyFileError(self._index_path, f"not a key index: {type(error).__name__}") from None
         for record in records:
             if record.kid not in self._private_keys:
-                pem = (self.directory / f"{record.kid}.pem").read_bytes()
-                loaded = serialization.load_pem_private_key(pem, password=None)
+                pem_path = self.directory / f"{record.kid}.pem"
+                try:
+                    loaded = serialization.load_pem_private_key(pem_path.read_bytes(), password=None)
+                except FileNotFoundError:
+                    raise DamagedKeyFileError(pem_path, "missing, though keys.json lists it") from None
+                except (ValueError, TypeError):  # the message is cryptography's; it never holds key bytes
+                    raise DamagedKeyFileError(pem_path, "not a PEM private key") from None
                 if not isinstance(loaded, PrivateKey) or not key_fits(loaded, self.algorithm):
                     raise TypeError(f"Key {record.kid} in {self.directory} is not a {self.algorithm} key")
                 self._private_keys[record.kid] = loaded  # key_fits checked the type
