@@ -63,7 +63,7 @@ else
 endif
 
 .PHONY: down
-down: ## Stop what `make up` started and delete its data (keys, databases) unless KEEP_DATA=1; .env stays
+down: ## Stop what `make up` started and delete its data (keys, databases, traces, log) unless KEEP_DATA=1; .env stays
 ifeq ($(USE_DOCKER),1)
 	docker compose down --remove-orphans $(if $(filter 1,$(KEEP_DATA)),,--volumes)
 else

@@ -5,7 +5,9 @@ Usage: python -m scripts.topology {init-env|up|down|banner}
 Process management is honcho's (it starts, prefixes and stops the seven services); this script only
 puts honcho in the background, waits until every service's /health answers, prints where to go next,
 and on `down` (or Ctrl-C while waiting) stops honcho's whole process group so nothing is left behind.
-`down` then deletes the services' data directories (signing keys, databases), unless KEEP_DATA=1.
+`down` then deletes the services' data directories (signing keys, databases), their traces and the
+log, unless KEEP_DATA=1. Each `up` starts a fresh .run/topology.log (the previous one is kept as
+topology.log.1). What `up` says when it cannot do what was asked is scripts.topology_report's.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from pathlib import Path
 
 import httpx2
 from dotenv import dotenv_values
+
+from scripts.topology_report import failure_report, save_settings, settings_mismatch
 
 ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = ROOT / "Procfile"
@@ -63,6 +67,11 @@ class Workspace:
     @property
     def log_file(self) -> Path:
         return self.directory / ".run" / "topology.log"
+
+    @property
+    def settings_file(self) -> Path:
+        """The settings the running topology started with (scripts.topology_report)."""
+        return self.directory / ".run" / "topology.settings.json"
 
 
 @dataclass(frozen=True)
@@ -171,18 +180,22 @@ def wait_healthy(env: dict[str, str], honcho: subprocess.Popen[bytes]) -> list[s
 
 def up(workspace: Workspace) -> int:
     init_env(workspace)
-    if (pid := running_pid(workspace)) is not None:
-        print(f"Already running (honcho pid {pid}). `make down` stops it.")
-        banner(workspace)
-        return 0
     env = load_env(workspace)
+    if (pid := running_pid(workspace)) is not None:
+        if (mismatch := settings_mismatch(workspace.settings_file, pid, env, _dotenv(workspace))) is not None:
+            print(mismatch)
+            return 1
+        print(f"Already running (honcho pid {pid}). `make down` stops it.")
+        return banner(workspace)
     services = active_services(env)
     busy = [f"{s.name} port {p}" for s in services if port_in_use(p := int(env.get(s.port_variable, s.default_port)))]
     if busy:
         print(f"Cannot start: in use already: {', '.join(busy)}. Stop what holds them, or change the ports in .env.")
         return 1
     workspace.pid_file.parent.mkdir(exist_ok=True)
-    with workspace.log_file.open("ab") as log:
+    if workspace.log_file.exists():  # each make up starts a fresh log; the previous run's is kept once
+        workspace.log_file.replace(workspace.log_file.with_name("topology.log.1"))
+    with workspace.log_file.open("wb") as log:
         # The settings go in as the environment (process env over .env, as compose does), not as an env
         # file honcho would let win. Names come from SERVICES (our own constant), never from input.
         honcho = subprocess.Popen(  # noqa: S603
@@ -201,6 +214,7 @@ def up(workspace: Workspace) -> int:
             start_new_session=True,
         )
     workspace.pid_file.write_text(str(honcho.pid))
+    save_settings(workspace.settings_file, env, _dotenv(workspace))
     print(f"Starting {len(services)} services as local processes (log: .run/topology.log)…")
     try:
         unhealthy = wait_healthy(env, honcho)
@@ -208,19 +222,27 @@ def up(workspace: Workspace) -> int:
         stop(workspace)
         return 130
     if unhealthy:
-        print(f"Not healthy: {', '.join(unhealthy)}. Last log lines:\n")
-        print("\n".join(workspace.log_file.read_text(errors="replace").splitlines()[-40:]))
-        stop(workspace)
+        if honcho.poll() is None:
+            stop(workspace, quiet=True)
+        else:
+            workspace.pid_file.unlink(missing_ok=True)
+        print(failure_report(workspace.log_file.read_text(errors="replace"), unhealthy, ".run/topology.log"))
         return 1
     banner(workspace)
     return 0
 
 
-def stop(workspace: Workspace) -> None:
+def _dotenv(workspace: Workspace) -> dict[str, str]:
+    return {k: v for k, v in dotenv_values(workspace.env_file).items() if v is not None}
+
+
+def stop(workspace: Workspace, *, quiet: bool = False) -> None:
     """Stop honcho's whole process group, if it runs."""
+    workspace.settings_file.unlink(missing_ok=True)
     pid = running_pid(workspace)
     if pid is None:
-        print("Nothing running.")
+        if not quiet:
+            print("Nothing running.")
         workspace.pid_file.unlink(missing_ok=True)
         return
     os.killpg(pid, signal.SIGTERM)
@@ -230,15 +252,20 @@ def stop(workspace: Workspace) -> None:
     if running_pid(workspace) is not None:
         os.killpg(pid, signal.SIGKILL)
     workspace.pid_file.unlink(missing_ok=True)
-    print("Stopped all services.")
+    if not quiet:
+        print("Stopped all services.")
 
 
 def delete_data(workspace: Workspace) -> list[str]:
-    """Delete the data directories inside the workspace (never one outside it); the ones deleted."""
+    """Delete the data directories, the traces and the logs inside the workspace (never outside it)."""
     env = load_env(workspace)
     root = workspace.directory.resolve()
     deleted = []
-    for variable, default in DATA_DIRS.items():
+    for log in (workspace.log_file, workspace.log_file.with_name("topology.log.1")):
+        if log.exists():
+            log.unlink()
+            deleted.append(str(log.relative_to(workspace.directory)))
+    for variable, default in {**DATA_DIRS, "TRACES_DIR": ".run/traces"}.items():
         path = (root / (env.get(variable) or default)).resolve()
         if path != root and path.is_relative_to(root) and path.is_dir():
             shutil.rmtree(path)
@@ -252,7 +279,7 @@ def down(workspace: Workspace) -> int:
     """Stop the services, then delete their data unless KEEP_DATA=1 (.env, with its secrets, stays)."""
     stop(workspace)
     if os.environ.get("KEEP_DATA") == "1":
-        print("Kept the data (KEEP_DATA=1): signing keys and databases are reused by the next make up.")
+        print("Kept the data (KEEP_DATA=1): signing keys, databases, traces and logs stay for the next make up.")
         return 0
     deleted = delete_data(workspace)
     if deleted:

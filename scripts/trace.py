@@ -20,6 +20,7 @@ from pathlib import Path
 from oauth_tokens.trace_file import SpanRecord, read_spans
 
 from scripts.topology import Workspace, load_env
+from scripts.topology_report import started_at
 
 BAR_WIDTH = 32
 NAME_WIDTH = 46
@@ -42,6 +43,19 @@ def pick_trace(spans: list[SpanRecord], trace_id: str | None, tool: str) -> list
         calls = [span for span in spans if span.kind == "server" and span.attributes.get("gen_ai.tool.name") == tool]
         chosen = {max(calls, key=lambda span: span.start_ns).trace_id} if calls else set()
     return [span for span in spans if span.trace_id in chosen]
+
+
+def earlier_topology(spans: list[SpanRecord], topology_started: float | None) -> str | None:
+    """A warning when the trace was recorded before the running topology started (kept by KEEP_DATA=1)."""
+    recorded = min(span.start_ns for span in spans) / 1e9
+    if topology_started is None or recorded >= topology_started:
+        return None
+    clock = "%Y-%m-%d %H:%M:%S"
+    return (
+        f"Note: an EARLIER topology's trace, recorded {time.strftime(clock, time.localtime(recorded))}, before "
+        f"the running one started ({time.strftime(clock, time.localtime(topology_started))}). "
+        "make demo records a fresh one."
+    )
 
 
 def credential(span: SpanRecord) -> str:
@@ -155,7 +169,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tool", default="customer_briefing", help="the MCP tool whose latest call to draw")
     parser.add_argument("--dir", type=Path, help="the trace files' directory (default: TRACES_DIR from .env)")
     args = parser.parse_args(argv)
-    directory = args.dir or traces_dir(Workspace.from_environment())
+    workspace = Workspace.from_environment()
+    directory = args.dir or traces_dir(workspace)
     if not directory.is_dir():
         print(f"No trace files in {directory}: set TRACES_DIR in .env, run make up, then make demo.")
         return 1
@@ -165,13 +180,20 @@ def main(argv: list[str]) -> int:
         return 0
     everything = read_spans(directory)
     spans = pick_trace(everything, args.trace_id, args.tool)
+    if not spans and args.trace_id:
+        print(
+            f"Unknown trace id {args.trace_id!r}: no trace in {directory} starts with it. "
+            f"`make trace` draws the latest {args.tool} call; `make trace TRACE=refused` lists refused tokens."
+        )
+        return 1
     if not spans:
-        wanted = f"trace {args.trace_id}" if args.trace_id else f"call of {args.tool}"
-        print(f"No {wanted} in {directory}: run make demo first (spans are written within a second).")
+        print(f"No call of {args.tool} in {directory}: run make demo first (spans are written within a second).")
         return 1
     duration = (max(span.end_ns for span in spans) - min(span.start_ns for span in spans)) / 1e6
     services = sorted({span.service for span in spans})
     print(f"Trace {spans[0].trace_id}: {len(spans)} spans across {', '.join(services)}, {duration:.1f} ms")
+    if (note := earlier_topology(spans, started_at(workspace.settings_file))) is not None:
+        print(note)
     print(f"{'service':<12} {'span':<{NAME_WIDTH}} {'time line':<{BAR_WIDTH}} {'duration':>11}  credential")
     print("\n".join(waterfall(spans)))
     if (origin := token_origin(everything, spans)) is not None:

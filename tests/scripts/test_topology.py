@@ -70,8 +70,17 @@ def test_up_starts_every_service_healthy_and_down_leaves_nothing_but_kept_data(t
         assert "crm-api calls: CRM_API_AUTH_MODE=exchange" in log
         for port in ports.values():
             assert httpx2.get(f"http://127.0.0.1:{port}/health", timeout=5).status_code == 200
-        again = topology("up", tmp_path)
+        again = topology("up", tmp_path)  # nothing new asked for: fine
         assert "Already running" in again.stdout
+        assert again.returncode == 0
+        # Asked for another mode while it runs: say so and how to get it, never a banner claiming it.
+        other = topology("up", tmp_path, CRM_API_AUTH_MODE="cascade")
+        assert other.returncode == 1
+        lines = other.stdout.splitlines()
+        assert "with other settings than you asked for" in lines[0]
+        assert lines[1].strip() == "CRM_API_AUTH_MODE: running with exchange, asked for cascade"
+        assert lines[2] == "Fix: make down, then make up CRM_API_AUTH_MODE=cascade"
+        assert "All services are up" not in other.stdout
     finally:
         stopped = topology("down", tmp_path, KEEP_DATA="1")
     assert stopped.returncode == 0
@@ -79,6 +88,8 @@ def test_up_starts_every_service_healthy_and_down_leaves_nothing_but_kept_data(t
     data = tmp_path / "data"
     kept = {"auth-server", "crm-api", "tickets-mcp", "crm-mcp", "calendar-auth-server"}
     assert {path.name for path in data.iterdir()} == kept
+    assert (tmp_path / ".run" / "topology.log").exists()  # KEEP_DATA=1 keeps the log and traces too
+    (tmp_path / ".run" / "traces").mkdir(exist_ok=True)
     for port in ports.values():
         try:
             httpx2.get(f"http://127.0.0.1:{port}/health", timeout=1)
@@ -90,6 +101,8 @@ def test_up_starts_every_service_healthy_and_down_leaves_nothing_but_kept_data(t
     assert "Nothing running" in stopped_again.stdout
     assert "Deleted the data" in stopped_again.stdout
     assert not data.exists()
+    assert not (tmp_path / ".run" / "traces").exists()  # no earlier topology's trace for make trace to draw
+    assert not (tmp_path / ".run" / "topology.log").exists()
     assert (tmp_path / ".env").exists()
 
 
@@ -119,3 +132,30 @@ def test_the_generated_env_file_can_be_sourced_by_bash(tmp_path: Path) -> None:
     assert sourced.returncode == 0
     assert sourced.stderr == ""
     assert sourced.stdout.strip() == "calendar:read calendar:write"
+
+
+def test_a_bad_setting_names_only_the_service_that_failed_and_the_fix_first(tmp_path: Path) -> None:
+    free_port_env(tmp_path)
+    (tmp_path / ".run").mkdir()
+    (tmp_path / ".run" / "topology.log").write_text("12:00:00 system | a previous run's line\n")
+
+    started = topology("up", tmp_path, CRM_API_AUTH_MODE="bogus")
+
+    assert started.returncode == 1
+    # After "Starting…" and a tick per service that became healthy before the others were stopped:
+    lines = [line for line in started.stdout.splitlines()[1:] if not line.startswith("  ✓ ")]
+    failed, _, cause = lines[0].partition(" failed to start: ")
+    assert cause == "Invalid setting CRM_API_AUTH_MODE: must be one of cascade, exchange", started.stdout
+    assert set(failed.split(", ")) <= {"auth-server", "crm-mcp", "crm-api", "calendar-auth-server"}
+    assert "weather-api" not in failed and "tickets-mcp" not in failed
+    assert lines[1] == (
+        "Fix: correct CRM_API_AUTH_MODE in .env (or give it on the command line: make up CRM_API_AUTH_MODE=...), "
+        "then make up."
+    )
+    assert "Not healthy" not in started.stdout
+    assert "Nothing running" not in started.stdout
+    log = (tmp_path / ".run" / "topology.log").read_text()
+    assert "a previous run's line" not in log  # a fresh log per make up; the previous one is kept once
+    assert "a previous run's line" in (tmp_path / ".run" / "topology.log.1").read_text()
+    assert topology("down", tmp_path).returncode == 0
+    assert not (tmp_path / ".run" / "topology.log.1").exists()
