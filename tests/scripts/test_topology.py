@@ -147,7 +147,8 @@ def test_a_bad_setting_names_only_the_service_that_failed_and_the_fix_first(tmp_
     failed, _, cause = lines[0].partition(" failed to start: ")
     assert cause == "Invalid setting CRM_API_AUTH_MODE: must be one of cascade, exchange", started.stdout
     assert set(failed.split(", ")) <= {"auth-server", "crm-mcp", "crm-api", "calendar-auth-server"}
-    assert "weather-api" not in failed and "tickets-mcp" not in failed
+    assert "weather-api" not in failed
+    assert "tickets-mcp" not in failed
     assert lines[1] == (
         "Fix: correct CRM_API_AUTH_MODE in .env (or give it on the command line: make up CRM_API_AUTH_MODE=...), "
         "then make up."

@@ -25,7 +25,7 @@ TWO_FAILED = """\
 10:00:00 system                 | weather-api.1 started (pid=3)
 10:00:01 crm-mcp.1              | Traceback (most recent call last):
 10:00:01 crm-mcp.1              |   File "x.py", line 1
-10:00:01 crm-mcp.1              | crm-mcp: The signing key file /d/keys.json is damaged (not a key index). Fix: delete it
+10:00:01 crm-mcp.1              | crm-mcp: The signing key file /d/keys.json is damaged. Fix: delete it
 10:00:01 crm-api.1              | crm-api: Missing required setting CRM_API_AUDIENCE
 10:00:02 system                 | crm-mcp.1 stopped (rc=1)
 10:00:02 system                 | crm-api.1 stopped (rc=1)
@@ -37,7 +37,7 @@ TWO_FAILED = """\
 def test_only_the_services_that_exited_by_themselves_are_named_first_with_their_causes() -> None:
     report = failure_report(TWO_FAILED, ["crm-api", "crm-mcp", "weather-api"], ".run/topology.log").splitlines()
     assert report[0] == "crm-mcp, crm-api failed to start:"
-    assert report[1] == "  crm-mcp: The signing key file /d/keys.json is damaged (not a key index). Fix: delete it"
+    assert report[1] == "  crm-mcp: The signing key file /d/keys.json is damaged. Fix: delete it"
     assert report[2] == "  crm-api: Missing required setting CRM_API_AUDIENCE"
     assert report[3].startswith("Fix: correct CRM_API_AUDIENCE in .env")  # the key message carries its own fix
     assert "weather-api" not in "\n".join(report)
@@ -74,7 +74,8 @@ def span(start_s: float) -> SpanRecord:
 def test_a_trace_older_than_the_running_topology_is_marked() -> None:
     now = time.time()
     note = earlier_topology([span(now - 60)], topology_started=now - 10)
-    assert note is not None and note.startswith("Note: an EARLIER topology's trace")
+    assert note is not None
+    assert note.startswith("Note: an EARLIER topology's trace")
     assert earlier_topology([span(now)], topology_started=now - 10) is None
     assert earlier_topology([span(now - 60)], topology_started=None) is None
 
