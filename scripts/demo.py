@@ -32,6 +32,10 @@ from scripts.headless_login import user_oauth
 from scripts.topology import active_services, load_env
 
 DEMO_TICKET_TITLE = "Demo: renewal question"
+# From crm-api's demo data: alice's first customer, in Berlin. Patterns 1 and 2 run before pattern 3 lists her
+# customers (the README's order), so the demo names them; pattern 3 then checks this one is hers.
+DEMO_CUSTOMER = "cus_001"
+DEMO_CITY = "Berlin"
 
 
 def missing_prerequisite(env: dict[str, str]) -> str | None:
@@ -66,6 +70,35 @@ async def run_demo(env: dict[str, str]) -> None:
         say(f"  alice's token (validated with the shared package): {describe(user)}")
         exchange = env["CRM_API_AUDIENCE"] not in user.audiences
         say(f"  CRM_API_AUTH_MODE={'exchange' if exchange else 'cascade'} (read off the token's aud)")
+
+        say(f"\nPattern 1 — API key: get_weather {DEMO_CITY}")
+        say(f"  crm-mcp ─(API key from its settings in a header; never shown)→ weather-api: {DEMO_CITY}")
+        weather = await call(alice, "get_weather", {"city": DEMO_CITY})
+        check(weather["city"] == DEMO_CITY, f"{weather['temperature_c']} °C, {weather['condition']}")
+
+        say(f"\nPattern 2 — client credentials, MCP → MCP: list_customer_tickets {DEMO_CUSTOMER}")
+        say(f"  crm-mcp ─({method_phrase(env)}; resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
+        say("  crm-mcp ─(that token, aud=tickets-mcp, scope tickets:read tickets:write)→ tickets-mcp tool list_tickets")
+        say(f"  (crm-mcp first asks crm-api, as alice, whether {DEMO_CUSTOMER} is hers: its own token reads anyone's)")
+        tickets = await call(alice, "list_customer_tickets", {"customer_id": DEMO_CUSTOMER})
+        earlier = sum(t["title"] == DEMO_TICKET_TITLE for t in tickets)
+        check(
+            all(t["customer_id"] == DEMO_CUSTOMER for t in tickets),
+            f"{len(tickets)} ticket(s) for {DEMO_CUSTOMER}"
+            + (f", {earlier} of them opened by earlier make demo runs" if earlier else ""),
+        )
+        say("  open_ticket adds one ticket on every run (it stays: `make down` deletes the data)")
+        ticket = await call(
+            alice,
+            "open_ticket",
+            {"customer_id": DEMO_CUSTOMER, "title": DEMO_TICKET_TITLE, "description": "Opened by make demo"},
+        )
+        check(
+            ticket["created_by_client"] == env["CRM_MCP_CLIENT_ID"],
+            f"ticket {ticket['id']} created by client {ticket['created_by_client']} (from its token), "
+            f"requested_by={ticket['requested_by']} (data)",
+        )
+
         if exchange:
             check(user.audiences == (crm_mcp,), "the token names crm-mcp alone: passing it on to crm-api is useless")
             await narrate_exchange(env, storage.tokens.access_token, user)
@@ -79,47 +112,26 @@ async def run_demo(env: dict[str, str]) -> None:
             bool(customers) and all(c["owner"] == "alice" for c in customers),
             f"{len(customers)} customers, all alice's",
         )
-        customer = customers[0]
-        noted = (await call(alice, "add_customer_note", {"customer_id": customer["id"], "note": "make demo"}))["notes"]
-        actor = env["CRM_MCP_CLIENT_ID"] if exchange else None
-        check(
-            noted[-1]["author"] == "alice" and noted[-1]["actor"] == actor,
-            f"add_customer_note (crm:write): crm-api recorded author={noted[-1]['author']} actor={noted[-1]['actor']}",
-        )
-
-        say("\nPattern 2 — client credentials, MCP → MCP: list_customer_tickets")
-        say(f"  crm-mcp ─({method_phrase(env)}; resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
-        say("  crm-mcp ─(that token, aud=tickets-mcp, scope tickets:read tickets:write)→ tickets-mcp tool list_tickets")
-        tickets = await call(alice, "list_customer_tickets", {"customer_id": customer["id"]})
-        earlier = sum(t["title"] == DEMO_TICKET_TITLE for t in tickets)
-        check(
-            all(t["customer_id"] == customer["id"] for t in tickets),
-            f"{len(tickets)} ticket(s) for {customer['name']}"
-            + (f", {earlier} of them opened by earlier make demo runs" if earlier else ""),
-        )
-        say("  open_ticket adds one ticket on every run (it stays: `make down` deletes the data)")
-        ticket = await call(
-            alice,
-            "open_ticket",
-            {
-                "customer_id": customer["id"],
-                "title": DEMO_TICKET_TITLE,
-                "description": "Opened by make demo",
-            },
-        )
-        check(
-            ticket["created_by_client"] == env["CRM_MCP_CLIENT_ID"],
-            f"ticket {ticket['id']} created by client {ticket['created_by_client']} (from its token), "
-            f"requested_by={ticket['requested_by']} (data)",
-        )
-
-        say("\nPattern 1 — API key: get_weather")
-        say(f"  crm-mcp ─(API key from its settings in a header; never shown)→ weather-api: {customer['city']}")
-        weather = await call(alice, "get_weather", {"city": customer["city"]})
-        check(weather["city"] == customer["city"], f"{weather['temperature_c']} °C, {weather['condition']}")
+        customer = next((c for c in customers if c["id"] == DEMO_CUSTOMER), None)
+        if customer is None:
+            raise DemoFailure(f"{DEMO_CUSTOMER} is not among alice's customers: crm-api's demo data is not seeded")
+        noted = (await call(alice, "add_customer_note", {"customer_id": DEMO_CUSTOMER, "note": "make demo"}))["notes"]
+        author, actor = noted[-1]["author"], noted[-1]["actor"]
+        if exchange:
+            check(
+                author == "alice" and actor == env["CRM_MCP_CLIENT_ID"],
+                f"add_customer_note (crm:write): crm-api recorded author={author} actor={actor} "
+                "(the exchanged token's act claim: who acts for alice)",
+            )
+        else:
+            check(
+                author == "alice" and actor is None,
+                f"add_customer_note (crm:write): crm-api recorded author={author} and no actor: in the cascade "
+                "it gets alice's own token, which names no one acting for her",
+            )
 
         say("\nComposite — customer_briefing: all three patterns at once")
-        briefing = await call(alice, "customer_briefing", {"customer_id": customer["id"]})
+        briefing = await call(alice, "customer_briefing", {"customer_id": DEMO_CUSTOMER})
         check(
             not briefing["unavailable"],
             f"customer ({'exchange' if exchange else 'cascade'}), open tickets (client credentials), weather (API key)",
@@ -154,11 +166,11 @@ async def run_demo(env: dict[str, str]) -> None:
     else:
         check(response.status_code == 200, "crm-api accepts alice's crm-mcp token sent straight to it (the cascade)")
     if cross_app:
-        await pattern5_tools(env, customer["id"])
+        await pattern5_tools(env, DEMO_CUSTOMER)
     else:
-        await pattern4_third_party(env, customer["id"])
+        await pattern4_third_party(env, DEMO_CUSTOMER)
     await pattern5_cross_app_access(env, storage.tokens.access_token)
-    await step_up(env, customer["id"])
+    await step_up(env, DEMO_CUSTOMER)
     other = "cascade" if exchange else "exchange"
     say(f"\nThe other way to crm-api: make down, then make up CRM_API_AUTH_MODE={other}, then make demo.")
 

@@ -244,6 +244,11 @@ def test_make_demo_passes_against_a_fresh_topology(topology: Topology, capsys: p
     assert "open_ticket adds one ticket on every run" in narration
     assert "Pattern 5 — enterprise-managed cross-app access" in narration
     assert "the same ID-JAG presented again is refused (jti replay)" in narration
+    # The README's order, and in the cascade no "actor=None": what the missing actor means, said.
+    headings = [narration.index(f"\nPattern {number} — ") for number in (1, 2, 3, 4, 5)]
+    assert headings == sorted(headings)
+    assert "actor=None" not in narration
+    assert "which names no one acting for her" in narration
     # A second run says which tickets earlier runs left, so its counts do not drift unexplained.
     anyio.run(run_demo, topology.env)
     assert "1 of them opened by earlier make demo runs" in capsys.readouterr().out

@@ -17,12 +17,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import anyio
 import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from mcp.types import CallToolResult, ElicitRequestURLParams, ElicitResult, InputRequiredResult
+from mcp.types import (
+    CallToolResult,
+    ElicitCompleteNotification,
+    ElicitRequestURLParams,
+    ElicitResult,
+    InputRequiredResult,
+)
 from oauth_tokens.token_endpoint import TokenEndpoint
 from oauth_tokens.vault import TokenVault, parse_vault_keys
 
@@ -236,6 +243,34 @@ async def test_a_2025_11_25_client_gets_url_elicitation_required_then_retries(to
         assert elicitation["elicitationId"]
         page = await open_in_browser(elicitation["url"], accounts(topology, "alice"))
         assert page.status_code == 200
+        retried = await client.call_tool("list_my_meetings", {})
+    assert not retried.is_error, text_of(retried)
+
+
+@pytest.mark.usefixtures("disconnected")
+async def test_a_2025_11_25_client_is_told_when_the_connection_is_complete(topology: Topology) -> None:
+    """MCP 2025-11-25 `notifications/elicitation/complete`: the client need not wait for the user to click."""
+    completed: list[str] = []
+    arrived = anyio.Event()
+
+    async def notifications(message: Any) -> None:
+        if isinstance(message, ElicitCompleteNotification):
+            completed.append(message.params.elicitation_id)
+            arrived.set()
+
+    alice = UserAtTheKeyboard(None)  # accepts, but leaves the page to the test
+    async with topology.user_session(
+        "alice", elicitation_callback=alice, mode="legacy", message_handler=notifications
+    ) as client:
+        with pytest.raises(MCPError) as required:
+            await client.call_tool("list_my_meetings", {})
+        (elicitation,) = required.value.data["elicitations"]  # type: ignore[index]
+        assert completed == []  # nothing before the user has connected
+        page = await open_in_browser(elicitation["url"], accounts(topology, "alice"))
+        assert "Calendar connected" in page.text
+        with anyio.fail_after(10):
+            await arrived.wait()
+        assert completed == [elicitation["elicitationId"]]
         retried = await client.call_tool("list_my_meetings", {})
     assert not retried.is_error, text_of(retried)
 

@@ -193,6 +193,7 @@ async def test_make_demo_narrates_the_exchange(exchange_topology: Topology, caps
     narration = capsys.readouterr().out
     assert "CRM_API_AUTH_MODE=exchange" in narration
     assert "Pattern 3b — token exchange (RFC 8693)" in narration
+    assert narration.index("\nPattern 2 — ") < narration.index("\nPattern 3b — ")
     assert f"act.sub={exchange_topology.env['CRM_MCP_CLIENT_ID']}" in narration
     assert "crm-api refuses alice's crm-mcp token sent straight to it" in narration
     assert "make up CRM_API_AUTH_MODE=cascade" in narration

@@ -82,11 +82,12 @@ def _summary(
         scopes=pending.scopes,
         return_to=f"{target.scheme}://{target.netloc}",
         scope_descriptions=server.config.scope_descriptions,
+        brand=server.config.page.brand(),
     )
 
 
-def _try_again_later(message: str, status_code: int, retry_after: int) -> Response:
-    page = error_page("Try again later", message, status_code=status_code)
+def _try_again_later(server: AuthServer, message: str, status_code: int, retry_after: int) -> Response:
+    page = error_page(server.config.page.brand(), "Try again later", message, status_code=status_code)
     page.headers["Retry-After"] = str(retry_after)
     return page
 
@@ -97,26 +98,38 @@ async def authorize(request: Request) -> Response:
     try:
         server.authorize_rate.check(client_address(request))
     except RateLimited as limited:
-        return _try_again_later("Too many requests from your address. Try again in a minute.", 429, limited.retry_after)
+        return _try_again_later(
+            server, "Too many requests from your address. Try again in a minute.", 429, limited.retry_after
+        )
     pairs = list(request.query_params.multi_items())
     try:
         params = _single_params(pairs)
     except OAuthError as error:
-        return error_page("Invalid request", error.description)
+        return error_page(server.config.page.brand(), "Invalid request", error.description)
     client_id = params.get("client_id", "")
     try:
         client = await server.clients.find(client_id, address=client_address(request))
     except UnusableClient as unusable:  # its metadata document: never redirect to URIs it did not vouch for
-        return error_page("Application not accepted", f"The application {client_id} cannot be used: {unusable}.")
+        return error_page(
+            server.config.page.brand(),
+            "Application not accepted",
+            f"The application {client_id} cannot be used: {unusable}.",
+        )
     if client is None:
-        return error_page("Unknown application", "The application (client_id) is not registered here.")
+        return error_page(
+            server.config.page.brand(), "Unknown application", "The application (client_id) is not registered here."
+        )
     requested_redirect = params.get("redirect_uri")
     if requested_redirect is None and len(client.redirect_uris) == 1:
         redirect_uri = client.redirect_uris[0]
     elif requested_redirect is not None and client.accepts_redirect_uri(requested_redirect):
         redirect_uri = requested_redirect
     else:
-        return error_page("Invalid redirect URI", "The redirect_uri is not registered for this application.")
+        return error_page(
+            server.config.page.brand(),
+            "Invalid redirect URI",
+            "The redirect_uri is not registered for this application.",
+        )
     state = params.get("state")
     try:
         pending = _validate(server, request, client, params, pairs, redirect_uri, requested_redirect is not None)
@@ -180,8 +193,12 @@ def _validate(
     )
 
 
-def _expired() -> Response:
-    return error_page("Sign-in expired", "This sign-in page has expired. Start again from your application.")
+def _expired(server: AuthServer) -> Response:
+    return error_page(
+        server.config.page.brand(),
+        "Sign-in expired",
+        "This sign-in page has expired. Start again from your application.",
+    )
 
 
 async def _checked_form(
@@ -192,7 +209,10 @@ async def _checked_form(
         body = await read_body(request)
     except BodyTooLarge:
         return error_page(
-            "Form too large", "The form sent is too large. Start again from your application.", status_code=413
+            server.config.page.brand(),
+            "Form too large",
+            "The form sent is too large. Start again from your application.",
+            status_code=413,
         )
     form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
     pending = server.pending.get(form.get("request_id", ""))
@@ -201,10 +221,11 @@ async def _checked_form(
     except UnusableClient:  # its metadata document changed or vanished mid-sign-in (logged by the lookup)
         client = None
     if pending is None or client is None or not client.accepts_redirect_uri(pending.redirect_uri):
-        return _expired()
+        return _expired(server)
     nonce = request.cookies.get(BROWSER_COOKIE)
     if not server.csrf.is_valid(form.get("csrf_token", ""), step, pending.request_id, nonce):
         return error_page(
+            server.config.page.brand(),
             "Form not accepted",
             "This form was not issued to this browser (are cookies enabled?). Start again from your application.",
             status_code=403,
@@ -219,7 +240,7 @@ async def login(request: Request) -> Response:
         server.login_rate.check(client_address(request))
     except RateLimited as limited:
         return _try_again_later(
-            "Too many sign-in attempts from your address. Try again in a minute.", 429, limited.retry_after
+            server, "Too many sign-in attempts from your address. Try again in a minute.", 429, limited.retry_after
         )
     checked = await _checked_form(server, request, "login")
     if isinstance(checked, Response):
@@ -257,7 +278,7 @@ async def consent(request: Request) -> Response:
         return checked
     form, pending, client = checked
     if pending.subject is None:
-        return _expired()
+        return _expired(server)
     server.pending.discard(pending.request_id)  # one decision per request
     state = {"state": pending.state} if pending.state is not None else {}
     if form.get("decision") != "approve":

@@ -24,6 +24,7 @@ from auth_server.config_sections import (
     IdJagPolicy,
     Lifetimes,
     LoginPolicy,
+    PageConfig,
     RateLimits,
     RegistrationPolicy,
     ResourceConfig,
@@ -42,6 +43,7 @@ class ConfigError(SettingsError):
 
 
 class AuthServerConfig(_Strict):
+    page: PageConfig = PageConfig()
     lifetimes: Lifetimes = Lifetimes()
     login: LoginPolicy = LoginPolicy()
     resources: dict[str, ResourceConfig]

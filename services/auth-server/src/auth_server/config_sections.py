@@ -1,4 +1,4 @@
-"""The auth-server config's sections: grant names, and one model per TOML table (lifetimes, login, rate
+"""The auth-server config's sections: grant names, and one model per TOML table (page, lifetimes, login, rate
 limits, switches, resources, clients, users, registration, metadata documents, ID-JAG trust).
 
 `config.py` assembles them into `AuthServerConfig`, checks references between sections, and loads the file.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, get_args
 
+from oauth_tokens.pages import PageBrand
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 
 from auth_server.uris import check_redirect_uri, check_resource_indicator
@@ -36,6 +37,17 @@ DYNAMIC_CLIENT_ID_PREFIX = "dyn-"
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PageConfig(_Strict):
+    """[page]: whose sign-in pages these are, so a user sent between two servers can tell them apart."""
+
+    name: str = Field("auth-server (development)", min_length=1, max_length=80)
+    accent: str = Field("#1d4ed8", pattern=r"^#[0-9a-fA-F]{6}$")  # header bar, buttons
+    footer: str = Field("auth-server is a development stand-in authorization server.", max_length=300)
+
+    def brand(self) -> PageBrand:
+        return PageBrand(self.name, self.accent, self.footer)
 
 
 class Lifetimes(_Strict):

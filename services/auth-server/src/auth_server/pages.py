@@ -1,4 +1,8 @@
-"""Plain, accessible HTML for the login, consent and error pages; every dynamic value is escaped."""
+"""Plain, accessible HTML for the login, consent and error pages; every dynamic value is escaped.
+
+The look is shared with crm-mcp's connect pages (oauth_tokens.pages); the brand (name, colour, footer)
+is this server's config's [page], so the calendar provider's pages do not look like the CRM's.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from html import escape
 from urllib.parse import urlsplit
 
 from fastapi.responses import HTMLResponse
+from oauth_tokens.pages import PAGE_CSP, PageBrand, html_document
 
 from auth_server.uris import LOOPBACK_HOSTS
 
@@ -15,29 +20,15 @@ from auth_server.uris import LOOPBACK_HOSTS
 PAGE_HEADERS = {
     "Cache-Control": "no-store",
     "Pragma": "no-cache",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+    "Content-Security-Policy": PAGE_CSP,
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
 }
-
-_STYLE = """
-body { font-family: system-ui, sans-serif; line-height: 1.5; margin: 0; background: #f4f5f7; color: #1b1f24; }
-main { max-width: 28rem; margin: 3rem auto; background: #fff; padding: 2rem; border-radius: 8px;
-       box-shadow: 0 1px 3px rgba(0,0,0,.15); }
-h1 { font-size: 1.5rem; margin-top: 0; }
-label { display: block; font-weight: 600; margin-top: 1rem; }
-input[type=text], input[type=password] { width: 100%; box-sizing: border-box; padding: .6rem; font-size: 1rem;
-       border: 1px solid #6b7280; border-radius: 4px; }
-button { margin-top: 1.25rem; margin-right: .5rem; padding: .6rem 1.2rem; font-size: 1rem; border-radius: 4px;
-       border: 1px solid #1d4ed8; background: #1d4ed8; color: #fff; cursor: pointer; }
-button.secondary { background: #fff; color: #1d4ed8; }
-button:focus-visible, input:focus-visible { outline: 3px solid #b45309; outline-offset: 2px; }
-.error { color: #991b1b; background: #fef2f2; border: 1px solid #fecaca; padding: .5rem .75rem; border-radius: 4px; }
-.note { font-size: .875rem; color: #4b5563; }
-code { word-break: break-all; }
-.scope-code { color: #4b5563; }
-"""
+# The local auth-server's; a second instance (the calendar's) sets its own in its config's [page].
+DEFAULT_BRAND = PageBrand(
+    "auth-server (development)", footer="auth-server is a development stand-in authorization server."
+)
 
 
 @dataclass(frozen=True)
@@ -55,18 +46,11 @@ class RequestSummary:
     return_to: str  # origin of the redirect URI
     client_host: str = ""  # set for a client identified by its metadata document URL: that URL's host
     scope_descriptions: Mapping[str, str] = field(default_factory=dict)  # scope -> plain language
+    brand: PageBrand = DEFAULT_BRAND
 
 
-def _page(title: str, body: str, status_code: int = 200) -> HTMLResponse:
-    document = (
-        '<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-        f"<title>{escape(title)} - auth-server (development)</title>\n<style>{_STYLE}</style>\n</head>\n"
-        f"<body>\n<main>\n{body}\n"
-        '<p class="note">auth-server is a development stand-in authorization server.</p>\n'
-        "</main>\n</body>\n</html>\n"
-    )
-    return HTMLResponse(document, status_code=status_code, headers=PAGE_HEADERS)
+def _page(title: str, body: str, brand: PageBrand, status_code: int = 200) -> HTMLResponse:
+    return HTMLResponse(html_document(title, body, brand), status_code=status_code, headers=PAGE_HEADERS)
 
 
 def _hidden(summary: RequestSummary) -> str:
@@ -126,7 +110,7 @@ def login_page(
         "</form>"
     )
     # "Error: " first in the title, so a screen reader announces the failure as the page loads.
-    return _page("Error: Sign in" if error else "Sign in", body, status_code=status_code)
+    return _page("Error: Sign in" if error else "Sign in", body, summary.brand, status_code=status_code)
 
 
 def _local_app_warning(summary: RequestSummary) -> str:
@@ -157,10 +141,10 @@ def consent_page(summary: RequestSummary, *, user_name: str, username: str) -> H
         '<button type="submit" name="decision" value="deny" class="secondary">Deny</button>\n'
         "</form>"
     )
-    return _page("Allow access?", body)
+    return _page("Allow access?", body, summary.brand)
 
 
-def error_page(title: str, message: str, status_code: int = 400) -> HTMLResponse:
+def error_page(brand: PageBrand, title: str, message: str, status_code: int = 400) -> HTMLResponse:
     """A request we cannot send back to the client (unknown client, bad redirect URI, expired form...)."""
     body = f'<h1>{escape(title)}</h1>\n<p class="error" role="alert">{escape(message)}</p>'
-    return _page(title, body, status_code=status_code)
+    return _page(title, body, brand, status_code=status_code)

@@ -13,8 +13,9 @@ With no usable grant, a tool answers with a URL-mode elicitation (SEP-1036) poin
 connect page, carrying only an opaque single-use reference: on the 2026-07-28 wire an `InputRequiredResult`
 whose `requestState` (sealed by the SDK's `RequestStateSecurity` with CRM_MCP_REQUEST_STATE_KEYS, so any
 replica can serve the retry) names the pending connection; on 2025-11-25 a `UrlElicitationRequiredError`
-(-32042). A client that did not declare `elicitation.url` gets no elicitation (the specification forbids
-it) but a ToolError that says what to do. The calendar token never reaches the MCP client.
+(-32042), followed by `notifications/elicitation/complete` once the connection is stored
+(elicitation_complete.py). A client that did not declare `elicitation.url` gets no elicitation (the
+specification forbids it) but a ToolError that says what to do. The calendar token never reaches the MCP client.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from crm_mcp.client_identity import ClientIdentity
 from crm_mcp.connect_calendar import CONNECT_PATH, SIGNED_IN_PATH, CalendarConnect
 from crm_mcp.connect_requests import ConnectRequests
 from crm_mcp.cross_app_access_calendar import CrossAppCalendarAccess
+from crm_mcp.elicitation_complete import ElicitationCompletions
 from crm_mcp.settings import Settings
 from crm_mcp.third_party_calendar import (
     CALLBACK_PATH,
@@ -76,6 +78,7 @@ class CalendarPattern:
     api: CalendarApiClient
     requests: ConnectRequests
     connect: CalendarConnect
+    completions: ElicitationCompletions
     # Pattern 5 instead of the vault's grants, when CALENDAR_AUTH_MODE=cross-app-access.
     cross_app: CrossAppCalendarAccess | None = None
 
@@ -86,7 +89,8 @@ class CalendarPattern:
         vault = TokenVault(database, settings.crm_mcp_vault_keys)
         accounts = CalendarAccounts(provider, vault, settings.crm_mcp_calendar_refresh_margin_seconds)
         requests = ConnectRequests(database, settings.crm_mcp_vault_keys)
-        connect = CalendarConnect(settings, requests, accounts, provider, validator, identity.own())
+        completions = ElicitationCompletions()
+        connect = CalendarConnect(settings, requests, accounts, provider, validator, identity.own(), completions)
         logger.info("Calendar tokens: CALENDAR_AUTH_MODE=%s", settings.calendar_auth_mode)
         cross_app = None
         if settings.calendar_auth_mode == "cross-app-access":
@@ -104,6 +108,7 @@ class CalendarPattern:
             ),
             requests=requests,
             connect=connect,
+            completions=completions,
             cross_app=cross_app,
         )
 
@@ -165,6 +170,7 @@ async def ask_to_connect(
         return InputRequiredResult(
             input_requests={ELICITATION_KEY: elicitation}, request_state=json.dumps({"connect": request_id})
         )
+    calendar.completions.watch(request_id, ctx.session)  # told when the connection is stored
     raise UrlElicitationRequiredError(
         [ElicitRequestURLParams(message=CONNECT_MESSAGE, url=url, elicitation_id=request_id)],
         message="Connect your calendar first",

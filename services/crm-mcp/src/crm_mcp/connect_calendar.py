@@ -3,7 +3,8 @@
     GET /connect/calendar?ref=…        spend the reference; sign the browser in at crm-mcp's own AS
     GET /connect/calendar/signed-in    check `state`, `iss`, then that the signed-in `sub` is the user whose
                                        tool call asked; only then redirect to the calendar provider
-    GET /connect/calendar/callback     check `state`, `iss`; redeem the code; store the grant in the vault
+    GET /connect/calendar/callback     check `state`, `iss`; redeem the code; store the grant in the vault;
+                                       tell a 2025-11-25 client its elicitation is complete
 
 The elicitation URL is not pre-authenticated: whoever opens it must sign in at crm-mcp's authorization
 server (authorization code + PKCE, crm-mcp as the confidential web client CRM_MCP_CONNECT_CLIENT_ID), and a
@@ -15,14 +16,15 @@ calendar attached to the attacker's account. Every refusal is a plain page; noth
 from __future__ import annotations
 
 import hmac
-import html
 import logging
 import secrets
+from html import escape
 from urllib.parse import urlencode
 
 import httpx2
 from oauth_tokens import AccessTokenValidator, InvalidTokenError, KeySourceError, TokenEndpointError
 from oauth_tokens.discovery import discover_endpoint
+from oauth_tokens.pages import PAGE_CSP, PageBrand, html_document
 from oauth_tokens.token_endpoint import TokenEndpoint
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -30,6 +32,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from crm_mcp.client_identity import ClientCredential
 from crm_mcp.connect_requests import CHECKING, CONSENTING, SIGNING_IN, ConnectRequests, FlowStep, pkce_pair
 from crm_mcp.downstream import DownstreamError
+from crm_mcp.elicitation_complete import ElicitationCompletions
 from crm_mcp.settings import Settings
 from crm_mcp.third_party_calendar import CalendarAccounts, CalendarProvider
 
@@ -42,8 +45,11 @@ PAGE_HEADERS = {
     "Cache-Control": "no-store",
     # The callback URLs carry authorization codes: never pass them on in a Referer.
     "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Content-Security-Policy": PAGE_CSP,
 }
+# The same look as the authorization servers' pages (oauth_tokens.pages), under crm-mcp's own name.
+BRAND = PageBrand("crm-mcp · connect your calendar", footer="crm-mcp is the MCP server your MCP client talks to.")
+CONNECTED = "Your calendar is connected. You can close this tab and go back to your MCP client."
 
 
 class Refused(Exception):
@@ -51,11 +57,11 @@ class Refused(Exception):
 
 
 def page(title: str, message: str, status_code: int = 200) -> HTMLResponse:
-    body = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title></head>"
-        f"<body><h1>{html.escape(title)}</h1><p>{html.escape(message)}</p></body></html>"
-    )
-    return HTMLResponse(body, status_code=status_code, headers=PAGE_HEADERS)
+    """A one-message page: a success note for 2xx, an alert otherwise."""
+    kind = "success" if status_code < 400 else "error"
+    role = "status" if kind == "success" else "alert"
+    body = f'<h1>{escape(title)}</h1>\n<p class="{kind}" role="{role}">{escape(message)}</p>'
+    return HTMLResponse(html_document(title, body, BRAND), status_code=status_code, headers=PAGE_HEADERS)
 
 
 class CalendarConnect:
@@ -69,8 +75,10 @@ class CalendarConnect:
         provider: CalendarProvider,
         validator: AccessTokenValidator,
         credential: ClientCredential,
+        completions: ElicitationCompletions,
     ) -> None:
         self._settings = settings
+        self._completions = completions
         self._requests = requests
         self._accounts = accounts
         self._provider = provider
@@ -178,7 +186,8 @@ class CalendarConnect:
         except (Refused, DownstreamError) as refused:
             return page("Calendar not connected", str(refused), 400)
         await self._accounts.connect(step.subject, grant)
-        response = page("Calendar connected", "Your calendar is connected. Go back to your MCP client.")
+        await self._completions.complete(step.request_id)  # a 2025-11-25 client may retry now
+        response = page("Calendar connected", CONNECTED)
         response.delete_cookie(BROWSER_COOKIE, path=CONNECT_PATH)
         return response
 
