@@ -89,7 +89,7 @@ class CalendarPattern:
         vault = TokenVault(database, settings.crm_mcp_vault_keys)
         accounts = CalendarAccounts(provider, vault, settings.crm_mcp_calendar_refresh_margin_seconds)
         requests = ConnectRequests(database, settings.crm_mcp_vault_keys)
-        completions = ElicitationCompletions()
+        completions = ElicitationCompletions(requests.lifetime_seconds)
         connect = CalendarConnect(settings, requests, accounts, provider, validator, identity.own(), completions)
         logger.info("Calendar tokens: CALENDAR_AUTH_MODE=%s", settings.calendar_auth_mode)
         cross_app = None
