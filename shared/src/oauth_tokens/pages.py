@@ -36,8 +36,9 @@ button:focus-visible, input:focus-visible { outline: 3px solid #b45309; outline-
 .success { color: #14532d; background: #f0fdf4; border: 1px solid #bbf7d0; padding: .5rem .75rem; border-radius: 4px; }
 .note { font-size: .875rem; color: #4b5563; }
 footer { max-width: 28rem; margin: 0 auto 2rem; padding: 0 2rem; font-size: .875rem; color: #4b5563; }
-/* A code span moves to the next line whole; only one longer than a line (a URL) is broken, anywhere. */
-code { word-break: normal; overflow-wrap: anywhere; }
+/* A code span (a scope, a client ID, a URL) is one box: it moves to the next line whole, never split at a
+   hyphen or a colon; only one longer than a whole line (a long URL) wraps inside its box, anywhere. */
+code { display: inline-block; max-width: 100%; overflow-wrap: anywhere; vertical-align: bottom; }
 .scope-code { color: #4b5563; white-space: nowrap; }
 """
 
