@@ -1,0 +1,140 @@
+"""`make lint`'s manifest checks: every manifest valid offline, a broken one fails it, the Python renderer
+matches `kubectl kustomize`, and docker-compose.yml's scaled profile passes the compose schema."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scripts.k8s_manifests import KUBERNETES_VERSION, MANIFESTS, ROOT, ManifestError, check, overlays, render
+
+
+def lint_manifests(root: Path) -> subprocess.CompletedProcess[str]:
+    """What `make lint` runs for the manifests, on `root`."""
+    return subprocess.run(
+        [sys.executable, "-m", "scripts.k8s_manifests", "check", "--root", str(root)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_every_manifest_and_rendered_overlay_is_valid() -> None:
+    assert [overlay.name for overlay in overlays(MANIFESTS)] == ["local", "production"]
+    assert check() == []
+
+
+@pytest.fixture
+def copy_root(tmp_path: Path) -> Path:
+    root = tmp_path / "kubernetes"
+    shutil.copytree(MANIFESTS, root)
+    return root
+
+
+def test_lint_fails_on_a_broken_manifest(copy_root: Path) -> None:
+    crm_api = copy_root / "base" / "crm-api.yaml"
+    crm_api.write_text(crm_api.read_text().replace("readinessProbe:", "readinesProbe:"), encoding="utf-8")
+    hpa = copy_root / "overlays" / "production" / "autoscaling.yaml"
+    hpa.write_text(hpa.read_text().replace("minReplicas: 2", "minReplicas: two"), encoding="utf-8")
+    completed = lint_manifests(copy_root)
+    assert completed.returncode == 1
+    assert (
+        "base/crm-api.yaml: Deployment/crm-api: spec.template.spec.containers.0: Additional properties"
+        in completed.stderr
+    )
+    assert "'readinesProbe' was unexpected" in completed.stderr
+    assert "production (rendered): HorizontalPodAutoscaler/crm-mcp: spec.minReplicas: 'two'" in completed.stderr
+    assert f"against Kubernetes {KUBERNETES_VERSION}" in completed.stderr
+
+
+def test_lint_fails_on_a_kind_without_a_schema_and_on_a_broken_kustomization(copy_root: Path) -> None:
+    (copy_root / "base" / "monitor.yaml").write_text(
+        "apiVersion: monitoring.coreos.com/v1\nkind: ServiceMonitor\nmetadata: {name: crm-mcp}\nspec: {}\n"
+    )
+    local = copy_root / "overlays" / "local" / "kustomization.yaml"
+    local.write_text(local.read_text().replace("  - redis.yaml\n", "  - redis.yaml\n  - missing.yaml\n"))
+    completed = lint_manifests(copy_root)
+    assert completed.returncode == 1
+    assert "Couldn't find schema for kind ServiceMonitor" in completed.stderr
+    assert "overlays/local/kustomization.yaml: resource 'missing.yaml' does not exist" in completed.stderr
+
+
+def test_the_renderer_refuses_kustomize_fields_it_does_not_implement(copy_root: Path) -> None:
+    local = copy_root / "overlays" / "local" / "kustomization.yaml"
+    local.write_text(local.read_text() + "commonLabels: {team: sales}\n")
+    with pytest.raises(ManifestError, match=r"does not implement: \['commonLabels'\]"):
+        render(local.parent)
+
+
+@pytest.mark.parametrize("overlay", ["local", "production"])
+def test_the_renderer_matches_kubectl_kustomize(overlay: str) -> None:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: the real kustomize cannot be compared (install kubectl to compare)")
+    directory = MANIFESTS / "overlays" / overlay
+    real = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, timeout=60, check=True
+    )
+
+    def keyed(objects: list[dict[str, object]]) -> dict[tuple[str, str], object]:
+        return {(str(o["kind"]), str(o["metadata"]["name"])): o for o in objects}  # type: ignore[index]
+
+    assert keyed(render(directory)) == keyed([o for o in yaml.safe_load_all(real.stdout) if o])
+
+
+def test_the_calendar_auth_server_config_is_the_services_file() -> None:
+    (config_map, *_) = yaml.safe_load_all(
+        (MANIFESTS.parent.parent / "deploy/kubernetes/stand-ins/calendar-auth-server.yaml").read_text()
+    )
+    assert config_map["data"]["auth-server.toml"] == (ROOT / "services/calendar-api/auth-server.toml").read_text()
+
+
+def test_the_compose_scaled_profile_passes_the_schema_and_leaves_the_default_alone() -> None:
+    completed = subprocess.run(
+        [sys.executable, "-m", "check_jsonschema", "--builtin-schema", "vendor.compose-spec", "docker-compose.yml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    scaled = {name: s for name, s in services.items() if "scaled" in s.get("profiles", [])}
+    default = {name for name, s in services.items() if "scaled" not in s.get("profiles", [])}
+    assert default == {
+        "auth-server",
+        "weather-api",
+        "crm-api",
+        "tickets-mcp",
+        "crm-mcp",
+        "calendar-auth-server",
+        "calendar-api",
+    }
+    assert {scaled[name]["image"] for name in ("postgres", "redis", "scaled-lb")} == {
+        "postgres:17.6",
+        "redis:7.4",
+        "haproxy:3.2",
+    }
+    assert scaled["scaled-crm-mcp"]["deploy"]["replicas"] == 3
+    assert all(scaled[f"scaled-{name}"]["deploy"]["replicas"] == 2 for name in default - {"crm-mcp"})
+    assert all(
+        not s.get("ports") for name, s in scaled.items() if name != "scaled-lb"
+    )  # only the balancer is published
+    assert all(
+        s["environment"]["DATABASE_URL"].startswith("postgresql://")
+        for n, s in scaled.items()
+        if n
+        in {
+            "scaled-auth-server",
+            "scaled-crm-mcp",
+            "scaled-crm-api",
+            "scaled-tickets-mcp",
+            "scaled-calendar-auth-server",
+        }
+    )
