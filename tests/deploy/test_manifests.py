@@ -138,3 +138,46 @@ def test_the_compose_scaled_profile_passes_the_schema_and_leaves_the_default_alo
             "scaled-calendar-auth-server",
         }
     )
+
+
+@pytest.mark.parametrize("overlay", ["local", "production"])
+def test_each_migration_container_has_its_services_settings(overlay: str) -> None:
+    """`python -m <pkg> migrate` loads the service's whole settings: the Job's env must be its Deployment's."""
+    objects = render(MANIFESTS / "overlays" / overlay)
+    deployments = {o["metadata"]["name"]: o for o in objects if o["kind"] == "Deployment"}
+    jobs = [o for o in objects if o["kind"] == "Job"]
+    migrated = set()
+    for job in jobs:
+        for container in job["spec"]["template"]["spec"]["containers"]:
+            service = deployments[container["name"]]["spec"]["template"]["spec"]["containers"][0]
+            assert container["env"] == service["env"], container["name"]
+            assert container["image"] == service["image"]
+            assert container["command"][-1] == "migrate"
+            migrated.add(container["name"])
+    assert migrated == {"auth-server", "calendar-auth-server", "crm-mcp", "crm-api", "tickets-mcp"}
+
+
+# Settings the Kubernetes Deployments add to what docker-compose.yml's default services read (issue 18's
+# shared state; PYTHONDONTWRITEBYTECODE keeps Python from writing next to its read-only code).
+SHARED_STATE_SETTINGS = {
+    "DATABASE_URL",
+    "DATABASE_MIGRATE_ON_START",
+    "REDIS_URL",
+    "REDIS_KEY_PREFIX",
+    "AUTH_SERVER_STATE_KEYS",
+    "PYTHONDONTWRITEBYTECODE",
+}
+
+
+def test_each_deployment_reads_the_settings_compose_gives_that_service() -> None:
+    """No misspelt variable, none missing: compared with the compose file, the configuration proven by `make up`."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    for overlay in ("local", "production"):
+        for deployment in (o for o in render(MANIFESTS / "overlays" / overlay) if o["kind"] == "Deployment"):
+            name = deployment["metadata"]["name"]
+            names = {variable["name"] for variable in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+            service = compose[name]["environment"]
+            unknown = names - set(service) - SHARED_STATE_SETTINGS
+            assert unknown == set(), f"{overlay} {name}: not read by the service in compose: {sorted(unknown)}"
+            required = {key for key, value in service.items() if isinstance(value, str) and ":?" in value}
+            assert required - names == set(), f"{overlay} {name}: compose requires {sorted(required - names)}"
