@@ -181,3 +181,17 @@ def test_each_deployment_reads_the_settings_compose_gives_that_service() -> None
             assert unknown == set(), f"{overlay} {name}: not read by the service in compose: {sorted(unknown)}"
             required = {key for key, value in service.items() if isinstance(value, str) and ":?" in value}
             assert required - names == set(), f"{overlay} {name}: compose requires {sorted(required - names)}"
+
+
+def test_the_scaled_profiles_haproxy_config_parses() -> None:
+    haproxy = shutil.which("haproxy")
+    if haproxy is None:
+        pytest.skip("haproxy is not installed (apt-get install haproxy): its config check cannot run")
+    config = ROOT / "deploy" / "compose" / "haproxy.cfg"
+    completed = subprocess.run([haproxy, "-c", "-f", str(config)], capture_output=True, text=True, timeout=30)
+    assert completed.returncode == 0, completed.stdout + completed.stderr
+    text = config.read_text()
+    for service, replicas in {"crm-mcp": 3, "auth-server": 2, "tickets-mcp": 2, "crm-api": 2}.items():
+        assert f"server-template {service} 1-{replicas + 2} scaled-{service}:" in text
+    directives = [line.split()[0] for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    assert not {"cookie", "stick", "stick-table", "hash-type"} & set(directives)  # round robin, no stickiness
