@@ -3,6 +3,7 @@ matches `kubectl kustomize`, and docker-compose.yml's scaled profile passes the 
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -11,7 +12,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scripts.k8s_manifests import KUBERNETES_VERSION, MANIFESTS, ROOT, ManifestError, check, overlays, render
+from scripts.k8s_manifests import (
+    KUBERNETES_VERSION,
+    MANIFESTS,
+    ROOT,
+    ManifestError,
+    check,
+    containers,
+    overlays,
+    render,
+)
+from scripts.k8s_secrets import FROM_ENV
 
 
 def lint_manifests(root: Path) -> subprocess.CompletedProcess[str]:
@@ -195,3 +206,47 @@ def test_the_scaled_profiles_haproxy_config_parses() -> None:
         assert f"server-template {service} 1-{replicas + 2} scaled-{service}:" in text
     directives = [line.split()[0] for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
     assert not {"cookie", "stick", "stick-table", "hash-type"} & set(directives)  # round robin, no stickiness
+
+
+def test_the_local_secrets_helper_fills_every_secret_key_the_local_overlay_references(tmp_path: Path) -> None:
+    referenced = {
+        (variable["valueFrom"]["secretKeyRef"]["name"], variable["valueFrom"]["secretKeyRef"]["key"])
+        for container in containers(render(MANIFESTS / "overlays" / "local"))
+        for variable in container.get("env", [])
+        if "secretKeyRef" in variable.get("valueFrom", {})
+    }
+    env_file = tmp_path / ".env"
+    values = {variable: f"value-of-{variable}" for keys in FROM_ENV.values() for variable in keys.values()}
+    env_file.write_text("".join(f"{key}={value}\n" for key, value in values.items()))
+    completed = subprocess.run(
+        [sys.executable, "-m", "scripts.k8s_secrets", "--env-file", str(env_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 0, completed.stderr
+    listed = json.loads(completed.stdout)
+    provided = {(item["metadata"]["name"], key) for item in listed["items"] for key in item["stringData"]}
+    assert referenced <= provided, sorted(referenced - provided)
+    by_name = {item["metadata"]["name"]: item["stringData"] for item in listed["items"]}
+    password = by_name["postgres-secrets"]["POSTGRES_PASSWORD"]
+    assert len(password) == 48
+    assert by_name["crm-api-secrets"]["DATABASE_URL"] == f"postgresql://postgres:{password}@postgres:5432/crm_api"
+    assert by_name["crm-mcp-secrets"]["CRM_MCP_VAULT_KEYS"] == "value-of-CRM_MCP_VAULT_KEYS"
+    assert all(item["metadata"]["namespace"] == "mcp" for item in listed["items"])
+
+
+def test_the_local_secrets_helper_refuses_an_env_with_a_placeholder(tmp_path: Path) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("AUTH_SERVER_STATE_KEYS=<generated>\n")
+    completed = subprocess.run(
+        [sys.executable, "-m", "scripts.k8s_secrets", "--env-file", str(env_file)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 1
+    assert completed.stdout == ""
+    assert "AUTH_SERVER_STATE_KEYS is not set in .env (run make up once to generate it)" in completed.stderr
