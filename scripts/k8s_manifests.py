@@ -2,10 +2,10 @@
 
 `python -m scripts.k8s_manifests check` validates each manifest file under deploy/kubernetes and the rendered
 output of every overlay against the Kubernetes JSON schemas of KUBERNETES_VERSION, strictly (an unknown field
-is an error), with kubernetes-validate, which ships the schemas: no cluster, no network. A kind without a
-schema there (a CRD) is an error too, so nothing goes unchecked. Exit 1 naming each problem.
-`python -m scripts.k8s_manifests render deploy/kubernetes/overlays/production` prints what `kubectl kustomize`
-prints (as one YAML stream), for a reader without kubectl.
+is an error), read from the files the kubernetes-validate package ships, each parsed once: no cluster, no
+network. A kind without a schema there (a CRD) is an error too, so nothing goes unchecked. Exit 1 naming each
+problem. `python -m scripts.k8s_manifests render deploy/kubernetes/overlays/production` prints what
+`kubectl kustomize` prints (as one YAML stream), for a reader without kubectl.
 
 The renderer implements the part of kustomize these files use, and refuses any other field, so it cannot
 silently differ: `resources` (files and directories holding a kustomization.yaml), `namespace` (set on every
@@ -17,13 +17,18 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
+import re
 import sys
 from collections.abc import Iterator
+from functools import cache
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
-from kubernetes_validate import utils as kubernetes_validate
+from referencing import Registry, Resource
 
 ROOT = Path(__file__).resolve().parents[1]
 MANIFESTS = ROOT / "deploy" / "kubernetes"
@@ -34,6 +39,8 @@ SUPPORTED_FIELDS = frozenset({"apiVersion", "kind", "namespace", "resources", "r
 CLUSTER_SCOPED = frozenset({"Namespace", "PersistentVolume", "StorageClass", "ClusterRole", "ClusterRoleBinding"})
 
 Manifest = dict[str, Any]
+# libyaml's parser when PyYAML has it (its wheels do): the pure-Python one was half of `check`'s time.
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ManifestError(Exception):
@@ -43,7 +50,8 @@ class ManifestError(Exception):
 def load_documents(path: Path) -> list[Manifest]:
     """The non-empty YAML documents of a file, each a mapping."""
     try:
-        documents = [document for document in yaml.safe_load_all(path.read_text(encoding="utf-8")) if document]
+        text = path.read_text(encoding="utf-8")
+        documents = [document for document in yaml.load_all(text, Loader=LOADER) if document]
     except (OSError, yaml.YAMLError) as error:
         raise ManifestError(f"{display(path)}: {error}") from error
     for document in documents:
@@ -127,19 +135,49 @@ def manifest_files(root: Path) -> list[Path]:
     return sorted(path for path in root.rglob("*.yaml") if path.name != KUSTOMIZATION)
 
 
+@cache
+def schema_directory() -> Any:
+    """kubernetes-validate's strict schemas of KUBERNETES_VERSION (the files it ships; no network)."""
+    schemas = resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
+    directory = schemas.joinpath(f"v{KUBERNETES_VERSION}.0-local-strict")
+    if not directory.is_dir():
+        raise ManifestError(f"kubernetes-validate ships no schemas for Kubernetes {KUBERNETES_VERSION}")
+    return directory
+
+
+@cache
+def validator(kind: str, api_version: str) -> jsonschema.Draft202012Validator | None:
+    """A validator for one kind (its schema and the shared definitions, each read once), None without a schema."""
+    # As kubernetes-validate names the files: rbac.authorization.k8s.io/v1 -> rbac-v1, apps/v1 -> apps-v1.
+    group_version = re.sub(r"^([^./]*)(?:\.[^/]*)?/", r"\1-", api_version)
+    schema_file = schema_directory().joinpath(f"{kind.lower()}-{group_version}.json")
+    if not schema_file.is_file():
+        return None
+    schema = json.loads(schema_file.read_text(encoding="utf-8"))
+    registry: Registry[Any] = Resource.from_contents(schema) @ Registry()
+    registry = definitions() @ registry
+    return jsonschema.Draft202012Validator(schema, registry=registry)
+
+
+@cache
+def definitions() -> Resource[Any]:
+    text = schema_directory().joinpath("_definitions.json").read_text(encoding="utf-8")
+    return Resource.from_contents(json.loads(text))
+
+
 def validate(manifest: Manifest, where: str) -> list[str]:
     """What is wrong with one object against the schemas of KUBERNETES_VERSION (strict), as messages."""
     name = f"{manifest.get('kind', '?')}/{manifest.get('metadata', {}).get('name', '?')}"
-    try:
-        kubernetes_validate.validate(manifest, KUBERNETES_VERSION, strict=True)
-    except kubernetes_validate.ValidationError as error:
-        path = ".".join(str(part) for part in error.path)
-        return [f"{where}: {name}: {path}: {error.message}"]
-    except kubernetes_validate.SchemaNotFoundError as error:
-        return [f"{where}: {name}: {error.message}"]
-    except KeyError as error:
-        return [f"{where}: {name}: missing {error}"]
-    return []
+    kind, api_version = manifest.get("kind"), manifest.get("apiVersion")
+    if not isinstance(kind, str) or not isinstance(api_version, str):
+        return [f"{where}: {name}: no kind or apiVersion"]
+    checker = validator(kind, api_version)
+    if checker is None:
+        return [f"{where}: {name}: no schema for kind {kind} ({api_version}) in Kubernetes {KUBERNETES_VERSION}"]
+    return [
+        f"{where}: {name}: {'.'.join(str(part) for part in error.path)}: {error.message}"
+        for error in sorted(checker.iter_errors(manifest), key=lambda error: list(map(str, error.path)))
+    ]
 
 
 def check(root: Path = MANIFESTS) -> list[str]:

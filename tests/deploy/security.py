@@ -108,9 +108,9 @@ def network_problems(objects: list[Manifest]) -> list[str]:
     return problems
 
 
-def availability_problems(objects: list[Manifest]) -> list[str]:
+def availability_problems(objects: list[Manifest], highly_available: tuple[str, ...]) -> list[str]:
     problems = []
-    for name in HIGHLY_AVAILABLE:
+    for name in highly_available:
         deployment = next((m for m in objects if m["kind"] == "Deployment" and m["metadata"]["name"] == name), None)
         if deployment is None or deployment["spec"].get("replicas", 1) < 2:
             problems.append(f"Deployment/{name}: fewer than 2 replicas")
@@ -130,7 +130,9 @@ def availability_problems(objects: list[Manifest]) -> list[str]:
     return problems
 
 
-def security_problems(objects: list[Manifest], *, production: bool) -> list[str]:
+def security_problems(
+    objects: list[Manifest], *, production: bool, highly_available: tuple[str, ...] = HIGHLY_AVAILABLE
+) -> list[str]:
     """Every default of the module docstring that `objects` (one rendered overlay) lacks."""
     problems = [
         f"{name_of(m)}: a Secret in the manifests (secrets are created out of band)"
@@ -142,5 +144,5 @@ def security_problems(objects: list[Manifest], *, production: bool) -> list[str]
             problems += workload_problems(manifest)
     problems += network_problems(objects)
     if production:
-        problems += availability_problems(objects)
+        problems += availability_problems(objects, highly_available)
     return problems

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from scripts.k8s_manifests import MANIFESTS, Manifest, render
+from scripts.k8s_manifests import MANIFESTS, Manifest, check, render
 from tests.deploy.security import security_problems
 
 
@@ -112,7 +112,7 @@ MUTATIONS: dict[str, tuple[Callable[[list[Manifest]], None], str]] = {
     "runAsNonRoot": (remove_run_as_non_root, "Deployment/crm-mcp: pod securityContext.runAsNonRoot is not true"),
     "readOnlyRootFilesystem": (writable_root_filesystem, "container auth-server: readOnlyRootFilesystem"),
     "capabilities": (keep_capabilities, "container tickets-mcp: capabilities do not drop ALL"),
-    "allowPrivilegeEscalation": (allow_privilege_escalation, "Job/migrate container auth-server: allowPrivilege"),
+    "allowPrivilegeEscalation": (allow_privilege_escalation, "Job/migrate container crm-mcp: allowPrivilege"),
     "service account token": (mount_service_account_token, "Deployment/crm-api: automountServiceAccountToken"),
     "inline vault keys": (inline_secret_value, "CRM_MCP_VAULT_KEYS is not from a Secret"),
     "inline DATABASE_URL": (inline_database_url, "container crm-api: DATABASE_URL is not from a Secret"),
@@ -148,3 +148,22 @@ def test_a_deployment_without_its_network_policy_fails_the_check(tmp_path: Path)
     policies.write_text("\n---\n".join(kept), encoding="utf-8")
     problems = security_problems(render(copy_root / "overlays" / "production"), production=True)
     assert "Deployment/crm-api: no NetworkPolicy selects its pods" in problems
+
+
+def test_the_hosted_provider_switch_renders_valid_and_hardened(tmp_path: Path) -> None:
+    """docs/kubernetes.md#a-hosted-provider-instead, done on a copy: ../../hosted-provider for ../../auth-server."""
+    copy_root = tmp_path / "kubernetes"
+    shutil.copytree(MANIFESTS, copy_root)
+    kustomization = copy_root / "overlays" / "production" / "kustomization.yaml"
+    text = kustomization.read_text(encoding="utf-8")
+    assert "  - ../../auth-server\n" in text
+    assert "  - auth-server.yaml\n" in text
+    kustomization.write_text(
+        text.replace("  - ../../auth-server\n", "  - ../../hosted-provider\n").replace("  - auth-server.yaml\n", "")
+    )
+    objects = render(copy_root / "overlays" / "production")
+    assert not [o for o in objects if o["metadata"]["name"].startswith("auth-server")]
+    assert check(copy_root) == []
+    assert security_problems(objects, production=True, highly_available=("crm-mcp",)) == []
+    egress = find(objects, "NetworkPolicy", "hosted-provider-egress")
+    assert egress["spec"]["egress"][0]["ports"] == [{"protocol": "TCP", "port": 443}]
