@@ -253,3 +253,37 @@ def test_the_local_secrets_helper_refuses_an_env_with_a_placeholder(tmp_path: Pa
     assert completed.returncode == 1
     assert completed.stdout == ""
     assert "AUTH_SERVER_STATE_KEYS is not set in .env (run make up once to generate it)" in completed.stderr
+
+
+PHASE = "mcp-downstream-auth/phase"
+
+
+@pytest.mark.parametrize("overlay", ["local", "production"])
+def test_the_migrate_phase_holds_everything_the_migration_jobs_need(overlay: str) -> None:
+    """`kubectl apply -k <overlay> -l mcp-downstream-auth/phase=migrate` runs before the Deployments
+    (docs/kubernetes.md#deploy): what the Jobs read, and what lets them reach the database, is in it."""
+    objects = render(MANIFESTS / "overlays" / overlay)
+    phase = [o for o in objects if o["metadata"].get("labels", {}).get(PHASE) == "migrate"]
+    names = {(o["kind"], o["metadata"]["name"]) for o in phase}
+    jobs = [o for o in phase if o["kind"] == "Job"]
+    assert {job["metadata"]["name"] for job in jobs} == {
+        "migrate",
+        "auth-server-migrate",
+        "calendar-auth-server-migrate",
+    }
+    assert ("Namespace", "mcp") in names
+    for job in jobs:
+        spec = job["spec"]["template"]["spec"]
+        config_maps = {v["configMap"]["name"] for v in spec.get("volumes", []) if "configMap" in v}
+        for container in spec["containers"]:
+            for variable in container["env"]:
+                reference = variable.get("valueFrom", {}).get("configMapKeyRef")
+                if reference:
+                    config_maps.add(reference["name"])
+        assert {("ConfigMap", name) for name in config_maps} <= names, job["metadata"]["name"]
+    # Default deny is applied in this phase, so the Jobs' DNS and database egress must be too.
+    assert {("NetworkPolicy", "default-deny"), ("NetworkPolicy", "dns"), ("NetworkPolicy", "database-egress")} <= names
+    if overlay == "local":
+        assert {("StatefulSet", "postgres"), ("Service", "postgres"), ("NetworkPolicy", "postgres")} <= names
+        assert ("ConfigMap", "postgres-init") in names
+    assert not [o for o in phase if o["kind"] == "Deployment"]
