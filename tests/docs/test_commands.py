@@ -127,17 +127,18 @@ NOT_RUN = {
         "commands apply: schemas, the renderer against kubectl kustomize, the security defaults, the migrate phase"
         for command in (
             "docker compose build",
-            "kind create cluster --name mcp --config deploy/kind.yaml",
+            "kind create cluster --name mcp",
             "kind load docker-image --name mcp mcp-downstream-auth-auth-server mcp-downstream-auth-crm-mcp "
             "mcp-downstream-auth-tickets-mcp mcp-downstream-auth-crm-api mcp-downstream-auth-weather-api "
             "mcp-downstream-auth-calendar-api",
-            "kubectl apply -f https://raw.githubusercontent.com/kubernetes/ingress-nginx/controller-v1.13.3/deploy/static/"
-            "provider/kind/deploy.yaml",
             "kubectl apply -k deploy/kubernetes/overlays/local -l mcp-downstream-auth/phase=migrate",
             "uv run --frozen python -m scripts.k8s_secrets | kubectl create -f -",
             "kubectl -n mcp wait --for=condition=complete job --all --timeout=300s",
             "kubectl apply -k deploy/kubernetes/overlays/local",
             "kubectl -n mcp rollout status deployment --timeout=300s",
+            "kubectl -n mcp port-forward svc/auth-server 9000:9000 &",
+            "kubectl -n mcp port-forward svc/crm-mcp 8001:8001 &",
+            "kubectl -n mcp port-forward svc/calendar-auth-server 9001:9001 &",
             "kubectl apply -k deploy/kubernetes/overlays/production -l mcp-downstream-auth/phase=migrate",
             "kubectl -n mcp wait --for=condition=complete job --all --timeout=600s",
             "kubectl apply -k deploy/kubernetes/overlays/production",
