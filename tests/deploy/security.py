@@ -1,12 +1,12 @@
 """The security defaults every rendered overlay of deploy/kubernetes must keep, as a list of what is missing.
 
-Checked per workload (Deployment, StatefulSet, Job): non-root, no service-account token, and per container a
-read-only root filesystem, no privilege escalation, every capability dropped, requests and limits; probes on
-every long-running container; secrets only through secretKeyRef (no Secret object, no secret-looking
-variable with an inline value); a default-deny NetworkPolicy plus one of its own (by name, ruling ingress)
-for each Deployment and StatefulSet; the metrics port admitted only from the monitoring namespace.
-`production=True` adds the availability defaults: crm-mcp and auth-server with 2+ replicas, a
-HorizontalPodAutoscaler and a PodDisruptionBudget each.
+Checked per workload (Deployment, StatefulSet, Job): non-root, RuntimeDefault seccomp, no service-account
+token, and per container a read-only root filesystem, no privilege escalation, every capability dropped,
+requests and limits; probes on every long-running container; secrets only through secretKeyRef (no Secret
+object, no secret-looking variable with an inline value); a default-deny NetworkPolicy plus one of its own
+(by name, ruling ingress) for each Deployment and StatefulSet; the metrics port admitted only from the
+monitoring namespace. `production=True` adds the availability defaults: crm-mcp and auth-server with 2+
+replicas, a HorizontalPodAutoscaler and a PodDisruptionBudget each.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ def workload_problems(manifest: Manifest) -> list[str]:
     problems = []
     if spec.get("securityContext", {}).get("runAsNonRoot") is not True:
         problems.append(f"{where}: pod securityContext.runAsNonRoot is not true")
+    if spec.get("securityContext", {}).get("seccompProfile", {}).get("type") != "RuntimeDefault":
+        problems.append(f"{where}: pod seccompProfile is not RuntimeDefault (Pod Security restricted needs it)")
     if spec.get("automountServiceAccountToken") is not False:
         problems.append(f"{where}: automountServiceAccountToken is not false")
     for container in spec.get("initContainers", []) + spec.get("containers", []):

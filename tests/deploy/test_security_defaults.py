@@ -44,6 +44,10 @@ def remove_run_as_non_root(objects: list[Manifest]) -> None:
     del pod(objects, "crm-mcp")["securityContext"]["runAsNonRoot"]
 
 
+def drop_seccomp_profile(objects: list[Manifest]) -> None:
+    del pod(objects, "auth-server")["securityContext"]["seccompProfile"]
+
+
 def writable_root_filesystem(objects: list[Manifest]) -> None:
     container(objects, "auth-server")["securityContext"]["readOnlyRootFilesystem"] = False
 
@@ -110,6 +114,7 @@ def drop_disruption_budget(objects: list[Manifest]) -> None:
 
 MUTATIONS: dict[str, tuple[Callable[[list[Manifest]], None], str]] = {
     "runAsNonRoot": (remove_run_as_non_root, "Deployment/crm-mcp: pod securityContext.runAsNonRoot is not true"),
+    "seccompProfile": (drop_seccomp_profile, "Deployment/auth-server: pod seccompProfile is not RuntimeDefault"),
     "readOnlyRootFilesystem": (writable_root_filesystem, "container auth-server: readOnlyRootFilesystem"),
     "capabilities": (keep_capabilities, "container tickets-mcp: capabilities do not drop ALL"),
     "allowPrivilegeEscalation": (allow_privilege_escalation, "Job/migrate container crm-mcp: allowPrivilege"),
