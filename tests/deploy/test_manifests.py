@@ -163,6 +163,7 @@ def test_each_migration_container_has_its_services_settings(overlay: str) -> Non
             service = deployments[container["name"]]["spec"]["template"]["spec"]["containers"][0]
             assert container["env"] == service["env"], container["name"]
             assert container["image"] == service["image"]
+            assert container["imagePullPolicy"] == service["imagePullPolicy"] == "IfNotPresent"
             assert container["command"][-1] == "migrate"
             migrated.add(container["name"])
     assert migrated == {"auth-server", "calendar-auth-server", "crm-mcp", "crm-api", "tickets-mcp"}
