@@ -4,6 +4,7 @@ matches `kubectl kustomize`, and docker-compose.yml's scaled profile passes the 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -288,3 +289,23 @@ def test_the_migrate_phase_holds_everything_the_migration_jobs_need(overlay: str
         assert {("StatefulSet", "postgres"), ("Service", "postgres"), ("NetworkPolicy", "postgres")} <= names
         assert ("ConfigMap", "postgres-init") in names
     assert not [o for o in phase if o["kind"] == "Deployment"]
+
+
+def test_the_scaled_services_call_one_another_only_through_the_balancer() -> None:
+    """No scaled replica calls a default singleton by its compose name, and every port it calls the balancer on
+    is one haproxy.cfg binds: each hop is spread over the replicas."""
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    binds = set(re.findall(r"^\s+bind :(\d+)$", (ROOT / "deploy/compose/haproxy.cfg").read_text(), flags=re.M))
+    through_balancer = set()
+    for name, service in services.items():
+        if "scaled" not in service.get("profiles", []):
+            continue
+        for key, value in service.get("environment", {}).items():
+            for host, port in re.findall(r"https?://([\w.-]+)(?::(\d+))?", str(value)):
+                assert host in {"scaled-lb", "localhost", "127.0.0.1"}, f"{name} {key} calls {host}"
+                if host == "scaled-lb":
+                    assert port in binds, f"{name} {key}: no HAProxy frontend on {port}"
+                    through_balancer.add(port)
+    assert through_balancer == {"9000", "8001", "8002", "8003", "8004", "9001", "8005"}
+    published = {mapping.split(":")[-1] for mapping in services["scaled-lb"]["ports"]}
+    assert published == binds
