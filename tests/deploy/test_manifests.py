@@ -23,7 +23,7 @@ from scripts.k8s_manifests import (
     overlays,
     render,
 )
-from scripts.k8s_secrets import FROM_ENV
+from scripts.k8s_secrets import DATABASES, FROM_ENV
 
 
 def lint_manifests(root: Path) -> subprocess.CompletedProcess[str]:
@@ -309,3 +309,20 @@ def test_the_scaled_services_call_one_another_only_through_the_balancer() -> Non
     assert through_balancer == {"9000", "8001", "8002", "8003", "8004", "9001", "8005"}
     published = {mapping.split(":")[-1] for mapping in services["scaled-lb"]["ports"]}
     assert published == binds
+
+
+def test_every_database_a_url_names_is_created_by_the_init_scripts() -> None:
+    """One database per service: compose's scaled DATABASE_URLs and the local overlay's (scripts.k8s_secrets)
+    name exactly the databases the two PostgreSQL init scripts create."""
+    compose_sql = (ROOT / "deploy/compose/postgres-init.sql").read_text()
+    (local_init,) = [o for o in render(MANIFESTS / "overlays" / "local") if o["metadata"]["name"] == "postgres-init"]
+    created = set(re.findall(r"CREATE DATABASE (\w+);", compose_sql))
+    assert created == set(re.findall(r"CREATE DATABASE (\w+);", local_init["data"]["databases.sql"]))
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    compose_databases = {
+        s["environment"]["DATABASE_URL"].rsplit("/", 1)[1]
+        for s in services.values()
+        if "scaled" in s.get("profiles", []) and "DATABASE_URL" in s.get("environment", {})
+    }
+    assert compose_databases == created == set(DATABASES.values())
+    assert len(created) == 5
