@@ -92,11 +92,12 @@ test: install ## Run the whole test suite (unit, attack catalog, auth server, in
 	@$(RUN) pytest $(PYTEST_ARGS)
 
 .PHONY: lint
-lint: install ## ruff check, ruff format --check, mypy, compose schema check
+lint: install ## ruff check, ruff format --check, mypy, compose and Kubernetes schema checks
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
 	@$(RUN) mypy shared/src services/*/src scripts
 	@$(RUN) check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
+	@$(RUN) python -m scripts.k8s_manifests check
 
 .PHONY: fmt
 fmt: install ## Apply ruff fixes and formatting

@@ -122,6 +122,37 @@ NOT_RUN = {
     "writes to the user's Claude Code configuration",
     "docker run --rm -p 16686:16686 -p 4318:4318 jaegertracing/all-in-one": "needs Docker and pulls an image; "
     "the tests read the trace files instead (tests/integration/test_telemetry.py)",
+    **{
+        command: "needs Docker, kind or a Kubernetes cluster (none here); tests/deploy checks the manifests these "
+        "commands apply: schemas, the renderer against kubectl kustomize, the security defaults, the migrate phase"
+        for command in (
+            "docker compose build",
+            "kind create cluster --name mcp",
+            "kind load docker-image --name mcp mcp-downstream-auth-auth-server mcp-downstream-auth-crm-mcp "
+            "mcp-downstream-auth-tickets-mcp mcp-downstream-auth-crm-api mcp-downstream-auth-weather-api "
+            "mcp-downstream-auth-calendar-api",
+            "kubectl apply -k deploy/kubernetes/overlays/local -l mcp-downstream-auth/phase=migrate",
+            "uv run --frozen python -m scripts.k8s_secrets | kubectl create -f -",
+            "kubectl -n mcp wait --for=condition=complete job --all --timeout=300s",
+            "kubectl apply -k deploy/kubernetes/overlays/local",
+            "kubectl -n mcp rollout status deployment --timeout=300s",
+            "kubectl -n mcp port-forward svc/auth-server 9000:9000 &",
+            "kubectl -n mcp port-forward svc/crm-mcp 8001:8001 &",
+            "kubectl -n mcp port-forward svc/calendar-auth-server 9001:9001 &",
+            "kubectl apply -k deploy/kubernetes/overlays/production -l mcp-downstream-auth/phase=migrate",
+            "kubectl -n mcp wait --for=condition=complete job --all --timeout=600s",
+            "kubectl apply -k deploy/kubernetes/overlays/production",
+            "kubectl -n mcp delete job -l app.kubernetes.io/name=migrate",
+            "kubectl -n mcp exec deploy/auth-server -- python -m auth_server.keys rotate",
+            "kubectl -n mcp exec deploy/crm-mcp -- python -m crm_mcp.client_keys rotate",
+            "kubectl -n mcp rollout restart deployment/auth-server deployment/crm-mcp",
+            "docker compose --profile scaled up --wait scaled-lb",
+            "docker compose --profile scaled up",
+        )
+    },
+    "uv run --frozen python -m scripts.k8s_manifests render deploy/kubernetes/overlays/production": "runs from the "
+    "repository root (the commands' reader directory holds only .env); tests/deploy/test_manifests.py compares "
+    "what it prints (scripts.k8s_manifests.render) with kubectl kustomize",
 }
 
 
