@@ -6,13 +6,13 @@ calendar-api is the third party of pattern 4: it trusts its own authorization se
 
 from __future__ import annotations
 
-from oauth_tokens.settings import CommaList, OptionalPort, ServiceSettings
+from oauth_tokens.settings import CommaList, DPoPSettings, OptionalPort
 from oauth_tokens.validator import ValidatorConfig
 from pydantic import Field, field_validator
 
 
-class CalendarApiSettings(ServiceSettings):
-    """Each field's name is its environment variable (upper-cased)."""
+class CalendarApiSettings(DPoPSettings):
+    """Each field's name is its environment variable (upper-cased); AUTH_DPOP* as at every resource server."""
 
     calendar_api_host: str = "127.0.0.1"
     calendar_api_port: int = Field(default=8005, ge=1, le=65535)

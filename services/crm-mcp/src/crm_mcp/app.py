@@ -19,6 +19,7 @@ from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
 from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.cors import allow_browser_origins
+from oauth_tokens.dpop_resource import install_dpop
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
@@ -174,6 +175,8 @@ def create_app(settings: Settings) -> Starlette:
     # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
     enforce_tool_scopes(app, server, auth)
     app.add_middleware(BodyLimitMiddleware)
+    # DPoP (AUTH_DPOP): outside every token check, inside CORS (docs/dpop.md).
+    install_dpop(app, settings)
     # Last, so it is outermost: preflights answered without a token, every refusal readable by a page.
     allow_browser_origins(app, settings.cors_allowed_origins, mcp_path="/mcp")
     return app

@@ -12,6 +12,7 @@ from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
 from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.cors import allow_browser_origins
+from oauth_tokens.dpop_resource import install_dpop
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server_auth, transport_security
@@ -94,6 +95,8 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
     enforce_tool_scopes(app, mcp, auth, path=MCP_PATH)
     app.add_middleware(BodyLimitMiddleware)
+    # DPoP (AUTH_DPOP): outside every token check, inside CORS (docs/dpop.md).
+    install_dpop(app, settings)
     # Last, so it is outermost: preflights answered without a token, every refusal readable by a page.
     allow_browser_origins(app, settings.cors_allowed_origins, mcp_path=MCP_PATH)
     return app
