@@ -200,8 +200,13 @@ class DPoPPolicy:
         """The `algs` challenge attribute and `dpop_signing_alg_values_supported` entries, space-separated."""
         return " ".join(self.algorithms)
 
-    async def verify(self, proof: str, *, method: str, url: str, access_token: str | None = None) -> VerifiedProof:
+    async def verify(
+        self, proof: str, *, method: str, url: str | Sequence[str], access_token: str | None = None
+    ) -> VerifiedProof:
         """Check `proof` for a request `method url` (with `access_token`, when one is presented).
+
+        `url` may list the names one endpoint is known by (an authorization server's token endpoint, as
+        published and as reached over an internal name): `htu` must be one of them.
 
         DPoPProofError (or DPoPNonceRequiredError) when it fails, DPoPUnavailableError if the jti cannot be
         recorded."""
@@ -234,14 +239,17 @@ class DPoPPolicy:
         await self._first_use(jkt, jti, float(claims["iat"]))
         return VerifiedProof(jkt=jkt, jti=jti)
 
-    def _check_claims(self, claims: dict[str, Any], *, method: str, url: str, access_token: str | None) -> str:
+    def _check_claims(
+        self, claims: dict[str, Any], *, method: str, url: str | Sequence[str], access_token: str | None
+    ) -> str:
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti or len(jti) > _MAX_JTI_CHARS:
             raise DPoPProofError("The proof has no usable jti")
         if claims.get("htm") != method:
             raise DPoPProofError("The proof's htm is not this request's method")
         htu = claims.get("htu")
-        if not isinstance(htu, str) or normalized_htu(htu) != normalized_htu(url):
+        urls = (url,) if isinstance(url, str) else tuple(url)
+        if not isinstance(htu, str) or normalized_htu(htu) not in {normalized_htu(item) for item in urls}:
             raise DPoPProofError("The proof's htu is not this request's URL")
         issued_at = claims.get("iat")
         if isinstance(issued_at, bool) or not isinstance(issued_at, int | float) or not math.isfinite(issued_at):
