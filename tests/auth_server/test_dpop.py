@@ -31,7 +31,7 @@ def _client_credentials(
 
 
 def _redeem(auth: AuthTestEnv, http: httpx2.Client, key: DPoPKey | None, **params: str) -> httpx2.Response:
-    session, callback, verifier, _ = code_for(auth, "alice", "crm:read", **params)
+    _, callback, verifier, _ = code_for(auth, "alice", "crm:read", **params)
     code = parse_qs(urlsplit(callback).query)["code"][0]
     headers = {"DPoP": key.proof("POST", auth.token_url)} if key is not None else {}
     form = {
