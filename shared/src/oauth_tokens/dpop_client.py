@@ -6,6 +6,9 @@ without query or fragment), `iat`, and `ath` (the token's hash) when a token goe
 server asked for one. Servers' nonces are remembered per origin (`DPoPNonceStore`), so one
 `use_dpop_nonce` answer costs one retry, not one per request.
 
+`DPoPOverAuth` wraps another client's auth flow (the MCP SDK's OAuthClientProvider: discovery, registration,
+PKCE, refresh) so the tokens it obtains are DPoP-bound and presented with proofs, without changing it.
+
 `DPoPTokenAuth` sends `Authorization: DPoP <token>` and a fresh `DPoP` proof on every request; given a
 token that is not DPoP-bound (token_type Bearer) it sends it as Bearer, unchanged.
 """
@@ -24,9 +27,17 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
-from oauth_tokens.dpop import access_token_hash, jwk_thumbprint, normalized_htu
+from oauth_tokens.dpop import access_token_hash, bound_thumbprint, jwk_thumbprint, normalized_htu
 
-__all__ = ["DPoPKey", "DPoPNonceStore", "DPoPTokenAuth", "nonce_challenge"]
+__all__ = [
+    "DPoPKey",
+    "DPoPNonceStore",
+    "DPoPOverAuth",
+    "DPoPProofAuth",
+    "DPoPTokenAuth",
+    "add_proof",
+    "nonce_challenge",
+]
 
 
 class DPoPKey:
@@ -109,6 +120,34 @@ def nonce_challenge(response: httpx2.Response) -> bool:
     return False
 
 
+def add_proof(request: httpx2.Request, key: DPoPKey, nonces: DPoPNonceStore) -> bool:
+    """Give `request` a fresh proof if its Authorization uses the DPoP scheme; False (untouched) otherwise."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "dpop" or not token:
+        return False
+    url = str(request.url)
+    request.headers["DPoP"] = key.proof(request.method, url, access_token=token, nonce=nonces.get(url))
+    return True
+
+
+class DPoPProofAuth(httpx2.Auth):
+    """For a client whose callers set `Authorization: DPoP <token>` themselves: a fresh proof on every
+    request (a retry included, so no proof is ever sent twice), and one retry when asked for a nonce."""
+
+    requires_request_body = True
+
+    def __init__(self, key: DPoPKey, nonces: DPoPNonceStore | None = None) -> None:
+        self.key = key
+        self.nonces = nonces if nonces is not None else DPoPNonceStore()
+
+    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        proved = add_proof(request, self.key, self.nonces)
+        response = yield request
+        if proved and nonce_challenge(response) and self.nonces.remember(str(request.url), response):
+            add_proof(request, self.key, self.nonces)
+            yield request
+
+
 class DPoPTokenAuth(httpx2.Auth):
     """`Authorization: DPoP <token>` plus a fresh proof per request; one retry when the server asks for a nonce.
 
@@ -155,3 +194,79 @@ class DPoPTokenAuth(httpx2.Auth):
         if self.bound and nonce_challenge(response) and self.nonces.remember(str(request.url), response):
             self.authorize(request)
             yield request
+
+
+def _is_token_request(request: httpx2.Request) -> bool:
+    content_type = request.headers.get("Content-Type", "")
+    return (
+        request.method == "POST"
+        and content_type.startswith("application/x-www-form-urlencoded")
+        and b"grant_type=" in request.content
+    )
+
+
+def _as_bearer_answer(response: httpx2.Response) -> httpx2.Response:
+    """A token response saying `token_type: DPoP`, re-labelled Bearer for a client that knows no other type."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return response
+    if not isinstance(body, dict) or str(body.get("token_type", "")).lower() != "dpop":
+        return response
+    body["token_type"] = "Bearer"  # noqa: S105 - a type name
+    skipped = {"content-length", "content-encoding", "transfer-encoding"}
+    headers = [(name, value) for name, value in response.headers.multi_items() if name.lower() not in skipped]
+    return httpx2.Response(
+        response.status_code, headers=headers, content=json.dumps(body).encode(), request=response.request
+    )
+
+
+class DPoPOverAuth(httpx2.Auth):
+    """Another auth flow, made to use DPoP with `key` (see the module docstring).
+
+    Its token requests carry a proof (so the server binds what it issues to `key`); a `token_type: DPoP`
+    answer reaches it as Bearer (the MCP SDK accepts no other); a request it authorises with a token bound to
+    `key` leaves as `Authorization: DPoP` with a fresh proof. A `use_dpop_nonce` answer gets one retry."""
+
+    requires_request_body = True
+    requires_response_body = True
+
+    def __init__(self, inner: httpx2.Auth, key: DPoPKey, nonces: DPoPNonceStore | None = None) -> None:
+        self.inner = inner
+        self.key = key
+        self.nonces = nonces if nonces is not None else DPoPNonceStore()
+
+    def _prepare(self, request: httpx2.Request) -> str | None:
+        """Add this request's proof: "token" for a token request, "resource" for a bound token's use."""
+        url = str(request.url)
+        if _is_token_request(request):
+            request.headers["DPoP"] = self.key.proof(request.method, url, nonce=self.nonces.get(url))
+            return "token"
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() in ("bearer", "dpop") and token and bound_thumbprint(token) == self.key.thumbprint:
+            request.headers["Authorization"] = f"DPoP {token}"
+            return "resource" if add_proof(request, self.key, self.nonces) else None
+        return None
+
+    async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
+        flow = self.inner.async_auth_flow(request)
+        try:
+            outgoing = await flow.__anext__()
+        except StopAsyncIteration:
+            return
+        while True:
+            kind = self._prepare(outgoing)
+            response = yield outgoing
+            if kind == "token":
+                await response.aread()  # a token answer is small; its error or token_type is read below
+            if kind is not None and nonce_challenge(response) and self.nonces.remember(str(outgoing.url), response):
+                self._prepare(outgoing)
+                response = yield outgoing
+                if kind == "token":
+                    await response.aread()
+            if kind == "token":
+                response = _as_bearer_answer(response)
+            try:
+                outgoing = await flow.asend(response)
+            except StopAsyncIteration:
+                return
