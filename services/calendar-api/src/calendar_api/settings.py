@@ -6,6 +6,7 @@ calendar-api is the third party of pattern 4: it trusts its own authorization se
 
 from __future__ import annotations
 
+from oauth_tokens.dpop import DPoPMode
 from oauth_tokens.settings import CommaList, DPoPSettings, OptionalPort
 from oauth_tokens.validator import ValidatorConfig
 from pydantic import Field, field_validator
@@ -25,6 +26,8 @@ class CalendarApiSettings(DPoPSettings):
     # Where its signing keys are. Empty: discovered from CALENDAR_AUTH_ISSUER (RFC 8414).
     calendar_auth_jwks_url: str = ""
     calendar_auth_algorithms: CommaList = ("RS256", "ES256")
+    # DPoP here follows the calendar provider's choice, not the CRM's AUTH_DPOP: CALENDAR_AUTH_DPOP=accept|require.
+    auth_dpop: DPoPMode = Field(default="accept", validation_alias="calendar_auth_dpop")
 
     @field_validator("calendar_auth_issuer")
     @classmethod
