@@ -23,6 +23,7 @@ help: ## Show this help
 	@echo "Variables: USE_DOCKER=1|0 forces Docker Compose or local processes (default: Docker if an engine answers)."
 	@echo "           CRM_API_AUTH_MODE=cascade|exchange picks pattern 3 or 3b for crm-mcp → crm-api (default: .env's)."
 	@echo "           CALENDAR_AUTH_MODE=consent|cross-app-access picks pattern 4 or 5 for the calendar tools (default: .env's)."
+	@echo "           DPOP=accept|require turns DPoP on (docs/dpop.md); require binds every token of the demo to a key."
 	@echo "           VERBOSE=1 shows Docker's full build output (make up); KEEP_DATA=1 keeps the data (make down);"
 	@echo "           SOAK_SECONDS=N sets how long make soak runs (default 60)."
 	@echo "           REPEAT=N runs make bench N times and prints each ratio's spread; PROFILE=1 adds its profiles."

@@ -11,8 +11,9 @@ but for CORS, decides what the DPoP rules add, from the request's headers, metho
   a bearer token), or in `require` mode; otherwise passed on as before (`accept`: Inspector, Claude Code).
 - Refusals are 401 with `WWW-Authenticate: DPoP error="invalid_dpop_proof"|"invalid_token"|"use_dpop_nonce"`
   and `algs` (§7.1), a `DPoP-Nonce` when one is needed; a replay cache that is down is a 503 + Retry-After.
-- The app's own 401/403 challenges get the DPoP scheme: rewritten from Bearer when the request used DPoP
-  or in `require` mode, else a `DPoP algs=...` challenge is added beside the Bearer one.
+- The app's own 401/403 challenges get the DPoP scheme (with `algs`) when the request used DPoP or in
+  `require` mode. In `accept` mode a request without DPoP gets exactly the answers it got before (bearer
+  clients parse them); DPoP clients learn of DPoP from the authorization server's metadata.
 
 The request URL for `htu` is the scheme, Host header and path as received; behind a proxy that rewrites
 them, `trust_forwarded_headers` takes `X-Forwarded-Proto` and `X-Forwarded-Host` (first value) instead,
@@ -105,7 +106,9 @@ class DPoPResourceGuard:
                     scope, receive, send
                 )
                 return
-        await self.app(scope, receive, self._challenging(send, dpop_only=used_dpop or self.mode == "require"))
+        if used_dpop or self.mode == "require":
+            send = self._challenging(send)
+        await self.app(scope, receive, send)
 
     async def _check_dpop(self, scope: Scope, headers: Headers, token: str) -> JSONResponse | None:
         jkt = bound_thumbprint(token)
@@ -163,7 +166,7 @@ class DPoPResourceGuard:
             headers["DPoP-Nonce"] = self.policy.nonces.issue()
         return JSONResponse({"error": error, "error_description": description}, status_code=401, headers=headers)
 
-    def _challenging(self, send: Send, *, dpop_only: bool) -> Send:
+    def _challenging(self, send: Send) -> Send:
         algs = self.policy.algs_value
 
         async def send_with_dpop_challenge(message: Message) -> None:
@@ -174,8 +177,6 @@ class DPoPResourceGuard:
                         challenge = value.decode("latin-1")
                         params = challenge[6:].strip()
                         dpop = f"DPoP {params}, algs={_quoted(algs)}" if params else f"DPoP algs={_quoted(algs)}"
-                        if not dpop_only:
-                            rewritten.append((name, value))
                         rewritten.append((name, dpop.encode("latin-1")))
                     else:
                         rewritten.append((name, value))
