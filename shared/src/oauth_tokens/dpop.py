@@ -56,6 +56,7 @@ _THUMBPRINT_MEMBERS: Final = {"EC": ("crv", "kty", "x", "y"), "RSA": ("e", "kty"
 _MAX_PROOF_BYTES: Final = 8192
 _MAX_JTI_CHARS: Final = 256
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_HEADER_CACHE_SIZE: Final = 4096  # checked proof headers (one per client key) kept; cleared when full
 
 
 class DPoPProofError(OAuthTokensError):
@@ -188,6 +189,7 @@ class DPoPPolicy:
     clock: Callable[[], float] = time.time
 
     def __post_init__(self) -> None:
+        self._headers: dict[str, tuple[str, PyJWK, str]] = {}
         self.algorithms = tuple(self.algorithms)
         for algorithm in self.algorithms:
             if algorithm not in ALGORITHM_KEY_TYPES:  # none and HS* are not in it
@@ -218,7 +220,22 @@ class DPoPPolicy:
             jws = parse_compact_jws(proof)
         except InvalidTokenError as error:
             raise DPoPProofError(error.reason) from error
-        header = jws.header
+        _, key, jkt = self._header_key(proof.partition(".")[0], jws.header)
+        try:
+            verify_signature(jws, key)
+            claims = jws.payload()
+        except (PyJWTError, PyJWKError, InvalidTokenError, ValueError) as error:
+            raise DPoPProofError(f"The proof's signature does not verify ({type(error).__name__})") from error
+        jti = self._check_claims(claims, method=method, url=url, access_token=access_token)
+        await self._first_use(jkt, jti, float(claims["iat"]))
+        return VerifiedProof(jkt=jkt, jti=jti)
+
+    def _header_key(self, segment: str, header: dict[str, Any]) -> tuple[str, PyJWK, str]:
+        """The checked (alg, key, thumbprint) of a proof header; remembered per exact header segment, since a
+        client signs every proof under the same header (its key), so only the first costs the key checks."""
+        cached = self._headers.get(segment)
+        if cached is not None:
+            return cached
         if header.get("typ") != "dpop+jwt":
             raise DPoPProofError("The proof's typ is not dpop+jwt")
         algorithm = header.get("alg")
@@ -231,13 +248,13 @@ class DPoPPolicy:
             raise DPoPProofError("The proof's jwk holds private key material")
         jkt = jwk_thumbprint(jwk)
         try:
-            verify_signature(jws, PyJWK(jwk, algorithm=algorithm))
-            claims = jws.payload()
-        except (PyJWTError, PyJWKError, InvalidTokenError, ValueError) as error:
-            raise DPoPProofError(f"The proof's signature does not verify ({type(error).__name__})") from error
-        jti = self._check_claims(claims, method=method, url=url, access_token=access_token)
-        await self._first_use(jkt, jti, float(claims["iat"]))
-        return VerifiedProof(jkt=jkt, jti=jti)
+            key = PyJWK(jwk, algorithm=algorithm)
+        except (PyJWTError, PyJWKError, ValueError) as error:
+            raise DPoPProofError(f"The proof's jwk is not a usable key ({type(error).__name__})") from error
+        if len(self._headers) >= _HEADER_CACHE_SIZE:
+            self._headers.clear()
+        self._headers[segment] = (algorithm, key, jkt)
+        return algorithm, key, jkt
 
     def _check_claims(
         self, claims: dict[str, Any], *, method: str, url: str | Sequence[str], access_token: str | None
