@@ -205,14 +205,17 @@ def _is_token_request(request: httpx2.Request) -> bool:
     )
 
 
-def _as_bearer_answer(response: httpx2.Response) -> httpx2.Response:
-    """A token response saying `token_type: DPoP`, re-labelled Bearer for a client that knows no other type."""
+def _as_bearer_answer(response: httpx2.Response, bound: list[str]) -> httpx2.Response:
+    """A token response saying `token_type: DPoP`, re-labelled Bearer for a client that knows no other type;
+    its access token is added to `bound` (the last 8 kept)."""
     try:
         body = json.loads(response.content)
     except ValueError:
         return response
     if not isinstance(body, dict) or str(body.get("token_type", "")).lower() != "dpop":
         return response
+    if isinstance(body.get("access_token"), str):
+        bound[:] = [*bound[-7:], body["access_token"]]
     body["token_type"] = "Bearer"  # noqa: S105 - a type name
     skipped = {"content-length", "content-encoding", "transfer-encoding"}
     headers = [(name, value) for name, value in response.headers.multi_items() if name.lower() not in skipped]
@@ -235,6 +238,8 @@ class DPoPOverAuth(httpx2.Auth):
         self.inner = inner
         self.key = key
         self.nonces = nonces if nonces is not None else DPoPNonceStore()
+        # Tokens answered with token_type DPoP (an opaque token names no cnf.jkt); the last few only.
+        self._bound: list[str] = []
 
     def _prepare(self, request: httpx2.Request) -> str | None:
         """Add this request's proof: "token" for a token request, "resource" for a bound token's use."""
@@ -243,7 +248,8 @@ class DPoPOverAuth(httpx2.Auth):
             request.headers["DPoP"] = self.key.proof(request.method, url, nonce=self.nonces.get(url))
             return "token"
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() in ("bearer", "dpop") and token and bound_thumbprint(token) == self.key.thumbprint:
+        bound = token in self._bound or bound_thumbprint(token) == self.key.thumbprint
+        if scheme.lower() in ("bearer", "dpop") and token and bound:
             request.headers["Authorization"] = f"DPoP {token}"
             return "resource" if add_proof(request, self.key, self.nonces) else None
         return None
@@ -265,7 +271,7 @@ class DPoPOverAuth(httpx2.Auth):
                 if kind == "token":
                     await response.aread()
             if kind == "token":
-                response = _as_bearer_answer(response)
+                response = _as_bearer_answer(response, self._bound)
             try:
                 outgoing = await flow.asend(response)
             except StopAsyncIteration:
