@@ -15,6 +15,16 @@ RUN := $(UV) run --frozen --no-sync
 USE_DOCKER ?= $(shell if [ -f .run/topology.pid ] && kill -0 "$$(cat .run/topology.pid)" 2>/dev/null; then echo 0; \
 	elif docker info >/dev/null 2>&1; then echo 1; else echo 0; fi)
 PYTEST_ARGS ?=
+# DPOP=accept|require (docs/dpop.md): the settings it stands for, for compose as for local processes
+# (scripts/dpop_switch.py does the same from .env's DPOP); each stays as given when given too.
+ifeq ($(DPOP),require)
+export AUTH_DPOP ?= require
+export CRM_MCP_DPOP ?= true
+export CRM_API_AUTH_MODE ?= exchange
+else ifeq ($(DPOP),accept)
+export AUTH_DPOP ?= accept
+export CRM_MCP_DPOP ?= true
+endif
 
 .PHONY: help
 help: ## Show this help
