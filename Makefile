@@ -15,6 +15,16 @@ RUN := $(UV) run --frozen --no-sync
 USE_DOCKER ?= $(shell if [ -f .run/topology.pid ] && kill -0 "$$(cat .run/topology.pid)" 2>/dev/null; then echo 0; \
 	elif docker info >/dev/null 2>&1; then echo 1; else echo 0; fi)
 PYTEST_ARGS ?=
+# DPOP=accept|require (docs/dpop.md): the settings it stands for, for compose as for local processes
+# (scripts/dpop_switch.py does the same from .env's DPOP); each stays as given when given too.
+ifeq ($(DPOP),require)
+export AUTH_DPOP ?= require
+export CRM_MCP_DPOP ?= true
+export CRM_API_AUTH_MODE ?= exchange
+else ifeq ($(DPOP),accept)
+export AUTH_DPOP ?= accept
+export CRM_MCP_DPOP ?= true
+endif
 
 .PHONY: help
 help: ## Show this help
@@ -23,6 +33,7 @@ help: ## Show this help
 	@echo "Variables: USE_DOCKER=1|0 forces Docker Compose or local processes (default: Docker if an engine answers)."
 	@echo "           CRM_API_AUTH_MODE=cascade|exchange picks pattern 3 or 3b for crm-mcp → crm-api (default: .env's)."
 	@echo "           CALENDAR_AUTH_MODE=consent|cross-app-access picks pattern 4 or 5 for the calendar tools (default: .env's)."
+	@echo "           DPOP=accept|require turns DPoP on (docs/dpop.md); require binds every token of the demo to a key."
 	@echo "           VERBOSE=1 shows Docker's full build output (make up); KEEP_DATA=1 keeps the data (make down);"
 	@echo "           SOAK_SECONDS=N sets how long make soak runs (default 60)."
 	@echo "           REPEAT=N runs make bench N times and prints each ratio's spread; PROFILE=1 adds its profiles."

@@ -27,8 +27,8 @@ from scripts.demo_episodes import (
     pattern5_tools,
     step_up,
 )
+from scripts.demo_login import demo_dpop, demo_login, user_key
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
-from scripts.headless_login import user_oauth
 from scripts.topology import active_services, load_env
 
 DEMO_TICKET_TITLE = "Demo: renewal question"
@@ -58,7 +58,11 @@ async def run_demo(env: dict[str, str]) -> None:
     crm_mcp = env["CRM_MCP_RESOURCE"]
     await narrate_client_authentication(env)
     say(f"\nLogging in as alice at {crm_mcp} (OAuth 2.1: discovery → dynamic registration → login → PKCE code → token)")
-    provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
+    dpop = demo_dpop(crm_mcp)
+    if dpop:
+        say("  DPoP (RFC 9449): crm-mcp takes only DPoP-bound tokens, so alice's client holds a key of its own;")
+        say("  its token requests carry a proof, and every MCP request a fresh one (htm, htu, ath, jti once)")
+    provider, storage = demo_login(env, "alice")
     async with (
         trace_http(
             httpx2.AsyncClient(auth=provider, timeout=30), pattern="mcp_client", credential="user_token"
@@ -68,6 +72,12 @@ async def run_demo(env: dict[str, str]) -> None:
         assert storage.tokens is not None
         user = await validated(env, storage.tokens.access_token, [crm_mcp])
         say(f"  alice's token (validated with the shared package): {describe(user)}")
+        if dpop:
+            cnf = user.claims.get("cnf")
+            check(
+                isinstance(cnf, dict) and cnf.get("jkt") == user_key("alice").thumbprint,
+                "alice's token is DPoP-bound to her client's key (cnf.jkt): stolen, it is useless without that key",
+            )
         exchange = env["CRM_API_AUDIENCE"] not in user.audiences
         say(f"  CRM_API_AUTH_MODE={'exchange' if exchange else 'cascade'} (read off the token's aud)")
 
@@ -79,6 +89,9 @@ async def run_demo(env: dict[str, str]) -> None:
         say(f"\nPattern 2 — client credentials, MCP → MCP: list_customer_tickets {DEMO_CUSTOMER}")
         say(f"  crm-mcp ─({method_phrase(env)}; resource=tickets-mcp)→ auth-server: a token of crm-mcp's own")
         say("  crm-mcp ─(that token, aud=tickets-mcp, scope tickets:read tickets:write)→ tickets-mcp tool list_tickets")
+        if dpop:
+            say("  both DPoP-bound to crm-mcp's own key, a fresh proof on each request: tickets-mcp and crm-api take")
+            say("  nothing else now (AUTH_DPOP=require), so each call below that succeeds was made with DPoP")
         say(f"  (crm-mcp first asks crm-api, as alice, whether {DEMO_CUSTOMER} is hers: its own token reads anyone's)")
         tickets = await call(alice, "list_customer_tickets", {"customer_id": DEMO_CUSTOMER})
         earlier = sum(t["title"] == DEMO_TICKET_TITLE for t in tickets)
@@ -140,7 +153,7 @@ async def run_demo(env: dict[str, str]) -> None:
         cross_app = "(cross-app access)" in (await call(alice, "disconnect_calendar", {}))["message"]
 
     say("\nBoundaries")
-    provider, _ = user_oauth(crm_mcp, "bob", env["DEMO_BOB_PASSWORD"])
+    provider, _ = demo_login(env, "bob")
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
         Client(streamable_http_client(crm_mcp, http_client=http)) as bob,
@@ -157,6 +170,15 @@ async def run_demo(env: dict[str, str]) -> None:
             headers={"Authorization": f"Bearer {storage.tokens.access_token}"},
         )
     check(response.status_code == 401, "tickets-mcp refuses alice's token (wrong audience): no confused deputy")
+    if dpop:
+        async with httpx2.AsyncClient(timeout=10) as http:
+            response = await http.post(
+                crm_mcp, json={}, headers={"Authorization": f"Bearer {storage.tokens.access_token}"}
+            )
+        check(
+            response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("DPoP "),
+            "crm-mcp refuses alice's own token replayed without her key (as Bearer): a stolen copy is useless",
+        )
     async with httpx2.AsyncClient(timeout=10) as http:
         response = await http.get(
             env["CRM_API_URL"] + "/customers", headers={"Authorization": f"Bearer {storage.tokens.access_token}"}
@@ -171,6 +193,13 @@ async def run_demo(env: dict[str, str]) -> None:
         await pattern4_third_party(env, DEMO_CUSTOMER)
     await pattern5_cross_app_access(env, storage.tokens.access_token)
     await step_up(env, DEMO_CUSTOMER)
+    if dpop:
+        say("\nDPoP: every token above on crm-mcp, tickets-mcp and crm-api was DPoP-bound (cnf.jkt) and sent with")
+        say(
+            "  a fresh proof; the calendar's tokens (patterns 4, 5) are its own provider's choice (CALENDAR_AUTH_DPOP)."
+        )
+        say("  Pattern 3 (cascade) cannot run this way: a DPoP-bound token cannot be forwarded (docs/dpop.md).")
+        return
     other = "cascade" if exchange else "exchange"
     say(f"\nThe other way to crm-api: make down, then make up CRM_API_AUTH_MODE={other}, then make demo.")
 

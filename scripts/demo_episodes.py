@@ -11,12 +11,14 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestURLParams, ElicitResult
 from oauth_tokens import AccessTokenValidator, Principal, TokenEndpointError, TokenExchange, ValidatorConfig
+from oauth_tokens.dpop_client import DPoPKey
 from oauth_tokens.id_jag import CrossAppAccess, redeem_id_jag
 from oauth_tokens.token_endpoint import TokenEndpoint
 
 from scripts.client_credential import NoClientKey, auth_method, crm_mcp_credential, method_phrase
+from scripts.demo_login import demo_dpop, demo_login
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
-from scripts.headless_login import HeadlessBrowser, open_in_browser, user_oauth
+from scripts.headless_login import HeadlessBrowser, open_in_browser
 
 
 async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal) -> None:
@@ -32,8 +34,12 @@ async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal
     except NoClientKey as missing:  # e.g. crm-mcp runs in a container: its key stays there
         say(f"  (not repeated here: {missing}; crm-mcp performed it for the search above)")
         return
+    dpop = demo_dpop(env["CRM_MCP_RESOURCE"])  # then crm-mcp binds its exchanged tokens (CRM_MCP_DPOP): so here
     exchange = TokenExchange(
-        env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token", env["CRM_MCP_CLIENT_ID"], **credential
+        env.get("AUTH_TOKEN_URL") or f"{env['AUTH_ISSUER']}/token",
+        env["CRM_MCP_CLIENT_ID"],
+        **credential,
+        dpop_key=DPoPKey() if dpop else None,
     )
     try:
         token = await exchange.token_for(user_token, resource=crm_api, scope="crm:read")
@@ -47,6 +53,8 @@ async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal
     )
     check(issued.actor == env["CRM_MCP_CLIENT_ID"], f"act.sub={issued.actor}: crm-api sees who acts for alice")
     check(issued.expires_at <= user.expires_at, "it ends no later than alice's own token")
+    if dpop:
+        check("jkt" in issued.claims.get("cnf", {}), "DPoP-bound to crm-mcp's key (cnf.jkt): useless to anyone else")
     say("  crm-mcp ─(the exchanged token; cached per user token and scope until shortly before it ends)→ crm-api")
 
 
@@ -73,7 +81,7 @@ async def step_up(env: dict[str, str], customer_id: str) -> None:
     say("\nStep-up — a client that consented to less: alice grants crm:read only, then adds a note")
     say('  crm-mcp answers add_customer_note with 403 insufficient_scope, scope="crm:write", before the tool runs;')
     say("  the SDK client logs alice in again, asking for its first request plus crm:write (SEP-2350), and retries")
-    provider, storage = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"], scope="crm:read")
+    provider, storage = demo_login(env, "alice", scope="crm:read")
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
         Client(streamable_http_client(crm_mcp, http_client=http)) as alice,
@@ -114,7 +122,7 @@ async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
         say("  the tokens are in its vault, AES-GCM encrypted")
         return ElicitResult(action="accept")
 
-    provider, _ = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
+    provider, _ = demo_login(env, "alice")
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
         Client(streamable_http_client(crm_mcp, http_client=http), elicitation_callback=alice_at_the_keyboard) as alice,
@@ -212,7 +220,7 @@ async def pattern5_tools(env: dict[str, str], customer_id: str) -> None:
         asked.append(params)
         return ElicitResult(action="decline")
 
-    provider, _ = user_oauth(crm_mcp, "alice", env["DEMO_ALICE_PASSWORD"])
+    provider, _ = demo_login(env, "alice")
     async with (
         httpx2.AsyncClient(auth=provider, timeout=30) as http,
         Client(streamable_http_client(crm_mcp, http_client=http), elicitation_callback=no_elicitation) as alice,

@@ -28,7 +28,9 @@ def describe(principal: Principal) -> str:
     audiences = ", ".join(principal.audiences)
     scopes = " ".join(sorted(principal.scopes))
     actor = f" act.sub={principal.actor}" if principal.actor else ""
-    return f"sub={principal.subject} client={principal.client_id} aud=[{audiences}] scope={scopes}{actor}"
+    cnf = principal.claims.get("cnf")
+    bound = " DPoP-bound (cnf.jkt)" if isinstance(cnf, dict) and "jkt" in cnf else ""
+    return f"sub={principal.subject} client={principal.client_id} aud=[{audiences}] scope={scopes}{actor}{bound}"
 
 
 async def call(client: Client, tool: str, arguments: dict[str, Any]) -> Any:

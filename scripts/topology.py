@@ -27,6 +27,7 @@ from pathlib import Path
 import httpx2
 from dotenv import dotenv_values
 
+from scripts.dpop_switch import apply_dpop_switch, dpop_problem
 from scripts.topology_report import failure_report, save_settings, settings_mismatch
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,7 +113,8 @@ def load_env(workspace: Workspace | None = None) -> dict[str, str]:
     workspace = workspace or Workspace.from_environment()
     values = {k: v for k, v in dotenv_values(workspace.env_file).items() if v is not None}
     known = values.keys() | dotenv_values(ENV_EXAMPLE).keys()
-    return {**values, **{k: v for k, v in os.environ.items() if k in known}}
+    given = {k: v for k, v in os.environ.items() if k in known and k != "DPOP"}
+    return apply_dpop_switch({**values, **{k: v for k, v in os.environ.items() if k in known}}, given)
 
 
 def active_services(env: dict[str, str]) -> tuple[Service, ...]:
@@ -187,6 +189,9 @@ def up(workspace: Workspace) -> int:
             return 1
         print(f"Already running (honcho pid {pid}). `make down` stops it.")
         return banner(workspace)
+    if (problem := dpop_problem(env)) is not None:
+        print(problem)
+        return 1
     services = active_services(env)
     busy = [f"{s.name} port {p}" for s in services if port_in_use(p := int(env.get(s.port_variable, s.default_port)))]
     if busy:
@@ -298,6 +303,11 @@ def banner(workspace: Workspace) -> int:
     print(
         f"\ncrm-mcp → crm-api: CRM_API_AUTH_MODE={mode} ({CRM_API_AUTH_MODES.get(mode, 'unknown')}). "
         f"The other: make down, then make up CRM_API_AUTH_MODE={other}."
+    )
+    print(
+        f"DPoP (docs/dpop.md): resource servers AUTH_DPOP={env.get('AUTH_DPOP', 'accept')}, crm-mcp's own tokens "
+        + ("DPoP-bound" if env.get("CRM_MCP_DPOP", "false").lower() == "true" else "bearer")
+        + ". make up DPOP=require binds every token of the demo."
     )
     print(
         "\nNext:\n"

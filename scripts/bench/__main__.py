@@ -29,6 +29,7 @@ from auth_server.config import default_config_text
 
 from scripts.bench.clients import bare_mcp_server, bearer_session, customers_json
 from scripts.bench.counts import bench_counts
+from scripts.bench.dpop import bench_dpop
 from scripts.bench.exchange import bench_exchange
 from scripts.bench.measure import SCALE, Count, Ratio, Row
 from scripts.bench.naive import bench_naive
@@ -89,6 +90,10 @@ async def bench_topology(topology: Topology, results: Results, *, profile: bool)
         if profile:
             progress("profiles of crm-mcp and the bare server")
             results.profiles.append(await bench_tool_profiles(topology, bare_server, token, SCALE(200)))
+    progress("DPoP proofs, and a DPoP-bound call against a bearer call")
+    rows, ratios = await bench_dpop(topology, token)
+    results.rows += rows
+    results.ratios += ratios
     progress("token exchange (pattern 3b) against the cascade")
     rows, ratios = await bench_exchange(topology, token)
     results.rows += rows

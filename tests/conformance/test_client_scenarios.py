@@ -19,6 +19,9 @@ SCENARIOS = [
     ("auth/client-credentials-jwt", "client_credentials_jwt"),
     # SEP-990 (pattern 5); named auth/cross-app-access-complete-flow before the suite's 0.2.0.
     ("auth/enterprise-managed-authorization", "enterprise_managed_authorization"),
+    # SEP-1932 (RFC 9449): both client scenarios are in the pinned 0.2.0-alpha.12 (not scored: an extension).
+    ("auth/dpop", "dpop"),
+    ("auth/dpop-nonce", "dpop"),
 ]
 
 

@@ -70,6 +70,8 @@ def service_overrides(name: str, env: dict[str, str]) -> dict[str, str]:
         "AUTH_SERVER_CONFIG": str(CALENDAR_AUTH_SERVER_CONFIG),
         "AUTH_SERVER_METRICS_PORT": env["CALENDAR_AUTH_SERVER_METRICS_PORT"],
         "OTEL_SERVICE_NAME": "calendar-auth-server",
+        "AUTH_SERVER_DPOP": env.get("CALENDAR_AUTH_SERVER_DPOP", "accept"),
+        "AUTH_SERVER_DPOP_NONCE": "false",
     }
 
 

@@ -56,7 +56,7 @@ async def test_the_401_shows_an_allowed_origin_its_challenge(tickets: TicketsSer
 
     assert answer.status_code == 401
     assert answer.headers["Access-Control-Allow-Origin"] == INSPECTOR
-    assert answer.headers["Access-Control-Expose-Headers"] == "WWW-Authenticate, Mcp-Session-Id"
+    assert answer.headers["Access-Control-Expose-Headers"] == "WWW-Authenticate, Mcp-Session-Id, DPoP-Nonce"
     assert answer.headers["WWW-Authenticate"].startswith("Bearer ")
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import httpx2
 
 from oauth_tokens.client_assertion import ClientAssertionSigner
+from oauth_tokens.dpop_client import DPoPKey, DPoPNonceStore, add_proof, nonce_challenge
 from oauth_tokens.metrics import TOKEN_CACHE
 from oauth_tokens.single_flight import SingleFlight
 from oauth_tokens.telemetry import record_auth
@@ -117,10 +118,12 @@ class ClientCredentialsAuth(httpx2.Auth):
         cache: TokenCache | None = None,
         retry_after_401_min_age_seconds: float = 10,
         discover_token_url: Callable[[], Awaitable[str]] | None = None,
+        dpop_key: DPoPKey | None = None,
     ) -> None:
         """`client_secret` or `assertion_signer` authenticates the client (see TokenEndpoint, which checks that
         `auth_method` agrees). `token_url` may be empty when `discover_token_url` finds it
-        (TokenEndpointDiscovery.token_endpoint)."""
+        (TokenEndpointDiscovery.token_endpoint). With `dpop_key` the token is DPoP-bound to it (RFC 9449) and
+        each request carries `Authorization: DPoP` and a fresh proof; the token is still one per lifetime."""
         if retry_after_401_min_age_seconds < 0:
             raise ValueError("retry_after_401_min_age_seconds must not be negative")
         self._endpoint = TokenEndpoint(
@@ -133,7 +136,10 @@ class ClientCredentialsAuth(httpx2.Auth):
             default_lifetime_seconds=default_lifetime_seconds,
             discover_token_url=discover_token_url,
             pattern="client_credentials",
+            dpop_key=dpop_key,
         )
+        self.dpop_key = dpop_key
+        self._nonces = DPoPNonceStore()
         self.token_url = token_url
         self.client_id = client_id
         self.scope = scope or None
@@ -150,7 +156,9 @@ class ClientCredentialsAuth(httpx2.Auth):
 
     @property
     def cache_key(self) -> TokenCacheKey:
-        return (self.token_url, self.client_id, self.scope, self.resource)
+        # A DPoP-bound token is usable only with its key: the key's thumbprint is part of where it is kept.
+        token_url = self.token_url if self.dpop_key is None else f"{self.token_url}#dpop={self.dpop_key.thumbprint}"
+        return (token_url, self.client_id, self.scope, self.resource)
 
     async def get_token(self) -> str:
         """A valid access token: from the cache, or from one token request shared by concurrent callers.
@@ -184,10 +192,24 @@ class ClientCredentialsAuth(httpx2.Auth):
     def sync_auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
         raise RuntimeError("ClientCredentialsAuth needs httpx2.AsyncClient; it has no synchronous flow")
 
+    def _authorize(self, request: httpx2.Request, token: str) -> None:
+        if self.dpop_key is None:
+            request.headers["Authorization"] = f"Bearer {token}"
+            return
+        request.headers["Authorization"] = f"DPoP {token}"
+        add_proof(request, self.dpop_key, self._nonces)  # a fresh proof on every request, retries included
+
     async def async_auth_flow(self, request: httpx2.Request) -> AsyncGenerator[httpx2.Request, httpx2.Response]:
         token = await self.get_token()
-        request.headers["Authorization"] = f"Bearer {token}"
+        self._authorize(request, token)
         response = yield request
+        if (
+            self.dpop_key is not None
+            and nonce_challenge(response)
+            and self._nonces.remember(str(request.url), response)
+        ):
+            self._authorize(request, token)  # the resource asked for its nonce: one retry with it
+            response = yield request
         if response.status_code != 401:
             return
         age = self.cache.age(self.cache_key, token)  # None: another caller already dropped or replaced it
@@ -197,7 +219,7 @@ class ClientCredentialsAuth(httpx2.Auth):
         logger.info("Resource %s answered 401; retrying once with a new token", request.url.host)
         self.invalidate(token)
         token = await self.get_token()
-        request.headers["Authorization"] = f"Bearer {token}"
+        self._authorize(request, token)
         yield request
 
     async def _request_token(self) -> tuple[str, float]:

@@ -49,9 +49,11 @@ MCP_ALLOWED_HEADERS = (
     "Mcp-Method",
     "Mcp-Name",
     "Last-Event-ID",
+    "DPoP",  # a DPoP proof (RFC 9449, docs/dpop.md)
 )
-# The login starts from WWW-Authenticate; every request after initialize echoes Mcp-Session-Id.
-MCP_EXPOSED_HEADERS = ("WWW-Authenticate", "Mcp-Session-Id")
+# The login starts from WWW-Authenticate; every request after initialize echoes Mcp-Session-Id; a DPoP
+# client retries with the DPoP-Nonce a use_dpop_nonce answer carries.
+MCP_EXPOSED_HEADERS = ("WWW-Authenticate", "Mcp-Session-Id", "DPoP-Nonce")
 PREFLIGHT_MAX_AGE_SECONDS = 600
 
 # scheme://host[:port], where the port may be `*` (any port): the syntax of the SDK's allowed_origins.

@@ -8,6 +8,10 @@ the outside in, a request meets:
 1. CORS (`allow_browser_origins`), outermost: a browser's preflight has no token and must be answered
    before anything could refuse it, and every refusal further in (401, 403, 413, 421) must carry the
    CORS headers, or a web client sees an opaque network error instead of the challenge.
+1b. DPoP (`install_dpop`, AUTH_DPOP=accept|require, RFC 9449): inside CORS (its refusals need CORS
+   headers too), outside everything that reads the token: it checks the proof against the request and
+   the token's `cnf.jkt`, then hands the token on as Bearer, so the authentication and step-up below run
+   unchanged for bearer and DPoP-bound tokens alike (docs/dpop.md).
 2. Request body limit (`BodyLimitMiddleware`): a 413 before any layer reads the body; the step-up
    check below buffers a POST body to find the tool it calls, so the limit must be in front of it.
 3. Key-source outage (`install_key_source_outage`): outside the SDK's authentication, so the 401 the
@@ -16,8 +20,6 @@ the outside in, a request meets:
    pages too), exact rather than the SDK's prefix match; /health alone is exempt (probes use an IP).
 5. Authentication: the SDK's bearer middleware (from `AuthSettings`) sets the caller; the RFC 9728
    metadata route is put ahead of the SDK's so it lists the server's scopes (`advertise_scopes`).
-   A proof-of-possession check (DPoP, RFC 9449) belongs here, right after authentication: see
-   `_bind_to_sender` below, the one place to add it.
 6. Step-up (`enforce_tool_scopes`), on the MCP endpoint: a token lacking a tool's scopes is refused with
    403 `insufficient_scope` before the tool runs, and before the session quota counts the request.
 7. Per-user session quota (`limit_sessions_per_user`), innermost on the endpoint, next to the SDK's
@@ -38,22 +40,17 @@ from starlette.applications import Starlette
 
 from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.cors import allow_browser_origins
+from oauth_tokens.dpop_resource import install_dpop
 from oauth_tokens.host_check import install_strict_host_check
 from oauth_tokens.key_source_outage import install_key_source_outage
 from oauth_tokens.mcp import advertise_scopes, transport_security
 from oauth_tokens.mcp_metrics import McpOperationMetrics
 from oauth_tokens.mcp_sessions import McpSessionSettings, limit_sessions_per_user
 from oauth_tokens.mcp_step_up import declared_scopes, enforce_tool_scopes
+from oauth_tokens.replay_cache import ReplayCache
+from oauth_tokens.settings import DPoPSettings
 
 __all__ = ["protect_mcp_app"]
-
-
-def _bind_to_sender(app: Starlette, server: MCPServer[Any], auth: AuthSettings, mcp_path: str) -> None:
-    """Step 5b, after authentication and before step-up: sender-constrained tokens (DPoP) go here.
-
-    Nothing yet: bearer tokens are accepted as they are. A DPoP layer wraps the endpoint at `mcp_path`
-    here, so it runs after the SDK has authenticated the token and before the step-up check.
-    """
 
 
 def protect_mcp_app(
@@ -66,6 +63,8 @@ def protect_mcp_app(
     allowed_origins: Sequence[str],
     resource_name: str,
     scopes_supported: Sequence[str] | None = None,
+    dpop: DPoPSettings,
+    dpop_replay_cache: ReplayCache | None = None,
     mcp_path: str = "/mcp",
     health_path: str = "/health",
 ) -> Starlette:
@@ -75,6 +74,8 @@ def protect_mcp_app(
     idle timeout). `host`: the bind address (the SDK's default Host checks depend on it).
     `allowed_hosts`: Host headers accepted beyond loopback (`tickets-mcp:8002`, `name:*`).
     `allowed_origins`: CORS_ALLOWED_ORIGINS, used for both CORS and the Origin check so they agree.
+    `dpop`: the service's AUTH_DPOP* settings; `dpop_replay_cache`: where proof `jti`s are remembered
+    (default in process; a shared one, e.g. Redis, for replicas).
     `scopes_supported`: listed in the RFC 9728 metadata; by default every scope a tool declares
     (`scoped_tool`). Register every tool before calling this.
     """
@@ -89,13 +90,13 @@ def protect_mcp_app(
     )
     scopes = declared_scopes(server) if scopes_supported is None else tuple(scopes_supported)
     advertise_scopes(app, auth, scopes, resource_name=resource_name)  # 5: the metadata clients read
-    # On the MCP endpoint each wrap goes outside the previous one: 7, then 6, then 5b.
+    # On the MCP endpoint each wrap goes outside the previous one: 7, then 6.
     limit_sessions_per_user(app, server.session_manager, sessions, path=mcp_path)  # 7
     enforce_tool_scopes(app, server, auth, path=mcp_path)  # 6
-    _bind_to_sender(app, server, auth, mcp_path)  # 5b
-    # App-wide middleware: each add_middleware goes outside the previous one: 4, 3, 2, then 1.
+    # App-wide middleware: each add_middleware goes outside the previous one: 4, 3, 2, 1b, then 1.
     install_strict_host_check(app, security, exempt_paths=(health_path,))  # 4
     install_key_source_outage(app)  # 3
     app.add_middleware(BodyLimitMiddleware)  # 2
+    install_dpop(app, dpop, dpop_replay_cache)  # 1b
     allow_browser_origins(app, allowed_origins, mcp_path=mcp_path)  # 1: outermost
     return app

@@ -12,11 +12,21 @@ import pydantic_settings
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from oauth_tokens.dpop import DEFAULT_DPOP_ALGORITHMS, DPoPMode, DPoPNonces, DPoPPolicy
 from oauth_tokens.errors import SettingsError
 from oauth_tokens.jwks import ALGORITHM_KEY_TYPES
+from oauth_tokens.replay_cache import ReplayCache
 from oauth_tokens.validator import ValidatorConfig
 
-__all__ = ["CommaList", "OptionalPort", "ServiceSettings", "SettingsError", "TrustSettings", "load_settings"]
+__all__ = [
+    "CommaList",
+    "DPoPSettings",
+    "OptionalPort",
+    "ServiceSettings",
+    "SettingsError",
+    "TrustSettings",
+    "load_settings",
+]
 
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
@@ -80,7 +90,38 @@ def _checked_http_url(value: str) -> str:
     return value
 
 
-class TrustSettings(ServiceSettings):
+class DPoPSettings(ServiceSettings):
+    """AUTH_DPOP*: how a resource server treats DPoP (RFC 9449); shared by every service that takes tokens."""
+
+    # DPoP (RFC 9449, docs/dpop.md): accept = DPoP-bound and bearer tokens (a bound one only with its proof),
+    # require = DPoP-bound tokens only. AUTH_DPOP_NONCE=true makes every proof carry this server's nonce.
+    auth_dpop: DPoPMode = "accept"
+    auth_dpop_algorithms: CommaList = DEFAULT_DPOP_ALGORITHMS
+    auth_dpop_proof_max_age_seconds: Annotated[float, Field(ge=1, le=600)] = 60
+    auth_dpop_nonce: bool = False
+    # Take htu's scheme and host from X-Forwarded-Proto/-Host: only behind a proxy that overwrites them.
+    auth_dpop_trust_forwarded_headers: bool = False
+
+    @field_validator("auth_dpop_algorithms")
+    @classmethod
+    def _dpop_algorithms(cls, algorithms: tuple[str, ...]) -> tuple[str, ...]:
+        if not algorithms or any(algorithm not in ALGORITHM_KEY_TYPES for algorithm in algorithms):
+            raise ValueError(f"each algorithm must be one of {', '.join(ALGORITHM_KEY_TYPES)}")
+        return algorithms
+
+    def dpop_policy(self, replay_cache: ReplayCache | None = None) -> DPoPPolicy:
+        """How this service checks DPoP proofs; `replay_cache` None: one in memory (a single replica)."""
+        policy = DPoPPolicy(
+            algorithms=tuple(self.auth_dpop_algorithms),
+            max_age_seconds=self.auth_dpop_proof_max_age_seconds,
+            nonces=DPoPNonces() if self.auth_dpop_nonce else None,
+        )
+        if replay_cache is not None:
+            policy.replay_cache = replay_cache
+        return policy
+
+
+class TrustSettings(DPoPSettings):
     """What every token-validating service shares: whom to trust and how to find its signing keys.
 
     Checked when loaded, so a bad value is a SettingsError naming the variable (never quoting it):

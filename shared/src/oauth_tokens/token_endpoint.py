@@ -22,6 +22,7 @@ import httpx2
 
 from oauth_tokens.client_assertion import CLIENT_ASSERTION_TYPE, ClientAssertionSigner
 from oauth_tokens.deadline import deadline
+from oauth_tokens.dpop_client import DPoPKey, DPoPNonceStore, nonce_challenge
 from oauth_tokens.errors import DeadlineExceededError, TokenEndpointError
 from oauth_tokens.metrics import TOKEN_REQUESTS
 from oauth_tokens.telemetry import trace_http
@@ -93,8 +94,12 @@ class TokenEndpoint:
         default_lifetime_seconds: float = 60,
         discover_token_url: Callable[[], Awaitable[str]] | None = None,
         pattern: str = "token_endpoint",
+        dpop_key: DPoPKey | None = None,
     ) -> None:
         """Give `client_secret` (client_secret_basic, or _post) or `assertion_signer` (private_key_jwt).
+
+        With `dpop_key`, every request carries a DPoP proof (RFC 9449 §5) and the answer must be a token bound
+        to that key (`token_type: DPoP`); a server that asks for its nonce (`use_dpop_nonce`) gets one retry.
 
         `auth_method` defaults to what the credential implies; given, it must agree with the credential.
         `token_url` may be empty when `discover_token_url` finds it (TokenEndpointDiscovery.token_endpoint).
@@ -125,6 +130,8 @@ class TokenEndpoint:
         self.default_lifetime_seconds = default_lifetime_seconds
         self._discover_token_url = discover_token_url
         self.pattern = pattern
+        self.dpop_key = dpop_key
+        self._nonces = DPoPNonceStore()
         self._http: httpx2.AsyncClient | None = None
 
     @property
@@ -172,8 +179,26 @@ class TokenEndpoint:
         `expected_type` is the `token_type` the answer must carry (case-insensitive): Bearer for an access
         token, `N_A` for a token exchange that issues something else (RFC 8693 §2.2.1), such as an ID-JAG."""
         token_url = await self.url()
+        if self.dpop_key is not None and expected_type.lower() == "bearer":
+            expected_type = "DPoP"
+        response, sent = await self._post(token_url, form)
+        if self.dpop_key is not None and nonce_challenge(response) and self._nonces.remember(token_url, response):
+            response, sent = await self._post(token_url, form)  # a new assertion and proof, with the nonce
+        secrets = (*secrets, *sent)
+        body = _json_body(response)
+        if not response.is_success:
+            refusal = self._endpoint_error(form.get("grant_type", "?"), response.status_code, body, secrets)
+            self._count(form, refusal.error)
+            raise refusal
+        self._count(form, "ok")
+        return self._token_from(body, expected_type)
+
+    async def _post(self, token_url: str, form: Mapping[str, str]) -> tuple[httpx2.Response, tuple[str, ...]]:
+        """One POST of `form` as this client (and its DPoP proof); the response and the assertion sent, if any."""
         data, headers = self.authenticate(form)
-        secrets = (*secrets, data["client_assertion"]) if "client_assertion" in data else tuple(secrets)
+        if self.dpop_key is not None:
+            headers["DPoP"] = self.dpop_key.proof("POST", token_url, nonce=self._nonces.get(token_url))
+        sent = (data["client_assertion"],) if "client_assertion" in data else ()
         try:
             with deadline(self.timeout_seconds, "The token endpoint"):
                 response = await self._client().post(
@@ -187,13 +212,7 @@ class TokenEndpoint:
             self._count(form, "temporarily_unavailable")
             description = f"The token endpoint is unreachable ({type(error).__name__})"
             raise TokenEndpointError("temporarily_unavailable", description) from error
-        body = _json_body(response)
-        if not response.is_success:
-            refusal = self._endpoint_error(form.get("grant_type", "?"), response.status_code, body, secrets)
-            self._count(form, refusal.error)
-            raise refusal
-        self._count(form, "ok")
-        return self._token_from(body, expected_type)
+        return response, sent
 
     @staticmethod
     def _count(form: Mapping[str, str], outcome: str) -> None:
@@ -243,8 +262,13 @@ class TokenEndpoint:
         if not isinstance(access_token, str) or not access_token:
             raise TokenEndpointError("invalid_response", "The token response has no access_token", 200)
         if not isinstance(token_type, str) or token_type.lower() != expected_type.lower():
+            hint = (
+                " (the server did not bind it to the DPoP key: does it support DPoP?)"
+                if expected_type == "DPoP"
+                else ""
+            )
             raise TokenEndpointError(
-                "invalid_response", f"The token response is not of token_type {expected_type}", 200
+                "invalid_response", f"The token response is not of token_type {expected_type}{hint}", 200
             )
         return TokenResponse(access_token, self._lifetime(body.get("expires_in")), body)
 

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from oauth_tokens.client_assertion import ClientAssertionSigner
+from oauth_tokens.dpop_client import DPoPKey
 from oauth_tokens.errors import TokenEndpointError
 from oauth_tokens.metrics import TOKEN_CACHE
 from oauth_tokens.single_flight import KeyedSingleFlight
@@ -108,10 +109,12 @@ class TokenExchange:
         cache: ExchangedTokenCache | None = None,
         wall_clock: Callable[[], float] = time.time,
         discover_token_url: Callable[[], Awaitable[str]] | None = None,
+        dpop_key: DPoPKey | None = None,
     ) -> None:
         """`client_secret` or `assertion_signer` authenticates the client (see TokenEndpoint, which checks that
         `auth_method` agrees). `token_url` may be empty when `discover_token_url` finds it
-        (TokenEndpointDiscovery.token_endpoint)."""
+        (TokenEndpointDiscovery.token_endpoint). With `dpop_key`, exchanged tokens are DPoP-bound to it: send
+        them as `Authorization: DPoP` with a fresh proof (oauth_tokens.dpop_client.DPoPProofAuth)."""
         self._endpoint = TokenEndpoint(
             token_url,
             client_id,
@@ -122,7 +125,9 @@ class TokenExchange:
             default_lifetime_seconds=default_lifetime_seconds,
             discover_token_url=discover_token_url,
             pattern="token_exchange",
+            dpop_key=dpop_key,
         )
+        self.dpop_key = dpop_key
         self.client_id = client_id
         self.refresh_margin_seconds = refresh_margin_seconds
         self.cache = cache if cache is not None else ExchangedTokenCache()

@@ -32,7 +32,7 @@ PUBLIC_CORS_PATHS = frozenset({"/.well-known/oauth-authorization-server", "/.wel
 #   read tokens or registrations; a non-browser client sends no Origin and is unaffected.
 API_CORS_PATHS = frozenset({"/token", "/revoke", "/register"})
 CORS_PATHS = PUBLIC_CORS_PATHS | API_CORS_PATHS
-_CORS_HEADERS = ["Authorization", "Content-Type", "MCP-Protocol-Version"]
+_CORS_HEADERS = ["Authorization", "Content-Type", "MCP-Protocol-Version", "DPoP"]
 
 
 class ApiCorsMiddleware:
@@ -46,6 +46,7 @@ class ApiCorsMiddleware:
             allow_origin_regex=origin_regex(allowed_origins),
             allow_methods=["POST"],
             allow_headers=_CORS_HEADERS,
+            expose_headers=["DPoP-Nonce"],  # a browser client's retry after use_dpop_nonce (RFC 9449 §8)
             max_age=PREFLIGHT_MAX_AGE_SECONDS,
         )
 

@@ -34,6 +34,7 @@ router = APIRouter()
 
 # S256 challenges are BASE64URL(SHA-256): exactly 43 characters.
 _S256_CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
+_JKT = re.compile(r"[A-Za-z0-9_-]{43}")  # RFC 7638 SHA-256 thumbprint, base64url
 
 
 class _Redirect(Exception):
@@ -181,7 +182,10 @@ def _validate(
         scopes = select_scopes(params.get("scope"), allowed_scopes(server.config, client, resource))
     except OAuthError as error:
         raise _Redirect(error) from None
-    return server.pending.create(
+    dpop_jkt = params.get("dpop_jkt")
+    if dpop_jkt is not None and not _JKT.fullmatch(dpop_jkt):
+        raise _Redirect(OAuthError("invalid_request", "dpop_jkt must be a base64url SHA-256 JWK thumbprint"))
+    pending = server.pending.create(
         address=client_address(request),
         client_id=client.client_id,
         redirect_uri=redirect_uri,
@@ -191,6 +195,8 @@ def _validate(
         resource=resource,
         scopes=scopes,
     )
+    pending.dpop_jkt = dpop_jkt
+    return pending
 
 
 def _expired(server: AuthServer) -> Response:
@@ -294,6 +300,7 @@ async def consent(request: Request) -> Response:
             redirect_uri=pending.redirect_uri,
             redirect_uri_in_request=pending.redirect_uri_in_request,
             code_challenge=pending.code_challenge,
+            dpop_jkt=pending.dpop_jkt,
         )
     )
     logger.info("User %s approved client %s for resource %s", pending.subject, client.client_id, pending.resource)

@@ -28,6 +28,7 @@ class AuthorizationGrant:
     redirect_uri_in_request: bool  # RFC 6749 §4.1.3: then the token request must repeat it
     code_challenge: str
     expires_at: float = 0.0  # set by AuthorizationCodeStore.issue
+    dpop_jkt: str | None = None  # RFC 9449 §10: only a proof by this key redeems the code (i22)
 
 
 def s256_challenge(code_verifier: str) -> str:

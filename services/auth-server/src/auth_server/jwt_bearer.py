@@ -171,13 +171,14 @@ async def jwt_bearer_grant(server: AuthServer, client: Client, request: TokenReq
         client_id=client.client_id,
         audiences=audiences_of(server.config, resource),
         scopes=scopes,
+        jkt=request.dpop_jkt,
     )
     logger.info(
         "Issued token: grant=jwt_bearer client=%s sub=%s resource=%s", client.client_id, grant.username, resource
     )
     return {
         "access_token": issued.token,
-        "token_type": "Bearer",
+        "token_type": "DPoP" if issued.jkt else "Bearer",
         "expires_in": issued.expires_in,
         "scope": " ".join(issued.scopes),
     }

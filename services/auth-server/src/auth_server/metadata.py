@@ -45,6 +45,8 @@ def authorization_server_metadata(server: AuthServer) -> dict[str, Any]:
         "token_endpoint_auth_signing_alg_values_supported": list(ASSERTION_ALGORITHMS),
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
+        # RFC 9449 §5.1: proofs accepted at the token endpoint (tokens bound with cnf.jkt).
+        "dpop_signing_alg_values_supported": server.dpop.algorithms,
     }
     if server.config.registration.enabled:  # deprecated by MCP 2026-07-28 in favour of CIMD, kept for older clients
         metadata["registration_endpoint"] = f"{issuer}/register"

@@ -29,6 +29,7 @@ class PendingAuthorization:
     scopes: tuple[str, ...]
     expires_at: float
     subject: str | None = None
+    dpop_jkt: str | None = None  # RFC 9449 §10: the DPoP key the code will be bound to (i22)
 
 
 class PendingAuthorizations:

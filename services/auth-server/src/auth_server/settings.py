@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
@@ -30,6 +31,10 @@ class AuthServerSettings(CorsSettings):
     # Development only: let client ID metadata documents come from loopback addresses, over http or https
     # (an attacker's client_id URL could otherwise make this server call services on its own machine).
     auth_server_cimd_allow_loopback: bool = False
+    # DPoP at the token endpoint (docs/dpop.md): accept binds tokens when a proof is sent; require refuses
+    # token requests without one. _NONCE: proofs must carry this server's nonce (use_dpop_nonce).
+    auth_server_dpop: Literal["accept", "require"] = "accept"
+    auth_server_dpop_nonce: bool = False
 
     @field_validator("auth_issuer")
     @classmethod

@@ -14,6 +14,7 @@ from auth_server.client_auth import ClientAssertionVerifier, ClientKeys
 from auth_server.clients import ClientRegistry
 from auth_server.codes import AuthorizationCodeStore
 from auth_server.config import AuthServerConfig
+from auth_server.dpop import TokenEndpointDPoP
 from auth_server.jwt_bearer import IdJagVerifier
 from auth_server.keys import KeyStore
 from auth_server.limits import RateLimiter
@@ -41,6 +42,7 @@ class AuthServer:
     token_rate: RateLimiter
     login_rate: RateLimiter
     id_jags: IdJagVerifier  # pattern 5: ID-JAGs from trusted IdPs (jwt-bearer grant)
+    dpop: TokenEndpointDPoP  # DPoP proofs of token requests (RFC 9449)
 
     @property
     def issuer(self) -> str:
@@ -83,6 +85,11 @@ class AuthServer:
             token_rate=RateLimiter(config.rate_limits.token),
             login_rate=RateLimiter(config.rate_limits.login),
             id_jags=IdJagVerifier(config.trusted_identity_providers),
+            dpop=TokenEndpointDPoP(
+                settings.auth_issuer,
+                required=settings.auth_server_dpop == "require",
+                nonce=settings.auth_server_dpop_nonce,
+            ),
         )
 
 

@@ -6,7 +6,7 @@ import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -24,6 +24,7 @@ from auth_server.config_sections import (
     GRANT_REFRESH_TOKEN,
     GRANT_TOKEN_EXCHANGE,
 )
+from auth_server.dpop import bound_token_type
 from auth_server.errors import NO_STORE_HEADERS, OAuthError
 from auth_server.id_jag import ID_JAG_TOKEN_TYPE, issue_id_jag
 from auth_server.jwt_bearer import jwt_bearer_grant
@@ -54,6 +55,7 @@ class TokenRequest:
     params: dict[str, str]
     resources: list[str]
     audiences: list[str]
+    dpop_jkt: str | None = None  # the key a valid DPoP proof showed (auth_server.dpop); binds what is issued
 
     def get(self, name: str) -> str | None:
         return self.params.get(name)
@@ -92,7 +94,7 @@ async def read_token_request(request: Request) -> TokenRequest:
 def _response(issued: IssuedAccessToken, **extra: Any) -> dict[str, Any]:
     return {
         "access_token": issued.token,
-        "token_type": "Bearer",
+        "token_type": bound_token_type(issued.jkt),
         "expires_in": issued.expires_in,
         "scope": " ".join(issued.scopes),
         **extra,
@@ -105,6 +107,8 @@ def _authorization_code(server: AuthServer, client: Client, request: TokenReques
     if (grant.redirect_uri_in_request or redirect_uri is not None) and redirect_uri != grant.redirect_uri:
         raise OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
     check_pkce(request.get("code_verifier"), grant.code_challenge)
+    if grant.dpop_jkt is not None and grant.dpop_jkt != request.dpop_jkt:  # RFC 9449 §10
+        raise OAuthError("invalid_grant", "The code is bound to the DPoP key named by dpop_jkt: prove that key")
     if len(request.resources) > 1:
         raise OAuthError("invalid_target", "Request a token for one resource at a time")
     if request.resources and resource_by_indicator(server.config, [grant.resource], request.resources[0]) is None:
@@ -114,6 +118,7 @@ def _authorization_code(server: AuthServer, client: Client, request: TokenReques
         client_id=client.client_id,
         audiences=audiences_of(server.config, grant.resource),
         scopes=grant.scopes,
+        jkt=request.dpop_jkt,
     )
     extra: dict[str, Any] = {}
     if GRANT_REFRESH_TOKEN in client.grant_types:
@@ -124,6 +129,7 @@ def _authorization_code(server: AuthServer, client: Client, request: TokenReques
             resource=grant.resource,
             scopes=grant.scopes,
             expires_at=expires_at,
+            jkt=None if client.is_confidential else request.dpop_jkt,
         )
         server.codes.record_family(digest, family_id, expires_at)
         extra["refresh_token"] = refresh
@@ -134,6 +140,8 @@ def _authorization_code(server: AuthServer, client: Client, request: TokenReques
 def _refresh_token(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
     presented = request.require("refresh_token")
     record = server.refresh_tokens.lookup(presented, client.client_id)
+    if record.jkt is not None and record.jkt != request.dpop_jkt:  # RFC 9449 §5: a public client's binding
+        raise OAuthError("invalid_grant", "The refresh token is bound to a DPoP key: prove that key")
     requested = parse_scope(request.get("scope"))
     scopes = record.scopes if requested is None else requested
     if not set(scopes) <= set(record.scopes):  # RFC 6749 §6: a refresh may narrow, never widen
@@ -148,6 +156,7 @@ def _refresh_token(server: AuthServer, client: Client, request: TokenRequest) ->
         client_id=client.client_id,
         audiences=audiences_of(server.config, record.resource),
         scopes=scopes,
+        jkt=request.dpop_jkt,
     )
     _log_issue("refresh_token", client, record.subject, record.resource)
     return _response(issued, refresh_token=rotated)
@@ -163,6 +172,7 @@ def _client_credentials(server: AuthServer, client: Client, request: TokenReques
         client_id=client.client_id,
         audiences=audiences_of(server.config, resource),
         scopes=scopes,
+        jkt=request.dpop_jkt,
     )
     _log_issue("client_credentials", client, client.client_id, resource)
     return _response(issued)
@@ -204,6 +214,7 @@ def _token_exchange(server: AuthServer, client: Client, request: TokenRequest) -
         scopes=scopes,
         actor=actor,
         not_after=int(subject["exp"]),
+        jkt=request.dpop_jkt,
     )
     _log_issue("token_exchange", client, str(subject["sub"]), resource)
     return _response(issued, issued_token_type=ACCESS_TOKEN_TYPE_URN)
@@ -252,6 +263,7 @@ async def _token(request: Request) -> JSONResponse:
         request.headers.get("authorization"), token_request.params, address=client_address(request)
     )
     grant_type = token_request.require("grant_type")
+    token_request = replace(token_request, dpop_jkt=await server.dpop.key_of(request))
     handler = GRANT_HANDLERS.get(grant_type)
     if handler is None:
         raise OAuthError("unsupported_grant_type", "Supported: " + ", ".join(GRANT_HANDLERS))

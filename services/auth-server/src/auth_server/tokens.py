@@ -23,6 +23,7 @@ class IssuedAccessToken:
     token: str
     expires_in: int
     scopes: tuple[str, ...]
+    jkt: str | None = None  # the DPoP key it is bound to (token_type DPoP), if any
 
 
 class AccessTokenIssuer:
@@ -42,8 +43,10 @@ class AccessTokenIssuer:
         scopes: tuple[str, ...],
         actor: Mapping[str, Any] | None = None,
         not_after: int | None = None,
+        jkt: str | None = None,
     ) -> IssuedAccessToken:
-        """A signed token; `not_after` caps its expiry (an exchanged token never outlives its subject token)."""
+        """A signed token; `not_after` caps its expiry (an exchanged token never outlives its subject token);
+        `jkt` binds it to a DPoP key (RFC 9449 §6.1, `cnf.jkt`)."""
         now = int(time.time())
         expires_at = now + self.lifetime_seconds
         if not_after is not None:
@@ -61,6 +64,8 @@ class AccessTokenIssuer:
         }
         if actor is not None:
             claims["act"] = dict(actor)
+        if jkt is not None:
+            claims["cnf"] = {"jkt": jkt}
         key = self.keystore.signing_key()
         token = jwt.encode(
             claims,
@@ -68,7 +73,7 @@ class AccessTokenIssuer:
             algorithm=SIGNING_ALGORITHM,
             headers={"kid": key.kid, "typ": ACCESS_TOKEN_TYPE},
         )
-        return IssuedAccessToken(token=token, expires_in=max(expires_at - now, 0), scopes=scopes)
+        return IssuedAccessToken(token=token, expires_in=max(expires_at - now, 0), scopes=scopes, jkt=jkt)
 
     def verify_own(self, token: str) -> dict[str, Any]:
         """Claims of an unexpired access token this server signed; raises ValueError otherwise.
@@ -109,6 +114,8 @@ class RefreshRecord:
     family_id: str
     expires_at: float
     used: bool = False
+    # A public client's refresh token is bound to the DPoP key it was issued with (RFC 9449 §5); i22 adds this.
+    jkt: str | None = None
 
 
 def token_digest(value: str) -> str:
@@ -127,11 +134,19 @@ class RefreshTokenStore:
         self._last_sweep = time.monotonic()
 
     def issue(
-        self, *, client_id: str, subject: str, resource: str, scopes: tuple[str, ...], expires_at: float
+        self,
+        *,
+        client_id: str,
+        subject: str,
+        resource: str,
+        scopes: tuple[str, ...],
+        expires_at: float,
+        jkt: str | None = None,
     ) -> tuple[str, str]:
-        """A new grant: the first refresh token of a fresh family; returns (token, family id)."""
+        """A new grant: the first refresh token of a fresh family (bound to DPoP key `jkt` if given)."""
         family_id = secrets.token_hex(16)
-        return self._store(RefreshRecord(client_id, subject, resource, scopes, family_id, expires_at)), family_id
+        record = RefreshRecord(client_id, subject, resource, scopes, family_id, expires_at, jkt=jkt)
+        return self._store(record), family_id
 
     def lookup(self, token: str, client_id: str) -> RefreshRecord:
         """What `token` stands for, if `client_id` may redeem it now; raises invalid_grant otherwise.

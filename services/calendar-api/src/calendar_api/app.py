@@ -17,6 +17,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, status
 from oauth_tokens import AccessTokenValidator, Principal
 from oauth_tokens.body_limit import BodyLimitMiddleware
+from oauth_tokens.dpop_resource import install_dpop
 from oauth_tokens.fastapi import JsonBody, install_token_validation, require_scopes
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -90,6 +91,7 @@ def create_app(settings: CalendarApiSettings) -> FastAPI:
     )
     install_token_validation(app, validator, realm="calendar-api")
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    install_dpop(app, settings)  # AUTH_DPOP: DPoP-bound tokens only with their proof (docs/dpop.md)
     # Read only after the route's principal dependency has checked the token (see JsonBody).
     event_body = JsonBody(NewEvent)
 

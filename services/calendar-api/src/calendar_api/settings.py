@@ -6,13 +6,14 @@ calendar-api is the third party of pattern 4: it trusts its own authorization se
 
 from __future__ import annotations
 
-from oauth_tokens.settings import CommaList, OptionalPort, ServiceSettings
+from oauth_tokens.dpop import DPoPMode
+from oauth_tokens.settings import CommaList, DPoPSettings, OptionalPort
 from oauth_tokens.validator import ValidatorConfig
 from pydantic import Field, field_validator
 
 
-class CalendarApiSettings(ServiceSettings):
-    """Each field's name is its environment variable (upper-cased)."""
+class CalendarApiSettings(DPoPSettings):
+    """Each field's name is its environment variable (upper-cased); AUTH_DPOP* as at every resource server."""
 
     calendar_api_host: str = "127.0.0.1"
     calendar_api_port: int = Field(default=8005, ge=1, le=65535)
@@ -25,6 +26,8 @@ class CalendarApiSettings(ServiceSettings):
     # Where its signing keys are. Empty: discovered from CALENDAR_AUTH_ISSUER (RFC 8414).
     calendar_auth_jwks_url: str = ""
     calendar_auth_algorithms: CommaList = ("RS256", "ES256")
+    # DPoP here follows the calendar provider's choice, not the CRM's AUTH_DPOP: CALENDAR_AUTH_DPOP=accept|require.
+    auth_dpop: DPoPMode = Field(default="accept", validation_alias="calendar_auth_dpop")
 
     @field_validator("calendar_auth_issuer")
     @classmethod

@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request, status
 from fastapi.responses import JSONResponse
 from oauth_tokens import AccessTokenValidator, Principal
 from oauth_tokens.body_limit import BodyLimitMiddleware
+from oauth_tokens.dpop_resource import install_dpop
 from oauth_tokens.fastapi import JsonBody, install_token_validation, require_scopes
 from starlette.concurrency import run_in_threadpool
 
@@ -103,6 +104,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     )
     install_token_validation(app, validator, realm="crm-api")
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    install_dpop(app, settings)  # AUTH_DPOP: DPoP-bound tokens only with their proof (docs/dpop.md)
 
     @app.exception_handler(CustomerNotFoundError)
     async def customer_not_found(_: Request, __: Exception) -> JSONResponse:

@@ -17,6 +17,7 @@ import anyio
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
+from oauth_tokens.dpop_client import DPoPKey
 from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
 from oauth_tokens.mcp_app import protect_mcp_app
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
@@ -48,9 +49,12 @@ INSTRUCTIONS = (
 
 
 def crm_api_credentials(
-    settings: Settings, discovery: TokenEndpointDiscovery, credential: ClientCredential
+    settings: Settings,
+    discovery: TokenEndpointDiscovery,
+    credential: ClientCredential,
+    dpop_key: DPoPKey | None = None,
 ) -> CrmApiCredentials:
-    """Pattern 3 (forward the caller's token) or 3b (exchange it), as CRM_API_AUTH_MODE says."""
+    """Pattern 3 (forward the caller's token) or 3b (exchange it, DPoP-bound to `dpop_key` if given)."""
     logger.info("crm-api calls: CRM_API_AUTH_MODE=%s", settings.crm_api_auth_mode)
     if settings.crm_api_auth_mode == "cascade":
         return CallerToken()
@@ -60,6 +64,7 @@ def crm_api_credentials(
         **credential.token_endpoint_arguments(),
         timeout_seconds=settings.crm_mcp_downstream_timeout_seconds,
         discover_token_url=discovery.token_endpoint,
+        dpop_key=dpop_key,
     )
     return ExchangedToken(exchange, settings.crm_api_audience)
 
@@ -72,6 +77,10 @@ async def open_downstreams(settings: Settings, credential: ClientCredential) -> 
     discovery = TokenEndpointDiscovery(
         settings.tickets_mcp_url, (settings.auth_issuer, *settings.auth_issuer_aliases), timeout_seconds=timeout
     )
+    # CRM_MCP_DPOP: one key per process, in memory only, for its own tokens (docs/dpop.md says why not the client key).
+    dpop_key = DPoPKey() if settings.crm_mcp_dpop else None
+    if dpop_key is not None:
+        logger.info("crm-mcp's tokens for tickets-mcp and crm-api are DPoP-bound (jkt %s)", dpop_key.thumbprint)
     tickets_auth = ClientCredentialsAuth(
         settings.auth_token_url,
         settings.crm_mcp_client_id,
@@ -80,6 +89,7 @@ async def open_downstreams(settings: Settings, credential: ClientCredential) -> 
         resource=settings.tickets_mcp_resource,
         timeout_seconds=timeout,
         discover_token_url=discovery.token_endpoint,
+        dpop_key=dpop_key,
     )
     downstreams = Downstreams(
         weather=WeatherApiClient(
@@ -89,7 +99,10 @@ async def open_downstreams(settings: Settings, credential: ClientCredential) -> 
             timeout_seconds=timeout,
         ),
         crm_api=CrmApiClient(
-            settings.crm_api_url, crm_api_credentials(settings, discovery, credential), timeout_seconds=timeout
+            settings.crm_api_url,
+            crm_api_credentials(settings, discovery, credential, dpop_key),
+            timeout_seconds=timeout,
+            dpop_key=dpop_key,
         ),
         tickets=TicketsMcpClient(settings.tickets_mcp_url, tickets_auth, timeout_seconds=timeout),
     )
@@ -158,5 +171,6 @@ def create_app(settings: Settings) -> Starlette:
         allowed_hosts=(*settings.crm_mcp_allowed_hosts, public_host),
         allowed_origins=settings.cors_allowed_origins,
         resource_name="crm-mcp",
+        dpop=settings,
         health_path=HEALTH_PATH,
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 from urllib.parse import quote
 
+from oauth_tokens.dpop_client import DPoPKey, DPoPProofAuth
 from oauth_tokens.telemetry import trace_http
 from pydantic import BaseModel, TypeAdapter
 
@@ -75,12 +76,21 @@ _search_answer = TypeAdapter(_CustomerList | list[CustomerSummary])
 class CrmApiClient:
     """Calls crm-api as the user: every request carries the credential `credentials` gives for its scope."""
 
-    def __init__(self, base_url: str, credentials: CrmApiCredentials, *, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        credentials: CrmApiCredentials,
+        *,
+        timeout_seconds: float,
+        dpop_key: DPoPKey | None = None,
+    ) -> None:
+        """With `dpop_key`, a credential given as `Authorization: DPoP` gets a fresh proof on every request."""
         self._base_url = base_url.rstrip("/")
         self.credentials = credentials
         self._timeout = timeout_seconds
+        auth = DPoPProofAuth(dpop_key) if dpop_key is not None else None
         self._http = trace_http(
-            http_client(timeout_seconds), pattern=credentials.pattern, credential=credentials.credential
+            http_client(timeout_seconds, auth), pattern=credentials.pattern, credential=credentials.credential
         )
 
     async def search_customers(self, query: str | None = None) -> list[CustomerSummary]:

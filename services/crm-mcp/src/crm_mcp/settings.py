@@ -57,6 +57,10 @@ class Settings(TrustSettings, CorsSettings, McpSessionSettings):
     tickets_mcp_url: str
     tickets_mcp_resource: str
 
+    # DPoP (RFC 9449, docs/dpop.md): crm-mcp's own tokens (pattern 2 for tickets-mcp, 3b for crm-api) are bound
+    # to a key only this process holds, and every call carries a fresh proof. The auth-server must support it.
+    crm_mcp_dpop: bool = False
+
     # Pattern 3 — crm-api, by token cascade (3) or token exchange (3b).
     crm_api_url: str
     # How crm-mcp authenticates to crm-api: `cascade` forwards the caller's token (pattern 3),

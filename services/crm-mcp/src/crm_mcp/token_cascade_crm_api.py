@@ -25,6 +25,14 @@ def caller_authorization() -> dict[str, str]:
     if access_token is None:
         # The SDK's bearer middleware admits no unauthenticated request; this is a programming error.
         raise DownstreamError("No caller token to forward to crm-api.")
+    cnf = (access_token.claims or {}).get("cnf")
+    if isinstance(cnf, dict) and "jkt" in cnf:
+        # RFC 9449: the token is bound to the caller's key, which crm-mcp does not hold; crm-api would refuse it.
+        raise DownstreamError(
+            "Your sign-in is DPoP-bound to your client's key, so crm-mcp cannot forward it to crm-api "
+            "(pattern 3, token cascade): a bound token cannot be replayed by anyone else, crm-mcp included. "
+            "Run crm-mcp with CRM_API_AUTH_MODE=exchange (pattern 3b) to reach crm-api with DPoP."
+        )
     return {"Authorization": f"Bearer {access_token.token}"}
 
 

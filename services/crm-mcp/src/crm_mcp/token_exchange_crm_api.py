@@ -68,7 +68,9 @@ class ExchangedToken:
         except TokenEndpointError as error:
             logger.info("Token exchange for %s (%s) of %s failed: %s", SERVICE, scope, caller.subject, error.error)
             raise exchange_failure(error) from error
-        return {"Authorization": f"Bearer {token}"}
+        # DPoP-bound (CRM_MCP_DPOP): the client's DPoPProofAuth adds a fresh proof to each request.
+        scheme = "DPoP" if self.exchange.dpop_key is not None else "Bearer"
+        return {"Authorization": f"{scheme} {token}"}
 
     async def aclose(self) -> None:
         await self.exchange.aclose()

@@ -79,6 +79,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
         allowed_hosts=settings.tickets_mcp_allowed_hosts,
         allowed_origins=settings.cors_allowed_origins,
         resource_name="tickets-mcp",
+        dpop=settings,
         mcp_path=MCP_PATH,
         health_path=HEALTH_PATH,
     )
