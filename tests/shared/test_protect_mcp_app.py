@@ -26,6 +26,7 @@ from oauth_tokens.mcp import JWTTokenVerifier, caller_token, resource_server_aut
 from oauth_tokens.mcp_app import protect_mcp_app
 from oauth_tokens.mcp_sessions import McpSessionSettings
 from oauth_tokens.mcp_step_up import SCOPES_META_KEY, declared_scopes, scoped_tool
+from oauth_tokens.settings import DPoPSettings
 
 from tests.shared.conftest import Keys
 from tests.shared.test_mcp_adapter import _serve
@@ -71,6 +72,7 @@ async def protected(issuer: str, http_client: httpx2.AsyncClient) -> AsyncIterat
         host="127.0.0.1",
         allowed_origins=[ORIGIN],
         resource_name="demo",
+        dpop=DPoPSettings(),
     )
     async with _serve(app, port):
         yield url, server
