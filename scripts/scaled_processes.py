@@ -36,13 +36,15 @@ from scripts.topology import (
     ROOT,
     Workspace,
     active_services,
-    banner as single_banner,
     delete_data,
     init_env,
     load_env,
     port_in_use,
     running_pid,
     stop,
+)
+from scripts.topology import (
+    banner as single_banner,
 )
 
 HEALTH_TIMEOUT_SECONDS = 120.0
@@ -76,7 +78,7 @@ def _is_root() -> bool:
 
 
 def _busy_ports(layout: Plan, extra: list[int]) -> list[int]:
-    ports = list(layout.public_ports.values()) + [layout.stats_port, *extra]
+    ports = [*list(layout.public_ports.values()), layout.stats_port, *extra]
     for replica in layout.all_replicas():
         ports += [replica.port] + ([replica.metrics_port] if replica.metrics_port else [])
     return [port for port in ports if port_in_use(port)]
@@ -159,7 +161,9 @@ def up() -> int:
     print(f"Starting PostgreSQL and Redis (data: {', '.join(SERVER_DATA)})…")
     started: dict[str, int] = {}
     try:
-        postgres = start_postgres(workspace.directory / SERVER_DATA[0], server_ports["POSTGRES_PORT"], install=_is_root())
+        postgres = start_postgres(
+            workspace.directory / SERVER_DATA[0], server_ports["POSTGRES_PORT"], install=_is_root()
+        )
         started["postgresql"] = _pid(postgres)
         redis = start_redis(workspace.directory / SERVER_DATA[1], server_ports["REDIS_PORT"], install=_is_root())
         started["redis"] = _pid(redis)

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-import asyncpg
+import asyncpg  # type: ignore[import-untyped]  # no stubs; used only to CREATE DATABASE
 import httpx2
 
 from scripts.topology import SERVICES, Service
@@ -113,7 +113,9 @@ def resolve(settings: Mapping[str, str], env: Mapping[str, str]) -> dict[str, st
 def default_port(public: int, index: int) -> int:
     port = public + index * PORT_STRIDE
     if port > 65535:
-        raise ValueError(f"replica {index} of port {public} would be {port}: use public ports below {65535 - 3 * PORT_STRIDE}")
+        raise ValueError(
+            f"replica {index} of port {public} would be {port}: use public ports below {65535 - 3 * PORT_STRIDE}"
+        )
     return port
 
 
@@ -194,6 +196,7 @@ def haproxy_config(topology_plan: Plan) -> str:
     ]
     for name, group in topology_plan.replicas.items():
         path = topology_plan.ready_paths.get(name, READY_PATH)
+        host = f"localhost:{topology_plan.public_ports[name]}"
         lines += [
             f"frontend {name}",
             f"    bind 127.0.0.1:{topology_plan.public_ports[name]}",
@@ -202,7 +205,7 @@ def haproxy_config(topology_plan: Plan) -> str:
             "    balance roundrobin",
             "    option httpchk",
             # The Host clients send (the services refuse others: DNS rebinding), so the check passes that check.
-            f"    http-check send meth GET uri {path} ver HTTP/1.1 hdr Host localhost:{topology_plan.public_ports[name]}",
+            f"    http-check send meth GET uri {path} ver HTTP/1.1 hdr Host {host}",
             "    http-check expect status 200",
             "    http-response set-header X-Served-By %[srv_name]",
         ]

@@ -6,6 +6,8 @@ different replicas (the `X-Served-By` header HAProxy adds names the one that ans
 
 from __future__ import annotations
 
+import itertools
+
 import httpx2
 
 from tests.support.scaled import SERVED_BY, ScaledTopology
@@ -18,7 +20,7 @@ def test_consecutive_requests_land_on_different_replicas_of_every_service(scaled
             replicas = [replica.name for replica in scaled.layout.replicas[service]]
             served = [http.get(f"http://127.0.0.1:{port}/health").headers[SERVED_BY] for _ in range(2 * len(replicas))]
             assert set(served) == set(replicas), (service, served)
-            assert all(a != b for a, b in zip(served, served[1:], strict=False)), (service, served)
+            assert all(a != b for a, b in itertools.pairwise(served)), (service, served)
 
 
 def test_the_layout_is_three_crm_mcp_replicas_and_two_of_everything_else(scaled: ScaledTopology) -> None:

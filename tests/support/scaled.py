@@ -62,12 +62,12 @@ class ScaledTopology(Topology):
         env = {**self.env, **overrides}
         return {**env, **resolve(replica.settings(), env)}
 
-    def process(self, replica: Replica, overrides: Mapping[str, str] = {}) -> ServiceProcess:  # noqa: B006
+    def process(self, replica: Replica, overrides: Mapping[str, str] = {}) -> ServiceProcess:
         port_variable = next(key for key in replica.settings() if key.endswith("_PORT") and "METRICS" not in key)
         env = {**self.replica_env(replica, overrides), port_variable.removesuffix("_PORT") + "_HOST": "127.0.0.1"}
         return ServiceProcess(replica.name, replica.module, replica.port, env, self.workdir / replica.name)
 
-    def start_replicas(self, replicas: list[Replica], overrides: Mapping[str, str] = {}) -> None:  # noqa: B006
+    def start_replicas(self, replicas: list[Replica], overrides: Mapping[str, str] = {}) -> None:
         """Start `replicas` at once and wait until each answers /health."""
         processes = [self.process(replica, overrides) for replica in replicas]
         with ThreadPoolExecutor(max_workers=len(processes)) as pool:
@@ -95,6 +95,11 @@ class ScaledTopology(Topology):
 
     def replica_process(self, name: str) -> ServiceProcess:
         return next(p for group in self.replicas.values() for p in group if p.name == name)
+
+    def stop_replicas(self) -> None:
+        for group in self.replicas.values():
+            for process in group:
+                process.stop()
 
     def logs(self) -> str:
         return "\n".join(p.logs() for group in self.replicas.values() for p in group)
@@ -129,7 +134,9 @@ class ScaledTopology(Topology):
 
     def token_requests(self, grant: str) -> int:
         """Token requests the auth-server replicas answered for `grant` (any outcome), summed."""
-        return int(self.metric("auth-server", rf'oauth_token_requests_total\{{side="server",grant="{re.escape(grant)}"'))
+        return int(
+            self.metric("auth-server", rf'oauth_token_requests_total\{{side="server",grant="{re.escape(grant)}"')
+        )
 
 
 def scaled_env(crm_api_auth_mode: str) -> dict[str, str]:
@@ -161,7 +168,7 @@ def running_scaled_topology(
         layout = plan(env, replica_counts(replicas), allocate=lambda _public, _index: free_port())
         topology = ScaledTopology(env=env, workdir=workdir, layout=layout)
         topology.servers.update(postgresql=postgres, redis=redis)
-        stack.callback(lambda: [p.stop() for group in topology.replicas.values() for p in group])
+        stack.callback(topology.stop_replicas)
         topology.start_replicas([group[0] for group in layout.replicas.values()])
         topology.start_replicas([replica for group in layout.replicas.values() for replica in group[1:]])
         layout.ready_paths = {
