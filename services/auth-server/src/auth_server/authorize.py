@@ -119,7 +119,7 @@ async def authorize(request: Request) -> Response:
         return error_page("Invalid redirect URI", "The redirect_uri is not registered for this application.")
     state = params.get("state")
     try:
-        pending = _validate(server, request, client, params, pairs, redirect_uri, requested_redirect is not None)
+        pending = await _validate(server, request, client, params, pairs, redirect_uri, requested_redirect is not None)
     except _Redirect as refused:
         extra = {"state": state} if state is not None else {}
         body = {"error": refused.error.error, "error_description": refused.error.description, **extra}
@@ -138,7 +138,7 @@ async def authorize(request: Request) -> Response:
     return response
 
 
-def _validate(
+async def _validate(
     server: AuthServer,
     request: Request,
     client: Client,
@@ -168,7 +168,7 @@ def _validate(
         scopes = select_scopes(params.get("scope"), allowed_scopes(server.config, client, resource))
     except OAuthError as error:
         raise _Redirect(error) from None
-    return server.pending.create(
+    return await server.pending.create(
         address=client_address(request),
         client_id=client.client_id,
         redirect_uri=redirect_uri,
@@ -195,7 +195,7 @@ async def _checked_form(
             "Form too large", "The form sent is too large. Start again from your application.", status_code=413
         )
     form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
-    pending = server.pending.get(form.get("request_id", ""))
+    pending = await server.pending.get(form.get("request_id", ""))
     try:
         client = await server.clients.find(pending.client_id, address=client_address(request)) if pending else None
     except UnusableClient:  # its metadata document changed or vanished mid-sign-in (logged by the lookup)
@@ -243,7 +243,7 @@ async def login(request: Request) -> Response:
         logger.info("Failed login for client %s from %s", client.client_id, address)
         return login_page(_summary(server, pending, client, "login", nonce), username=username, error=LOGIN_FAILED)
     server.throttle.record_success(username, address)
-    pending.subject = user.username
+    await server.pending.sign_in(pending, user.username)
     logger.info("User %s signed in for client %s", user.username, client.client_id)
     summary = _summary(server, pending, client, "consent", nonce)
     return consent_page(summary, user_name=user.name, username=user.username)
@@ -258,13 +258,14 @@ async def consent(request: Request) -> Response:
     form, pending, client = checked
     if pending.subject is None:
         return _expired()
-    server.pending.discard(pending.request_id)  # one decision per request
+    if not await server.pending.take(pending.request_id):  # one decision per request, across replicas
+        return _expired()
     state = {"state": pending.state} if pending.state is not None else {}
     if form.get("decision") != "approve":
         logger.info("User %s denied client %s", pending.subject, client.client_id)
         denied = {"error": "access_denied", "error_description": "The user denied the request", **state}
         return _redirect(server, pending.redirect_uri, denied, status_code=303)
-    code = server.codes.issue(
+    code = await server.codes.issue(
         AuthorizationGrant(
             client_id=client.client_id,
             subject=pending.subject,

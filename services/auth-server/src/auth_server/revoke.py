@@ -28,6 +28,6 @@ async def revoke(request: Request) -> Response:
     client = await server.clients.authenticate(
         request.headers.get("authorization"), form.params, address=client_address(request)
     )
-    if server.refresh_tokens.revoke(form.require("token"), client.client_id):
+    if await server.refresh_tokens.revoke(form.require("token"), client.client_id):
         logger.info("Grant revoked by client %s", client.client_id)
     return Response(status_code=200, headers=NO_STORE_HEADERS)

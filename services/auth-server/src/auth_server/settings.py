@@ -8,8 +8,8 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from oauth_tokens.cors import CorsSettings
-from oauth_tokens.settings import OptionalPort
-from pydantic import field_validator
+from oauth_tokens.settings import CommaList, OptionalPort
+from pydantic import SecretStr, field_validator
 
 
 class AuthServerSettings(CorsSettings):
@@ -30,6 +30,15 @@ class AuthServerSettings(CorsSettings):
     # Development only: let client ID metadata documents come from loopback addresses, over http or https
     # (an attacker's client_id URL could otherwise make this server call services on its own machine).
     auth_server_cimd_allow_loopback: bool = False
+    # Keys of the sign-in forms' CSRF values, comma-separated, each at least 32 characters: the first signs,
+    # all verify (rotate by putting a new key first and dropping the old one after the sign-in lifetime).
+    # Every replica has the same list, so a sign-in started at one replica finishes at any other.
+    auth_server_state_keys: CommaList
+    # Durable state (registered clients, codes, sign-ins in progress, refresh tokens): empty means SQLite at
+    # <AUTH_SERVER_DATA_DIR>/auth-server.db; postgresql://… is shared by every replica (oauth_tokens.database).
+    database_url: SecretStr = SecretStr("")
+    # Apply the schema's migrations at start-up; false when a separate `python -m auth_server migrate` does.
+    database_migrate_on_start: bool = True
 
     @field_validator("auth_issuer")
     @classmethod
@@ -43,6 +52,13 @@ class AuthServerSettings(CorsSettings):
             raise ValueError("must be an origin (scheme://host[:port]) with no path or trailing slash")
         return value
 
+    @field_validator("auth_server_state_keys")
+    @classmethod
+    def _state_keys_are_long(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if not keys or any(len(key) < 32 for key in keys):
+            raise ValueError("needs at least one key, each at least 32 characters of random")
+        return keys
+
     @field_validator("auth_server_config", mode="before")
     @classmethod
     def _empty_means_default(cls, value: object) -> object:
@@ -53,6 +69,11 @@ class AuthServerSettings(CorsSettings):
     def keys_dir(self) -> Path:
         """Where the signing keys live (PEM files, mode 0600)."""
         return self.auth_server_data_dir / "keys"
+
+    @property
+    def database_file(self) -> Path:
+        """The SQLite file used when DATABASE_URL is empty."""
+        return self.auth_server_data_dir / "auth-server.db"
 
 
 def environment(env_file: Path = Path(".env")) -> dict[str, str]:

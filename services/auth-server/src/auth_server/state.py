@@ -8,18 +8,22 @@ from dataclasses import dataclass
 import httpx2
 from fastapi import Request
 from oauth_tokens.replay_cache import InMemoryReplayCache
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_server.cimd import ClientMetadataDocuments
 from auth_server.client_auth import ClientAssertionVerifier, ClientKeys
 from auth_server.clients import ClientRegistry
 from auth_server.codes import AuthorizationCodeStore
 from auth_server.config import AuthServerConfig
+from auth_server.db import engine_for
 from auth_server.jwt_bearer import IdJagVerifier
 from auth_server.keys import KeyStore
 from auth_server.limits import RateLimiter
 from auth_server.pending import CsrfSigner, PendingAuthorizations
+from auth_server.refresh_tokens import RefreshTokenStore
+from auth_server.registrations import Registrations
 from auth_server.settings import AuthServerSettings
-from auth_server.tokens import AccessTokenIssuer, RefreshTokenStore
+from auth_server.tokens import AccessTokenIssuer
 from auth_server.users import LoginThrottle, UserDirectory
 
 
@@ -27,6 +31,7 @@ from auth_server.users import LoginThrottle, UserDirectory
 class AuthServer:
     settings: AuthServerSettings
     config: AuthServerConfig
+    engine: AsyncEngine  # DATABASE_URL: clients, codes, sign-ins, refresh tokens (tables.py)
     keystore: KeyStore
     access_tokens: AccessTokenIssuer
     refresh_tokens: RefreshTokenStore
@@ -48,11 +53,20 @@ class AuthServer:
 
     @classmethod
     def build(cls, settings: AuthServerSettings, config: AuthServerConfig, environ: Mapping[str, str]) -> AuthServer:
-        """Wire everything; generates the first signing key if the data directory has none."""
+        """Wire everything; generates the first signing key if the data directory has none.
+
+        The database is not reached here: app.py migrates it at start-up (DATABASE_MIGRATE_ON_START).
+        """
         keystore = KeyStore(settings.keys_dir, config.lifetimes.access_token_seconds)
         keystore.ensure_key()
         keystore.prune()
-        refresh_tokens = RefreshTokenStore()
+        engine = engine_for(settings)
+        registrations = Registrations(
+            engine,
+            max_clients=config.registration.max_clients,
+            max_per_address=config.registration.max_clients_per_address,
+            unused_seconds=config.registration.unused_client_seconds,
+        )
         tls = httpx2.create_ssl_context()  # the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR if set
         documents = ClientMetadataDocuments(config, allow_loopback=settings.auth_server_cimd_allow_loopback, tls=tls)
         client_keys = ClientKeys(
@@ -64,20 +78,27 @@ class AuthServer:
         return cls(
             settings=settings,
             config=config,
+            engine=engine,
             keystore=keystore,
             access_tokens=AccessTokenIssuer(settings.auth_issuer, keystore, config.lifetimes.access_token_seconds),
-            refresh_tokens=refresh_tokens,
-            codes=AuthorizationCodeStore(config.lifetimes.authorization_code_seconds, refresh_tokens),
+            refresh_tokens=RefreshTokenStore(engine),
+            codes=AuthorizationCodeStore(config.lifetimes.authorization_code_seconds, engine),
             clients=ClientRegistry.from_config(
-                config, environ, realm=settings.auth_issuer, documents=documents, assertions=assertions
+                config,
+                environ,
+                realm=settings.auth_issuer,
+                registrations=registrations,
+                documents=documents,
+                assertions=assertions,
             ),
             users=UserDirectory.from_config(config, environ),
             throttle=LoginThrottle(config.login),
             pending=PendingAuthorizations(
+                engine,
                 max_entries=config.login.max_pending_sign_ins,
                 max_per_address=config.login.max_pending_sign_ins_per_address,
             ),
-            csrf=CsrfSigner(),
+            csrf=CsrfSigner(settings.auth_server_state_keys),
             authorize_rate=RateLimiter(config.rate_limits.authorize),
             registration_rate=RateLimiter(config.rate_limits.registration),
             token_rate=RateLimiter(config.rate_limits.token),

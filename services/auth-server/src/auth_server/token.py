@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from oauth_tokens.database import DatabaseUnavailableError
 from oauth_tokens.metrics import TOKEN_REQUESTS
 from oauth_tokens.telemetry import record_auth
 
@@ -99,8 +100,8 @@ def _response(issued: IssuedAccessToken, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _authorization_code(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
-    digest, grant = server.codes.redeem(request.require("code"), client.client_id)
+async def _authorization_code(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
+    digest, grant = await server.codes.redeem(request.require("code"), client.client_id)
     redirect_uri = request.get("redirect_uri")
     if (grant.redirect_uri_in_request or redirect_uri is not None) and redirect_uri != grant.redirect_uri:
         raise OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
@@ -118,22 +119,22 @@ def _authorization_code(server: AuthServer, client: Client, request: TokenReques
     extra: dict[str, Any] = {}
     if GRANT_REFRESH_TOKEN in client.grant_types:
         expires_at = time.time() + server.config.lifetimes.refresh_token_seconds
-        refresh, family_id = server.refresh_tokens.issue(
+        refresh, family_id = await server.refresh_tokens.issue(
             client_id=client.client_id,
             subject=grant.subject,
             resource=grant.resource,
             scopes=grant.scopes,
             expires_at=expires_at,
         )
-        server.codes.record_family(digest, family_id, expires_at)
+        await server.codes.record_family(digest, family_id, expires_at)
         extra["refresh_token"] = refresh
     _log_issue("authorization_code", client, grant.subject, grant.resource)
     return _response(issued, **extra)
 
 
-def _refresh_token(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
+async def _refresh_token(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
     presented = request.require("refresh_token")
-    record = server.refresh_tokens.lookup(presented, client.client_id)
+    record = await server.refresh_tokens.lookup(presented, client.client_id)
     requested = parse_scope(request.get("scope"))
     scopes = record.scopes if requested is None else requested
     if not set(scopes) <= set(record.scopes):  # RFC 6749 §6: a refresh may narrow, never widen
@@ -142,7 +143,7 @@ def _refresh_token(server: AuthServer, client: Client, request: TokenRequest) ->
         raise OAuthError("invalid_target", "Request a token for one resource at a time")
     if request.resources and resource_by_indicator(server.config, [record.resource], request.resources[0]) is None:
         raise OAuthError("invalid_target", "The resource was not part of the original grant")
-    rotated = server.refresh_tokens.rotate(presented, record, scopes)
+    rotated = await server.refresh_tokens.rotate(presented, record, scopes)
     issued = server.access_tokens.issue(
         subject=record.subject,
         client_id=client.client_id,
@@ -232,6 +233,9 @@ async def token(request: Request) -> JSONResponse:
     except OAuthError as error:
         _count(request, error.error)
         raise
+    except DatabaseUnavailableError:  # answered 503 temporarily_unavailable by app.py
+        _count(request, "temporarily_unavailable")
+        raise
     _count(request, "ok")
     return response
 
@@ -260,5 +264,5 @@ async def _token(request: Request) -> JSONResponse:
     response = handler(server, client, token_request)
     if inspect.isawaitable(response):
         response = await response
-    server.clients.mark_used(client.client_id)  # a registration that got a token is no longer at risk of expiry
+    await server.clients.mark_used(client)  # a registration that got a token is no longer at risk of expiry
     return JSONResponse(response, headers=NO_STORE_HEADERS)
