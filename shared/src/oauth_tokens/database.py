@@ -36,18 +36,27 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from oauth_tokens.errors import OAuthTokensError, SettingsError
+from oauth_tokens.errors import DatabaseUnavailableError, SettingsError
 
 T = TypeVar("T")
 
 # How long a caller is told to wait after the database could not be reached (Retry-After, seconds).
-RETRY_AFTER_SECONDS = 2
+RETRY_AFTER_SECONDS = DatabaseUnavailableError.retry_after_seconds
 # A statement's and a connection attempt's deadline, so an unreachable server is a quick 503, not a hang.
 CONNECT_TIMEOUT_SECONDS = 3.0
 
 
-class DatabaseUnavailableError(OAuthTokensError):
-    """The database could not be reached; retry after `RETRY_AFTER_SECONDS`."""
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "RETRY_AFTER_SECONDS",
+    "DatabaseUnavailableError",
+    "async_url",
+    "create_engine",
+    "is_unavailable",
+    "migrate",
+    "ping",
+    "unavailable_as_error",
+]
 
 
 def async_url(url: str, *, default_sqlite_file: Path | None = None) -> str:

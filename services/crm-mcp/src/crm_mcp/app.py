@@ -26,6 +26,7 @@ from oauth_tokens.mcp_metrics import McpOperationMetrics
 from oauth_tokens.mcp_sessions import limit_sessions_per_user
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
+from oauth_tokens.service_database import READY_PATH, install_database_outage, readiness_endpoint
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -126,12 +127,18 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
 
     identity = ClientIdentity(settings)  # its client keys: generated on first start
     logger.info("crm-mcp %s", identity.describe())
-    calendar = CalendarPattern.build(settings, validator, identity)  # pattern 4: connect pages are routes, not tools
+    database = settings.database()  # pattern 4's vault and connect flows, shared by every replica
+    # Pattern 4: connect pages are routes, not tools.
+    calendar = CalendarPattern.build(settings, validator, identity, database)
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
-        async with validator, calendar.running(), open_downstreams(settings, identity.own()) as downstreams:
-            yield downstreams
+        await database.start(migrate_on_start=settings.database_migrate_on_start)
+        try:
+            async with validator, calendar.running(), open_downstreams(settings, identity.own()) as downstreams:
+                yield downstreams
+        finally:
+            await database.dispose()
 
     mcp: MCPServer[Downstreams] = ModelFriendlyMCPServer(
         name="crm-mcp",
@@ -146,6 +153,7 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     register_calendar_tools(mcp, calendar)
     mcp.middleware.append(McpOperationMetrics(mcp))
     mcp.custom_route(HEALTH_PATH, methods=["GET"])(health)
+    mcp.custom_route(READY_PATH, methods=["GET"])(readiness_endpoint(database))
     mcp.custom_route(JWKS_PATH, methods=["GET"])(identity.jwks)
     return mcp
 
@@ -167,10 +175,11 @@ def create_app(settings: Settings) -> Starlette:
         session_idle_timeout=settings.mcp_session_idle_timeout_seconds,
     )
     advertise_scopes(app, auth, USER_SCOPES, resource_name="crm-mcp")
-    # One Host/Origin policy for every route; /health is left out for probes that use the pod's IP.
-    install_strict_host_check(app, security, exempt_paths=(HEALTH_PATH,))
+    # One Host/Origin policy for every route; /health and /health/ready are left out for probes that use the pod's IP.
+    install_strict_host_check(app, security, exempt_paths=(HEALTH_PATH, READY_PATH))
     limit_sessions_per_user(app, server.session_manager, settings, path="/mcp")
     install_key_source_outage(app)
+    install_database_outage(app)  # the connect pages: 503 + Retry-After while the database is away
     # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.
     enforce_tool_scopes(app, server, auth)
     app.add_middleware(BodyLimitMiddleware)
