@@ -8,12 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from oauth_tokens.cors import PREFLIGHT_MAX_AGE_SECONDS, origin_regex
+from oauth_tokens.shared_state import SharedStateUnavailable
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth_server import authorize, metadata, register, revoke, token
 from auth_server.config import load_config
-from auth_server.errors import OAuthError, oauth_error_handler
+from auth_server.errors import OAuthError, oauth_error_handler, shared_state_unavailable_handler
 from auth_server.policy import audiences_of
 from auth_server.settings import AuthServerSettings, environment
 from auth_server.state import AuthServer
@@ -90,6 +91,8 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
             yield
         finally:
             await server.id_jags.aclose()
+            if server.shared is not None:
+                await server.shared.aclose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -100,6 +103,7 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
     )
     app.state.auth_server = server
     app.add_exception_handler(OAuthError, oauth_error_handler)
+    app.add_exception_handler(SharedStateUnavailable, shared_state_unavailable_handler)
     for module in (metadata, authorize, token, revoke, register):
         app.include_router(module.router)
 

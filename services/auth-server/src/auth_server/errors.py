@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
+from oauth_tokens.shared_state import SharedStateUnavailable
 
 # Token responses and errors must never be cached (RFC 6749 §5.1, §5.2).
 NO_STORE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -49,3 +50,16 @@ async def oauth_error_handler(request: Request, error: Exception) -> JSONRespons
         status_code=error.status_code,
         headers={**NO_STORE_HEADERS, **error.headers},
     )
+
+
+async def shared_state_unavailable_handler(request: Request, error: Exception) -> JSONResponse:
+    """Redis unreachable where the server must fail closed (a replay check): 503 temporarily_unavailable."""
+    if not isinstance(error, SharedStateUnavailable):  # registered for SharedStateUnavailable only
+        raise error
+    unavailable = OAuthError(
+        "temporarily_unavailable",
+        "The server cannot check this request right now; retry later",
+        status_code=503,
+        headers={"Retry-After": str(error.retry_after)},
+    )
+    return await oauth_error_handler(request, unavailable)

@@ -9,6 +9,7 @@ does nothing: the caller's in-process cache and its source still answer.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from oauth_tokens.shared_state.connection import SharedState, SharedStateUnavailable
 
@@ -25,16 +26,23 @@ class SharedCache:
     def _key(self, key: str) -> str:
         return self._shared.key("cache", self._name, hashlib.sha256(key.encode()).hexdigest())
 
-    async def get(self, key: str) -> bytes | None:
-        """The stored value, or None (absent, expired, or Redis unreachable)."""
+    async def get(self, key: str) -> tuple[bytes, float] | None:
+        """The stored value and its seconds left, or None (absent, expired, or Redis unreachable)."""
         name = self._key(key)
+
+        async def read(client: Any) -> list[Any]:
+            async with client.pipeline(transaction=True) as pipe:
+                pipe.get(name)
+                pipe.pttl(name)
+                return list(await pipe.execute())
+
         try:
-            value = await self._shared.run(lambda client: client.get(name))
+            value, ttl_ms = await self._shared.run(read)
         except SharedStateUnavailable:
             return None
-        if value is None:
+        if value is None or int(ttl_ms) <= 0:
             return None
-        return value.encode() if isinstance(value, str) else bytes(value)
+        return (value.encode() if isinstance(value, str) else bytes(value)), int(ttl_ms) / 1000
 
     async def put(self, key: str, value: bytes, lifetime_seconds: float) -> None:
         """Store `value` for `lifetime_seconds` (nothing if not positive or Redis unreachable)."""
