@@ -10,13 +10,19 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from oauth_tokens.cors import PREFLIGHT_MAX_AGE_SECONDS, origin_regex
 from oauth_tokens.database import RETRY_AFTER_SECONDS, DatabaseUnavailableError, ping
+from oauth_tokens.shared_state import SharedStateUnavailable
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth_server import authorize, metadata, register, revoke, token
 from auth_server.config import load_config
 from auth_server.db import migrate_schema
-from auth_server.errors import OAuthError, database_unavailable_handler, oauth_error_handler
+from auth_server.errors import (
+    OAuthError,
+    database_unavailable_handler,
+    oauth_error_handler,
+    shared_state_unavailable_handler,
+)
 from auth_server.policy import audiences_of
 from auth_server.settings import AuthServerSettings, environment
 from auth_server.state import AuthServer
@@ -96,6 +102,8 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
         finally:
             await server.id_jags.aclose()
             await server.engine.dispose()
+            if server.shared is not None:
+                await server.shared.aclose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -107,6 +115,7 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
     app.state.auth_server = server
     app.add_exception_handler(OAuthError, oauth_error_handler)
     app.add_exception_handler(DatabaseUnavailableError, database_unavailable_handler)
+    app.add_exception_handler(SharedStateUnavailable, shared_state_unavailable_handler)
     for module in (metadata, authorize, token, revoke, register):
         app.include_router(module.router)
 

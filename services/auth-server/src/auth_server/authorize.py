@@ -95,7 +95,7 @@ def _try_again_later(message: str, status_code: int, retry_after: int) -> Respon
 async def authorize(request: Request) -> Response:
     server = server_of(request)
     try:
-        server.authorize_rate.check(client_address(request))
+        await server.authorize_rate.check(client_address(request))
     except RateLimited as limited:
         return _try_again_later("Too many requests from your address. Try again in a minute.", 429, limited.retry_after)
     pairs = list(request.query_params.multi_items())
@@ -216,7 +216,7 @@ async def _checked_form(
 async def login(request: Request) -> Response:
     server = server_of(request)
     try:  # per address, so one address cannot fill the failed-login table alone
-        server.login_rate.check(client_address(request))
+        await server.login_rate.check(client_address(request))
     except RateLimited as limited:
         return _try_again_later(
             "Too many sign-in attempts from your address. Try again in a minute.", 429, limited.retry_after
@@ -229,7 +229,7 @@ async def login(request: Request) -> Response:
     username = form.get("username", "").strip()
     address = client_address(request)
     try:
-        delay = server.throttle.begin_attempt(username, address)  # counted as a failure until it succeeds
+        delay = await server.throttle.begin_attempt(username, address)  # counted as a failure until it succeeds
     except TooManyFailures as refused:
         logger.info("Login refused (too many failures) for client %s from %s", client.client_id, address)
         summary = _summary(server, pending, client, "login", nonce)
@@ -242,7 +242,7 @@ async def login(request: Request) -> Response:
     if user is None:
         logger.info("Failed login for client %s from %s", client.client_id, address)
         return login_page(_summary(server, pending, client, "login", nonce), username=username, error=LOGIN_FAILED)
-    server.throttle.record_success(username, address)
+    await server.throttle.record_success(username, address)
     await server.pending.sign_in(pending, user.username)
     logger.info("User %s signed in for client %s", user.username, client.client_id)
     summary = _summary(server, pending, client, "consent", nonce)

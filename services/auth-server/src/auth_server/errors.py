@@ -7,6 +7,7 @@ import logging
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from oauth_tokens.database import RETRY_AFTER_SECONDS, DatabaseUnavailableError
+from oauth_tokens.shared_state import SharedStateUnavailable
 
 from auth_server.pages import error_page
 
@@ -77,3 +78,16 @@ async def database_unavailable_handler(request: Request, error: Exception) -> Re
     page = error_page("Try again later", "The service is temporarily unavailable. Try again in a moment.", 503)
     page.headers.update(retry)
     return page
+
+
+async def shared_state_unavailable_handler(request: Request, error: Exception) -> JSONResponse:
+    """Redis unreachable where the server must fail closed (a replay check): 503 temporarily_unavailable."""
+    if not isinstance(error, SharedStateUnavailable):  # registered for SharedStateUnavailable only
+        raise error
+    unavailable = OAuthError(
+        "temporarily_unavailable",
+        "The server cannot check this request right now; retry later",
+        status_code=503,
+        headers={"Retry-After": str(error.retry_after)},
+    )
+    return await oauth_error_handler(request, unavailable)

@@ -88,7 +88,7 @@ async def register(request: Request) -> JSONResponse:
     server = server_of(request)
     if not server.config.registration.enabled:
         raise OAuthError("access_denied", "Dynamic client registration is disabled", status_code=403)
-    server.registration_rate.check(client_address(request))
+    await server.registration_rate.check(client_address(request))
     body = await read_body(request)
     try:
         metadata = json.loads(body)

@@ -23,7 +23,7 @@ router = APIRouter()
 @router.post("/revoke")
 async def revoke(request: Request) -> Response:
     server = server_of(request)
-    server.token_rate.check(client_address(request))
+    await server.token_rate.check(client_address(request))
     form = await read_token_request(request)
     client = await server.clients.authenticate(
         request.headers.get("authorization"), form.params, address=client_address(request)

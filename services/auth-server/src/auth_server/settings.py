@@ -9,14 +9,19 @@ from urllib.parse import urlsplit
 from dotenv import dotenv_values
 from oauth_tokens.cors import CorsSettings
 from oauth_tokens.settings import CommaList, OptionalPort
+from oauth_tokens.shared_state import SharedStateSettings
 from pydantic import SecretStr, field_validator
 
 
-class AuthServerSettings(CorsSettings):
+class AuthServerSettings(CorsSettings, SharedStateSettings):
     """AUTH_ISSUER is the public URL every token names; the rest say where to listen and keep state.
 
     CORS_ALLOWED_ORIGINS (from CorsSettings): the browser origins whose pages may call /token, /revoke and
     /register (app.py's CORS policy).
+
+    REDIS_URL / REDIS_KEY_PREFIX (from SharedStateSettings): with Redis, rate limits, login lockouts, the
+    replay caches and cached client metadata documents are shared by every replica (state.py); the prefix
+    defaults to OTEL_SERVICE_NAME, else `auth-server`, so the calendar-auth-server keeps its own keys.
     """
 
     auth_issuer: str

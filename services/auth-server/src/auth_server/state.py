@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import httpx2
 from fastapi import Request
 from oauth_tokens.replay_cache import InMemoryReplayCache
+from oauth_tokens.shared_state import SharedState
+from oauth_tokens.shared_state.replay import RedisReplayCache
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_server.cimd import ClientMetadataDocuments
@@ -18,13 +20,13 @@ from auth_server.config import AuthServerConfig
 from auth_server.db import engine_for
 from auth_server.jwt_bearer import IdJagVerifier
 from auth_server.keys import KeyStore
-from auth_server.limits import RateLimiter
+from auth_server.limits import SharedRateLimiter
 from auth_server.pending import CsrfSigner, PendingAuthorizations
 from auth_server.refresh_tokens import RefreshTokenStore
 from auth_server.registrations import Registrations
 from auth_server.settings import AuthServerSettings
 from auth_server.tokens import AccessTokenIssuer
-from auth_server.users import LoginThrottle, UserDirectory
+from auth_server.users import SharedLoginThrottle, UserDirectory
 
 
 @dataclass
@@ -38,14 +40,16 @@ class AuthServer:
     codes: AuthorizationCodeStore
     clients: ClientRegistry
     users: UserDirectory
-    throttle: LoginThrottle
+    throttle: SharedLoginThrottle
     pending: PendingAuthorizations
     csrf: CsrfSigner
-    authorize_rate: RateLimiter
-    registration_rate: RateLimiter
-    token_rate: RateLimiter
-    login_rate: RateLimiter
+    authorize_rate: SharedRateLimiter
+    registration_rate: SharedRateLimiter
+    token_rate: SharedRateLimiter
+    login_rate: SharedRateLimiter
     id_jags: IdJagVerifier  # pattern 5: ID-JAGs from trusted IdPs (jwt-bearer grant)
+    # REDIS_URL: counters, lockouts, replay caches and cached documents every replica shares; None: in process.
+    shared: SharedState | None = None
 
     @property
     def issuer(self) -> str:
@@ -57,6 +61,8 @@ class AuthServer:
 
         The database is not reached here: app.py migrates it at start-up (DATABASE_MIGRATE_ON_START).
         """
+        # Keys under REDIS_KEY_PREFIX, else OTEL_SERVICE_NAME (calendar-auth-server), else "auth-server".
+        shared = settings.shared_state("auth-server")
         keystore = KeyStore(settings.keys_dir, config.lifetimes.access_token_seconds)
         keystore.ensure_key()
         keystore.prune()
@@ -68,12 +74,16 @@ class AuthServer:
             unused_seconds=config.registration.unused_client_seconds,
         )
         tls = httpx2.create_ssl_context()  # the system's CAs, or SSL_CERT_FILE / SSL_CERT_DIR if set
-        documents = ClientMetadataDocuments(config, allow_loopback=settings.auth_server_cimd_allow_loopback, tls=tls)
+        documents = ClientMetadataDocuments(
+            config, allow_loopback=settings.auth_server_cimd_allow_loopback, tls=tls, shared=shared
+        )
         client_keys = ClientKeys(
             documents.fetch_policy, tls, max_cached=config.client_metadata_documents.max_cached_documents
         )
         assertions = ClientAssertionVerifier(
-            settings.auth_issuer, client_keys, InMemoryReplayCache(max_entries=100_000)
+            settings.auth_issuer,
+            client_keys,
+            (RedisReplayCache(shared, "replay-assertion") if shared else InMemoryReplayCache(max_entries=100_000)),
         )
         return cls(
             settings=settings,
@@ -92,18 +102,22 @@ class AuthServer:
                 assertions=assertions,
             ),
             users=UserDirectory.from_config(config, environ),
-            throttle=LoginThrottle(config.login),
+            throttle=SharedLoginThrottle(config.login, shared),
             pending=PendingAuthorizations(
                 engine,
                 max_entries=config.login.max_pending_sign_ins,
                 max_per_address=config.login.max_pending_sign_ins_per_address,
             ),
             csrf=CsrfSigner(settings.auth_server_state_keys),
-            authorize_rate=RateLimiter(config.rate_limits.authorize),
-            registration_rate=RateLimiter(config.rate_limits.registration),
-            token_rate=RateLimiter(config.rate_limits.token),
-            login_rate=RateLimiter(config.rate_limits.login),
-            id_jags=IdJagVerifier(config.trusted_identity_providers),
+            authorize_rate=SharedRateLimiter(config.rate_limits.authorize, "authorize", shared),
+            registration_rate=SharedRateLimiter(config.rate_limits.registration, "registration", shared),
+            token_rate=SharedRateLimiter(config.rate_limits.token, "token", shared),
+            login_rate=SharedRateLimiter(config.rate_limits.login, "login", shared),
+            id_jags=IdJagVerifier(
+                config.trusted_identity_providers,
+                RedisReplayCache(shared, "replay-id-jag") if shared else None,
+            ),
+            shared=shared,
         )
 
 

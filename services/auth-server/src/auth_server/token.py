@@ -249,7 +249,7 @@ def _count(request: Request, outcome: str) -> None:
 
 async def _token(request: Request) -> JSONResponse:
     server = server_of(request)
-    server.token_rate.check(client_address(request))
+    await server.token_rate.check(client_address(request))
     token_request = await read_token_request(request)
     request.state.grant_type = token_request.get("grant_type")
     client = await server.clients.authenticate(
