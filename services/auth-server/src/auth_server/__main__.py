@@ -7,6 +7,7 @@ one-off job, with DATABASE_MIGRATE_ON_START=false on the replicas.
 import asyncio
 import sys
 
+from oauth_tokens.database import DatabaseUnavailableError
 from oauth_tokens.errors import SettingsError
 from oauth_tokens.logs import configure_logging
 from oauth_tokens.serve import serve
@@ -32,7 +33,10 @@ def migrate() -> None:
     except SettingsError as error:
         raise SystemExit(f"auth-server: {error}") from None
     configure_logging(settings.log_level)
-    asyncio.run(_migrate(settings))
+    try:
+        asyncio.run(_migrate(settings))
+    except DatabaseUnavailableError as error:
+        raise SystemExit(f"auth-server: {error}") from None
     print("auth-server: database migrated")
 
 

@@ -25,8 +25,16 @@ def engine_for(settings: AuthServerSettings) -> AsyncEngine:
 
 
 async def migrate_schema(engine: AsyncEngine) -> None:
-    """Apply the auth-server's Alembic revisions (under the cross-replica lock of oauth_tokens.database)."""
-    await migrate(engine, MIGRATIONS)
+    """Apply the auth-server's Alembic revisions (under the cross-replica lock of oauth_tokens.database).
+
+    An unreachable database is DatabaseUnavailableError naming the setting (never its value).
+    """
+    try:
+        await migrate(engine, MIGRATIONS)
+    except Exception as error:
+        if is_unavailable(error):
+            raise DatabaseUnavailableError("DATABASE_URL: the database cannot be reached to migrate it") from None
+        raise
 
 
 @asynccontextmanager
