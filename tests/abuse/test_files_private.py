@@ -1,7 +1,7 @@
 """Readable databases, measured on main: crm-mcp's SQLite file was 0644 (any local user could copy it) and
 `connect_requests` kept each flow's PKCE verifier and OAuth state in plaintext until the flow ended.
 
-Every service's database is created here by the service's own database settings and migrations, under umask 0 (the loosest a
+Every service's database is created here by its own settings and migrations, under umask 0 (the loosest a
 process can run with), and must come out 0600, with SQLite's -wal/-shm files alike; a connect flow's
 secrets must not appear in the file, yet the flow still reads them back.
 """
