@@ -106,12 +106,14 @@ class ConnectRequests:
         table = CONNECT_REQUESTS.c
         match = (table.browser == digest(browser), table.stage == stage, table.expires_at > time.time())
         columns = (table.id, table.subject, table.state, table.verifier)
-        if next_stage is None:
-            statement = delete(CONNECT_REQUESTS).where(*match).returning(*columns)
-        else:
-            statement = update(CONNECT_REQUESTS).where(*match).values(stage=next_stage).returning(*columns)
         async with self.database.transaction() as db:
-            row = (await db.execute(statement)).first()
+            if next_stage is None:
+                result = await db.execute(delete(CONNECT_REQUESTS).where(*match).returning(*columns))
+            else:
+                result = await db.execute(
+                    update(CONNECT_REQUESTS).where(*match).values(stage=next_stage).returning(*columns)
+                )
+            row = result.first()
         if row is None:
             return None
         return self._opened(str(row.id), str(row.subject), str(row.state), str(row.verifier))

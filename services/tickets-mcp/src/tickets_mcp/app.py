@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
 from oauth_tokens.body_limit import BodyLimitMiddleware
@@ -18,6 +17,7 @@ from oauth_tokens.mcp import JWTTokenVerifier, advertise_scopes, resource_server
 from oauth_tokens.mcp_metrics import McpOperationMetrics
 from oauth_tokens.mcp_sessions import limit_sessions_per_user
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
+from oauth_tokens.service_database import READY_PATH, readiness_endpoint
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -40,21 +40,24 @@ INSTRUCTIONS = (
 
 def create_app(settings: TicketsMcpSettings) -> Starlette:
     """Build the MCP server and its Starlette app; the app's lifespan runs the MCP session manager."""
-    store = TicketStore(settings.tickets_mcp_data_dir)
+    database = settings.database()
+    store = TicketStore(database)
     validator = AccessTokenValidator(settings.validator_config(audiences=[settings.tickets_mcp_resource]))
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
-        seeded = await anyio.to_thread.run_sync(store.initialise)
+        await database.start(migrate_on_start=settings.database_migrate_on_start)
         logger.info(
-            "tickets-mcp started: resource %s, issuer %s, database %s%s",
+            "tickets-mcp started: resource %s, issuer %s, database %s",
             settings.tickets_mcp_resource,
             settings.auth_issuer,
-            store.path,
-            " (seeded with demo tickets)" if seeded else "",
+            database.description,
         )
-        async with validator:
-            yield {}
+        try:
+            async with validator:
+                yield {}
+        finally:
+            await database.dispose()
 
     auth = resource_server_auth(settings.auth_issuer, settings.tickets_mcp_resource)
     mcp: MCPServer[dict[str, Any]] = ModelFriendlyMCPServer(
@@ -73,6 +76,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
 
     # Called rather than used as a decorator: the SDK's decorator is untyped (mypy would flag it).
     mcp.custom_route(HEALTH_PATH, methods=["GET"])(health)
+    mcp.custom_route(READY_PATH, methods=["GET"])(readiness_endpoint(database))  # 503 while the database is away
 
     # Stateful sessions (the SDK default): crm-mcp keeps one session open and reuses it. A session is
     # bound to the (client_id, iss, sub) of the token that opened it, so a refreshed token of the same
@@ -88,7 +92,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
     )
     advertise_scopes(app, auth, SCOPES, resource_name="tickets-mcp")
     # One Host/Origin policy for every route; /health is left out for probes that use the pod's IP.
-    install_strict_host_check(app, security, exempt_paths=(HEALTH_PATH,))
+    install_strict_host_check(app, security, exempt_paths=(HEALTH_PATH, READY_PATH))
     limit_sessions_per_user(app, mcp.session_manager, settings, path=MCP_PATH)
     install_key_source_outage(app)
     # A token without a tool's scopes gets a 403 step-up challenge before the tool runs.

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Callable
 from typing import Annotated, Any, TypeVar
 
-import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -60,14 +58,14 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
         Requires the scope tickets:read.
         """
         require_tool_scopes(READ_SCOPE)
-        tickets = await anyio.to_thread.run_sync(functools.partial(store.find, customer_id, status))
+        tickets = await store.find(customer_id, status)
         return TicketList(tickets=tickets, count=len(tickets))
 
     @tool(_READ_ONLY, READ_SCOPE)
     async def get_ticket(ticket_id: TicketId) -> Ticket:
         """Get one ticket with its description, comments and provenance. Requires the scope tickets:read."""
         require_tool_scopes(READ_SCOPE)
-        ticket = await anyio.to_thread.run_sync(functools.partial(store.get, ticket_id))
+        ticket = await store.get(ticket_id)
         if ticket is None:
             raise not_found(ticket_id)
         return ticket
@@ -95,16 +93,13 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
         access = require_tool_scopes(WRITE_SCOPE)
         # Identity comes only from the validated token; `requested_by` is caller-supplied data that
         # tickets-mcp cannot verify (the client may act for any user), so it is stored, never trusted.
-        return await anyio.to_thread.run_sync(
-            functools.partial(
-                store.create,
-                customer_id=customer_id,
-                title=title,
-                description=description,
-                priority=priority,
-                created_by_client=access.client_id,
-                requested_by=requested_by,
-            )
+        return await store.create(
+            customer_id=customer_id,
+            title=title,
+            description=description,
+            priority=priority,
+            created_by_client=access.client_id,
+            requested_by=requested_by,
         )
 
     @tool(_WRITE, WRITE_SCOPE)
@@ -118,15 +113,8 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
         access = require_tool_scopes(WRITE_SCOPE)
         if status is None and priority is None and comment is None:
             raise ToolError("Nothing to update: give a status, a priority or a comment")
-        ticket = await anyio.to_thread.run_sync(
-            functools.partial(
-                store.update,
-                ticket_id,
-                status=status,
-                priority=priority,
-                comment=comment,
-                by_client=access.client_id,
-            )
+        ticket = await store.update(
+            ticket_id, status=status, priority=priority, comment=comment, by_client=access.client_id
         )
         if ticket is None:
             raise not_found(ticket_id)
