@@ -27,7 +27,10 @@ from oauth_tokens.mcp_sessions import limit_sessions_per_user
 from oauth_tokens.mcp_step_up import enforce_tool_scopes
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 from oauth_tokens.service_database import READY_PATH, install_database_outage, readiness_endpoint
+from oauth_tokens.shared_state import SharedState
+from oauth_tokens.shared_state.flight import SharedTokens
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
+from oauth_tokens.vault import KeyRing
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -56,8 +59,20 @@ INSTRUCTIONS = (
 )
 
 
+def shared_tokens(settings: Settings, shared: SharedState | None) -> SharedTokens | None:
+    """With REDIS_URL: tokens every replica shares (one request per key and lifetime), sealed under the vault keys."""
+    if shared is None:
+        return None
+    # The lock outlives one token request's deadline, so a waiter never starts a second one meanwhile.
+    lock_seconds = settings.crm_mcp_downstream_timeout_seconds + 2
+    return SharedTokens(shared, KeyRing(settings.crm_mcp_vault_keys), lock_seconds=lock_seconds)
+
+
 def crm_api_credentials(
-    settings: Settings, discovery: TokenEndpointDiscovery, credential: ClientCredential
+    settings: Settings,
+    discovery: TokenEndpointDiscovery,
+    credential: ClientCredential,
+    shared: SharedTokens | None = None,
 ) -> CrmApiCredentials:
     """Pattern 3 (forward the caller's token) or 3b (exchange it), as CRM_API_AUTH_MODE says."""
     logger.info("crm-api calls: CRM_API_AUTH_MODE=%s", settings.crm_api_auth_mode)
@@ -69,13 +84,19 @@ def crm_api_credentials(
         **credential.token_endpoint_arguments(),
         timeout_seconds=settings.crm_mcp_downstream_timeout_seconds,
         discover_token_url=discovery.token_endpoint,
+        shared_tokens=shared,
     )
     return ExchangedToken(exchange, settings.crm_api_audience)
 
 
 @asynccontextmanager
-async def open_downstreams(settings: Settings, credential: ClientCredential) -> AsyncIterator[Downstreams]:
-    """Create the clients of patterns 1-3 once; close them (and the MCP session they hold) at shutdown."""
+async def open_downstreams(
+    settings: Settings, credential: ClientCredential, shared: SharedState | None = None
+) -> AsyncIterator[Downstreams]:
+    """Create the clients of patterns 1-3 once; close them (and the MCP session they hold) at shutdown.
+
+    `shared` (REDIS_URL): patterns 2 and 3b share their tokens across replicas (shared_tokens)."""
+    tokens = shared_tokens(settings, shared)
     timeout = settings.crm_mcp_downstream_timeout_seconds
     # Without AUTH_TOKEN_URL, the token endpoint is found the way MCP clients find it: from tickets-mcp.
     discovery = TokenEndpointDiscovery(
@@ -89,6 +110,7 @@ async def open_downstreams(settings: Settings, credential: ClientCredential) -> 
         resource=settings.tickets_mcp_resource,
         timeout_seconds=timeout,
         discover_token_url=discovery.token_endpoint,
+        shared_tokens=tokens,
     )
     downstreams = Downstreams(
         weather=WeatherApiClient(
@@ -98,7 +120,7 @@ async def open_downstreams(settings: Settings, credential: ClientCredential) -> 
             timeout_seconds=timeout,
         ),
         crm_api=CrmApiClient(
-            settings.crm_api_url, crm_api_credentials(settings, discovery, credential), timeout_seconds=timeout
+            settings.crm_api_url, crm_api_credentials(settings, discovery, credential, tokens), timeout_seconds=timeout
         ),
         tickets=TicketsMcpClient(settings.tickets_mcp_url, tickets_auth, timeout_seconds=timeout),
     )
@@ -130,15 +152,18 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     database = settings.database()  # pattern 4's vault and connect flows, shared by every replica
     # Pattern 4: connect pages are routes, not tools.
     calendar = CalendarPattern.build(settings, validator, identity, database)
+    shared = settings.shared_state("crm-mcp")  # REDIS_URL; None: per-process token caches
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
         await database.start(migrate_on_start=settings.database_migrate_on_start)
         try:
-            async with validator, calendar.running(), open_downstreams(settings, identity.own()) as downstreams:
+            async with validator, calendar.running(), open_downstreams(settings, identity.own(), shared) as downstreams:
                 yield downstreams
         finally:
             await database.dispose()
+            if shared is not None:
+                await shared.aclose()
 
     mcp: MCPServer[Downstreams] = ModelFriendlyMCPServer(
         name="crm-mcp",

@@ -15,14 +15,19 @@ from oauth_tokens.cors import CorsSettings
 from oauth_tokens.mcp_sessions import McpSessionSettings
 from oauth_tokens.service_database import DatabaseSettings, ServiceDatabase
 from oauth_tokens.settings import CommaList, OptionalPort, TrustSettings
+from oauth_tokens.shared_state import SharedStateSettings
 from oauth_tokens.signing_keys import SigningAlgorithm
 from oauth_tokens.token_endpoint import AuthMethod
 from oauth_tokens.vault import VaultKeys
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 
-class Settings(TrustSettings, CorsSettings, McpSessionSettings, DatabaseSettings):
-    """Every field is the environment variable of the same name, upper-cased (see .env.example)."""
+class Settings(TrustSettings, CorsSettings, McpSessionSettings, DatabaseSettings, SharedStateSettings):
+    """Every field is the environment variable of the same name, upper-cased (see .env.example).
+
+    REDIS_URL (SharedStateSettings): every replica shares one client-credentials token (pattern 2) and one
+    exchanged token per user token (3b), sealed in Redis under CRM_MCP_VAULT_KEYS; empty: per process.
+    """
 
     crm_mcp_host: str = "127.0.0.1"
     crm_mcp_port: int = 8001

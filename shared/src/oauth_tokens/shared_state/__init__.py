@@ -11,6 +11,8 @@ implementation behind the same calls:
   outage, probe again after a second), and `SharedStateUnavailable`;
 - `limits`: `RedisFixedWindow` (weather-api), `RedisTokenBucket` (auth-server rate limits),
   `RedisFailureCounts` (login lockouts): atomic Lua scripts;
+- `quotas`: `RedisOwnedIndex`, auth_server.quotas.OwnedTable's ownership and eviction policy over
+  entries stored elsewhere (registrations, sign-ins in progress): one bound for all replicas;
 - `replay`: `RedisReplayCache` (`SET NX PXAT`; fails closed);
 - `cache`: `SharedCache`, bytes by key with a lifetime (e.g. client metadata documents);
 - `flight`: `SharedTokens`, cross-replica single flight for access tokens (a Redis lock and an
