@@ -60,7 +60,7 @@ class ScaledTopology(Topology):
 
     def replica_env(self, replica: Replica, overrides: Mapping[str, str]) -> dict[str, str]:
         env = {**self.env, **overrides}
-        return {**env, **resolve(replica.settings(), env)}
+        return {**env, **resolve(replica.settings(), env), **overrides}
 
     def process(self, replica: Replica, overrides: Mapping[str, str] = {}) -> ServiceProcess:
         port_variable = next(key for key in replica.settings() if key.endswith("_PORT") and "METRICS" not in key)
@@ -78,13 +78,20 @@ class ScaledTopology(Topology):
             group.sort(key=lambda p: p.name)
             self.services[replica.service.name] = group[0]
 
-    def restart(self, service: str, **overrides: str) -> None:
-        """Stop every replica of `service`, then start them again with `overrides`; wait until HAProxy sees them."""
+    def restart(self, services: list[str], **overrides: str) -> None:
+        """Stop every replica of `services`, start them again with `overrides`; wait until HAProxy sees them UP."""
         assert self.layout is not None
-        for process in self.replicas[service]:
-            process.stop()
-        self.start_replicas(self.layout.replicas[service], overrides)
-        self.wait_all_up(service)
+        for service in services:
+            for process in self.replicas[service]:
+                process.stop()
+        self.start_replicas([replica for service in services for replica in self.layout.replicas[service]], overrides)
+        self.wait_all_up()
+
+    def restart_replica(self, name: str) -> None:
+        """Start replica `name` again (after a kill) with its usual settings; wait until HAProxy sees it UP."""
+        assert self.layout is not None
+        self.start_replicas([self.layout.replica(name)])
+        self.wait_all_up()
 
     def kill(self, name: str) -> None:
         """SIGKILL replica `name` (its whole process group), as a crash would."""
