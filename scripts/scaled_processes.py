@@ -22,13 +22,14 @@ from scripts.local_servers import LocalServer, MissingServer, start_haproxy, sta
 from scripts.scaled_topology import (
     DATABASES,
     LIVE_PATH,
+    LIVENESS_ONLY,
+    READY_PATH,
     Plan,
     create_databases,
     haproxy_config,
     healthy,
     plan,
     procfile,
-    ready_path,
     replica_counts,
 )
 from scripts.topology import (
@@ -176,6 +177,14 @@ def up() -> int:
     _write_state(workspace, state)
     database_urls = create_databases(postgres.url, [service.name for service in services])
     (run_dir / "Procfile").write_text(procfile(layout))
+    (run_dir / "haproxy.cfg").write_text(haproxy_config(layout))
+    try:  # HAProxy first: it holds the public ports from now on (its replicas are DOWN until they start)
+        started["haproxy"] = _pid(start_haproxy(run_dir / "haproxy.cfg", layout.stats_port, install=_is_root()))
+    except (MissingServer, RuntimeError) as failed:
+        _stop_servers(workspace)
+        print(f"Cannot start HAProxy: {failed}")
+        return 1
+    _write_state(workspace, state)
     with workspace.log_file.open("ab") as log:
         honcho = subprocess.Popen(  # noqa: S603 - our interpreter, our generated Procfile
             [sys.executable, "-m", "honcho", "start", "--no-colour", "-f", str(run_dir / "Procfile"), "-e", os.devnull],
@@ -198,14 +207,6 @@ def up() -> int:
     try:
         if unhealthy := _wait_replicas(layout, honcho):
             return _fail(workspace, f"Not healthy: {', '.join(unhealthy)}. Last log lines:\n")
-        layout.ready_paths = {
-            name: ready_path(group[0], layout.public_ports[name]) for name, group in layout.replicas.items()
-        }
-        (run_dir / "haproxy.cfg").write_text(haproxy_config(layout))
-        haproxy = start_haproxy(run_dir / "haproxy.cfg", layout.stats_port, install=_is_root())
-        started["haproxy"] = _pid(haproxy)
-        state["ready_paths"] = layout.ready_paths
-        _write_state(workspace, state)
         if unbalanced := _wait_balanced(layout):
             return _fail(workspace, f"Not answering through HAProxy: {', '.join(unbalanced)}. Last log lines:\n")
     except KeyboardInterrupt:
@@ -249,8 +250,6 @@ def banner() -> int:
     replicas = int(str(state.get("replicas") or os.environ.get("REPLICAS") or 3))
     services = active_services(env)
     layout = plan(env, replica_counts(replicas, services), services=services)
-    paths = state.get("ready_paths") or {}
-    assert isinstance(paths, dict)
     ports = state.get("ports") or {}
     assert isinstance(ports, dict)
     print(f"\nScaled (REPLICAS={replicas}): HAProxy round-robins each port above over its replicas, no stickiness;")
@@ -258,7 +257,7 @@ def banner() -> int:
     print(f"  {'load balancer':<20} HAProxy, stats at http://localhost:{layout.stats_port}/")
     for name, group in layout.replicas.items():
         where = ", ".join(f"{replica.name} :{replica.port}" for replica in group)
-        print(f"  {name:<20} {where}  (checked: {paths.get(name, '/health/ready')})")
+        print(f"  {name:<20} {where}  (checked: {LIVE_PATH if name in LIVENESS_ONLY else READY_PATH})")
     databases = ", ".join(DATABASES[service.name] for service in services if service.name in DATABASES)
     print(f"  {'PostgreSQL':<20} 127.0.0.1:{ports.get('POSTGRES_PORT', '?')}: databases {databases} (DATABASE_URL)")
     print(f"  {'Redis':<20} 127.0.0.1:{ports.get('REDIS_PORT', '?')}: shared by all (REDIS_URL)")

@@ -21,7 +21,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs; used only to CREATE DATABASE
 import httpx2
@@ -47,6 +47,8 @@ CALENDAR_AUTH_SERVER_SETTINGS = {
 }
 READY_PATH = "/health/ready"
 LIVE_PATH = "/health"
+# Services with no readiness endpoint (nothing shared to wait for): HAProxy checks their liveness.
+LIVENESS_ONLY = frozenset({"calendar-api"})
 STATS_PORT_VARIABLE = "HAPROXY_STATS_PORT"
 DEFAULT_STATS_PORT = 8404
 PORT_STRIDE = 10000  # replica i of a service on public port P listens on P + i * PORT_STRIDE (make up)
@@ -126,7 +128,6 @@ class Plan:
     public_ports: dict[str, int]
     replicas: dict[str, list[Replica]]
     stats_port: int
-    ready_paths: dict[str, str] = field(default_factory=dict)
 
     def all_replicas(self) -> list[Replica]:
         return [replica for group in self.replicas.values() for replica in group]
@@ -188,6 +189,9 @@ def haproxy_config(topology_plan: Plan) -> str:
         "    retries 2",
         "    option redispatch 1",
         "    default-server inter 1s fastinter 500ms downinter 1s fall 2 rise 1",
+        # No replica ready (all out, e.g. their database is down): 503 with Retry-After, as the services answer.
+        "    http-error status 503 content-type application/json hdr Retry-After 1 string"
+        + ' "{\\"error\\":\\"temporarily_unavailable\\",\\"error_description\\":\\"no replica ready, retry later\\"}"',
         "listen stats",
         f"    bind 127.0.0.1:{topology_plan.stats_port}",
         "    stats enable",
@@ -195,7 +199,7 @@ def haproxy_config(topology_plan: Plan) -> str:
         "    stats refresh 2s",
     ]
     for name, group in topology_plan.replicas.items():
-        path = topology_plan.ready_paths.get(name, READY_PATH)
+        path = LIVE_PATH if name in LIVENESS_ONLY else READY_PATH
         host = f"localhost:{topology_plan.public_ports[name]}"
         lines += [
             f"frontend {name}",
@@ -229,16 +233,6 @@ def wait_healthy(port: int, timeout: float = 60.0) -> int:
         time.sleep(0.2)
     print(f"127.0.0.1:{port}{LIVE_PATH} not healthy after {timeout:.0f}s", file=sys.stderr)
     return 1
-
-
-def ready_path(replica: Replica, public_port: int) -> str:
-    """/health/ready if the replica serves it (200 or 503), else /health (a service without readiness)."""
-    host = {"Host": f"localhost:{public_port}"}
-    try:
-        status = httpx2.get(replica.url + READY_PATH, timeout=2.0, headers=host).status_code
-    except httpx2.TransportError:
-        return READY_PATH
-    return LIVE_PATH if status == 404 else READY_PATH
 
 
 async def _create_databases(server_url: str, names: list[str]) -> None:

@@ -10,7 +10,6 @@ replicas with other settings, or stop PostgreSQL or Redis for a while.
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import signal
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
+from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.local_servers import LocalServer
 from scripts.scaled_topology import (
@@ -30,7 +30,6 @@ from scripts.scaled_topology import (
     create_databases,
     haproxy_config,
     plan,
-    ready_path,
     replica_counts,
     resolve,
 )
@@ -130,20 +129,21 @@ class ScaledTopology(Topology):
                 raise TimeoutError(f"not all UP in HAProxy after {timeout}s: {status}")
             time.sleep(0.2)
 
-    def metric(self, service: str, pattern: str) -> float:
-        """The sum over `service`'s replicas of every /metrics sample whose line matches `pattern`."""
+    def metric(self, service: str, name: str, **labels: str) -> float:
+        """The sum over `service`'s replicas of every /metrics sample `name` with these labels."""
         assert self.layout is not None
         total = 0.0
         for replica in self.layout.replicas[service]:
             text = httpx2.get(f"http://127.0.0.1:{replica.metrics_port}/metrics", timeout=5).text
-            total += sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if re.match(pattern, line))
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                        total += sample.value
         return total
 
     def token_requests(self, grant: str) -> int:
         """Token requests the auth-server replicas answered for `grant` (any outcome), summed."""
-        return int(
-            self.metric("auth-server", rf'oauth_token_requests_total\{{side="server",grant="{re.escape(grant)}"')
-        )
+        return int(self.metric("auth-server", "oauth_token_requests_total", side="server", grant=grant))
 
 
 def scaled_env(crm_api_auth_mode: str) -> dict[str, str]:
@@ -176,14 +176,12 @@ def running_scaled_topology(
         topology = ScaledTopology(env=env, workdir=workdir, layout=layout)
         topology.servers.update(postgresql=postgres, redis=redis)
         stack.callback(topology.stop_replicas)
-        topology.start_replicas([group[0] for group in layout.replicas.values()])
-        topology.start_replicas([replica for group in layout.replicas.values() for replica in group[1:]])
-        layout.ready_paths = {
-            name: ready_path(group[0], layout.public_ports[name]) for name, group in layout.replicas.items()
-        }
         config = workdir / "haproxy.cfg"
         config.write_text(haproxy_config(layout))
+        # HAProxy first, so it holds the public ports while the replicas start (DOWN until they answer).
         topology.servers["haproxy"] = stack.enter_context(haproxy_server(config, layout.stats_port))
+        topology.start_replicas([group[0] for group in layout.replicas.values()])
+        topology.start_replicas([replica for group in layout.replicas.values() for replica in group[1:]])
         topology.wait_all_up(timeout=60)
         for port in layout.public_ports.values():
             assert httpx2.get(f"http://127.0.0.1:{port}{LIVE_PATH}", timeout=5).status_code == 200
