@@ -93,8 +93,7 @@ async def test_sigkill_of_a_crm_mcp_and_an_auth_server_replica_under_load(scaled
                 result = await later.call_tool("add_customer_note", {"customer_id": CUSTOMER, "note": "after"})
                 assert not result.is_error, result.content
     finally:
-        scaled.restart_replica("crm-mcp-2")
-        scaled.restart_replica("auth-server-2")
+        scaled.restart_replicas("crm-mcp-2", "auth-server-2")
 
     assert len(outcomes.acknowledged) > 20, outcomes
     lost = [note for note in outcomes.acknowledged if not any(note in text for text in stored)]

@@ -56,7 +56,8 @@ async def connect_and_schedule(scaled: ScaledTopology, user: str, title: str) ->
     """Connect `user`'s calendar (first call elicits, the browser consents), schedule `title`, list meetings."""
     at_keyboard = UserAtTheKeyboard(accounts(scaled, user))
     async with scaled.user_session(user, elicitation_callback=at_keyboard) as client:
-        scheduled = await client.call_tool("schedule_meeting", meeting_args(title))
+        customer = (await call_ok(client, "search_customers", {"query": ""}))[0]["id"]
+        scheduled = await client.call_tool("schedule_meeting", {**meeting_args(title), "customer_id": customer})
         assert not scheduled.is_error, text_of(scheduled)
         meetings = await call_ok(client, "list_my_meetings", {})
     assert len(at_keyboard.urls) == 1

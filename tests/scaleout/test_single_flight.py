@@ -18,6 +18,7 @@ import pytest
 from mcp import Client
 
 from scripts.bench.clients import bearer_session
+from scripts.bench.replicas import bench_replicas
 from tests.docs.expected_output import claims_of
 from tests.integration.test_patterns import call_ok
 from tests.scaleout.test_patterns import mcp_requests
@@ -90,3 +91,12 @@ async def test_100_concurrent_briefings_over_3_replicas_one_token_request_and_on
     assert exchange_mode.token_requests(CLIENT_CREDENTIALS) - client_credentials == 1
     # One exchange per user token (the searches and the briefings alike ask crm-api for crm:read).
     assert exchange_mode.token_requests(TOKEN_EXCHANGE) - exchanges == 2
+
+
+async def test_the_bench_replica_rows_meet_their_count_targets(scaled: ScaledTopology) -> None:
+    """`make bench`'s replica group (scripts.bench.replicas), with small counts, on this topology."""
+    counts, rows = await bench_replicas(scaled, calls=20, warm_rounds=2)
+    assert [count.value for count in counts] == [1, 2, 1, 2], counts
+    assert all(count.met for count in counts)
+    assert [row.name.rsplit(", ", 1)[1] for row in rows] == ["1 crm-mcp replica"] * 2 + ["3 crm-mcp replicas"] * 2
+    assert all(row.per_second > 0 for row in rows)

@@ -13,16 +13,16 @@ import os
 import secrets
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.local_servers import LocalServer
+from scripts.local_servers import LocalServer, start_haproxy, start_postgres, start_redis
 from scripts.scaled_topology import (
     LIVE_PATH,
     Plan,
@@ -86,10 +86,10 @@ class ScaledTopology(Topology):
         self.start_replicas([replica for service in services for replica in self.layout.replicas[service]], overrides)
         self.wait_all_up()
 
-    def restart_replica(self, name: str) -> None:
-        """Start replica `name` again (after a kill) with its usual settings; wait until HAProxy sees it UP."""
+    def restart_replicas(self, *names: str) -> None:
+        """Start replicas `names` again (after a kill) with their usual settings; wait until HAProxy sees them UP."""
         assert self.layout is not None
-        self.start_replicas([self.layout.replica(name)])
+        self.start_replicas([self.layout.replica(name) for name in names])
         self.wait_all_up()
 
     def kill(self, name: str) -> None:
@@ -159,14 +159,50 @@ def scaled_env(crm_api_auth_mode: str) -> dict[str, str]:
     return env
 
 
+@dataclass(frozen=True)
+class Servers:
+    """How the topology gets its PostgreSQL, Redis and HAProxy (tests: skip or fail when missing)."""
+
+    postgres: Callable[[], AbstractContextManager[LocalServer]] = postgres_server
+    redis: Callable[[], AbstractContextManager[LocalServer]] = redis_server
+    haproxy: Callable[[Path, int], AbstractContextManager[LocalServer]] = haproxy_server
+
+
+@contextmanager
+def plain_server(start: Callable[[], LocalServer]) -> Iterator[LocalServer]:
+    """A server outside pytest: MissingServer propagates (the caller says what to install)."""
+    server = start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def plain_servers(scratch: Path) -> Servers:
+    """Servers for `make bench` (no pytest): under `scratch`, on free ports, nothing installed."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    scratch.chmod(0o755)  # PostgreSQL runs as the postgres user when we are root
+    return Servers(
+        postgres=lambda: plain_server(lambda: start_postgres(scratch / "postgresql", free_port(), durable=False)),
+        redis=lambda: plain_server(lambda: start_redis(scratch / "redis", free_port())),
+        haproxy=lambda config, port: plain_server(lambda: start_haproxy(config, port)),
+    )
+
+
 @contextmanager
 def running_scaled_topology(
-    workdir: Path, *, replicas: int = 3, crm_api_auth_mode: str = "cascade", overrides: Mapping[str, str] | None = None
+    workdir: Path,
+    *,
+    replicas: int = 3,
+    crm_api_auth_mode: str = "cascade",
+    overrides: Mapping[str, str] | None = None,
+    servers: Servers | None = None,
 ) -> Iterator[ScaledTopology]:
     """PostgreSQL, Redis, every service's replicas (first ones first: they create shared keys) and HAProxy."""
+    servers = servers or Servers()
     with ExitStack() as stack:
-        postgres = stack.enter_context(postgres_server())
-        redis = stack.enter_context(redis_server())
+        postgres = stack.enter_context(servers.postgres())
+        redis = stack.enter_context(servers.redis())
         env = {**scaled_env(crm_api_auth_mode), **(overrides or {})}
         for name, variable in DATA_DIR_VARIABLES.items():
             env[variable] = str(workdir / name / "data")
@@ -179,7 +215,7 @@ def running_scaled_topology(
         config = workdir / "haproxy.cfg"
         config.write_text(haproxy_config(layout))
         # HAProxy first, so it holds the public ports while the replicas start (DOWN until they answer).
-        topology.servers["haproxy"] = stack.enter_context(haproxy_server(config, layout.stats_port))
+        topology.servers["haproxy"] = stack.enter_context(servers.haproxy(config, layout.stats_port))
         topology.start_replicas([group[0] for group in layout.replicas.values()])
         topology.start_replicas([replica for group in layout.replicas.values() for replica in group[1:]])
         topology.wait_all_up(timeout=60)
