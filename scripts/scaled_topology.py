@@ -9,7 +9,8 @@ build on this module, so the two run the same layout:
   for a service that has none) every second and takes a replica out after two failed checks;
 - each service with durable state gets its own PostgreSQL database (DATABASE_URL), all share one
   Redis (REDIS_URL) with keys namespaced per service (REDIS_KEY_PREFIX);
-- N crm-mcp replicas, two of every other service (one each with REPLICAS=1).
+- N crm-mcp replicas, two of every other service (one each with REPLICAS=1), one calendar-api (the
+  third party's stand-in keeps its meetings in memory).
 
 Usage: python -m scripts.scaled_topology {up|down|banner|wait-healthy PORT}
 """
@@ -63,11 +64,24 @@ def database_url_variable(service: str) -> str:
     return "SCALED_DATABASE_URL_" + service.upper().replace("-", "_")
 
 
+# Services that stay single: calendar-api stands in for a third party's SaaS and keeps its meetings in
+# process memory (a real SaaS scales its own storage); two of it would each see half of the meetings.
+SINGLE_INSTANCE = frozenset({"calendar-api"})
+
+
 def replica_counts(replicas: int, services: tuple[Service, ...] = SERVICES) -> dict[str, int]:
-    """`replicas` crm-mcp replicas, two of every other service (one each when `replicas` is 1)."""
+    """`replicas` crm-mcp replicas, two of every other service (one each when `replicas` is 1), but
+    one calendar-api (SINGLE_INSTANCE)."""
     if replicas < 1:
         raise ValueError("REPLICAS must be 1 or more")
-    return {service.name: replicas if service.name == "crm-mcp" else min(2, replicas) for service in services}
+    return {
+        service.name: replicas
+        if service.name == "crm-mcp"
+        else 1
+        if service.name in SINGLE_INSTANCE
+        else min(2, replicas)
+        for service in services
+    }
 
 
 @dataclass(frozen=True)

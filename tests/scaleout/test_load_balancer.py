@@ -20,14 +20,17 @@ def test_consecutive_requests_land_on_different_replicas_of_every_service(scaled
             replicas = [replica.name for replica in scaled.layout.replicas[service]]
             served = [http.get(f"http://127.0.0.1:{port}/health").headers[SERVED_BY] for _ in range(2 * len(replicas))]
             assert set(served) == set(replicas), (service, served)
-            assert all(a != b for a, b in itertools.pairwise(served)), (service, served)
+            if len(replicas) > 1:
+                assert all(a != b for a, b in itertools.pairwise(served)), (service, served)
 
 
-def test_the_layout_is_three_crm_mcp_replicas_and_two_of_everything_else(scaled: ScaledTopology) -> None:
+def test_the_layout_is_three_crm_mcp_replicas_and_two_of_everything_else_but_calendar_api(
+    scaled: ScaledTopology,
+) -> None:
     status = scaled.backend_status()
     assert sorted(name for name in status if name.startswith("crm-mcp-")) == ["crm-mcp-1", "crm-mcp-2", "crm-mcp-3"]
     assert sorted(name for name in status if name.startswith("auth-server-")) == ["auth-server-1", "auth-server-2"]
-    assert len(status) == 3 + 2 * 6
+    assert len(status) == 3 + 2 * 5 + 1  # one calendar-api: the SaaS stand-in keeps its meetings in memory
     assert all(state.startswith("UP") for state in status.values()), status
 
 

@@ -23,7 +23,8 @@ ENV = {"CRM_MCP_PORT": "8001", "CRM_MCP_METRICS_PORT": "9401", "AUTH_SERVER_PORT
 def test_replica_counts_are_n_crm_mcp_and_two_of_everything_else() -> None:
     counts = replica_counts(3)
     assert counts["crm-mcp"] == 3
-    assert {count for name, count in counts.items() if name != "crm-mcp"} == {2}
+    assert counts["calendar-api"] == 1  # the SaaS stand-in keeps its meetings in memory
+    assert {count for name, count in counts.items() if name not in ("crm-mcp", "calendar-api")} == {2}
     assert set(replica_counts(1).values()) == {1}
     with pytest.raises(ValueError, match="REPLICAS"):
         replica_counts(0)
@@ -55,7 +56,7 @@ def test_each_replica_gets_its_own_port_its_services_database_and_redis_prefix()
 def test_the_procfile_starts_later_replicas_after_the_first_and_holds_no_secret() -> None:
     text = procfile(plan(ENV, replica_counts(3)))
     lines = {line.split(":", 1)[0]: line for line in text.splitlines() if not line.startswith("#")}
-    assert len(lines) == 3 + 2 * 6
+    assert len(lines) == 3 + 2 * 5 + 1
     assert "wait-healthy" not in lines["crm-mcp-1"]
     assert "wait-healthy 18001 &&" in lines["crm-mcp-3"]
     assert 'DATABASE_URL="$SCALED_DATABASE_URL_CRM_MCP"' in lines["crm-mcp-2"]  # a reference, not the URL
