@@ -81,6 +81,7 @@ def test_migrate_creates_the_default_sqlite_database_and_exits(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert "database migrated" in result.stdout
     database = tmp_path / "data" / "auth-server.db"
+    assert database.stat().st_mode & 0o777 == 0o600  # never readable by other local users
     tables = sqlite3.connect(database).execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     assert {"registered_clients", "pending_sign_ins", "authorization_codes", "refresh_tokens"} <= {
         name for (name,) in tables

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from oauth_tokens.database import DatabaseUnavailableError, async_url, create_engine, is_unavailable, migrate
+from oauth_tokens.private_files import create_private_file
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -21,9 +22,10 @@ SWEEP_INTERVAL_SECONDS = 60.0
 
 def engine_for(settings: AuthServerSettings) -> AsyncEngine:
     """The engine DATABASE_URL names (empty: SQLite at <AUTH_SERVER_DATA_DIR>/auth-server.db)."""
-    return create_engine(
-        async_url(settings.database_url.get_secret_value(), default_sqlite_file=settings.database_file)
-    )
+    url = settings.database_url.get_secret_value()
+    if not url:  # 0600 before SQLite creates it (its -wal and -shm follow): sign-ins name users and clients
+        create_private_file(settings.database_file)
+    return create_engine(async_url(url, default_sqlite_file=settings.database_file))
 
 
 async def migrate_schema(engine: AsyncEngine) -> None:
