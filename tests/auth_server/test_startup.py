@@ -8,10 +8,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from tests.auth_server.conftest import AuthTestEnv
-from tests.support.processes import free_port
+from tests.support.processes import free_port, start_service
 
 _SCRUBBED = ("AUTH_", "CRM_", "TICKETS_", "DEMO_", "TEST_", "DATABASE_")
 
@@ -80,6 +81,7 @@ def test_migrate_creates_the_default_sqlite_database_and_exits(tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     assert "database migrated" in result.stdout
     database = tmp_path / "data" / "auth-server.db"
+    assert database.stat().st_mode & 0o777 == 0o600  # never readable by other local users
     tables = sqlite3.connect(database).execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()
     assert {"registered_clients", "pending_sign_ins", "authorization_codes", "refresh_tokens"} <= {
         name for (name,) in tables
@@ -97,3 +99,19 @@ def test_an_unreachable_database_stops_start_up_and_migrate_naming_the_setting(
     assert result.returncode != 0
     assert "DATABASE_URL: the database cannot be reached" in result.stderr
     assert password not in result.stderr + result.stdout
+
+
+def test_without_migration_on_start_a_replica_is_unready_until_migrate_has_run(tmp_path: Path) -> None:
+    env = AuthTestEnv(port=free_port(), workdir=tmp_path)
+    variables = {**_variables(env), "DATABASE_MIGRATE_ON_START": "false"}
+    server = start_service(
+        "auth-server", "auth_server", port_variable="AUTH_SERVER_PORT", env=variables, workdir=tmp_path
+    )
+    try:
+        unready = httpx2.get(f"{server.url}/health/ready", timeout=10.0)
+        assert (unready.status_code, unready.json()["unavailable"]) == (503, ["database"])
+        assert "Retry-After" in unready.headers
+        assert _start(variables, tmp_path, "migrate").returncode == 0
+        assert httpx2.get(f"{server.url}/health/ready", timeout=10.0).status_code == 200
+    finally:
+        server.stop()

@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
 from auth_server.clients import Client, ClientRegistry
 from auth_server.codes import AuthorizationCodeStore, AuthorizationGrant, s256_challenge
 from auth_server.db import migrate_schema
@@ -17,8 +19,9 @@ from auth_server.errors import OAuthError
 from auth_server.pending import PendingAuthorization, PendingAuthorizations
 from auth_server.refresh_tokens import RefreshTokenStore
 from auth_server.registrations import Registrations
+from auth_server.tables import metadata
 from oauth_tokens.database import async_url, create_engine
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.servers import postgres_server
@@ -66,6 +69,16 @@ async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEn
     yield pair
     for engine in pair:
         await engine.dispose()
+
+
+async def test_the_migrations_create_exactly_the_schema_tables_py_describes(
+    engines: tuple[AsyncEngine, AsyncEngine],
+) -> None:
+    def differences(connection: Connection) -> list[object]:
+        return list(compare_metadata(MigrationContext.configure(connection), metadata))
+
+    async with engines[0].connect() as connection:
+        assert await connection.run_sync(differences) == []
 
 
 def _grant(client_id: str = "app") -> AuthorizationGrant:

@@ -11,6 +11,7 @@ from auth_server.config_sections import LoginPolicy, RateLimit
 from auth_server.errors import OAuthError
 from auth_server.keys import KeyStore
 from auth_server.limits import RateLimiter
+from auth_server.pending import CsrfSigner
 from auth_server.quotas import owner_of_address
 from auth_server.tokens import AccessTokenIssuer
 from auth_server.users import LoginThrottle, TooManyFailures, UserDirectory, make_user
@@ -136,3 +137,14 @@ def test_the_rate_limiter_allows_a_burst_then_the_rate_per_address() -> None:
     limiter.check("10.0.0.1", now=10)
     with pytest.raises(OAuthError):
         limiter.check("10.0.0.1", now=11)
+
+
+def test_csrf_values_verify_under_every_state_key_and_the_first_signs() -> None:
+    old, new = "o" * 32, "n" * 32
+    before = CsrfSigner([old]).value("login", "request", "nonce")
+    rotated = CsrfSigner([new, old])  # a new key first; the old one kept for the sign-ins it signed
+    assert rotated.is_valid(before, "login", "request", "nonce")
+    assert rotated.value("login", "request", "nonce") == CsrfSigner([new]).value("login", "request", "nonce")
+    assert not CsrfSigner([new]).is_valid(before, "login", "request", "nonce")  # the old key dropped
+    assert not rotated.is_valid(before, "consent", "request", "nonce")  # per step
+    assert not rotated.is_valid(before, "login", "request", "another browser")

@@ -9,14 +9,14 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from oauth_tokens.cors import PREFLIGHT_MAX_AGE_SECONDS, origin_regex
-from oauth_tokens.database import RETRY_AFTER_SECONDS, DatabaseUnavailableError, ping
+from oauth_tokens.database import RETRY_AFTER_SECONDS, DatabaseUnavailableError
 from oauth_tokens.shared_state import SharedStateUnavailable
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth_server import authorize, metadata, register, revoke, token
 from auth_server.config import load_config
-from auth_server.db import migrate_schema
+from auth_server.db import migrate_schema, schema_ready
 from auth_server.errors import (
     OAuthError,
     database_unavailable_handler,
@@ -126,8 +126,8 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
 
     @app.get("/health/ready")
     async def ready() -> JSONResponse:
-        """Readiness: the database answers and a signing key can be read (503 + Retry-After otherwise)."""
-        problems = [] if await ping(server.engine) else ["database"]
+        """Readiness: the database answers with its schema and a signing key can be read (else 503 + Retry-After)."""
+        problems = [] if await schema_ready(server.engine) else ["database"]
         try:
             server.keystore.signing_key()
         except (OSError, RuntimeError, ValueError) as error:  # the shared key directory is unreadable

@@ -8,9 +8,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from oauth_tokens.database import DatabaseUnavailableError, async_url, create_engine, is_unavailable, migrate
+from oauth_tokens.private_files import create_private_file
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from auth_server.settings import AuthServerSettings
+from auth_server.tables import refresh_families
 
 MIGRATIONS = "auth_server:migrations"
 # Expired rows are deleted at most this often per store and process (a write path pays for it).
@@ -19,9 +22,10 @@ SWEEP_INTERVAL_SECONDS = 60.0
 
 def engine_for(settings: AuthServerSettings) -> AsyncEngine:
     """The engine DATABASE_URL names (empty: SQLite at <AUTH_SERVER_DATA_DIR>/auth-server.db)."""
-    return create_engine(
-        async_url(settings.database_url.get_secret_value(), default_sqlite_file=settings.database_file)
-    )
+    url = settings.database_url.get_secret_value()
+    if not url:  # 0600 before SQLite creates it (its -wal and -shm follow): sign-ins name users and clients
+        create_private_file(settings.database_file)
+    return create_engine(async_url(url, default_sqlite_file=settings.database_file))
 
 
 async def migrate_schema(engine: AsyncEngine) -> None:
@@ -49,6 +53,17 @@ async def transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnection]:
         if is_unavailable(error):
             raise DatabaseUnavailableError("the database is unavailable") from error
         raise
+
+
+async def schema_ready(engine: AsyncEngine) -> bool:
+    """Readiness: the database answers and holds the schema (a replica started with
+    DATABASE_MIGRATE_ON_START=false stays unready until `python -m auth_server migrate` has run)."""
+    try:
+        async with transaction(engine) as connection:
+            await connection.execute(select(refresh_families.c.family_id).limit(1))
+    except DatabaseUnavailableError:  # unreachable, or (OperationalError) no such table yet
+        return False
+    return True
 
 
 class Sweeper:
