@@ -71,7 +71,8 @@ async def ready_within(database: ServiceDatabase, seconds: float = 5.0) -> bool:
     """Whether `database` answers within `seconds` (the recovery the shared-state contract promises after a
     server comes back: PostgreSQL accepts connections a moment after its port opens)."""
     with anyio.move_on_after(seconds):
-        while not await database.ready():
+        while True:
+            if await database.ready():
+                return True
             await anyio.sleep(0.1)
-        return True
     return False
