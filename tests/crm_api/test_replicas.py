@@ -59,7 +59,15 @@ def replicas(database_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
     try:
         for name in ("crm-api-a", "crm-api-b"):
             started.append(
-                start_service(name, "crm_api", port_variable="CRM_API_PORT", env=database_env, workdir=workdir / name)
+                start_service(
+                    name,
+                    "crm_api",
+                    port_variable="CRM_API_PORT",
+                    env=database_env,
+                    workdir=workdir / name,
+                    health_path="/health/ready",
+                    timeout=120.0,  # a loaded 2-core runner at times needs more than the default 30 s
+                )
             )
         yield started
     finally:

@@ -38,6 +38,8 @@ __all__ = ["postgres"]  # fixture
 
 pytestmark = pytest.mark.anyio
 
+# Start-up (imports, migration) on a loaded 2-core CI runner takes longer than the default 30 s at times.
+STARTUP_SECONDS = 120.0
 REFRESHED = "Issued token: grant=refresh_token client=crm-mcp sub=alice"
 
 
@@ -65,7 +67,17 @@ async def replicas(topology: Topology, postgres: LocalServer, tmp_path: Path) ->
         try:
             for name in ("crm-mcp-pg-a", "crm-mcp-pg-b"):
                 workdir = tmp_path / name
-                started.append(start_service(name, "crm_mcp", port_variable="CRM_MCP_PORT", env=env, workdir=workdir))
+                started.append(
+                    start_service(
+                        name,
+                        "crm_mcp",
+                        port_variable="CRM_MCP_PORT",
+                        env=env,
+                        workdir=workdir,
+                        health_path="/health/ready",
+                        timeout=STARTUP_SECONDS,
+                    )
+                )
             yield Replicas(started[0], started[1], calendar_token)
         finally:
             for service in started:
