@@ -15,7 +15,7 @@ from oauth_tokens.database import DatabaseUnavailableError
 from oauth_tokens.service_database import ServiceDatabase
 
 from scripts.local_servers import LocalServer
-from tests.support.databases import create_postgres_database, database_url, postgres
+from tests.support.databases import create_postgres_database, database_url, postgres, ready_within
 
 __all__ = ["database_url", "postgres"]  # fixtures
 
@@ -100,5 +100,5 @@ async def test_postgresql_down_is_unavailable_then_recovers(postgres: LocalServe
             assert not await store.database.ready()
         finally:
             postgres.start()
-        assert await store.database.ready()
+        assert await ready_within(store.database)
         assert len(await store.search("alice", None)) == 4  # the pool replaced its broken connections

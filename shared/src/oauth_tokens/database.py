@@ -102,11 +102,20 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     )
 
 
+# PostgreSQL SQLSTATEs of a server that is not (yet, or any more) serving: class 08 (connection exception) and
+# 57P01-57P03 (shut down by an operator or a crash, or still starting up). asyncpg raises them as plain
+# DBAPIError, not OperationalError.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
 def is_unavailable(error: BaseException) -> bool:
     """True for errors that mean "the server is not there" rather than a bug or a constraint violation."""
     if isinstance(error, (OperationalError, InterfaceError)):
         return True
     if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if isinstance(error, DBAPIError) and isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
         return True
     return isinstance(error, (OSError, TimeoutError))
 
