@@ -1,7 +1,8 @@
-"""Two real auth-server processes on one Redis (REDIS_URL): a lockout earned on one holds on the other, a
-client assertion used on one is a replay on the other; with Redis stopped, the token endpoint answers a
-client assertion with 503 temporarily_unavailable and Retry-After (never 500, never accepted unchecked),
-sign-in still works on per-process limits, and both recover within 5 s of Redis's return."""
+"""Two real auth-server processes on one Redis (REDIS_URL): a lockout earned on one holds on the other,
+a client assertion used on one is a replay on the other, a client metadata document is fetched once for
+both; with Redis stopped, the token endpoint answers a client assertion with 503 temporarily_unavailable
+and Retry-After (never 500, never accepted unchecked), sign-in still works on per-process limits, and both
+recover within 5 s of Redis's return."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from tests.auth_server.browser import Browser, only_form
 from tests.auth_server.conftest import AuthTestEnv, start_auth_server
 from tests.auth_server.flows import authorize_url, native_app
 from tests.auth_server.metadata_host import Answer, DocumentHost
+from tests.auth_server.test_cimd import _open, document
 from tests.support.processes import ServiceProcess
 from tests.support.servers import redis_server
 
@@ -34,6 +36,7 @@ class Replicas:
     processes: list[ServiceProcess]
     keys: KeyStore
     redis: LocalServer
+    host: DocumentHost
 
     def signer(self) -> ClientAssertionSigner:
         return ClientAssertionSigner(self.keys, self.envs[0].issuer, audience="issuer")
@@ -58,11 +61,12 @@ def replicas(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Replicas]:
                         "REDIS_URL": redis.url,
                         "CRM_MCP_CLIENT_AUTH_METHOD": "private_key_jwt",
                         "CRM_MCP_JWKS_URI": host.url("/agent.json"),
+                        "AUTH_SERVER_CIMD_ALLOW_LOOPBACK": "true",  # client metadata documents from `host`
                     },
                 )
                 envs.append(env)
                 processes.append(process)
-            yield Replicas(envs, processes, keys, redis)
+            yield Replicas(envs, processes, keys, redis, host)
         finally:
             for process in processes:
                 process.stop()
@@ -88,6 +92,13 @@ def test_a_lockout_on_one_replica_holds_on_the_other(replicas: Replicas) -> None
     assert locked.status_code == 429
     assert LOCKED_OUT in locked.text
     assert 0 < int(locked.headers["retry-after"]) <= 900
+
+
+def test_a_client_metadata_document_is_fetched_once_for_both_replicas(replicas: Replicas) -> None:
+    replicas.host.answers["/client.json"] = Answer(document=document(replicas.host, "/client.json"))
+    client_id = replicas.host.url("/client.json")
+    assert [_open(env, client_id).status_code for env in replicas.envs] == [200, 200]  # sign-in pages
+    assert replicas.host.requests["/client.json"] == 1  # the second replica used the shared copy
 
 
 def _client_credentials(env: AuthTestEnv, assertion: str) -> httpx2.Response:

@@ -7,6 +7,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx2
 import pytest
@@ -107,3 +108,17 @@ def test_a_redis_outage_degrades_to_per_process_and_recovers(
         assert "redis://" not in logs
         assert logs.count("is unreachable") == 1
         assert " 500 " not in logs
+
+
+def test_a_bad_redis_url_stops_start_up_naming_the_setting_not_its_password(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from oauth_tokens.settings import SettingsError, load_settings
+    from weather_api.settings import WeatherApiSettings
+
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("WEATHER_API_KEYS", secrets.token_urlsafe(24))
+    monkeypatch.setenv("REDIS_URL", "https://:hunter2-secret@redis.example:6379/0")
+    with pytest.raises(SettingsError, match="REDIS_URL") as refused:
+        load_settings(WeatherApiSettings)
+    assert "hunter2" not in str(refused.value)
