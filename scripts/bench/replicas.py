@@ -60,12 +60,17 @@ async def _customers(url: str, tokens: dict[str, str]) -> dict[str, str]:
 
 
 async def bench_replicas(
-    scaled: ScaledTopology, calls: int = CALLS, warm_rounds: int = 20
+    scaled: ScaledTopology,
+    calls: int = CALLS,
+    warm_rounds: int = 20,
+    replica_counts: tuple[int, ...] = (1, 3),
+    restore: bool = True,
 ) -> tuple[list[Count], list[Row]]:
-    """Token-endpoint requests (targeted) and throughput (reported) at 1 and 3 crm-mcp replicas."""
+    """Token-endpoint requests (targeted) and throughput (reported) at 1 and 3 crm-mcp replicas;
+    `restore`: crm-mcp back in its own mode afterwards."""
     counts: list[Count] = []
     rows: list[Row] = []
-    for replicas in (1, 3):
+    for replicas in replica_counts:
         scaled.restart(["crm-mcp"], CRM_API_AUTH_MODE="exchange", REDIS_KEY_PREFIX=f"crm-mcp-{uuid.uuid4().hex[:8]}")
         url = scaled.crm_mcp_url if replicas == 3 else scaled.replicas["crm-mcp"][0].url + "/mcp"
         tokens = {user: await scaled.user_token(user) for user in USERS}
@@ -95,5 +100,6 @@ async def bench_replicas(
                 lambda: session.call_tool("customer_briefing", arguments),  # noqa: B023 - awaited in this iteration
             )
         rows += [cold, warm]
-    scaled.restart(["crm-mcp"])
+    if restore:
+        scaled.restart(["crm-mcp"])
     return counts, rows

@@ -1,10 +1,12 @@
 """Cross-replica single flight, and pattern 3b through the load balancer.
 
-crm-mcp and the auth-server are restarted in exchange mode (CRM_API_AUTH_MODE=exchange), crm-mcp with a
-fresh REDIS_KEY_PREFIX so no token is cached anywhere. Then 100 concurrent customer_briefing calls, alice's
-and bob's, spread over the 3 crm-mcp replicas, reach the token endpoint exactly once for the
-client-credentials token (pattern 2, tickets-mcp) and once per user for the exchange (pattern 3b), counted
-by the auth-server replicas themselves (their /metrics, summed).
+crm-mcp is restarted in exchange mode (CRM_API_AUTH_MODE=exchange) with a fresh REDIS_KEY_PREFIX, so no
+token is cached anywhere (the auth-server stays in cascade mode: the user's token then also names
+crm-api, and crm-mcp exchanges it all the same; tests/integration covers the auth-server's side).
+Then 100 concurrent customer_briefing calls, alice's and bob's, spread over the 3 crm-mcp replicas,
+reach the token endpoint exactly once for the client-credentials token (pattern 2, tickets-mcp) and
+once per user for the exchange (pattern 3b), counted by the auth-server replicas themselves (their
+/metrics, summed).
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from mcp import Client
 
 from scripts.bench.clients import bearer_session
 from scripts.bench.replicas import bench_replicas
-from tests.docs.expected_output import claims_of
 from tests.integration.test_patterns import call_ok
 from tests.scaleout.test_patterns import mcp_requests
 from tests.support.scaled import ScaledTopology
@@ -33,24 +34,23 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 
 @pytest.fixture(scope="module")
 def exchange_mode(scaled: ScaledTopology) -> Iterator[ScaledTopology]:
-    scaled.restart(
-        ["auth-server", "crm-mcp"], CRM_API_AUTH_MODE="exchange", REDIS_KEY_PREFIX=f"crm-mcp-{uuid.uuid4().hex[:8]}"
-    )
+    scaled.restart(["crm-mcp"], CRM_API_AUTH_MODE="exchange", REDIS_KEY_PREFIX=f"crm-mcp-{uuid.uuid4().hex[:8]}")
     try:
         yield scaled
     finally:
-        scaled.restart(["auth-server", "crm-mcp"])
+        scaled.restart(["crm-mcp"])
 
 
-async def test_pattern_3b_tokens_name_crm_mcp_alone_and_each_user_sees_only_their_customers(
+async def test_pattern_3b_each_user_sees_only_their_customers_through_an_exchanged_token(
     exchange_mode: ScaledTopology,
 ) -> None:
+    exchanges = exchange_mode.token_requests(TOKEN_EXCHANGE)
     alice = await exchange_mode.user_token("alice")
-    assert claims_of(alice)["aud"] in (exchange_mode.crm_mcp_url, [exchange_mode.crm_mcp_url])
     async with bearer_session(exchange_mode.crm_mcp_url, alice) as session:
         customers = await call_ok(session, "search_customers", {"query": ""})
     assert customers
     assert {c["owner"] for c in customers} == {"alice"}
+    assert exchange_mode.token_requests(TOKEN_EXCHANGE) == exchanges + 1
 
 
 async def _briefings(url: str, tokens: dict[str, str], customer_ids: dict[str, str]) -> list[Any]:
@@ -93,10 +93,10 @@ async def test_100_concurrent_briefings_over_3_replicas_one_token_request_and_on
     assert exchange_mode.token_requests(TOKEN_EXCHANGE) - exchanges == 2
 
 
-async def test_the_bench_replica_rows_meet_their_count_targets(scaled: ScaledTopology) -> None:
-    """`make bench`'s replica group (scripts.bench.replicas), with small counts, on this topology."""
-    counts, rows = await bench_replicas(scaled, calls=20, warm_rounds=2)
-    assert [count.value for count in counts] == [1, 2, 1, 2], counts
+async def test_the_bench_replica_rows_meet_their_count_targets(exchange_mode: ScaledTopology) -> None:
+    """`make bench`'s replica group (scripts.bench.replicas), small, at 1 replica (3 is the test above)."""
+    counts, rows = await bench_replicas(exchange_mode, calls=20, warm_rounds=2, replica_counts=(1,), restore=False)
+    assert [count.value for count in counts] == [1, 2], counts
     assert all(count.met for count in counts)
-    assert [row.name.rsplit(", ", 1)[1] for row in rows] == ["1 crm-mcp replica"] * 2 + ["3 crm-mcp replicas"] * 2
+    assert [row.name.rsplit(", ", 1)[1] for row in rows] == ["1 crm-mcp replica"] * 2
     assert all(row.per_second > 0 for row in rows)
