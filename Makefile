@@ -34,6 +34,8 @@ help: ## Show this help
 	@echo "           CRM_API_AUTH_MODE=cascade|exchange picks pattern 3 or 3b for crm-mcp → crm-api (default: .env's)."
 	@echo "           CALENDAR_AUTH_MODE=consent|cross-app-access picks pattern 4 or 5 for the calendar tools (default: .env's)."
 	@echo "           DPOP=accept|require turns DPoP on (docs/dpop.md); require binds every token of the demo to a key."
+	@echo "           REPLICAS=N (make up) runs the scaled topology: PostgreSQL, Redis, N crm-mcp replicas, two of most"
+	@echo "           others, behind HAProxy on the same ports (local processes; docs/scale-out.md)."
 	@echo "           VERBOSE=1 shows Docker's full build output (make up); KEEP_DATA=1 keeps the data (make down);"
 	@echo "           SOAK_SECONDS=N sets how long make soak runs (default 60)."
 	@echo "           REPEAT=N runs make bench N times and prints each ratio's spread; PROFILE=1 adds its profiles."
@@ -55,7 +57,9 @@ install: $(VENV_STAMP) ## Create .venv from the lock file (every other target do
 
 .PHONY: up
 up: install .env ## Start all services (Docker if an engine answers, else local processes) and wait until healthy
-ifeq ($(USE_DOCKER),1)
+ifneq ($(REPLICAS),)
+	@REPLICAS="$(REPLICAS)" $(RUN) python -m scripts.scaled_topology up
+else ifeq ($(USE_DOCKER),1)
 	@mkdir -p .run/traces && chmod 1777 .run/traces  # the containers' user writes its trace files here
 ifeq ($(VERBOSE),1)
 	docker compose up --build --wait
@@ -78,7 +82,8 @@ down: ## Stop what `make up` started and delete its data (keys, databases, trace
 ifeq ($(USE_DOCKER),1)
 	docker compose down --remove-orphans $(if $(filter 1,$(KEEP_DATA)),,--volumes)
 else
-	@KEEP_DATA="$(KEEP_DATA)" $(RUN) python -m scripts.topology down
+	@if [ -f "$${TOPOLOGY_DIR:-.}/.run/scaled/state.json" ]; then KEEP_DATA="$(KEEP_DATA)" $(RUN) python -m scripts.scaled_topology down; \
+	else KEEP_DATA="$(KEEP_DATA)" $(RUN) python -m scripts.topology down; fi
 endif
 
 .PHONY: logs

@@ -35,10 +35,13 @@ from scripts.bench.measure import SCALE, Count, Ratio, Row
 from scripts.bench.naive import bench_naive
 from scripts.bench.overhead import bench_overhead
 from scripts.bench.profiles import bench_tool_profiles
+from scripts.bench.replicas import bench_replicas
 from scripts.bench.report import print_notes, print_ratios, print_rows, print_scaling, print_spread
 from scripts.bench.tool_calls import bench_client_credentials, bench_scaling, bench_tool_calls
 from scripts.bench.tracing import bench_tracing
 from scripts.bench.validation import bench_validation
+from scripts.local_servers import MissingServer
+from tests.support.scaled import plain_servers, running_scaled_topology
 from tests.support.topology import Topology, running_topology
 
 UNTHROTTLED = "{ burst = 1000000, per_minute = 1000000 }"
@@ -114,7 +117,28 @@ async def main_async(workdir: Path, profile: bool) -> Results:
     print("Starting the topology on free loopback ports…", flush=True)
     with running_topology(workdir, overrides=unthrottled_settings(workdir)) as topology:
         await bench_topology(topology, results, profile=profile)
+    scaled = workdir / "scaled"
+    scaled.mkdir(mode=0o755)  # PostgreSQL runs as the postgres user when we are root
+    await bench_scaled(scaled, results)
     return results
+
+
+async def bench_scaled(workdir: Path, results: Results) -> None:
+    """The replica rows, on a scaled topology (PostgreSQL, Redis, HAProxy from Debian; skipped if missing)."""
+    if SCALE.quick:  # ~17 more processes: tests/scaleout/test_single_flight.py runs this group instead
+        print("Skipping the replica rows (--quick): tests/scaleout runs them.", flush=True)
+        return
+    progress("token requests and throughput at 1 and 3 crm-mcp replicas (a scaled topology)")
+    try:
+        with running_scaled_topology(
+            workdir, overrides=unthrottled_settings(workdir), servers=plain_servers(workdir / "servers")
+        ) as scaled:
+            counts, rows = await bench_replicas(scaled)
+    except MissingServer as missing:
+        print(f"Skipped the replica rows: {missing}", flush=True)
+        return
+    results.counts += counts
+    results.rows += rows
 
 
 def print_results(results: Results) -> None:

@@ -17,9 +17,9 @@ from pathlib import Path
 import anyio
 import pytest
 from mcp.types import TextContent
-from oauth_tokens.vault import TokenVault, parse_vault_keys
 
 from tests.integration.test_third_party_calendar import bearer_session, connected
+from tests.support.crm_mcp_state import crm_mcp_vault
 from tests.support.hanging import misbehaving_server
 from tests.support.processes import start_service
 from tests.support.topology import Topology
@@ -28,12 +28,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 DEADLINE = 2
 CALLERS = 5
-
-
-def crm_mcp_vault(topology: Topology) -> TokenVault:
-    """crm-mcp's vault file, opened with its keys (to clean up, as an operator could)."""
-    env = topology.env
-    return TokenVault(Path(env["CRM_MCP_DATA_DIR"]) / "crm-mcp.sqlite3", parse_vault_keys(env["CRM_MCP_VAULT_KEYS"]))
 
 
 async def test_concurrent_calls_of_one_user_share_one_refresh_against_a_hanging_token_endpoint(
@@ -70,7 +64,8 @@ async def test_concurrent_calls_of_one_user_share_one_refresh_against_a_hanging_
                             group.start_soon(list_meetings)
         finally:
             replica.stop()
-            await crm_mcp_vault(topology).delete("alice", issuer)  # no grant left for the next test
+            async with crm_mcp_vault(topology.env) as vault:
+                await vault.delete("alice", issuer)  # no grant left for the next test
 
     print(f"{CALLERS} list_my_meetings against a hanging calendar token endpoint ended at {sorted(ended)} s")
     assert len(errors) == CALLERS

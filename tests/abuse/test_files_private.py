@@ -1,7 +1,7 @@
 """Readable databases, measured on main: crm-mcp's SQLite file was 0644 (any local user could copy it) and
 `connect_requests` kept each flow's PKCE verifier and OAuth state in plaintext until the flow ended.
 
-Every service's database is created here by the service's own store class, under umask 0 (the loosest a
+Every service's database is created here by its own settings and migrations, under umask 0 (the loosest a
 process can run with), and must come out 0600, with SQLite's -wal/-shm files alike; a connect flow's
 secrets must not appear in the file, yet the flow still reads them back.
 """
@@ -12,14 +12,14 @@ import os
 import secrets
 import sqlite3
 import stat
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from crm_api.store import CustomerStore
 from crm_mcp.connect_requests import CHECKING, SIGNING_IN, ConnectRequests, pkce_pair
+from oauth_tokens.service_database import ServiceDatabase
 from oauth_tokens.vault import StoredGrant, TokenVault, parse_vault_keys
-from tickets_mcp.store import TicketStore
 
 pytestmark = pytest.mark.anyio
 
@@ -46,21 +46,37 @@ def vault_keys() -> str:
     return f"k1:{secrets.token_urlsafe(32)}"
 
 
-def test_crm_api_and_tickets_mcp_databases_are_0600(tmp_path: Path, loose_umask: None) -> None:
-    customers, tickets = CustomerStore(tmp_path / "crm-api"), TicketStore(tmp_path / "tickets-mcp")
-    customers.initialise()
-    tickets.initialise()
+@asynccontextmanager
+async def migrated(path: Path, migrations: str = "crm_mcp:migrations") -> AsyncIterator[ServiceDatabase]:
+    """A service's default SQLite database at `path` (DATABASE_URL empty), migrated as at start-up."""
+    database = ServiceDatabase("", default_sqlite_file=path, migrations=migrations)
+    try:
+        await database.start(migrate_on_start=True)
+        yield database
+    finally:
+        await database.dispose()
 
-    assert mode(customers.path) == 0o600
-    assert mode(tickets.path) == 0o600
+
+async def test_crm_api_and_tickets_mcp_databases_are_0600(tmp_path: Path, loose_umask: None) -> None:
+    customers, tickets = tmp_path / "crm-api" / "crm.sqlite3", tmp_path / "tickets-mcp" / "tickets.sqlite3"
+    async with migrated(customers, "crm_api:migrations"), migrated(tickets, "tickets_mcp:migrations"):
+        pass
+
+    assert mode(customers) == 0o600
+    assert mode(tickets) == 0o600
 
 
 async def test_crm_mcp_database_and_its_wal_are_0600(tmp_path: Path, loose_umask: None) -> None:
     database = tmp_path / "crm-mcp" / "crm-mcp.sqlite3"
     keys = parse_vault_keys(vault_keys())
-    vault, requests = TokenVault(database, keys), ConnectRequests(database, keys)
-    await vault.initialise()
-    await requests.initialise()
+    async with migrated(database) as service_database:
+        await _write_with_a_reader_open(database, TokenVault(service_database, keys))
+    files = [database, *database.parent.glob("crm-mcp.sqlite3-*")]
+    modes = {path.name: mode(path) for path in files}
+    assert modes == {path.name: 0o600 for path in files}
+
+
+async def _write_with_a_reader_open(database: Path, vault: TokenVault) -> None:
     reader = sqlite3.connect(database)  # an open connection keeps the WAL and its index in place
     try:
         reader.execute("SELECT COUNT(*) FROM token_grants").fetchone()
@@ -69,7 +85,6 @@ async def test_crm_mcp_database_and_its_wal_are_0600(tmp_path: Path, loose_umask
         modes = {path.name: mode(path) for path in files}
     finally:
         reader.close()
-
     assert len(files) == 3, modes
     assert modes == {path.name: 0o600 for path in files}
 
@@ -79,39 +94,38 @@ async def test_an_older_readable_database_is_tightened(tmp_path: Path) -> None:
     sqlite3.connect(database).close()
     database.chmod(0o644)
 
-    await ConnectRequests(database, parse_vault_keys(vault_keys())).initialise()
+    async with migrated(database):
+        pass
 
     assert mode(database) == 0o600
 
 
 async def test_a_connect_flows_verifier_and_state_are_not_in_the_file(tmp_path: Path) -> None:
-    database = tmp_path / "crm-mcp.sqlite3"
-    requests = ConnectRequests(database, parse_vault_keys(vault_keys()))
-    await requests.initialise()
-    reference, _ = await requests.issue("alice")
-    state, (verifier, _) = secrets.token_urlsafe(32), pkce_pair()
+    async with migrated(tmp_path / "crm-mcp.sqlite3") as database:
+        requests = ConnectRequests(database, parse_vault_keys(vault_keys()))
+        reference, _ = await requests.issue("alice")
+        state, (verifier, _) = secrets.token_urlsafe(32), pkce_pair()
 
-    claimed = await requests.claim(reference, state, verifier)
+        claimed = await requests.claim(reference, state, verifier)
+        assert claimed is not None
+        raw = everything_in(tmp_path)
+        browser, _ = claimed
+        step = await requests.take(browser, SIGNING_IN, CHECKING)
 
-    assert claimed is not None
-    raw = everything_in(tmp_path)
     assert state.encode() not in raw
     assert verifier.encode() not in raw
-    browser, _ = claimed
-    step = await requests.take(browser, SIGNING_IN, CHECKING)
     assert step is not None
     assert (step.subject, step.state, step.code_verifier) == ("alice", state, verifier)
 
 
 async def test_sealed_flow_secrets_do_not_open_under_other_keys(tmp_path: Path) -> None:
     """A database copied to a crm-mcp with other keys (or whose keys were removed) yields no flow."""
-    database = tmp_path / "crm-mcp.sqlite3"
-    requests = ConnectRequests(database, parse_vault_keys(vault_keys()))
-    await requests.initialise()
-    reference, _ = await requests.issue("alice")
-    claimed = await requests.claim(reference, secrets.token_urlsafe(32), pkce_pair()[0])
-    assert claimed is not None
+    async with migrated(tmp_path / "crm-mcp.sqlite3") as database:
+        requests = ConnectRequests(database, parse_vault_keys(vault_keys()))
+        reference, _ = await requests.issue("alice")
+        claimed = await requests.claim(reference, secrets.token_urlsafe(32), pkce_pair()[0])
+        assert claimed is not None
 
-    other = ConnectRequests(database, parse_vault_keys(vault_keys()))
+        other = ConnectRequests(database, parse_vault_keys(vault_keys()))
 
-    assert await other.take(claimed[0], SIGNING_IN, CHECKING) is None
+        assert await other.take(claimed[0], SIGNING_IN, CHECKING) is None

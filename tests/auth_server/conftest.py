@@ -82,6 +82,7 @@ class AuthTestEnv:
     reporting_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     alice_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     bob_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
+    state_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     issuer: str = ""
     # Pattern 5: the authorization server ID-JAGs are issued for (the shipped policy's one audience).
     calendar_issuer: str = "http://calendar-auth.example.test"
@@ -112,12 +113,20 @@ class AuthTestEnv:
         return self.workdir / "auth-server.test.toml"
 
     def secrets(self) -> list[str]:
-        return [self.agent_secret, self.web_secret, self.reporting_secret, self.alice_password, self.bob_password]
+        return [
+            self.agent_secret,
+            self.web_secret,
+            self.reporting_secret,
+            self.alice_password,
+            self.bob_password,
+            self.state_key,
+        ]
 
     def environment(self) -> dict[str, str]:
         return {
             "AUTH_ISSUER": self.issuer,
             "AUTH_SERVER_DATA_DIR": str(self.workdir / "data"),
+            "AUTH_SERVER_STATE_KEYS": self.state_key,
             "AUTH_SERVER_CONFIG": str(self.config_path),
             "CRM_MCP_RESOURCE": self.crm_mcp_resource,
             "CRM_MCP_PUBLIC_URL": f"http://127.0.0.1:{self.crm_mcp_port}",

@@ -13,6 +13,8 @@ from auth_server.users import UserDirectory
 from oauth_tokens.errors import SettingsError
 from oauth_tokens.settings import load_settings
 
+STATE_KEY = "k" * 32
+
 ENVIRONMENT = {
     "CRM_MCP_RESOURCE": "http://localhost:8001/mcp",
     "CRM_MCP_PUBLIC_URL": "http://localhost:8001",
@@ -116,7 +118,9 @@ def test_a_missing_secret_stops_start_up_naming_it_not_showing_anything() -> Non
     with pytest.raises(SettingsError, match="CRM_MCP_CLIENT_SECRET"):
         ClientRegistry.from_config(config, with_secret_method, realm="test")
     # private_key_jwt (the default) reads no secret at all.
-    agent = ClientRegistry.from_config(load_config(None, ENVIRONMENT), ENVIRONMENT, realm="test").get("crm-mcp-agent")
+    agent = ClientRegistry.from_config(load_config(None, ENVIRONMENT), ENVIRONMENT, realm="test").configured(
+        "crm-mcp-agent"
+    )
     assert agent is not None
     assert agent.token_endpoint_auth_method == "private_key_jwt"
     assert agent.secret_digest is None
@@ -184,14 +188,41 @@ def test_settings_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     for name in ("AUTH_SERVER_PORT", "AUTH_SERVER_HOST", "AUTH_SERVER_DATA_DIR", "AUTH_SERVER_CONFIG"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AUTH_ISSUER", "http://localhost:9000")
+    monkeypatch.setenv("AUTH_SERVER_STATE_KEYS", STATE_KEY)
+    for name in ("DATABASE_URL", "DATABASE_MIGRATE_ON_START"):
+        monkeypatch.delenv(name, raising=False)
     settings = load_settings(AuthServerSettings)
     assert (settings.auth_server_host, settings.auth_server_port) == ("127.0.0.1", 9000)
     assert settings.keys_dir == Path("data/auth-server/keys")
     assert settings.auth_server_config is None
+    assert settings.database_url.get_secret_value() == ""
+    assert settings.database_file == Path("data/auth-server/auth-server.db")
+    assert settings.database_migrate_on_start is True
+
+
+@pytest.mark.parametrize("keys", [None, "", "short-secret", f"{STATE_KEY},short-secret"])
+def test_the_state_keys_are_required_and_long(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, keys: str | None
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
+    monkeypatch.setenv("AUTH_ISSUER", "http://localhost:9000")
+    monkeypatch.delenv("AUTH_SERVER_STATE_KEYS", raising=False)
+    if keys is not None:
+        monkeypatch.setenv("AUTH_SERVER_STATE_KEYS", keys)
+    with pytest.raises(SettingsError, match="AUTH_SERVER_STATE_KEYS") as refused:
+        load_settings(AuthServerSettings)
+    assert "short-secret" not in str(refused.value)  # named, never echoed
+
+
+def test_several_state_keys_are_a_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTH_ISSUER", "http://localhost:9000")
+    monkeypatch.setenv("AUTH_SERVER_STATE_KEYS", f"{'n' * 32}, {STATE_KEY}")
+    assert load_settings(AuthServerSettings).auth_server_state_keys == ("n" * 32, STATE_KEY)
 
 
 def test_an_empty_config_setting_means_the_packaged_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTH_ISSUER", "http://localhost:9000")
+    monkeypatch.setenv("AUTH_SERVER_STATE_KEYS", STATE_KEY)
     monkeypatch.setenv("AUTH_SERVER_CONFIG", "")
     assert load_settings(AuthServerSettings).auth_server_config is None
 

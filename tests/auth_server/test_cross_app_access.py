@@ -82,6 +82,7 @@ subjects = {{ alice = "alice" }}
             env={
                 "AUTH_ISSUER": auth.calendar_issuer,
                 "AUTH_SERVER_DATA_DIR": str(workdir / "data"),
+                "AUTH_SERVER_STATE_KEYS": secrets.token_urlsafe(32),
                 "AUTH_SERVER_CONFIG": str(config),
                 "CALENDAR_API_AUDIENCE": auth.calendar_audience,
                 "CALENDAR_CLIENT_ID": "crm-mcp",

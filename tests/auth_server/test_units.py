@@ -6,49 +6,15 @@ import time
 from pathlib import Path
 
 import pytest
-from auth_server.clients import Client, ClientRegistry
-from auth_server.codes import AuthorizationCodeStore, AuthorizationGrant, check_pkce, s256_challenge
+from auth_server.codes import check_pkce, s256_challenge
 from auth_server.config_sections import LoginPolicy, RateLimit
 from auth_server.errors import OAuthError
 from auth_server.keys import KeyStore
 from auth_server.limits import RateLimiter
-from auth_server.pending import PendingAuthorization, PendingAuthorizations
+from auth_server.pending import CsrfSigner
 from auth_server.quotas import owner_of_address
-from auth_server.tokens import AccessTokenIssuer, RefreshTokenStore
+from auth_server.tokens import AccessTokenIssuer
 from auth_server.users import LoginThrottle, TooManyFailures, UserDirectory, make_user
-
-VERIFIER = "v" * 43
-
-
-def _grant() -> AuthorizationGrant:
-    return AuthorizationGrant(
-        client_id="app",
-        subject="alice",
-        resource="crm-mcp",
-        scopes=("crm:read",),
-        redirect_uri="http://localhost:1/cb",
-        redirect_uri_in_request=True,
-        code_challenge=s256_challenge(VERIFIER),
-    )
-
-
-def test_an_expired_code_is_invalid_grant(monkeypatch: pytest.MonkeyPatch) -> None:
-    store = AuthorizationCodeStore(60, RefreshTokenStore())
-    code = store.issue(_grant())
-    later = time.time() + 61
-    monkeypatch.setattr(time, "time", lambda: later)  # the clock moves past the 60 s lifetime
-    with pytest.raises(OAuthError) as raised:
-        store.redeem(code, "app")
-    assert raised.value.error == "invalid_grant"
-
-
-def test_a_code_redeems_once() -> None:
-    store = AuthorizationCodeStore(60, RefreshTokenStore())
-    code = store.issue(_grant())
-    _, grant = store.redeem(code, "app")
-    assert grant.subject == "alice"
-    with pytest.raises(OAuthError):
-        store.redeem(code, "app")
 
 
 def test_pkce_s256_matches_rfc_7636_appendix_b() -> None:
@@ -160,115 +126,6 @@ def test_an_ipv6_client_owns_its_64_an_ipv4_one_its_address(address: str, owner:
     assert owner_of_address(address) == owner
 
 
-def _registered(number: int) -> Client:
-    return Client(
-        client_id=f"dyn-{number}",
-        name=f"Registered {number}",
-        grant_types=frozenset({"authorization_code"}),
-        resources=("crm-mcp",),
-        scopes=("crm:read",),
-        redirect_uris=("http://localhost:1/cb",),
-        dynamically_registered=True,
-    )
-
-
-def _registry(max_clients: int, per_address: int) -> ClientRegistry:
-    return ClientRegistry(
-        [],
-        realm="test",
-        max_dynamic_clients=max_clients,
-        max_clients_per_address=per_address,
-        unused_client_seconds=3600,
-    )
-
-
-def test_a_full_registry_forgets_the_heaviest_addresses_unused_registration(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
-    registry = _registry(max_clients=4, per_address=3)
-    registry.register(_registered(1), address="10.0.0.1")  # a real client, used
-    registry.mark_used("dyn-1")
-    for number in (2, 3, 4):  # then a flood from one address fills the table
-        registry.register(_registered(number), address="10.0.0.9")
-    registry.register(_registered(5), address="10.0.0.2")  # a new client from elsewhere still registers
-    assert [registry.get(f"dyn-{number}") is not None for number in range(1, 6)] == [True, False, True, True, True]
-    registry.register(_registered(6), address="10.0.0.9")  # past its share: the flood loses its own oldest
-    assert registry.get("dyn-3") is None
-    assert registry.get("dyn-1") is not None
-    assert registry.get("dyn-5") is not None
-
-
-def test_a_used_registration_goes_only_when_no_unused_one_is_left(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
-    registry = _registry(max_clients=2, per_address=2)
-    registry.register(_registered(1), address="10.0.0.1")
-    registry.register(_registered(2), address="10.0.0.2")
-    registry.mark_used("dyn-2")
-    registry.register(_registered(3), address="10.0.0.2")
-    assert (registry.get("dyn-1"), registry.get("dyn-2")) == (None, _registered(2))  # unused went first
-    registry.mark_used("dyn-3")
-    registry.register(_registered(4), address="10.0.0.3")  # all used: the heaviest address's oldest goes
-    assert (registry.get("dyn-2"), registry.get("dyn-3")) == (None, _registered(3))
-
-
-def test_an_addresss_share_bounds_its_unused_registrations_not_its_used_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
-    registry = _registry(max_clients=10, per_address=1)
-    registry.register(_registered(1), address="10.0.0.1")
-    registry.mark_used("dyn-1")  # e.g. one colleague behind the office NAT signed in with it
-    registry.register(_registered(2), address="10.0.0.1")  # another's: beyond the share, nothing used goes
-    registry.register(_registered(3), address="10.0.0.1")  # a third: the unused one of the share makes room
-    assert [registry.get(f"dyn-{number}") is not None for number in (1, 2, 3)] == [True, False, True]
-
-
-def test_registrations_never_used_expire_used_ones_stay(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = 1_000_000.0
-    monkeypatch.setattr(time, "time", lambda: now)
-    registry = _registry(max_clients=2, per_address=2)
-    registry.register(_registered(1), address="10.0.0.1")
-    registry.register(_registered(2), address="10.0.0.1")
-    registry.mark_used("dyn-2")  # it obtained a token
-    now += 3600
-    assert registry.get("dyn-1") is None
-    assert registry.get("dyn-2") is not None
-
-
-def _pend(store: PendingAuthorizations, address: str = "10.0.0.1") -> PendingAuthorization:
-    return store.create(
-        address=address,
-        client_id="app",
-        redirect_uri="http://localhost:1/cb",
-        redirect_uri_in_request=True,
-        state=None,
-        code_challenge="c" * 43,
-        resource="crm-mcp",
-        scopes=("crm:read",),
-    )
-
-
-def test_a_full_pending_store_evicts_the_flood_and_expired_entries_go(monkeypatch: pytest.MonkeyPatch) -> None:
-    now = 1_000_000.0
-    monkeypatch.setattr(time, "time", lambda: now)
-    store = PendingAuthorizations(lifetime_seconds=600, max_entries=4, max_per_address=3)
-    user = _pend(store, "10.0.0.1")
-    flood = [_pend(store, "10.0.0.9") for _ in range(4)]  # past its share of 3: its own oldest went
-    assert store.get(flood[0].request_id) is None
-    newcomer = _pend(store, "10.0.0.2")  # full: the flood's oldest goes, not the user's
-    assert store.get(flood[1].request_id) is None
-    assert store.get(user.request_id) is user
-    assert store.get(newcomer.request_id) is newcomer
-    now += 601
-    assert store.get(user.request_id) is None  # expired
-
-
-def test_a_signed_in_pending_request_outlives_unfinished_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
-    store = PendingAuthorizations(lifetime_seconds=600, max_entries=2, max_per_address=2)
-    first, second = _pend(store), _pend(store)
-    first.subject = "alice"  # signed in, deciding on consent
-    _pend(store)
-    assert (store.get(first.request_id), store.get(second.request_id)) == (first, None)
-
-
 def test_the_rate_limiter_allows_a_burst_then_the_rate_per_address() -> None:
     limiter = RateLimiter(RateLimit(burst=3, per_minute=6))  # one every 10 s
     for _ in range(3):
@@ -280,3 +137,14 @@ def test_the_rate_limiter_allows_a_burst_then_the_rate_per_address() -> None:
     limiter.check("10.0.0.1", now=10)
     with pytest.raises(OAuthError):
         limiter.check("10.0.0.1", now=11)
+
+
+def test_csrf_values_verify_under_every_state_key_and_the_first_signs() -> None:
+    old, new = "o" * 32, "n" * 32
+    before = CsrfSigner([old]).value("login", "request", "nonce")
+    rotated = CsrfSigner([new, old])  # a new key first; the old one kept for the sign-ins it signed
+    assert rotated.is_valid(before, "login", "request", "nonce")
+    assert rotated.value("login", "request", "nonce") == CsrfSigner([new]).value("login", "request", "nonce")
+    assert not CsrfSigner([new]).is_valid(before, "login", "request", "nonce")  # the old key dropped
+    assert not rotated.is_valid(before, "consent", "request", "nonce")  # per step
+    assert not rotated.is_valid(before, "login", "request", "another browser")

@@ -1,7 +1,7 @@
 """Pattern 4's refresh against a calendar token endpoint that hangs: one flight per user, nothing kept after.
 
-Real parts: crm-mcp's `CalendarAccounts` and `CalendarProvider`, a real encrypted `TokenVault` in a temporary
-SQLite file, and a loopback token endpoint that accepts connections and never answers
+Real parts: crm-mcp's `CalendarAccounts` and `CalendarProvider`, a real encrypted `TokenVault` in crm-mcp's
+temporary SQLite database, and a loopback token endpoint that accepts connections and never answers
 (tests/support/hanging.py). The grants are stored directly (refresh tokens the hanging server never reads).
 """
 
@@ -18,8 +18,9 @@ from crm_mcp.client_identity import ClientIdentity
 from crm_mcp.downstream import DownstreamError
 from crm_mcp.settings import Settings
 from crm_mcp.third_party_calendar import CalendarAccounts, CalendarProvider
-from oauth_tokens.vault import StoredGrant, TokenVault, parse_vault_keys
+from oauth_tokens.vault import StoredGrant
 
+from tests.support.crm_mcp_state import crm_mcp_vault
 from tests.support.hanging import misbehaving_server
 
 pytestmark = pytest.mark.anyio
@@ -54,14 +55,16 @@ def settings(token_url: str, data_dir: Path) -> Settings:
 
 async def test_concurrent_refreshes_share_one_flight_per_user_and_leave_nothing_behind(tmp_path: Path) -> None:
     users = [f"user-{n}" for n in range(20)]
-    async with misbehaving_server() as hanging:
+    env = {
+        "CRM_MCP_DATA_DIR": str(tmp_path),
+        "CRM_MCP_VAULT_KEYS": f"k1:{base64.urlsafe_b64encode(os.urandom(32)).decode()}",
+    }
+    async with misbehaving_server() as hanging, crm_mcp_vault(env, migrate=True) as vault:
         config = settings(f"{hanging.url}/token", tmp_path)
-        vault = TokenVault(tmp_path / "vault.sqlite3", parse_vault_keys(config.crm_mcp_vault_keys))
-        await vault.initialise()
         for user in users:  # due for refresh: expiring within the margin
             await vault.put(user, ISSUER, StoredGrant("access", f"refresh-{user}", expires_at=time.time() + 5))
         provider = CalendarProvider(config, ClientIdentity(config).calendar())
-        accounts = CalendarAccounts(provider, vault, refresh_margin_seconds=60)
+        accounts = CalendarAccounts(provider, vault, refresh_margin_seconds=60, deadline_seconds=DEADLINE)
         errors: list[str] = []
 
         async def call(user: str) -> None:
@@ -78,7 +81,12 @@ async def test_concurrent_refreshes_share_one_flight_per_user_and_leave_nothing_
         finally:
             await provider.aclose()
 
+        assert await vault.get(users[0], ISSUER) is not None  # a refresh that timed out keeps the grant
+        # ... and releases its lease: the next call refreshes at once instead of waiting for another replica.
+        entry = await vault.read(users[0], ISSUER)
+        assert entry is not None
+        assert await vault.try_lease(users[0], ISSUER, 1, version=entry.version)
+
     assert len(errors) == 3 * len(users)
     assert hanging.connections == len(users)  # one refresh per user, not one per call
     assert len(accounts._refreshes) == 0  # no per-user entry outlives its calls
-    assert await vault.get(users[0], ISSUER) is not None  # a refresh that timed out keeps the grant

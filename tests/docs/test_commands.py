@@ -96,7 +96,9 @@ MAKE_TARGETS_EXERCISED_BY = {
     "help": "tests/docs/test_commands.py::test_make_help_output_matches_the_readme runs it",
     "install": "every other target depends on it; CI runs it through `make lint` and `make test` (.ci/run)",
     "up": "tests/scripts/test_topology.py runs what it runs locally (`python -m scripts.topology up`) in a "
-    "scratch directory on free ports; the Docker path (`docker compose build`, then `up --wait`) is proven by hand",
+    "scratch directory on free ports; the Docker path (`docker compose build`, then `up --wait`) is proven by hand; "
+    "`REPLICAS=N` runs scripts.scaled_topology's layout, which tests/scaleout starts on free ports (make demo "
+    "included: tests/scaleout/test_docs_commands.py)",
     "down": "tests/scripts/test_topology.py, as for `up`",
     "logs": "not run: `tail -F` never ends",
     "demo": "tests/docs/test_commands.py::test_make_demo_passes_against_a_fresh_topology runs "
@@ -115,11 +117,16 @@ MAKE_TARGETS_EXERCISED_BY = {
     "clean": "not run: it deletes .venv",
 }
 
-# Commands the docs show that no test can run, and why.
+SCALED = "needs the scaled topology: run against it by tests/scaleout/test_docs_commands.py"
+# Commands the docs show that no test can run here, and why.
 NOT_RUN = {
     "npx @modelcontextprotocol/inspector": "an interactive web UI that needs a browser and a person to click",
     "claude mcp add --transport http crm http://localhost:8001/mcp": "needs Claude Code installed and "
     "writes to the user's Claude Code configuration",
+    "for i in 1 2 3 4; do curl -s -o /dev/null -D - http://localhost:8001/health | grep -i '^x-served-by'; done": (
+        SCALED
+    ),
+    "curl -s 'http://localhost:8404/;csv' | cut -d, -f1,2,18 | grep '^crm-mcp,crm-mcp-'": SCALED,
     "docker run --rm -p 16686:16686 -p 4318:4318 jaegertracing/all-in-one": "needs Docker and pulls an image; "
     "the tests read the trace files instead (tests/integration/test_telemetry.py)",
     **{

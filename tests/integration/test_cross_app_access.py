@@ -22,9 +22,9 @@ import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ElicitResult
-from oauth_tokens.vault import TokenVault, parse_vault_keys
 
 from tests.integration.conftest import Topology
+from tests.support.crm_mcp_state import crm_mcp_vault
 from tests.support.processes import ServiceProcess, free_port, start_service
 from tests.support.topology import CALENDAR_AUTH_SERVER_CONFIG, service_overrides
 
@@ -120,11 +120,9 @@ async def test_pattern_5_reaches_the_users_calendar_without_any_browser_step(
     assert issued == issued_before + 1
     assert "grant=jwt_bearer client=crm-mcp sub=alice" in topology.services["calendar-auth-server"].logs()
     # Nothing went to the vault: pattern 5 keeps no grant.
-    env = topology.env
-    vault = TokenVault(
-        tmp_path / "crm-mcp-cross-app-data" / "crm-mcp.sqlite3", parse_vault_keys(env["CRM_MCP_VAULT_KEYS"])
-    )
-    assert await vault.get("alice", env["CALENDAR_AUTH_ISSUER"]) is None
+    env = {**topology.env, "CRM_MCP_DATA_DIR": str(tmp_path / "crm-mcp-cross-app-data")}
+    async with crm_mcp_vault(env) as vault:
+        assert await vault.get("alice", env["CALENDAR_AUTH_ISSUER"]) is None
 
     bob = NoElicitation()
     async with session(f"{crm_mcp.url}/mcp", await topology.user_token("bob"), bob) as client:

@@ -8,7 +8,6 @@ up or inspects state directly (the vault file, a reference's expiry), it says so
 
 from __future__ import annotations
 
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,6 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import httpx2
 import pytest
+from crm_mcp.connect_requests import CONNECT_REQUESTS
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
@@ -31,10 +31,12 @@ from mcp.types import (
     InputRequiredResult,
 )
 from oauth_tokens.token_endpoint import TokenEndpoint
-from oauth_tokens.vault import TokenVault, parse_vault_keys
+from oauth_tokens.vault import TokenVault
+from sqlalchemy import update
 
 from scripts.headless_login import HeadlessBrowser, open_in_browser
 from tests.integration.conftest import Topology
+from tests.support.crm_mcp_state import crm_mcp_vault
 from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.anyio
@@ -70,10 +72,10 @@ class UserAtTheKeyboard:
 
 
 @pytest.fixture
-def vault(topology: Topology) -> TokenVault:
-    """crm-mcp's vault file, opened with its keys (to set up and inspect, as an operator could)."""
-    env = topology.env
-    return TokenVault(Path(env["CRM_MCP_DATA_DIR"]) / "crm-mcp.sqlite3", parse_vault_keys(env["CRM_MCP_VAULT_KEYS"]))
+async def vault(topology: Topology) -> AsyncIterator[TokenVault]:
+    """crm-mcp's vault (its database), opened with its keys (to set up and inspect, as an operator could)."""
+    async with crm_mcp_vault(topology.env) as opened:
+        yield opened
 
 
 @pytest.fixture
@@ -179,8 +181,8 @@ async def test_replayed_tampered_and_expired_references_are_refused(topology: To
     await vault.delete("alice", issuer)
 
     expiring = await _link(topology)
-    with sqlite3.connect(vault.path) as db:
-        db.execute("UPDATE connect_requests SET expires_at = ?", (time.time() - 1,))
+    async with vault.database.transaction() as db:
+        await db.execute(update(CONNECT_REQUESTS).values(expires_at=time.time() - 1))
     assert (await open_in_browser(expiring, accounts(topology, "alice"))).status_code == 400
     assert await vault.get("alice", issuer) is None
 

@@ -10,6 +10,7 @@ import pytest
 from mcp import Client
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import TextContent
+from oauth_tokens.errors import DatabaseUnavailableError
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from pydantic import Field
 
@@ -28,6 +29,8 @@ def _server() -> ModelFriendlyMCPServer[object]:
             raise ToolError("The downstream did not answer")
         if query == "crash":
             raise RuntimeError("secret internal detail")
+        if query == "nodb":
+            raise DatabaseUnavailableError("postgresql://u:secret@db/x is down")
         return f"{query} {status} {limit}"
 
     return server
@@ -67,3 +70,9 @@ async def test_valid_arguments_still_work() -> None:
     async with Client(_server()) as client:
         result = await client.call_tool("find", {"query": "x", "status": "closed"})
     assert not result.is_error
+
+
+async def test_a_database_outage_is_a_clear_retry_later_not_a_crash() -> None:
+    text = await _error_text({"query": "nodb"})
+    assert text == "test's database is temporarily unavailable; retry in 2 s."
+    assert "secret" not in text

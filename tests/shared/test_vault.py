@@ -1,21 +1,33 @@
-"""The encrypted token vault: key parsing, AES-GCM at rest, rotation, row binding, the refresh lease,
-and that a missing or malformed CRM_MCP_VAULT_KEYS stops crm-mcp's start-up naming the variable."""
+"""The encrypted token vault on a real SQLite file and a real PostgreSQL: key parsing, AES-GCM at rest,
+rotation, row binding, the versioned refresh lease and one refresh across replicas (grant_refresh), and
+that a missing or malformed CRM_MCP_VAULT_KEYS stops crm-mcp's start-up naming the variable."""
 
 from __future__ import annotations
 
 import secrets
-import sqlite3
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 from crm_mcp.settings import Settings
 from oauth_tokens.errors import SettingsError
+from oauth_tokens.grant_refresh import RefreshInProgressElsewhereError, refresh_once
+from oauth_tokens.service_database import ServiceDatabase
 from oauth_tokens.settings import load_settings
-from oauth_tokens.vault import StoredGrant, TokenVault, parse_vault_keys
+from oauth_tokens.vault import TOKEN_GRANTS, StoredGrant, TokenVault, parse_vault_keys
+from sqlalchemy import select, update
+
+from tests.support.databases import database_url, postgres
+
+__all__ = ["database_url", "postgres"]  # fixtures
 
 pytestmark = pytest.mark.anyio
 ISSUER = "https://calendar.example"
+MIGRATIONS = "crm_mcp:migrations"  # the vault's table is crm-mcp's
 
 
 def key(key_id: str) -> str:
@@ -50,58 +62,126 @@ def test_a_repeated_key_id_is_refused() -> None:
         parse_vault_keys(f"{key('k1')},{key('k1')}")
 
 
-async def test_grants_are_encrypted_at_rest_and_bound_to_their_row(tmp_path: Path) -> None:
-    vault = TokenVault(tmp_path / "vault.sqlite3", parse_vault_keys(key("k1")))
-    await vault.initialise()
-    alice, bob = grant("alice"), grant("bob")
-    await vault.put("alice", ISSUER, alice)
-    await vault.put("bob", ISSUER, bob)
-
-    assert await vault.get("alice", ISSUER) == alice
-    stored = b"".join(path.read_bytes() for path in tmp_path.iterdir())  # noqa: ASYNC240
-    for token in (alice.access_token, alice.refresh_token or "", bob.access_token):
-        assert token.encode() not in stored
-    # A ciphertext copied into another user's row does not open there.
-    with sqlite3.connect(vault.path) as db:
-        db.execute(
-            "UPDATE token_grants SET nonce = (SELECT nonce FROM token_grants WHERE subject = 'alice'),"
-            " ciphertext = (SELECT ciphertext FROM token_grants WHERE subject = 'alice') WHERE subject = 'bob'"
-        )
-    assert await vault.get("bob", ISSUER) is None
-    assert await vault.delete("alice", ISSUER) == alice
-    assert await vault.get("alice", ISSUER) is None
+@asynccontextmanager
+async def vaults(url: str, *keys: str, replicas: int = 1) -> AsyncIterator[list[TokenVault]]:
+    """`replicas` vaults on one database (each its own engine, as separate crm-mcp processes), migrated."""
+    databases = [
+        ServiceDatabase(url, default_sqlite_file=Path("unused"), migrations=MIGRATIONS) for _ in range(replicas)
+    ]
+    try:
+        for database in databases:
+            await database.migrate()
+        yield [TokenVault(database, parse_vault_keys(",".join(keys))) for database in databases]
+    finally:
+        for database in databases:
+            await database.dispose()
 
 
-async def test_rotation_adds_a_key_first_and_old_grants_still_open(tmp_path: Path) -> None:
+async def raw_rows(vault: TokenVault) -> dict[str, Any]:
+    async with vault.database.transaction() as db:
+        return {row.subject: row for row in (await db.execute(select(TOKEN_GRANTS))).all()}
+
+
+async def test_grants_are_encrypted_at_rest_and_bound_to_their_row(database_url: str) -> None:
+    async with vaults(database_url, key("k1")) as (vault,):
+        alice, bob = grant("alice"), grant("bob")
+        await vault.put("alice", ISSUER, alice)
+        await vault.put("bob", ISSUER, bob)
+
+        assert await vault.get("alice", ISSUER) == alice
+        stored = b"".join(row.ciphertext + row.nonce for row in (await raw_rows(vault)).values())
+        for token in (alice.access_token, alice.refresh_token or "", bob.access_token):
+            assert token.encode() not in stored
+        # A ciphertext copied into another user's row does not open there.
+        alices_row = (await raw_rows(vault))["alice"]
+        async with vault.database.transaction() as db:
+            await db.execute(
+                update(TOKEN_GRANTS)
+                .where(TOKEN_GRANTS.c.subject == "bob")
+                .values(nonce=alices_row.nonce, ciphertext=alices_row.ciphertext)
+            )
+        assert await vault.get("bob", ISSUER) is None
+        assert await vault.delete("alice", ISSUER) == alice
+        assert await vault.get("alice", ISSUER) is None
+
+
+async def test_rotation_adds_a_key_first_and_old_grants_still_open(database_url: str) -> None:
     old_key, new_key = key("k1"), key("k2")
-    path = tmp_path / "vault.sqlite3"
-    before = TokenVault(path, parse_vault_keys(old_key))
-    await before.initialise()
     written_before = grant("before")
-    await before.put("alice", ISSUER, written_before)
-
-    after = TokenVault(path, parse_vault_keys(f"{new_key},{old_key}"))
-    assert await after.get("alice", ISSUER) == written_before
-    await after.put("bob", ISSUER, grant("after"))
-    with sqlite3.connect(path) as db:
-        key_ids = dict(db.execute("SELECT subject, key_id FROM token_grants").fetchall())
-    assert key_ids == {"alice": "k1", "bob": "k2"}
+    async with vaults(database_url, old_key) as (before,):
+        await before.put("alice", ISSUER, written_before)
+    async with vaults(database_url, new_key, old_key) as (after,):
+        assert await after.get("alice", ISSUER) == written_before
+        await after.put("bob", ISSUER, grant("after"))
+        assert {subject: row.key_id for subject, row in (await raw_rows(after)).items()} == {"alice": "k1", "bob": "k2"}
     # Without the old key, what it encrypted is unreadable (and treated as not connected).
-    assert await TokenVault(path, parse_vault_keys(new_key)).get("alice", ISSUER) is None
+    async with vaults(database_url, new_key) as (without_old,):
+        assert await without_old.get("alice", ISSUER) is None
 
 
-async def test_one_refresh_lease_at_a_time_and_storing_the_rotated_grant_frees_it(tmp_path: Path) -> None:
-    keys = parse_vault_keys(key("k1"))
-    replica_a, replica_b = TokenVault(tmp_path / "v.sqlite3", keys), TokenVault(tmp_path / "v.sqlite3", keys)
-    await replica_a.initialise()
-    await replica_a.put("alice", ISSUER, grant("first"))
+async def test_a_lease_is_taken_only_at_the_version_read_and_storing_frees_it(database_url: str) -> None:
+    async with vaults(database_url, key("k1"), replicas=2) as (replica_a, replica_b):
+        await replica_a.put("alice", ISSUER, grant("first"))
+        read_by_a, read_by_b = await replica_a.read("alice", ISSUER), await replica_b.read("alice", ISSUER)
+        assert read_by_a is not None
+        assert read_by_b is not None
 
-    assert await replica_a.try_lease("alice", ISSUER, 30)
-    assert not await replica_b.try_lease("alice", ISSUER, 30)
-    await replica_a.put("alice", ISSUER, grant("rotated"))
-    assert await replica_b.try_lease("alice", ISSUER, 30)
-    await replica_b.release_lease("alice", ISSUER)
-    assert await replica_a.try_lease("alice", ISSUER, 30)
+        assert await replica_a.try_lease("alice", ISSUER, 30, version=read_by_a.version)
+        assert not await replica_b.try_lease("alice", ISSUER, 30, version=read_by_b.version)
+        await replica_a.put("alice", ISSUER, grant("rotated"))  # frees the lease, bumps the version
+        # b read the row before the rotation: it can never lease that version again (no replay) ...
+        assert not await replica_b.try_lease("alice", ISSUER, 30, version=read_by_b.version)
+        current = await replica_b.read("alice", ISSUER)
+        assert current is not None
+        assert current.version == read_by_b.version + 1
+        # ... but it can lease the current one, and a released lease is free again.
+        assert await replica_b.try_lease("alice", ISSUER, 30, version=current.version)
+        await replica_b.release_lease("alice", ISSUER, version=current.version)
+        assert await replica_a.try_lease("alice", ISSUER, 30, version=current.version)
+
+
+async def test_two_replicas_due_at_once_send_one_refresh_and_both_use_its_result(database_url: str) -> None:
+    """The refresh-token rotation race: each replica finds the grant due; one redeems, the other waits."""
+    sent: list[str] = []
+
+    async def refresh(refresh_token: str) -> StoredGrant:  # the provider's token endpoint, as slow as a real one
+        sent.append(refresh_token)
+        await anyio.sleep(0.5)
+        return grant("rotated")
+
+    async with vaults(database_url, key("k1"), replicas=2) as replicas:
+        first = StoredGrant("access-old", "refresh-old", time.time() + 5)  # inside the 60 s margin: due
+        await replicas[0].put("alice", ISSUER, first)
+        results: list[StoredGrant | None] = []
+
+        async def replica_refreshes(vault: TokenVault) -> None:
+            results.append(
+                await refresh_once(vault, "alice", ISSUER, refresh, margin_seconds=60, wait_seconds=5, lease_seconds=15)
+            )
+
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as group:
+                for vault in replicas:
+                    group.start_soon(replica_refreshes, vault)
+        stored = await replicas[1].get("alice", ISSUER)
+
+    assert sent == ["refresh-old"]  # exactly one refresh, the old token never sent twice
+    assert results == [stored, stored]
+    assert stored is not None
+    assert stored.refresh_token != "refresh-old"
+
+
+async def test_a_replica_waits_for_a_lease_held_elsewhere_at_most_its_deadline(database_url: str) -> None:
+    async def refresh(refresh_token: str) -> StoredGrant:
+        raise AssertionError("the lease is held elsewhere: this replica must not refresh")
+
+    async with vaults(database_url, key("k1"), replicas=2) as (holder, waiter):
+        await holder.put("alice", ISSUER, StoredGrant("access", "refresh", time.time() + 5))
+        entry = await holder.read("alice", ISSUER)
+        assert entry is not None
+        assert await holder.try_lease("alice", ISSUER, 30, version=entry.version)  # a refresh in flight there
+        with anyio.fail_after(5), pytest.raises(RefreshInProgressElsewhereError):
+            await refresh_once(waiter, "alice", ISSUER, refresh, margin_seconds=60, wait_seconds=0.5, lease_seconds=15)
 
 
 @pytest.mark.parametrize("value", [None, "k1:tooshort"])

@@ -2,7 +2,8 @@
 told to answer some requests itself with an error status (e.g. 429 with Retry-After), as a rate-limiting
 gateway or a failing load balancer in front of that service would.
 
-It counts the requests it answered with the fault, so a test can prove a caller did (or did not) retry.
+It counts the requests it answered with the fault, so a test can prove a caller did (or did not) retry,
+keeps the body of every request it forwarded, and can hold each one `delay_seconds` first (a slow upstream).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class FaultProxy:
     url: str
     fault: Fault | None = None
     faulted: int = 0
+    delay_seconds: float = 0.0
+    forwarded: list[bytes] = field(default_factory=list)
 
 
 @asynccontextmanager
@@ -62,6 +65,9 @@ async def fault_proxy(upstream: str) -> AsyncIterator[FaultProxy]:
                 await send({"type": "http.response.start", "status": proxy.fault.status, "headers": injected})
                 await send({"type": "http.response.body", "body": b"injected fault"})
                 return
+            proxy.forwarded.append(body)
+            if proxy.delay_seconds:
+                await anyio.sleep(proxy.delay_seconds)
             headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.decode().lower() not in _HOP_HEADERS}
             target = scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
             request = http.build_request(scope["method"], target, headers=headers, content=body)

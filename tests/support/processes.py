@@ -29,6 +29,7 @@ _SCRUBBED_PREFIXES = (
     "WEATHER_API_",
     "DEMO_",
     "CALENDAR_",
+    "DATABASE_",
 )
 
 

@@ -72,6 +72,8 @@ def service_overrides(name: str, env: dict[str, str]) -> dict[str, str]:
         "OTEL_SERVICE_NAME": "calendar-auth-server",
         "AUTH_SERVER_DPOP": env.get("CALENDAR_AUTH_SERVER_DPOP", "accept"),
         "AUTH_SERVER_DPOP_NONCE": "false",
+        "AUTH_SERVER_STATE_KEYS": env["CALENDAR_AUTH_SERVER_STATE_KEYS"],
+        "DATABASE_URL": env.get("CALENDAR_AUTH_SERVER_DATABASE_URL", ""),
     }
 
 
@@ -106,6 +108,7 @@ class Topology:
         names: tuple[str, ...] = ("WEATHER_API_KEY", "DEMO_ALICE_PASSWORD", "DEMO_BOB_PASSWORD")
         names += ("CALENDAR_ALICE_PASSWORD", "CALENDAR_BOB_PASSWORD")
         names += ("CRM_MCP_VAULT_KEYS", "CRM_MCP_REQUEST_STATE_KEYS")
+        names += ("AUTH_SERVER_STATE_KEYS", "CALENDAR_AUTH_SERVER_STATE_KEYS")
         # Client secrets exist only when a test picks a secret method (the default is private_key_jwt).
         names += tuple(name for name in ("CRM_MCP_CLIENT_SECRET", "CALENDAR_CLIENT_SECRET") if self.env.get(name))
         return {name: self.env[name] for name in names}
@@ -254,6 +257,8 @@ def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
         "CRM_MCP_PUBLIC_URL": f"http://127.0.0.1:{ports['CRM_MCP_PORT']}",
         "CRM_MCP_VAULT_KEYS": f"k1:{secrets.token_urlsafe(32)}",
         "CRM_MCP_REQUEST_STATE_KEYS": secrets.token_urlsafe(32),
+        "AUTH_SERVER_STATE_KEYS": secrets.token_urlsafe(32),
+        "CALENDAR_AUTH_SERVER_STATE_KEYS": secrets.token_urlsafe(32),
     }
 
 

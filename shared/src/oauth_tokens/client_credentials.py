@@ -12,6 +12,11 @@ returned as is, without a second request: a fresh token would most likely be ref
 audience, resource misconfigured), and a resource that always answers 401 must not turn every call
 into a token request. So such a resource costs at most one token request per cool-down, not one
 per call. 0 restores "always retry once".
+
+Replicas: with `shared_tokens` (`oauth_tokens.shared_state.flight.SharedTokens`, REDIS_URL set), a token
+missing here is looked up in Redis first and requested under a Redis lock, so every replica of a
+service shares one token per (token endpoint, client, scope, resource) and its lifetime; a 401 that
+drops the token here drops it in Redis too. Without it (or while Redis is down), per process as above.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import httpx2
 
@@ -29,6 +35,9 @@ from oauth_tokens.metrics import TOKEN_CACHE
 from oauth_tokens.single_flight import SingleFlight
 from oauth_tokens.telemetry import record_auth
 from oauth_tokens.token_endpoint import AuthMethod, TokenEndpoint
+
+if TYPE_CHECKING:  # redis is an extra ([redis]); only services that share tokens install it
+    from oauth_tokens.shared_state.flight import SharedTokens
 
 __all__ = ["CachedToken", "ClientCredentialsAuth", "TokenCache", "TokenCacheKey"]
 
@@ -71,6 +80,11 @@ class TokenCache:
         now = self.clock()
         refresh_after = max(lifetime - margin, lifetime / 2)
         self._tokens[key] = CachedToken(access_token, now, now + refresh_after)
+
+    def store_for(self, key: TokenCacheKey, access_token: str, usable_seconds: float) -> None:
+        """Cache a token to refresh `usable_seconds` from now (one another replica shared, its time left)."""
+        now = self.clock()
+        self._tokens[key] = CachedToken(access_token, now, now + usable_seconds)
 
     def age(self, key: TokenCacheKey, access_token: str) -> float | None:
         """Seconds since `access_token` was stored for `key`; None if it is no longer the cached token."""
@@ -119,11 +133,13 @@ class ClientCredentialsAuth(httpx2.Auth):
         retry_after_401_min_age_seconds: float = 10,
         discover_token_url: Callable[[], Awaitable[str]] | None = None,
         dpop_key: DPoPKey | None = None,
+        shared_tokens: SharedTokens | None = None,
     ) -> None:
         """`client_secret` or `assertion_signer` authenticates the client (see TokenEndpoint, which checks that
         `auth_method` agrees). `token_url` may be empty when `discover_token_url` finds it
         (TokenEndpointDiscovery.token_endpoint). With `dpop_key` the token is DPoP-bound to it (RFC 9449) and
-        each request carries `Authorization: DPoP` and a fresh proof; the token is still one per lifetime."""
+        each request carries `Authorization: DPoP` and a fresh proof; the token is still one per lifetime.
+        `shared_tokens`: one token for every replica (module docstring)."""
         if retry_after_401_min_age_seconds < 0:
             raise ValueError("retry_after_401_min_age_seconds must not be negative")
         self._endpoint = TokenEndpoint(
@@ -147,6 +163,7 @@ class ClientCredentialsAuth(httpx2.Auth):
         self.refresh_margin_seconds = refresh_margin_seconds
         self.cache = cache if cache is not None else TokenCache()
         self.retry_after_401_min_age_seconds = retry_after_401_min_age_seconds
+        self.shared_tokens = shared_tokens
 
     def __repr__(self) -> str:
         return (
@@ -176,10 +193,18 @@ class ClientCredentialsAuth(httpx2.Auth):
 
     async def _fetch_and_store(self) -> str:
         token = self.cache.fresh(self.cache_key)  # another instance sharing the cache may have fetched it
-        if token is None:
+        if token is None and self.shared_tokens is not None:
+            token, usable = await self.shared_tokens.token("client_credentials", self.cache_key, self._request_usable)
+            self.cache.store_for(self.cache_key, token, usable)
+        elif token is None:
             token, lifetime = await self._request_token()
             self.cache.store(self.cache_key, token, lifetime, self.refresh_margin_seconds)
         return token
+
+    async def _request_usable(self) -> tuple[str, float]:
+        """A new token and how long to use it (refresh `refresh_margin_seconds` early, after half its life)."""
+        token, lifetime = await self._request_token()
+        return token, max(lifetime - self.refresh_margin_seconds, lifetime / 2)
 
     def invalidate(self, access_token: str | None = None) -> None:
         """Forget the cached token (if given, only while it is still that token)."""
@@ -218,6 +243,8 @@ class ClientCredentialsAuth(httpx2.Auth):
             return
         logger.info("Resource %s answered 401; retrying once with a new token", request.url.host)
         self.invalidate(token)
+        if self.shared_tokens is not None:
+            await self.shared_tokens.discard("client_credentials", self.cache_key, token)
         token = await self.get_token()
         self._authorize(request, token)
         yield request

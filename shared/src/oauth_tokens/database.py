@@ -36,18 +36,27 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
-from oauth_tokens.errors import OAuthTokensError, SettingsError
+from oauth_tokens.errors import DatabaseUnavailableError, SettingsError
 
 T = TypeVar("T")
 
 # How long a caller is told to wait after the database could not be reached (Retry-After, seconds).
-RETRY_AFTER_SECONDS = 2
+RETRY_AFTER_SECONDS = DatabaseUnavailableError.retry_after_seconds
 # A statement's and a connection attempt's deadline, so an unreachable server is a quick 503, not a hang.
 CONNECT_TIMEOUT_SECONDS = 3.0
 
 
-class DatabaseUnavailableError(OAuthTokensError):
-    """The database could not be reached; retry after `RETRY_AFTER_SECONDS`."""
+__all__ = [
+    "CONNECT_TIMEOUT_SECONDS",
+    "RETRY_AFTER_SECONDS",
+    "DatabaseUnavailableError",
+    "async_url",
+    "create_engine",
+    "is_unavailable",
+    "migrate",
+    "ping",
+    "unavailable_as_error",
+]
 
 
 def async_url(url: str, *, default_sqlite_file: Path | None = None) -> str:
@@ -93,11 +102,20 @@ def create_engine(url: str, *, pool_size: int = 5) -> AsyncEngine:
     )
 
 
+# PostgreSQL SQLSTATEs of a server that is not (yet, or any more) serving: class 08 (connection exception) and
+# 57P01-57P03 (shut down by an operator or a crash, or still starting up). asyncpg raises them as plain
+# DBAPIError, not OperationalError.
+_UNAVAILABLE_SQLSTATES = ("08", "57P01", "57P02", "57P03")
+
+
 def is_unavailable(error: BaseException) -> bool:
     """True for errors that mean "the server is not there" rather than a bug or a constraint violation."""
     if isinstance(error, (OperationalError, InterfaceError)):
         return True
     if isinstance(error, DBAPIError) and error.connection_invalidated:
+        return True
+    sqlstate = getattr(getattr(error, "orig", None), "sqlstate", None)
+    if isinstance(error, DBAPIError) and isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
         return True
     return isinstance(error, (OSError, TimeoutError))
 

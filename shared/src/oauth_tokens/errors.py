@@ -85,3 +85,13 @@ class TokenEndpointError(OAuthTokensError):
             f"TokenEndpointError(error={self.error!r}, description={self.description!r}, "
             f"status_code={self.status_code!r})"
         )
+
+
+class DatabaseUnavailableError(OAuthTokensError):
+    """The database could not be reached; retry after `oauth_tokens.database.RETRY_AFTER_SECONDS`.
+
+    Defined here (and re-exported by oauth_tokens.database) so code without the `database` extra, such as
+    the MCP tool-error mapping, can recognise it.
+    """
+
+    retry_after_seconds = 2

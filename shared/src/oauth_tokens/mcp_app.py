@@ -17,7 +17,8 @@ the outside in, a request meets:
 3. Key-source outage (`install_key_source_outage`): outside the SDK's authentication, so the 401 the
    SDK gives when the signing keys cannot be fetched becomes 503 + Retry-After.
 4. Host/Origin (`install_strict_host_check`): DNS-rebinding protection on every route (metadata and
-   pages too), exact rather than the SDK's prefix match; /health alone is exempt (probes use an IP).
+   pages too), exact rather than the SDK's prefix match; only the probes' paths (liveness /health,
+   readiness /health/ready) are exempt, since probes use the pod's IP.
 5. Authentication: the SDK's bearer middleware (from `AuthSettings`) sets the caller; the RFC 9728
    metadata route is put ahead of the SDK's so it lists the server's scopes (`advertise_scopes`).
 6. Step-up (`enforce_tool_scopes`), on the MCP endpoint: a token lacking a tool's scopes is refused with
@@ -66,7 +67,7 @@ def protect_mcp_app(
     dpop: DPoPSettings,
     dpop_replay_cache: ReplayCache | None = None,
     mcp_path: str = "/mcp",
-    health_path: str = "/health",
+    probe_paths: Sequence[str] = ("/health", "/health/ready"),
 ) -> Starlette:
     """The Streamable HTTP app of `server`, protected in the order the module docstring explains.
 
@@ -94,7 +95,7 @@ def protect_mcp_app(
     limit_sessions_per_user(app, server.session_manager, sessions, path=mcp_path)  # 7
     enforce_tool_scopes(app, server, auth, path=mcp_path)  # 6
     # App-wide middleware: each add_middleware goes outside the previous one: 4, 3, 2, 1b, then 1.
-    install_strict_host_check(app, security, exempt_paths=(health_path,))  # 4
+    install_strict_host_check(app, security, exempt_paths=tuple(probe_paths))  # 4
     install_key_source_outage(app)  # 3
     app.add_middleware(BodyLimitMiddleware)  # 2
     install_dpop(app, dpop, dpop_replay_cache)  # 1b

@@ -14,17 +14,25 @@ when the current key retires; exactly one key signs at any time. A retired key s
 Files: the private key `<kid>.pem` (PKCS#8, created O_EXCL with mode 0600, never readable by others) and
 the index keys.json (written atomically). The `kid` is the RFC 7638 thumbprint of the public key. The
 index is re-read whenever its file changes, so a rotation made by a CLI reaches a running process.
+
+Replicas share one directory (a shared volume): every change of the index (first key, rotation, pruning)
+happens under an exclusive lock on `.lock` in it, re-reading the index first, and a re-read takes the
+lock shared. So two processes starting at once on an empty directory make ONE key, and a reader never
+sees an index naming a key file a pruning process is deleting.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import fcntl
 import hashlib
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -168,19 +176,32 @@ class KeyStore:
     def _index_path(self) -> Path:
         return self.directory / _INDEX_FILE
 
+    @contextmanager
+    def _locked(self, *, exclusive: bool) -> Iterator[None]:
+        """The directory's lock (flock on `.lock`), across processes; never nested within one."""
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        descriptor = os.open(self.directory / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(descriptor)  # releases the lock
+
     def ensure_key(self) -> None:
-        """Generate the first key if there is none (first start)."""
-        self._reload_if_changed()
-        if not any(record.retired_at is None for record in self._records):
-            kid = self._add_key(retire_current=False)
-            logger.info("Generated %s signing key %s in %s", self.algorithm, kid, self.directory)
+        """Generate the first key if there is none (first start); one key however many processes start at once."""
+        with self._locked(exclusive=True):
+            self._reload_unlocked()
+            if not any(record.retired_at is None for record in self._records):
+                kid = self._add_key(retire_current=False)
+                logger.info("Generated %s signing key %s in %s", self.algorithm, kid, self.directory)
 
     def rotate(self, publish_ahead_seconds: int = PUBLISH_AHEAD_SECONDS) -> KeyRecord:
         """Add a key that signs after `publish_ahead_seconds`; the current one signs until then, then retires."""
-        self._reload_if_changed()
-        kid = self._add_key(retire_current=True, publish_ahead_seconds=publish_ahead_seconds)
-        self.prune()
-        return next(record for record in self._records if record.kid == kid)
+        with self._locked(exclusive=True):
+            self._reload_unlocked()
+            kid = self._add_key(retire_current=True, publish_ahead_seconds=publish_ahead_seconds)
+            self._prune_unlocked(time.time())
+            return next(record for record in self._records if record.kid == kid)
 
     def signing_key(self, now: float | None = None) -> SigningKey:
         self._reload_if_changed()
@@ -219,6 +240,13 @@ class KeyStore:
     def prune(self, now: float | None = None) -> list[str]:
         """Delete retired keys that nothing unexpired can name any more; return their kids."""
         now = time.time() if now is None else now
+        if all(self._still_published(record, now) for record in self._records):
+            return []
+        with self._locked(exclusive=True):
+            self._reload_unlocked()
+            return self._prune_unlocked(now)
+
+    def _prune_unlocked(self, now: float) -> list[str]:
         expired = [record for record in self._records if not self._still_published(record, now)]
         if not expired:
             return []
@@ -276,6 +304,13 @@ class KeyStore:
         return (stat.st_mtime_ns, stat.st_ino)
 
     def _reload_if_changed(self) -> None:
+        stamp = self._stamp()
+        if stamp is None or stamp == self._index_stamp:
+            return
+        with self._locked(exclusive=False):
+            self._reload_unlocked()
+
+    def _reload_unlocked(self) -> None:
         stamp = self._stamp()
         if stamp is None or stamp == self._index_stamp:
             return

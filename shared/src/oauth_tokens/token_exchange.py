@@ -10,6 +10,11 @@ never logged. An entry is used until `refresh_margin_seconds` before the EARLIER
 token's expiry (`expires_in`) and the subject token's (`exp`), so no cached token outlives the one it
 was exchanged for. At most `max_entries` entries; the least recently used goes first. Concurrent
 callers with the same key share one request (single flight), and its failure.
+
+Replicas: with `shared_tokens` (`oauth_tokens.shared_state.flight.SharedTokens`, REDIS_URL set), a miss
+here is looked up in Redis and exchanged under a Redis lock, so all replicas make one exchange per key
+per usable lifetime; the token is stored sealed (AES-GCM) and only while it may be used. Without it, or
+while Redis is down, one exchange per key per process.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from oauth_tokens.client_assertion import ClientAssertionSigner
 from oauth_tokens.dpop_client import DPoPKey
@@ -27,6 +33,9 @@ from oauth_tokens.errors import TokenEndpointError
 from oauth_tokens.metrics import TOKEN_CACHE
 from oauth_tokens.single_flight import KeyedSingleFlight
 from oauth_tokens.token_endpoint import AuthMethod, TokenEndpoint
+
+if TYPE_CHECKING:  # redis is an extra ([redis]); only services that share tokens install it
+    from oauth_tokens.shared_state.flight import SharedTokens
 
 __all__ = ["ExchangeKey", "ExchangedTokenCache", "TokenExchange"]
 
@@ -110,11 +119,13 @@ class TokenExchange:
         wall_clock: Callable[[], float] = time.time,
         discover_token_url: Callable[[], Awaitable[str]] | None = None,
         dpop_key: DPoPKey | None = None,
+        shared_tokens: SharedTokens | None = None,
     ) -> None:
         """`client_secret` or `assertion_signer` authenticates the client (see TokenEndpoint, which checks that
         `auth_method` agrees). `token_url` may be empty when `discover_token_url` finds it
         (TokenEndpointDiscovery.token_endpoint). With `dpop_key`, exchanged tokens are DPoP-bound to it: send
-        them as `Authorization: DPoP` with a fresh proof (oauth_tokens.dpop_client.DPoPProofAuth)."""
+        them as `Authorization: DPoP` with a fresh proof (oauth_tokens.dpop_client.DPoPProofAuth).
+        `shared_tokens`: one exchange for every replica."""
         self._endpoint = TokenEndpoint(
             token_url,
             client_id,
@@ -131,6 +142,7 @@ class TokenExchange:
         self.client_id = client_id
         self.refresh_margin_seconds = refresh_margin_seconds
         self.cache = cache if cache is not None else ExchangedTokenCache()
+        self.shared_tokens = shared_tokens
         self._wall_clock = wall_clock  # the subject token's `exp` is wall-clock time
         # One exchange in flight per key, shared by its concurrent callers (failures are not kept).
         self._flights: KeyedSingleFlight[ExchangeKey, str] = KeyedSingleFlight()
@@ -155,7 +167,19 @@ class TokenExchange:
         async def exchange_once() -> str:
             if (fetched := self.cache.fresh(key)) is not None:  # a flight that just ended stored it
                 return fetched
-            return await self._exchange(key, subject_token, resource, scope, subject_expires_at)
+            if self.shared_tokens is not None:
+                # A DPoP-bound token works only with this replica's key: its thumbprint is part of the shared key.
+                binding = () if self.dpop_key is None else (f"dpop={self.dpop_key.thumbprint}",)
+                token, usable = await self.shared_tokens.token(
+                    "token_exchange",
+                    (*key, *binding),
+                    lambda: self._exchange(subject_token, resource, scope, subject_expires_at),
+                )
+            else:
+                token, usable = await self._exchange(subject_token, resource, scope, subject_expires_at)
+            if usable > 0:  # else too close to expiry to keep: used for this call only
+                self.cache.store(key, token, usable)
+            return token
 
         return await self._flights.run(key, exchange_once)
 
@@ -164,8 +188,9 @@ class TokenExchange:
         await self._endpoint.aclose()
 
     async def _exchange(
-        self, key: ExchangeKey, subject_token: str, resource: str, scope: str, subject_expires_at: float | None
-    ) -> str:
+        self, subject_token: str, resource: str, scope: str, subject_expires_at: float | None
+    ) -> tuple[str, float]:
+        """A new exchanged token and the seconds it may be used (may be 0 or less: not to be kept)."""
         form = {
             "grant_type": GRANT_TOKEN_EXCHANGE,
             "subject_token": subject_token,
@@ -181,8 +206,5 @@ class TokenExchange:
         lifetime = answer.lifetime
         if subject_expires_at is not None:
             lifetime = min(lifetime, subject_expires_at - self._wall_clock())
-        usable = lifetime - self.refresh_margin_seconds
-        if usable > 0:  # else too close to expiry to keep: used for this call only
-            self.cache.store(key, answer.access_token, usable)
         logger.debug("Exchanged a subject token for resource %s, scope %s", resource, scope)
-        return answer.access_token
+        return answer.access_token, lifetime - self.refresh_margin_seconds

@@ -1,4 +1,4 @@
-"""An encrypted token vault: one user's tokens at one third party, AES-GCM encrypted at rest in SQLite.
+"""An encrypted token vault: one user's tokens at one third party, AES-GCM encrypted at rest in SQL.
 
 A service that acts in its users' own accounts elsewhere (pattern 4) keeps each user's grant there, the
 refresh token and the current access token, under (user `sub`, third-party issuer). Nothing readable is
@@ -7,8 +7,12 @@ so a ciphertext moved to another user's row does not decrypt. Keys are `key-id:k
 encrypts and every one decrypts, so a key is rotated by putting a new one first. `KeyRing` is that
 encryption on its own, for other secrets a service must keep a while (pattern 4's PKCE verifier and state).
 
-Several replicas may share the database file: a refresh takes a short lease on the row (`try_lease`),
-so only one replica at a time redeems a refresh token; the others wait for the rotated one.
+The grants live in the service's database (`oauth_tokens.service_database`: SQLite by default,
+PostgreSQL with DATABASE_URL), table `token_grants` (`TOKEN_GRANTS`; the service's Alembic revision
+creates it). Every write bumps the row's `version`. Several replicas share the table: a refresh takes a
+lease on the row *at the version it read* (`try_lease`), so only one replica redeems a refresh token and
+a replica that read the row before another stored the rotated grant can never take the lease and replay
+the old one (`oauth_tokens.grant_refresh` is that protocol).
 """
 
 from __future__ import annotations
@@ -18,38 +22,46 @@ import binascii
 import json
 import os
 import re
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Annotated, Any
 
-import anyio.to_thread
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import BeforeValidator
 from pydantic_settings import NoDecode
+from sqlalchemy import Column, Float, Integer, LargeBinary, MetaData, Table, Text, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from oauth_tokens.private_files import create_private_file
+from oauth_tokens.service_database import ServiceDatabase
 
-__all__ = ["KeyRing", "StoredGrant", "TokenVault", "VaultKey", "VaultKeys", "parse_vault_keys"]
+__all__ = [
+    "TOKEN_GRANTS",
+    "KeyRing",
+    "StoredGrant",
+    "TokenVault",
+    "VaultEntry",
+    "VaultKey",
+    "VaultKeys",
+    "parse_vault_keys",
+]
 
 _KEY_ID = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _NONCE_BYTES = 12
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS token_grants (
-    subject TEXT NOT NULL,
-    issuer TEXT NOT NULL,
-    key_id TEXT NOT NULL,
-    nonce BLOB NOT NULL,
-    ciphertext BLOB NOT NULL,
-    updated_at REAL NOT NULL,
-    lease_until REAL NOT NULL DEFAULT 0,
-    PRIMARY KEY (subject, issuer)
+TOKEN_GRANTS = Table(
+    "token_grants",
+    MetaData(),
+    Column("subject", Text, primary_key=True),
+    Column("issuer", Text, primary_key=True),
+    Column("key_id", Text, nullable=False),
+    Column("nonce", LargeBinary, nullable=False),
+    Column("ciphertext", LargeBinary, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Column("lease_until", Float, nullable=False, default=0.0),
+    Column("version", Integer, nullable=False, default=0),
 )
-"""
 
 
 @dataclass(frozen=True)
@@ -157,37 +169,39 @@ class StoredGrant:
         return self.expires_at - time.time() <= seconds
 
 
-class TokenVault:
-    """Grants by (subject, issuer) in a SQLite file, encrypted; every method runs its I/O in a thread."""
+@dataclass(frozen=True)
+class VaultEntry:
+    """A stored grant and the row's version (bumped by every `put`), for a lease at that version."""
 
-    def __init__(self, path: Path, keys: Sequence[VaultKey]) -> None:
+    grant: StoredGrant
+    version: int
+
+
+class TokenVault:
+    """Grants by (subject, issuer) in the service's database, encrypted; replicas share it."""
+
+    def __init__(self, database: ServiceDatabase, keys: Sequence[VaultKey]) -> None:
         if not keys:
             raise ValueError("TokenVault needs at least one key")
-        self.path = path
+        self.database = database
         self._ring = KeyRing(keys)
 
-    async def initialise(self) -> None:
-        def create() -> None:
-            create_private_file(self.path)
-            with self._connect() as db:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute(_SCHEMA)
-
-        await anyio.to_thread.run_sync(create)
+    async def read(self, subject: str, issuer: str) -> VaultEntry | None:
+        """The grant with its row version; None if there is none or no configured key opens it."""
+        query = select(TOKEN_GRANTS.c.key_id, TOKEN_GRANTS.c.nonce, TOKEN_GRANTS.c.ciphertext, TOKEN_GRANTS.c.version)
+        async with self.database.transaction() as db:
+            row = (await db.execute(query.where(*_row(subject, issuer)))).first()
+        if row is None:
+            return None
+        grant = self._decrypt(subject, issuer, row.key_id, row.nonce, row.ciphertext)
+        return None if grant is None else VaultEntry(grant, int(row.version))
 
     async def get(self, subject: str, issuer: str) -> StoredGrant | None:
-        def read() -> StoredGrant | None:
-            with self._connect() as db:
-                row = db.execute(
-                    "SELECT key_id, nonce, ciphertext FROM token_grants WHERE subject = ? AND issuer = ?",
-                    (subject, issuer),
-                ).fetchone()
-            return None if row is None else self._decrypt(subject, issuer, row[0], row[1], row[2])
-
-        return await anyio.to_thread.run_sync(read)
+        entry = await self.read(subject, issuer)
+        return None if entry is None else entry.grant
 
     async def put(self, subject: str, issuer: str, grant: StoredGrant) -> None:
-        """Store `grant` (replacing any earlier one) and release a refresh lease on the row, in one statement."""
+        """Store `grant` (replacing any earlier one), bump the version and release a refresh lease, atomically."""
         plaintext = json.dumps(
             {
                 "access_token": grant.access_token,
@@ -197,54 +211,50 @@ class TokenVault:
             }
         ).encode()
         key_id, nonce, ciphertext = self._ring.seal(plaintext, (subject, issuer))
-
-        def write() -> None:
-            with self._connect() as db:
-                db.execute(
-                    "INSERT INTO token_grants (subject, issuer, key_id, nonce, ciphertext, updated_at, lease_until)"
-                    " VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT (subject, issuer) DO UPDATE SET key_id ="
-                    " excluded.key_id, nonce = excluded.nonce, ciphertext = excluded.ciphertext,"
-                    " updated_at = excluded.updated_at, lease_until = 0",
-                    (subject, issuer, key_id, nonce, ciphertext, time.time()),
-                )
-
-        await anyio.to_thread.run_sync(write)
+        values = {
+            "key_id": key_id,
+            "nonce": nonce,
+            "ciphertext": ciphertext,
+            "updated_at": time.time(),
+            "lease_until": 0.0,
+        }
+        try:
+            async with self.database.transaction() as db:
+                if not await _update(db, subject, issuer, values):
+                    await db.execute(insert(TOKEN_GRANTS).values(subject=subject, issuer=issuer, version=0, **values))
+        except IntegrityError:  # another replica inserted the row between our update and insert
+            async with self.database.transaction() as db:
+                await _update(db, subject, issuer, values)
 
     async def delete(self, subject: str, issuer: str) -> StoredGrant | None:
         """Remove the grant; returns what was stored (to revoke it at the issuer), or None."""
+        statement = delete(TOKEN_GRANTS).where(*_row(subject, issuer))
+        columns = (TOKEN_GRANTS.c.key_id, TOKEN_GRANTS.c.nonce, TOKEN_GRANTS.c.ciphertext)
+        async with self.database.transaction() as db:
+            row = (await db.execute(statement.returning(*columns))).first()
+        return None if row is None else self._decrypt(subject, issuer, row.key_id, row.nonce, row.ciphertext)
 
-        def remove() -> StoredGrant | None:
-            with self._connect() as db:
-                row = db.execute(
-                    "DELETE FROM token_grants WHERE subject = ? AND issuer = ? RETURNING key_id, nonce, ciphertext",
-                    (subject, issuer),
-                ).fetchone()
-            return None if row is None else self._decrypt(subject, issuer, row[0], row[1], row[2])
+    async def try_lease(self, subject: str, issuer: str, seconds: float, *, version: int) -> bool:
+        """Take the row's refresh lease for `seconds`: only if the row is still at `version` (nobody stored a
+        newer grant since it was read) and no other holder's lease is running."""
+        now = time.time()
+        statement = (
+            update(TOKEN_GRANTS)
+            .where(*_row(subject, issuer), TOKEN_GRANTS.c.version == version, TOKEN_GRANTS.c.lease_until < now)
+            .values(lease_until=now + seconds)
+        )
+        async with self.database.transaction() as db:
+            return (await db.execute(statement)).rowcount == 1
 
-        return await anyio.to_thread.run_sync(remove)
-
-    async def try_lease(self, subject: str, issuer: str, seconds: float) -> bool:
-        """Take the row's refresh lease for `seconds` unless another holder's lease is still running."""
-
-        def lease() -> bool:
-            now = time.time()
-            with self._connect() as db:
-                cursor = db.execute(
-                    "UPDATE token_grants SET lease_until = ? WHERE subject = ? AND issuer = ? AND lease_until < ?",
-                    (now + seconds, subject, issuer, now),
-                )
-            return cursor.rowcount == 1
-
-        return await anyio.to_thread.run_sync(lease)
-
-    async def release_lease(self, subject: str, issuer: str) -> None:
-        def release() -> None:
-            with self._connect() as db:
-                db.execute(
-                    "UPDATE token_grants SET lease_until = 0 WHERE subject = ? AND issuer = ?", (subject, issuer)
-                )
-
-        await anyio.to_thread.run_sync(release)
+    async def release_lease(self, subject: str, issuer: str, *, version: int) -> None:
+        """Give up a lease taken at `version` without storing a new grant (the refresh failed)."""
+        statement = (
+            update(TOKEN_GRANTS)
+            .where(*_row(subject, issuer), TOKEN_GRANTS.c.version == version)
+            .values(lease_until=0.0)
+        )
+        async with self.database.transaction() as db:
+            await db.execute(statement)
 
     def _decrypt(self, subject: str, issuer: str, key_id: str, nonce: bytes, ciphertext: bytes) -> StoredGrant | None:
         """The grant in a row; None if no configured key opens it (a removed key, or a tampered row)."""
@@ -259,11 +269,12 @@ class TokenVault:
             scope=str(values["scope"]),
         )
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        # Autocommit: each statement is its own transaction; SQLite's locking orders writers across processes.
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-        try:
-            yield db
-        finally:
-            db.close()
+
+def _row(subject: str, issuer: str) -> tuple[Any, Any]:
+    return TOKEN_GRANTS.c.subject == subject, TOKEN_GRANTS.c.issuer == issuer
+
+
+async def _update(db: AsyncConnection, subject: str, issuer: str, values: dict[str, Any]) -> bool:
+    """Overwrite an existing row, bumping its version; False if there is none (then the caller inserts)."""
+    statement = update(TOKEN_GRANTS).where(*_row(subject, issuer)).values(version=TOKEN_GRANTS.c.version + 1, **values)
+    return (await db.execute(statement)).rowcount == 1

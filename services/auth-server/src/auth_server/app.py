@@ -7,13 +7,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
 from oauth_tokens.cors import PREFLIGHT_MAX_AGE_SECONDS, origin_regex
+from oauth_tokens.database import RETRY_AFTER_SECONDS, DatabaseUnavailableError
+from oauth_tokens.shared_state import SharedStateUnavailable
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth_server import authorize, metadata, register, revoke, token
 from auth_server.config import load_config
-from auth_server.errors import OAuthError, oauth_error_handler
+from auth_server.db import migrate_schema, schema_ready
+from auth_server.errors import (
+    OAuthError,
+    database_unavailable_handler,
+    oauth_error_handler,
+    shared_state_unavailable_handler,
+)
 from auth_server.policy import audiences_of
 from auth_server.settings import AuthServerSettings, environment
 from auth_server.state import AuthServer
@@ -65,7 +74,7 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
     config = load_config(settings.auth_server_config, environ)
     server = AuthServer.build(settings, config, environ)
     logger.warning(
-        "auth-server is a DEVELOPMENT STAND-IN authorization server (demo users, in-memory grants); "
+        "auth-server is a DEVELOPMENT STAND-IN authorization server (demo users); "
         "use a real identity provider in production"
     )
     logger.info(
@@ -88,9 +97,14 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
+            if settings.database_migrate_on_start:
+                await migrate_schema(server.engine)
             yield
         finally:
             await server.id_jags.aclose()
+            await server.engine.dispose()
+            if server.shared is not None:
+                await server.shared.aclose()
 
     app = FastAPI(
         lifespan=lifespan,
@@ -101,12 +115,29 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
     )
     app.state.auth_server = server
     app.add_exception_handler(OAuthError, oauth_error_handler)
+    app.add_exception_handler(DatabaseUnavailableError, database_unavailable_handler)
+    app.add_exception_handler(SharedStateUnavailable, shared_state_unavailable_handler)
     for module in (metadata, authorize, token, revoke, register):
         app.include_router(module.router)
 
     @app.get("/health")
     async def health() -> dict[str, str]:
+        """Liveness: the process serves."""
         return {"status": "ok"}
+
+    @app.get("/health/ready")
+    async def ready() -> JSONResponse:
+        """Readiness: the database answers with its schema and a signing key can be read (else 503 + Retry-After)."""
+        problems = [] if await schema_ready(server.engine) else ["database"]
+        try:
+            server.keystore.signing_key()
+        except (OSError, RuntimeError, ValueError) as error:  # the shared key directory is unreadable
+            logger.warning("Signing keys unavailable: %s", type(error).__name__)
+            problems.append("signing keys")
+        if problems:
+            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+            return JSONResponse({"status": "unavailable", "unavailable": problems}, status_code=503, headers=headers)
+        return JSONResponse({"status": "ok"})
 
     app.add_middleware(ApiCorsMiddleware, allowed_origins=settings.cors_allowed_origins)
 

@@ -97,7 +97,7 @@ def _try_again_later(server: AuthServer, message: str, status_code: int, retry_a
 async def authorize(request: Request) -> Response:
     server = server_of(request)
     try:
-        server.authorize_rate.check(client_address(request))
+        await server.authorize_rate.check(client_address(request))
     except RateLimited as limited:
         return _try_again_later(
             server, "Too many requests from your address. Try again in a minute.", 429, limited.retry_after
@@ -133,7 +133,7 @@ async def authorize(request: Request) -> Response:
         )
     state = params.get("state")
     try:
-        pending = _validate(server, request, client, params, pairs, redirect_uri, requested_redirect is not None)
+        pending = await _validate(server, request, client, params, pairs, redirect_uri, requested_redirect is not None)
     except _Redirect as refused:
         extra = {"state": state} if state is not None else {}
         body = {"error": refused.error.error, "error_description": refused.error.description, **extra}
@@ -152,7 +152,7 @@ async def authorize(request: Request) -> Response:
     return response
 
 
-def _validate(
+async def _validate(
     server: AuthServer,
     request: Request,
     client: Client,
@@ -185,7 +185,7 @@ def _validate(
     dpop_jkt = params.get("dpop_jkt")
     if dpop_jkt is not None and not _JKT.fullmatch(dpop_jkt):
         raise _Redirect(OAuthError("invalid_request", "dpop_jkt must be a base64url SHA-256 JWK thumbprint"))
-    pending = server.pending.create(
+    return await server.pending.create(
         address=client_address(request),
         client_id=client.client_id,
         redirect_uri=redirect_uri,
@@ -194,9 +194,8 @@ def _validate(
         code_challenge=challenge,
         resource=resource,
         scopes=scopes,
+        dpop_jkt=dpop_jkt,
     )
-    pending.dpop_jkt = dpop_jkt
-    return pending
 
 
 def _expired(server: AuthServer) -> Response:
@@ -221,7 +220,7 @@ async def _checked_form(
             status_code=413,
         )
     form = dict(parse_qsl(body.decode("utf-8", errors="replace"), keep_blank_values=True))
-    pending = server.pending.get(form.get("request_id", ""))
+    pending = await server.pending.get(form.get("request_id", ""))
     try:
         client = await server.clients.find(pending.client_id, address=client_address(request)) if pending else None
     except UnusableClient:  # its metadata document changed or vanished mid-sign-in (logged by the lookup)
@@ -243,7 +242,7 @@ async def _checked_form(
 async def login(request: Request) -> Response:
     server = server_of(request)
     try:  # per address, so one address cannot fill the failed-login table alone
-        server.login_rate.check(client_address(request))
+        await server.login_rate.check(client_address(request))
     except RateLimited as limited:
         return _try_again_later(
             server, "Too many sign-in attempts from your address. Try again in a minute.", 429, limited.retry_after
@@ -256,7 +255,7 @@ async def login(request: Request) -> Response:
     username = form.get("username", "").strip()
     address = client_address(request)
     try:
-        delay = server.throttle.begin_attempt(username, address)  # counted as a failure until it succeeds
+        delay = await server.throttle.begin_attempt(username, address)  # counted as a failure until it succeeds
     except TooManyFailures as refused:
         logger.info("Login refused (too many failures) for client %s from %s", client.client_id, address)
         summary = _summary(server, pending, client, "login", nonce)
@@ -269,8 +268,8 @@ async def login(request: Request) -> Response:
     if user is None:
         logger.info("Failed login for client %s from %s", client.client_id, address)
         return login_page(_summary(server, pending, client, "login", nonce), username=username, error=LOGIN_FAILED)
-    server.throttle.record_success(username, address)
-    pending.subject = user.username
+    await server.throttle.record_success(username, address)
+    await server.pending.sign_in(pending, user.username)
     logger.info("User %s signed in for client %s", user.username, client.client_id)
     summary = _summary(server, pending, client, "consent", nonce)
     return consent_page(summary, user_name=user.name, username=user.username)
@@ -285,13 +284,14 @@ async def consent(request: Request) -> Response:
     form, pending, client = checked
     if pending.subject is None:
         return _expired(server)
-    server.pending.discard(pending.request_id)  # one decision per request
+    if not await server.pending.take(pending.request_id):  # one decision per request, across replicas
+        return _expired(server)
     state = {"state": pending.state} if pending.state is not None else {}
     if form.get("decision") != "approve":
         logger.info("User %s denied client %s", pending.subject, client.client_id)
         denied = {"error": "access_denied", "error_description": "The user denied the request", **state}
         return _redirect(server, pending.redirect_uri, denied, status_code=303)
-    code = server.codes.issue(
+    code = await server.codes.issue(
         AuthorizationGrant(
             client_id=client.client_id,
             subject=pending.subject,

@@ -26,6 +26,9 @@ client address whose request caused the fetch (`max_cached_documents_per_address
 `OwnedTable` (quotas.py), so an address past its share pushes out its own oldest document, and a full
 cache drops one of the address holding the most. A flood of client_id URLs from a few addresses evicts
 its own entries, not the documents real users' sign-ins use (an evicted document is only refetched).
+With REDIS_URL, an accepted document's bytes are also kept in Redis for the same lifetime
+(`oauth_tokens.shared_state.cache.SharedCache`), so one fetch serves every replica; another replica checks
+them again before use, and Redis unreachable just means a fetch.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ import logging
 import ssl
 import time
 from typing import Any
+
+from oauth_tokens.shared_state import SharedState
+from oauth_tokens.shared_state.cache import SharedCache
 
 from auth_server.clients import Client, UnusableClient
 from auth_server.config import AuthServerConfig
@@ -120,8 +126,12 @@ def client_from_document(url: str, body: bytes, config: AuthServerConfig) -> Cli
 class ClientMetadataDocuments:
     """Looks up clients by metadata document URL: fetched, checked, cached (the registry's ClientSource)."""
 
-    def __init__(self, config: AuthServerConfig, *, allow_loopback: bool, tls: ssl.SSLContext) -> None:
+    def __init__(
+        self, config: AuthServerConfig, *, allow_loopback: bool, tls: ssl.SSLContext, shared: SharedState | None = None
+    ) -> None:
         self._config = config
+        # REDIS_URL: the fetched documents (public bytes) shared by replicas, so one fetch serves all.
+        self._shared = SharedCache(shared, "cimd") if shared is not None else None
         self._policy = config.client_metadata_documents
         self.fetch_policy = FetchPolicy(
             timeout_seconds=self._policy.fetch_timeout_seconds,
@@ -145,14 +155,21 @@ class ClientMetadataDocuments:
         cached = self._cache.get(client_id, time.monotonic())
         if cached is not None:
             return cached[0]
+        shared = await self._shared.get(client_id) if self._shared is not None else None
         try:
-            fetched = await fetch_document(client_id, self.fetch_policy, self._tls)
-            client = client_from_document(client_id, fetched.body, self._config)
+            if shared is not None:  # another replica fetched and accepted it; checked again here
+                body, lifetime = shared
+                client = client_from_document(client_id, body, self._config)
+            else:
+                fetched = await fetch_document(client_id, self.fetch_policy, self._tls)
+                client = client_from_document(client_id, fetched.body, self._config)
+                lifetime = fetched.cache_seconds if fetched.cache_seconds is not None else 0.0
+                lifetime = min(max(lifetime, self._policy.min_cache_seconds), self._policy.max_cache_seconds)
+                if self._shared is not None:
+                    await self._shared.put(client_id, fetched.body, lifetime)
         except (FetchRefused, InvalidDocument) as refused:
             logger.info("Client metadata document refused: %r: %s", client_id, refused)
             raise InvalidDocument(str(refused)) from None
-        lifetime = fetched.cache_seconds if fetched.cache_seconds is not None else 0.0
-        lifetime = min(max(lifetime, self._policy.min_cache_seconds), self._policy.max_cache_seconds)
         now = time.monotonic()
         self._cache.pop(client_id)  # a refetch is owned by the address that caused it
         self._cache.put(client_id, (client, now + lifetime), owner_of_address(address), now)

@@ -1,4 +1,4 @@
-"""Client registry (configured, dynamically registered, and identified by a metadata document) and
+"""Client registry (configured, dynamically registered (registrations.py), and identified by a metadata document) and
 token-endpoint client authentication: client secrets here, private_key_jwt assertions in client_auth.py."""
 
 from __future__ import annotations
@@ -9,17 +9,19 @@ import functools
 import hashlib
 import hmac
 import logging
-import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import unquote_plus
 
 from auth_server.config import AuthServerConfig, require_secret
-from auth_server.config_sections import ClientConfig
+from auth_server.config_sections import DYNAMIC_CLIENT_ID_PREFIX, ClientConfig
 from auth_server.errors import OAuthError, invalid_client
-from auth_server.quotas import OwnedTable, owner_of_address
+from auth_server.quotas import owner_of_address
 from auth_server.uris import loopback_redirect_matches
+
+if TYPE_CHECKING:
+    from auth_server.registrations import Registrations
 
 logger = logging.getLogger(__name__)
 
@@ -130,48 +132,23 @@ class AssertionAuthenticator(Protocol):
         ...
 
 
-@dataclass
-class _Registration:
-    client: Client
-    registered_at: float  # time.time()
-    used: bool = False  # it has obtained a token
-
-
 class ClientRegistry:
-    """Configured clients, dynamically registered ones kept in memory, and (with `documents`) clients
-    identified by a metadata document URL, looked up there.
-
-    Registrations are an `OwnedTable` (quotas.py) owned by the registering address: at most
-    `max_dynamic_clients` in all and `max_clients_per_address` never-used ones per address. Past either,
-    one registration is forgotten to make room: a never-used one before a used one, and of the address
-    holding the most first, so a flood of junk registrations evicts itself and never blocks a new client (no 503). A
-    registration not used to obtain a token within `unused_client_seconds` is forgotten; a used one is
-    kept until a restart, or until a flood of used registrations (which needs users' sign-ins) from its
-    address pushes it out.
-    """
+    """Configured clients, dynamically registered ones (in the database, registrations.py), and (with
+    `documents`) clients identified by a metadata document URL, looked up there."""
 
     def __init__(
         self,
         configured: Iterable[Client],
         *,
         realm: str,
-        max_dynamic_clients: int,
-        unused_client_seconds: float,
-        max_clients_per_address: int,
+        registrations: Registrations | None = None,
         documents: ClientSource | None = None,
         assertions: AssertionAuthenticator | None = None,
     ) -> None:
         self._documents = documents
         self._assertions = assertions
         self._configured = {client.client_id: client for client in configured}
-        self._dynamic: OwnedTable[str, _Registration] = OwnedTable(
-            max_entries=max_dynamic_clients,
-            max_per_owner=max_clients_per_address,
-            rank=lambda registration: 1 if registration.used else 0,
-            expired=lambda registration, now: (
-                not registration.used and now - registration.registered_at >= unused_client_seconds
-            ),
-        )
+        self._registrations = registrations
         self._realm = realm
 
     @classmethod
@@ -180,48 +157,46 @@ class ClientRegistry:
         config: AuthServerConfig,
         environ: Mapping[str, str],
         realm: str,
+        registrations: Registrations | None = None,
         documents: ClientSource | None = None,
         assertions: AssertionAuthenticator | None = None,
     ) -> ClientRegistry:
         clients = [client_from_config(entry, environ) for entry in config.clients]
-        return cls(
-            clients,
-            realm=realm,
-            max_dynamic_clients=config.registration.max_clients,
-            max_clients_per_address=config.registration.max_clients_per_address,
-            unused_client_seconds=config.registration.unused_client_seconds,
-            documents=documents,
-            assertions=assertions,
-        )
+        return cls(clients, realm=realm, registrations=registrations, documents=documents, assertions=assertions)
 
-    def get(self, client_id: str) -> Client | None:
+    def configured(self, client_id: str) -> Client | None:
+        """A client from the config file."""
+        return self._configured.get(client_id)
+
+    async def get(self, client_id: str) -> Client | None:
         """A configured or registered client (not one described by a metadata document: see `find`)."""
-        registration = self._dynamic.get(client_id, time.time())
-        return self._configured.get(client_id) or (registration.client if registration else None)
+        client = self._configured.get(client_id)
+        if client is None and self._registrations is not None and client_id.startswith(DYNAMIC_CLIENT_ID_PREFIX):
+            client = await self._registrations.get(client_id)
+        return client
 
     async def find(self, client_id: str, *, address: str) -> Client | None:
         """`get`, else the client a metadata document URL describes (looked up on behalf of client
         `address`); raises UnusableClient if that fails."""
-        client = self.get(client_id)
+        client = await self.get(client_id)
         if client is None and self._documents is not None and self._documents.handles(client_id):
             client = await self._documents.client(client_id, address=address)
         return client
 
-    def register(self, client: Client, *, address: str) -> None:
-        """Add a client registered from client `address`, forgetting another if need be (class docstring)."""
-        if self.get(client.client_id) is not None:
+    async def register(self, client: Client, *, address: str) -> None:
+        """Add a client registered from client `address`, forgetting another if need be (registrations.py)."""
+        if self._registrations is None:
+            raise ValueError("this registry takes no registrations")
+        if await self.get(client.client_id) is not None:
             raise ValueError("client_id already exists")
-        now = time.time()
-        forgotten_ones = self._dynamic.put(client.client_id, _Registration(client, now), owner_of_address(address), now)
-        for forgotten in forgotten_ones:
-            state = "used" if forgotten.used else "unused"
-            logger.info("Registrations full: forgot %s client %s to make room", state, forgotten.client.client_id)
+        for client_id, used in await self._registrations.add(client, owner_of_address(address)):
+            state = "used" if used else "unused"
+            logger.info("Registrations full: forgot %s client %s to make room", state, client_id)
 
-    def mark_used(self, client_id: str) -> None:
-        """The client obtained a token: its registration no longer expires."""
-        registration = self._dynamic.get(client_id, time.time())
-        if registration is not None:
-            registration.used = True
+    async def mark_used(self, client: Client) -> None:
+        """The client obtained a token: a registration no longer expires."""
+        if client.dynamically_registered and self._registrations is not None:
+            await self._registrations.mark_used(client.client_id)
 
     async def authenticate(self, authorization_header: str | None, form: Mapping[str, str], *, address: str) -> Client:
         """The client making a token request (RFC 6749 §2.3): Basic, body secret, a client assertion

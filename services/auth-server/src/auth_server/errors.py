@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import logging
+
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from oauth_tokens.database import RETRY_AFTER_SECONDS, DatabaseUnavailableError
+from oauth_tokens.shared_state import SharedStateUnavailable
+
+from auth_server.pages import error_page
+
+logger = logging.getLogger(__name__)
+
+# Routes answered with a JSON OAuth error; every other route is a page for people.
+JSON_ERROR_PATHS = frozenset({"/token", "/revoke", "/register"})
 
 # Token responses and errors must never be cached (RFC 6749 §5.1, §5.2).
 NO_STORE_HEADERS = {"Cache-Control": "no-store", "Pragma": "no-cache"}
@@ -49,3 +60,35 @@ async def oauth_error_handler(request: Request, error: Exception) -> JSONRespons
         status_code=error.status_code,
         headers={**NO_STORE_HEADERS, **error.headers},
     )
+
+
+async def database_unavailable_handler(request: Request, error: Exception) -> Response:
+    """503 + Retry-After while the database cannot be reached (never a 500): OAuth JSON
+    `temporarily_unavailable` for the API endpoints, a plain page for the browser's routes."""
+    if not isinstance(error, DatabaseUnavailableError):  # registered for DatabaseUnavailableError only
+        raise error
+    logger.warning("Database unavailable while serving %s %s", request.method, request.url.path)
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
+    if request.url.path in JSON_ERROR_PATHS:
+        return JSONResponse(
+            {"error": "temporarily_unavailable", "error_description": "The service is temporarily unavailable"},
+            status_code=503,
+            headers={**NO_STORE_HEADERS, **retry},
+        )
+    brand = request.app.state.auth_server.config.page.brand()  # this provider's name and colour (pages.py)
+    page = error_page(brand, "Try again later", "The service is temporarily unavailable. Try again in a moment.", 503)
+    page.headers.update(retry)
+    return page
+
+
+async def shared_state_unavailable_handler(request: Request, error: Exception) -> JSONResponse:
+    """Redis unreachable where the server must fail closed (a replay check): 503 temporarily_unavailable."""
+    if not isinstance(error, SharedStateUnavailable):  # registered for SharedStateUnavailable only
+        raise error
+    unavailable = OAuthError(
+        "temporarily_unavailable",
+        "The server cannot check this request right now; retry later",
+        status_code=503,
+        headers={"Retry-After": str(error.retry_after)},
+    )
+    return await oauth_error_handler(request, unavailable)

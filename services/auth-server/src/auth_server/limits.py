@@ -1,4 +1,10 @@
-"""Request limits shared by the endpoints: a bounded request body and per-address rate limits."""
+"""Request limits shared by the endpoints: a bounded request body and per-address rate limits.
+
+Rate limits are token buckets per client address: `RateLimiter` in this process, `SharedRateLimiter`
+in Redis when REDIS_URL is set (`oauth_tokens.shared_state.limits.RedisTokenBucket`: one bucket for every
+replica). While Redis cannot be reached the shared limiter counts in this process instead (degraded:
+up to N times the limit on N replicas, never an error) and returns to Redis once it answers.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import math
 import time
 
 from fastapi import Request
+from oauth_tokens.shared_state import SharedState, SharedStateUnavailable
+from oauth_tokens.shared_state.limits import RedisTokenBucket
 
 from auth_server.config_sections import RateLimit
 from auth_server.errors import OAuthError
@@ -80,3 +88,28 @@ class RateLimiter:
             del self._buckets[address]
         while len(self._buckets) > self._MAX_ADDRESSES:
             del self._buckets[next(iter(self._buckets))]
+
+
+class SharedRateLimiter:
+    """`RateLimiter`'s limit, counted in Redis for every replica when `shared` is given (see the module docstring)."""
+
+    def __init__(self, limit: RateLimit, name: str, shared: SharedState | None) -> None:
+        self.local = RateLimiter(limit)
+        self._shared = (
+            RedisTokenBucket(shared, f"rate-{name}", burst=limit.burst, per_minute=limit.per_minute)
+            if shared is not None
+            else None
+        )
+
+    async def check(self, address: str) -> None:
+        """Take one request from `address`'s bucket; raises RateLimited when it is empty."""
+        if self._shared is None:
+            self.local.check(address)
+            return
+        try:
+            wait = await self._shared.take(address)
+        except SharedStateUnavailable:
+            self.local.check(address)
+            return
+        if wait is not None:
+            raise RateLimited(wait)

@@ -88,7 +88,7 @@ async def register(request: Request) -> JSONResponse:
     server = server_of(request)
     if not server.config.registration.enabled:
         raise OAuthError("access_denied", "Dynamic client registration is disabled", status_code=403)
-    server.registration_rate.check(client_address(request))
+    await server.registration_rate.check(client_address(request))
     body = await read_body(request)
     try:
         metadata = json.loads(body)
@@ -97,7 +97,7 @@ async def register(request: Request) -> JSONResponse:
     if not isinstance(metadata, dict):
         raise _metadata_error("The body must be a JSON object")
     client = _new_client(server, metadata)
-    server.clients.register(client, address=client_address(request))
+    await server.clients.register(client, address=client_address(request))
     logger.info("Registered public client %s named %r", client.client_id, client.name)
     response: dict[str, Any] = {
         "client_id": client.client_id,

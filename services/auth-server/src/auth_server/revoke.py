@@ -23,11 +23,11 @@ router = APIRouter()
 @router.post("/revoke")
 async def revoke(request: Request) -> Response:
     server = server_of(request)
-    server.token_rate.check(client_address(request))
+    await server.token_rate.check(client_address(request))
     form = await read_token_request(request)
     client = await server.clients.authenticate(
         request.headers.get("authorization"), form.params, address=client_address(request)
     )
-    if server.refresh_tokens.revoke(form.require("token"), client.client_id):
+    if await server.refresh_tokens.revoke(form.require("token"), client.client_id):
         logger.info("Grant revoked by client %s", client.client_id)
     return Response(status_code=200, headers=NO_STORE_HEADERS)

@@ -9,15 +9,20 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from oauth_tokens.cors import CorsSettings
-from oauth_tokens.settings import OptionalPort
-from pydantic import field_validator
+from oauth_tokens.settings import CommaList, OptionalPort
+from oauth_tokens.shared_state import SharedStateSettings
+from pydantic import SecretStr, field_validator
 
 
-class AuthServerSettings(CorsSettings):
+class AuthServerSettings(CorsSettings, SharedStateSettings):
     """AUTH_ISSUER is the public URL every token names; the rest say where to listen and keep state.
 
     CORS_ALLOWED_ORIGINS (from CorsSettings): the browser origins whose pages may call /token, /revoke and
     /register (app.py's CORS policy).
+
+    REDIS_URL / REDIS_KEY_PREFIX (from SharedStateSettings): with Redis, rate limits, login lockouts, the
+    replay caches and cached client metadata documents are shared by every replica (state.py); the prefix
+    defaults to OTEL_SERVICE_NAME, else `auth-server`, so the calendar-auth-server keeps its own keys.
     """
 
     auth_issuer: str
@@ -35,6 +40,15 @@ class AuthServerSettings(CorsSettings):
     # token requests without one. _NONCE: proofs must carry this server's nonce (use_dpop_nonce).
     auth_server_dpop: Literal["accept", "require"] = "accept"
     auth_server_dpop_nonce: bool = False
+    # Keys of the sign-in forms' CSRF values, comma-separated, each at least 32 characters: the first signs,
+    # all verify (rotate by putting a new key first and dropping the old one after the sign-in lifetime).
+    # Every replica has the same list, so a sign-in started at one replica finishes at any other.
+    auth_server_state_keys: CommaList
+    # Durable state (registered clients, codes, sign-ins in progress, refresh tokens): empty means SQLite at
+    # <AUTH_SERVER_DATA_DIR>/auth-server.db; postgresql://… is shared by every replica (oauth_tokens.database).
+    database_url: SecretStr = SecretStr("")
+    # Apply the schema's migrations at start-up; false when a separate `python -m auth_server migrate` does.
+    database_migrate_on_start: bool = True
 
     @field_validator("auth_issuer")
     @classmethod
@@ -48,6 +62,13 @@ class AuthServerSettings(CorsSettings):
             raise ValueError("must be an origin (scheme://host[:port]) with no path or trailing slash")
         return value
 
+    @field_validator("auth_server_state_keys")
+    @classmethod
+    def _state_keys_are_long(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if not keys or any(len(key) < 32 for key in keys):
+            raise ValueError("needs at least one key, each at least 32 characters of random")
+        return keys
+
     @field_validator("auth_server_config", mode="before")
     @classmethod
     def _empty_means_default(cls, value: object) -> object:
@@ -58,6 +79,11 @@ class AuthServerSettings(CorsSettings):
     def keys_dir(self) -> Path:
         """Where the signing keys live (PEM files, mode 0600)."""
         return self.auth_server_data_dir / "keys"
+
+    @property
+    def database_file(self) -> Path:
+        """The SQLite file used when DATABASE_URL is empty."""
+        return self.auth_server_data_dir / "auth-server.db"
 
 
 def environment(env_file: Path = Path(".env")) -> dict[str, str]:

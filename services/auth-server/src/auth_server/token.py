@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from oauth_tokens.database import DatabaseUnavailableError
 from oauth_tokens.metrics import TOKEN_REQUESTS
 from oauth_tokens.telemetry import record_auth
 
@@ -101,8 +102,8 @@ def _response(issued: IssuedAccessToken, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _authorization_code(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
-    digest, grant = server.codes.redeem(request.require("code"), client.client_id)
+async def _authorization_code(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
+    digest, grant = await server.codes.redeem(request.require("code"), client.client_id)
     redirect_uri = request.get("redirect_uri")
     if (grant.redirect_uri_in_request or redirect_uri is not None) and redirect_uri != grant.redirect_uri:
         raise OAuthError("invalid_grant", "redirect_uri does not match the authorization request")
@@ -123,7 +124,7 @@ def _authorization_code(server: AuthServer, client: Client, request: TokenReques
     extra: dict[str, Any] = {}
     if GRANT_REFRESH_TOKEN in client.grant_types:
         expires_at = time.time() + server.config.lifetimes.refresh_token_seconds
-        refresh, family_id = server.refresh_tokens.issue(
+        refresh, family_id = await server.refresh_tokens.issue(
             client_id=client.client_id,
             subject=grant.subject,
             resource=grant.resource,
@@ -131,15 +132,15 @@ def _authorization_code(server: AuthServer, client: Client, request: TokenReques
             expires_at=expires_at,
             jkt=None if client.is_confidential else request.dpop_jkt,
         )
-        server.codes.record_family(digest, family_id, expires_at)
+        await server.codes.record_family(digest, family_id, expires_at)
         extra["refresh_token"] = refresh
     _log_issue("authorization_code", client, grant.subject, grant.resource)
     return _response(issued, **extra)
 
 
-def _refresh_token(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
+async def _refresh_token(server: AuthServer, client: Client, request: TokenRequest) -> dict[str, Any]:
     presented = request.require("refresh_token")
-    record = server.refresh_tokens.lookup(presented, client.client_id)
+    record = await server.refresh_tokens.lookup(presented, client.client_id)
     if record.jkt is not None and record.jkt != request.dpop_jkt:  # RFC 9449 §5: a public client's binding
         raise OAuthError("invalid_grant", "The refresh token is bound to a DPoP key: prove that key")
     requested = parse_scope(request.get("scope"))
@@ -150,7 +151,7 @@ def _refresh_token(server: AuthServer, client: Client, request: TokenRequest) ->
         raise OAuthError("invalid_target", "Request a token for one resource at a time")
     if request.resources and resource_by_indicator(server.config, [record.resource], request.resources[0]) is None:
         raise OAuthError("invalid_target", "The resource was not part of the original grant")
-    rotated = server.refresh_tokens.rotate(presented, record, scopes)
+    rotated = await server.refresh_tokens.rotate(presented, record, scopes)
     issued = server.access_tokens.issue(
         subject=record.subject,
         client_id=client.client_id,
@@ -243,6 +244,9 @@ async def token(request: Request) -> JSONResponse:
     except OAuthError as error:
         _count(request, error.error)
         raise
+    except DatabaseUnavailableError:  # answered 503 temporarily_unavailable by app.py
+        _count(request, "temporarily_unavailable")
+        raise
     _count(request, "ok")
     return response
 
@@ -256,7 +260,7 @@ def _count(request: Request, outcome: str) -> None:
 
 async def _token(request: Request) -> JSONResponse:
     server = server_of(request)
-    server.token_rate.check(client_address(request))
+    await server.token_rate.check(client_address(request))
     token_request = await read_token_request(request)
     request.state.grant_type = token_request.get("grant_type")
     client = await server.clients.authenticate(
@@ -272,5 +276,5 @@ async def _token(request: Request) -> JSONResponse:
     response = handler(server, client, token_request)
     if inspect.isawaitable(response):
         response = await response
-    server.clients.mark_used(client.client_id)  # a registration that got a token is no longer at risk of expiry
+    await server.clients.mark_used(client)  # a registration that got a token is no longer at risk of expiry
     return JSONResponse(response, headers=NO_STORE_HEADERS)

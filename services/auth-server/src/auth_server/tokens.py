@@ -1,18 +1,18 @@
-"""Mint RFC 9068 JWT access tokens, verify our own (for token exchange), and keep rotating refresh tokens."""
+"""Mint RFC 9068 JWT access tokens and verify our own (for token exchange); digests of opaque tokens.
+
+Refresh tokens live in the database (refresh_tokens.py)."""
 
 from __future__ import annotations
 
 import hashlib
-import secrets
 import time
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import jwt
 
-from auth_server.errors import OAuthError
 from auth_server.keys import SIGNING_ALGORITHM, KeyStore
 
 ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - the RFC 9068 JOSE `typ`, not a secret
@@ -103,94 +103,6 @@ class AccessTokenIssuer:
         return claims
 
 
-@dataclass(frozen=True)
-class RefreshRecord:
-    """What a refresh token stands for. A family is one user grant; every rotation stays in it."""
-
-    client_id: str
-    subject: str
-    resource: str  # resource name
-    scopes: tuple[str, ...]
-    family_id: str
-    expires_at: float
-    used: bool = False
-    # A public client's refresh token is bound to the DPoP key it was issued with (RFC 9449 §5); i22 adds this.
-    jkt: str | None = None
-
-
 def token_digest(value: str) -> str:
     """Opaque tokens and codes are stored by digest only, so memory holds nothing presentable."""
     return hashlib.sha256(value.encode("utf-8")).hexdigest()
-
-
-class RefreshTokenStore:
-    """Opaque, single-use refresh tokens (rotation). Presenting a used one revokes its whole family."""
-
-    _SWEEP_INTERVAL_SECONDS = 60.0
-
-    def __init__(self) -> None:
-        self._records: dict[str, RefreshRecord] = {}
-        self._revoked_families: dict[str, float] = {}
-        self._last_sweep = time.monotonic()
-
-    def issue(
-        self,
-        *,
-        client_id: str,
-        subject: str,
-        resource: str,
-        scopes: tuple[str, ...],
-        expires_at: float,
-        jkt: str | None = None,
-    ) -> tuple[str, str]:
-        """A new grant: the first refresh token of a fresh family (bound to DPoP key `jkt` if given)."""
-        family_id = secrets.token_hex(16)
-        record = RefreshRecord(client_id, subject, resource, scopes, family_id, expires_at, jkt=jkt)
-        return self._store(record), family_id
-
-    def lookup(self, token: str, client_id: str) -> RefreshRecord:
-        """What `token` stands for, if `client_id` may redeem it now; raises invalid_grant otherwise.
-
-        A token that was already rotated is a replay (RFC 9700 §4.14.2): the client or an attacker holds a
-        stolen copy, so the whole grant is revoked.
-        """
-        record = self._records.get(token_digest(token))
-        invalid = OAuthError("invalid_grant", "The refresh token is invalid, expired or revoked")
-        if record is None or record.client_id != client_id or record.family_id in self._revoked_families:
-            raise invalid
-        if record.used:
-            self.revoke_family(record.family_id, record.expires_at)
-            raise OAuthError("invalid_grant", "The refresh token was already used; the grant is revoked")
-        if time.time() >= record.expires_at:
-            raise invalid
-        return record
-
-    def rotate(self, token: str, record: RefreshRecord, scopes: tuple[str, ...]) -> str:
-        """Mark `token` used and return its successor: same family and expiry; scopes may only narrow."""
-        self._records[token_digest(token)] = replace(record, used=True)
-        return self._store(replace(record, scopes=scopes, used=False))
-
-    def revoke_family(self, family_id: str, until: float) -> None:
-        self._revoked_families[family_id] = until
-
-    def revoke(self, token: str, client_id: str) -> bool:
-        """RFC 7009: end the grant `token` belongs to, if it was issued to `client_id`; False if it was not."""
-        record = self._records.get(token_digest(token))
-        if record is None or record.client_id != client_id:
-            return False
-        self.revoke_family(record.family_id, record.expires_at)
-        return True
-
-    def _store(self, record: RefreshRecord) -> str:
-        self._sweep()
-        token = secrets.token_urlsafe(32)
-        self._records[token_digest(token)] = record
-        return token
-
-    def _sweep(self) -> None:
-        if time.monotonic() - self._last_sweep < self._SWEEP_INTERVAL_SECONDS:
-            return
-        self._last_sweep = time.monotonic()
-        now = time.time()
-        self._records = {digest: rec for digest, rec in self._records.items() if rec.expires_at > now}
-        self._revoked_families = {family: until for family, until in self._revoked_families.items() if until > now}

@@ -20,6 +20,12 @@ address) and per client address (for any username):
   locked-out account. If every entry of a full table is locked, a new username or address is let through
   uncounted by that table (the other still counts): a full table never refuses a correct password from a
   new address for a user nobody targeted.
+- **Replicas.** With REDIS_URL, `SharedLoginThrottle` keeps both counts in Redis
+  (`oauth_tokens.shared_state.limits.RedisFailureCounts`, each forgotten a window after its latest
+  failure), so a lockout holds on every replica; Redis bounds them by expiry, not by table size. Two
+  attempts racing at the very last allowed failure may both be counted (the check and the count are two
+  steps). While Redis cannot be reached, each replica counts in its own LoginThrottle (degraded, logged
+  once per outage), and Redis's counts apply again once it answers.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import anyio.to_thread
+from oauth_tokens.shared_state import SharedState, SharedStateUnavailable
+from oauth_tokens.shared_state.limits import RedisFailureCounts
 
 from auth_server.config import AuthServerConfig, require_secret
 from auth_server.config_sections import LoginPolicy
@@ -175,3 +183,47 @@ class LoginThrottle:
             table.put(key, _Failures(1, now), owner, now)
         except TableFull:  # every entry is locked: this one goes uncounted here (see the class docstring)
             return
+
+
+class SharedLoginThrottle:
+    """LoginThrottle's policy with the counts in Redis when `shared` is given (module docstring), else in process."""
+
+    def __init__(self, policy: LoginPolicy, shared: SharedState | None) -> None:
+        self._policy = policy
+        self.local = LoginThrottle(policy)
+        window = policy.failure_window_seconds
+        self._shared = shared is not None
+        if shared is not None:
+            self._names = RedisFailureCounts(shared, "login-username", window)
+            self._addresses = RedisFailureCounts(shared, "login-address", window)
+
+    async def begin_attempt(self, username: str, address: str) -> float:
+        """As LoginThrottle.begin_attempt, across replicas while Redis answers."""
+        if not self._shared:
+            return self.local.begin_attempt(username, address)
+        name, owner = username.casefold(), owner_of_address(address)
+        try:
+            by_name, by_address = await self._names.get(name), await self._addresses.get(owner)
+            if by_name.count >= self._policy.max_failures:
+                raise TooManyFailures(by_name.forgotten_after_seconds)
+            if by_address.count >= self._policy.max_failures_per_address:
+                raise TooManyFailures(by_address.forgotten_after_seconds)
+            await self._addresses.fail(owner)
+            count = await self._names.fail(name)
+        except SharedStateUnavailable:
+            return self.local.begin_attempt(username, address)
+        if count <= 1:
+            return 0.0
+        delay = self._policy.failure_delay_seconds * 2 ** (count - 2)
+        return float(min(delay, self._policy.max_failure_delay_seconds))
+
+    async def record_success(self, username: str, address: str) -> None:
+        """As LoginThrottle.record_success, across replicas while Redis answers."""
+        if not self._shared:
+            self.local.record_success(username, address)
+            return
+        try:
+            await self._names.forget(username.casefold())
+            await self._addresses.succeed(owner_of_address(address))
+        except SharedStateUnavailable:
+            self.local.record_success(username, address)

@@ -1,11 +1,18 @@
-"""Run crm-api: `python -m crm_api` (settings from the environment and .env)."""
+"""Run crm-api: `python -m crm_api` (settings from the environment and .env); `python -m crm_api migrate`
+applies its database migrations and exits (e.g. as a Kubernetes Job, with DATABASE_MIGRATE_ON_START=false)."""
+
+import sys
 
 from oauth_tokens.serve import serve
+from oauth_tokens.service_database import run_migrate_command
 
 from crm_api.settings import CrmApiSettings
 
 
 def main() -> None:
+    if sys.argv[1:] == ["migrate"]:
+        run_migrate_command("crm-api", CrmApiSettings, CrmApiSettings.database)
+        return
     serve(
         "crm-api",
         CrmApiSettings,

@@ -13,7 +13,7 @@ from oauth_tokens import AccessTokenValidator, Principal
 from oauth_tokens.body_limit import BodyLimitMiddleware
 from oauth_tokens.dpop_resource import install_dpop
 from oauth_tokens.fastapi import JsonBody, install_token_validation, require_scopes
-from starlette.concurrency import run_in_threadpool
+from oauth_tokens.service_database import READY_PATH, install_database_outage, readiness_endpoint
 
 from crm_api.models import Customer, CustomerList, ErrorBody, NewNote
 from crm_api.settings import CrmApiSettings
@@ -76,23 +76,26 @@ class CustomerNotFoundError(Exception):
 
 def create_app(settings: CrmApiSettings) -> FastAPI:
     """Build the app: the store, and the validator that trusts AUTH_ISSUER for audience CRM_API_AUDIENCE."""
-    store = CustomerStore(settings.crm_api_data_dir)
+    database = settings.database()
+    store = CustomerStore(database)
     # Built here (not in the lifespan) because its exception handlers must be registered before the
     # app starts; the lifespan closes its HTTP client.
     validator = AccessTokenValidator(settings.validator_config(audiences=[settings.crm_api_audience]))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        seeded = await run_in_threadpool(store.initialise)
+        await database.start(migrate_on_start=settings.database_migrate_on_start)
         logger.info(
-            "crm-api started: audience %s, issuer %s, database %s%s",
+            "crm-api started: audience %s, issuer %s, database %s",
             settings.crm_api_audience,
             settings.auth_issuer,
-            store.path,
-            " (seeded with demo customers)" if seeded else "",
+            database.description,
         )
-        async with validator:
-            yield
+        try:
+            async with validator:
+                yield
+        finally:
+            await database.dispose()
 
     app = FastAPI(
         title="crm-api",
@@ -105,6 +108,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     install_token_validation(app, validator, realm="crm-api")
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     install_dpop(app, settings)  # AUTH_DPOP: DPoP-bound tokens only with their proof (docs/dpop.md)
+    install_database_outage(app)  # 503 + Retry-After while the database cannot be reached, never 500
 
     @app.exception_handler(CustomerNotFoundError)
     async def customer_not_found(_: Request, __: Exception) -> JSONResponse:
@@ -120,6 +124,15 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    app.add_api_route(
+        READY_PATH,
+        readiness_endpoint(database),
+        methods=["GET"],
+        summary="Readiness: 503 while the database cannot be reached (no token needed)",
+        tags=["ops"],
+        include_in_schema=True,
+    )
+
     @app.get(
         "/customers",
         summary="Search the caller's customers (scope crm:read)",
@@ -130,7 +143,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         principal: ReadPrincipal,
         q: Annotated[str | None, Query(max_length=100, description="Matches name, company or city")] = None,
     ) -> CustomerList:
-        customers = await run_in_threadpool(store.search, principal.subject, q)
+        customers = await store.search(principal.subject, q)
         return CustomerList(customers=customers, count=len(customers))
 
     @app.get(
@@ -140,7 +153,7 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         responses={**_TOKEN_ERRORS, **_NOT_FOUND},
     )
     async def get_customer(principal: ReadPrincipal, customer_id: CustomerId) -> Customer:
-        customer = await run_in_threadpool(store.get, principal.subject, customer_id)
+        customer = await store.get(principal.subject, customer_id)
         if customer is None:
             raise CustomerNotFoundError
         return customer
@@ -156,8 +169,8 @@ def create_app(settings: CrmApiSettings) -> FastAPI:
         openapi_extra=NOTE_BODY.openapi,
     )
     async def add_note(principal: WritePrincipal, customer_id: CustomerId, new_note: NoteBody) -> Customer:
-        customer = await run_in_threadpool(
-            store.add_note, principal.subject, customer_id, new_note.text, principal.client_id, principal.actor
+        customer = await store.add_note(
+            principal.subject, customer_id, new_note.text, principal.client_id, principal.actor
         )
         if customer is None:
             raise CustomerNotFoundError

@@ -1,11 +1,18 @@
-"""Run crm-mcp: `python -m crm_mcp` (settings from the environment and .env)."""
+"""Run crm-mcp: `python -m crm_mcp` (settings from the environment and .env); `python -m crm_mcp migrate`
+applies its database migrations and exits (e.g. as a Kubernetes Job, with DATABASE_MIGRATE_ON_START=false)."""
+
+import sys
 
 from oauth_tokens.serve import serve
+from oauth_tokens.service_database import run_migrate_command
 
 from crm_mcp.settings import Settings
 
 
 def main() -> None:
+    if sys.argv[1:] == ["migrate"]:
+        run_migrate_command("crm-mcp", Settings, Settings.database)
+        return
     serve(
         "crm-mcp",
         Settings,

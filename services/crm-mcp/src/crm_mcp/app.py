@@ -21,7 +21,11 @@ from oauth_tokens.dpop_client import DPoPKey
 from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
 from oauth_tokens.mcp_app import protect_mcp_app
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
+from oauth_tokens.service_database import READY_PATH, install_database_outage, readiness_endpoint
+from oauth_tokens.shared_state import SharedState
+from oauth_tokens.shared_state.flight import SharedTokens
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
+from oauth_tokens.vault import KeyRing
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -48,11 +52,21 @@ INSTRUCTIONS = (
 )
 
 
+def shared_tokens(settings: Settings, shared: SharedState | None) -> SharedTokens | None:
+    """With REDIS_URL: tokens every replica shares (one request per key and lifetime), sealed under the vault keys."""
+    if shared is None:
+        return None
+    # The lock outlives one token request's deadline, so a waiter never starts a second one meanwhile.
+    lock_seconds = settings.crm_mcp_downstream_timeout_seconds + 2
+    return SharedTokens(shared, KeyRing(settings.crm_mcp_vault_keys), lock_seconds=lock_seconds)
+
+
 def crm_api_credentials(
     settings: Settings,
     discovery: TokenEndpointDiscovery,
     credential: ClientCredential,
     dpop_key: DPoPKey | None = None,
+    shared: SharedTokens | None = None,
 ) -> CrmApiCredentials:
     """Pattern 3 (forward the caller's token) or 3b (exchange it, DPoP-bound to `dpop_key` if given)."""
     logger.info("crm-api calls: CRM_API_AUTH_MODE=%s", settings.crm_api_auth_mode)
@@ -65,13 +79,19 @@ def crm_api_credentials(
         timeout_seconds=settings.crm_mcp_downstream_timeout_seconds,
         discover_token_url=discovery.token_endpoint,
         dpop_key=dpop_key,
+        shared_tokens=shared,
     )
     return ExchangedToken(exchange, settings.crm_api_audience)
 
 
 @asynccontextmanager
-async def open_downstreams(settings: Settings, credential: ClientCredential) -> AsyncIterator[Downstreams]:
-    """Create the clients of patterns 1-3 once; close them (and the MCP session they hold) at shutdown."""
+async def open_downstreams(
+    settings: Settings, credential: ClientCredential, shared: SharedState | None = None
+) -> AsyncIterator[Downstreams]:
+    """Create the clients of patterns 1-3 once; close them (and the MCP session they hold) at shutdown.
+
+    `shared` (REDIS_URL): patterns 2 and 3b share their tokens across replicas (shared_tokens)."""
+    tokens = shared_tokens(settings, shared)
     timeout = settings.crm_mcp_downstream_timeout_seconds
     # Without AUTH_TOKEN_URL, the token endpoint is found the way MCP clients find it: from tickets-mcp.
     discovery = TokenEndpointDiscovery(
@@ -90,6 +110,7 @@ async def open_downstreams(settings: Settings, credential: ClientCredential) -> 
         timeout_seconds=timeout,
         discover_token_url=discovery.token_endpoint,
         dpop_key=dpop_key,
+        shared_tokens=tokens,
     )
     downstreams = Downstreams(
         weather=WeatherApiClient(
@@ -100,7 +121,7 @@ async def open_downstreams(settings: Settings, credential: ClientCredential) -> 
         ),
         crm_api=CrmApiClient(
             settings.crm_api_url,
-            crm_api_credentials(settings, discovery, credential, dpop_key),
+            crm_api_credentials(settings, discovery, credential, dpop_key, tokens),
             timeout_seconds=timeout,
             dpop_key=dpop_key,
         ),
@@ -131,12 +152,21 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
 
     identity = ClientIdentity(settings)  # its client keys: generated on first start
     logger.info("crm-mcp %s", identity.describe())
-    calendar = CalendarPattern.build(settings, validator, identity)  # pattern 4: connect pages are routes, not tools
+    database = settings.database()  # pattern 4's vault and connect flows, shared by every replica
+    # Pattern 4: connect pages are routes, not tools.
+    calendar = CalendarPattern.build(settings, validator, identity, database)
+    shared = settings.shared_state("crm-mcp")  # REDIS_URL; None: per-process token caches
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
-        async with validator, calendar.running(), open_downstreams(settings, identity.own()) as downstreams:
-            yield downstreams
+        await database.start(migrate_on_start=settings.database_migrate_on_start)
+        try:
+            async with validator, calendar.running(), open_downstreams(settings, identity.own(), shared) as downstreams:
+                yield downstreams
+        finally:
+            await database.dispose()
+            if shared is not None:
+                await shared.aclose()
 
     mcp: MCPServer[Downstreams] = ModelFriendlyMCPServer(
         name="crm-mcp",
@@ -150,6 +180,7 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     register_tools(mcp)
     register_calendar_tools(mcp, calendar)
     mcp.custom_route(HEALTH_PATH, methods=["GET"])(health)
+    mcp.custom_route(READY_PATH, methods=["GET"])(readiness_endpoint(database))
     mcp.custom_route(JWKS_PATH, methods=["GET"])(identity.jwks)
     return mcp
 
@@ -163,7 +194,7 @@ def create_app(settings: Settings) -> Starlette:
     auth = resource_server_auth(settings.auth_issuer, settings.crm_mcp_resource)
     # Browsers open the /connect/* pages at CRM_MCP_PUBLIC_URL, so its host is one crm-mcp answers to.
     public_host = urlsplit(settings.crm_mcp_public_url).netloc
-    return protect_mcp_app(
+    app = protect_mcp_app(
         create_server(settings, auth),
         auth=auth,
         sessions=settings,
@@ -172,5 +203,7 @@ def create_app(settings: Settings) -> Starlette:
         allowed_origins=settings.cors_allowed_origins,
         resource_name="crm-mcp",
         dpop=settings,
-        health_path=HEALTH_PATH,
+        probe_paths=(HEALTH_PATH, READY_PATH),
     )
+    install_database_outage(app)  # the connect pages: 503 + Retry-After while the database is away
+    return app

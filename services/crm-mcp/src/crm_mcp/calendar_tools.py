@@ -35,6 +35,7 @@ from mcp_types.version import is_version_at_least
 from oauth_tokens import AccessTokenValidator
 from oauth_tokens.mcp import caller_token
 from oauth_tokens.mcp_step_up import scoped_tool
+from oauth_tokens.service_database import ServiceDatabase
 from oauth_tokens.vault import TokenVault
 from pydantic import AwareDatetime, BaseModel, Field
 
@@ -83,11 +84,17 @@ class CalendarPattern:
     cross_app: CrossAppCalendarAccess | None = None
 
     @classmethod
-    def build(cls, settings: Settings, validator: AccessTokenValidator, identity: ClientIdentity) -> CalendarPattern:
-        database = settings.crm_mcp_data_dir / "crm-mcp.sqlite3"
+    def build(
+        cls, settings: Settings, validator: AccessTokenValidator, identity: ClientIdentity, database: ServiceDatabase
+    ) -> CalendarPattern:
         provider = CalendarProvider(settings, identity.calendar())
         vault = TokenVault(database, settings.crm_mcp_vault_keys)
-        accounts = CalendarAccounts(provider, vault, settings.crm_mcp_calendar_refresh_margin_seconds)
+        accounts = CalendarAccounts(
+            provider,
+            vault,
+            settings.crm_mcp_calendar_refresh_margin_seconds,
+            deadline_seconds=settings.crm_mcp_downstream_timeout_seconds,
+        )
         requests = ConnectRequests(database, settings.crm_mcp_vault_keys)
         completions = ElicitationCompletions(requests.lifetime_seconds)
         connect = CalendarConnect(settings, requests, accounts, provider, validator, identity.own(), completions)
@@ -120,9 +127,7 @@ class CalendarPattern:
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[None]:
-        """Create the tables; close the HTTP clients at shutdown."""
-        await self.accounts.vault.initialise()
-        await self.requests.initialise()
+        """Close the HTTP clients at shutdown (the tables are the database's: app.py migrates it)."""
         try:
             yield
         finally:

@@ -1,14 +1,16 @@
 """Pending account connections (pattern 4): the opaque connect references a tool hands out, and the
-browser flows they start, in crm-mcp's SQLite database so every replica sees the same ones.
+browser flows they start, in crm-mcp's database (SQLite, or PostgreSQL with DATABASE_URL) so every
+replica sees the same ones: a flow may start at one replica and finish at another.
 
 A reference is 32 random bytes that mean nothing outside this table (no user name, no token) and is
 stored only by digest. It lives `lifetime_seconds` and is spent by the first browser that opens it
 (`claim`), which gets a random browser binding (a cookie) in exchange; each later step of the flow
-must present that binding and is itself single-use (`take`), so a replayed callback finds nothing.
+must present that binding and is itself single-use (`take`, one conditional UPDATE or DELETE … RETURNING,
+so two replicas racing on one step cannot both win it), so a replayed callback finds nothing.
 
 What a flow must remember between redirects, its OAuth `state` and PKCE code verifier, is sealed with
 the vault's keys (`oauth_tokens.vault.KeyRing`, bound to the row and the field), so a copy of the
-database file reveals neither; the file itself is 0600 (`oauth_tokens.private_files`).
+database reveals neither; the SQLite file is 0600 (`oauth_tokens.private_files`).
 """
 
 from __future__ import annotations
@@ -16,28 +18,25 @@ from __future__ import annotations
 import base64
 import hashlib
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import anyio.to_thread
-from oauth_tokens.private_files import create_private_file
+from oauth_tokens.service_database import ServiceDatabase
 from oauth_tokens.vault import KeyRing, VaultKey
+from sqlalchemy import Column, Float, MetaData, Table, Text, delete, insert, update
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS connect_requests (
-    id TEXT PRIMARY KEY,
-    subject TEXT NOT NULL,
-    stage TEXT NOT NULL,
-    browser TEXT,
-    state TEXT NOT NULL DEFAULT '',
-    verifier TEXT NOT NULL DEFAULT '',
-    expires_at REAL NOT NULL
+CONNECT_REQUESTS = Table(
+    "connect_requests",
+    MetaData(),
+    Column("id", Text, primary_key=True),
+    Column("subject", Text, nullable=False),
+    Column("stage", Text, nullable=False),
+    Column("browser", Text),
+    Column("state", Text, nullable=False, default=""),
+    Column("verifier", Text, nullable=False, default=""),
+    Column("expires_at", Float, nullable=False),
 )
-"""
 ISSUED, SIGNING_IN, CHECKING, CONSENTING = "issued", "signing-in", "checking", "consenting"
 
 
@@ -63,96 +62,76 @@ class FlowStep:
 
 
 class ConnectRequests:
-    """The connect_requests table; every method runs its I/O in a thread."""
+    """The connect_requests table in crm-mcp's database."""
 
-    def __init__(self, path: Path, keys: Sequence[VaultKey], lifetime_seconds: float = 600.0) -> None:
-        self.path = path
+    def __init__(self, database: ServiceDatabase, keys: Sequence[VaultKey], lifetime_seconds: float = 600.0) -> None:
+        self.database = database
         self.lifetime_seconds = lifetime_seconds
         self._ring = KeyRing(keys)
-
-    async def initialise(self) -> None:
-        def create() -> None:
-            create_private_file(self.path)
-            with self._transaction() as db:
-                db.execute(_SCHEMA)
-
-        await anyio.to_thread.run_sync(create)
 
     async def issue(self, subject: str) -> tuple[str, str]:
         """A new reference for `subject`; returns (reference for the URL, request id to remember it by)."""
         reference = secrets.token_urlsafe(32)
         request_id = digest(reference)
-
-        def insert() -> None:
-            now = time.time()
-            with self._transaction() as db:
-                db.execute("DELETE FROM connect_requests WHERE expires_at < ?", (now,))
-                db.execute(
-                    "INSERT INTO connect_requests (id, subject, stage, expires_at) VALUES (?, ?, ?, ?)",
-                    (request_id, subject, ISSUED, now + self.lifetime_seconds),
+        now = time.time()
+        async with self.database.transaction() as db:
+            await db.execute(delete(CONNECT_REQUESTS).where(CONNECT_REQUESTS.c.expires_at < now))
+            await db.execute(
+                insert(CONNECT_REQUESTS).values(
+                    id=request_id, subject=subject, stage=ISSUED, expires_at=now + self.lifetime_seconds
                 )
-
-        await anyio.to_thread.run_sync(insert)
+            )
         return reference, request_id
 
     async def claim(self, reference: str, state: str, code_verifier: str) -> tuple[str, FlowStep] | None:
         """Spend `reference` (unknown, used or expired: None); returns the browser binding and the step."""
         browser = secrets.token_urlsafe(32)
-        request_id, now = digest(reference), time.time()
-        sealed = self._seal(request_id, state, code_verifier)
-
-        def update() -> str | None:
-            with self._transaction() as db:
-                row = db.execute(
-                    "UPDATE connect_requests SET stage = ?, browser = ?, state = ?, verifier = ?"
-                    " WHERE id = ? AND stage = ? AND expires_at > ? RETURNING subject",
-                    (SIGNING_IN, digest(browser), *sealed, request_id, ISSUED, now),
-                ).fetchone()
-            return None if row is None else str(row[0])
-
-        subject = await anyio.to_thread.run_sync(update)
-        if subject is None:
+        request_id = digest(reference)
+        sealed_state, sealed_verifier = self._seal(request_id, state, code_verifier)
+        table = CONNECT_REQUESTS.c
+        statement = (
+            update(CONNECT_REQUESTS)
+            .where(table.id == request_id, table.stage == ISSUED, table.expires_at > time.time())
+            .values(stage=SIGNING_IN, browser=digest(browser), state=sealed_state, verifier=sealed_verifier)
+            .returning(table.subject)
+        )
+        async with self.database.transaction() as db:
+            row = (await db.execute(statement)).first()
+        if row is None:
             return None
-        return browser, FlowStep(request_id, subject, state, code_verifier)
+        return browser, FlowStep(request_id, str(row.subject), state, code_verifier)
 
     async def take(self, browser: str, stage: str, next_stage: str | None) -> FlowStep | None:
         """The flow bound to `browser` if it is at `stage`; moves it to `next_stage` (None: deletes it)."""
-
-        def transition() -> FlowStep | None:
-            with self._transaction() as db:
-                row = db.execute(
-                    "SELECT id, subject, state, verifier FROM connect_requests"
-                    " WHERE browser = ? AND stage = ? AND expires_at > ?",
-                    (digest(browser), stage, time.time()),
-                ).fetchone()
-                if row is None:
-                    return None
-                if next_stage is None:
-                    db.execute("DELETE FROM connect_requests WHERE id = ?", (row[0],))
-                else:
-                    db.execute("UPDATE connect_requests SET stage = ? WHERE id = ?", (next_stage, row[0]))
-            return self._opened(str(row[0]), str(row[1]), str(row[2]), str(row[3]))
-
-        return await anyio.to_thread.run_sync(transition)
+        table = CONNECT_REQUESTS.c
+        match = (table.browser == digest(browser), table.stage == stage, table.expires_at > time.time())
+        columns = (table.id, table.subject, table.state, table.verifier)
+        async with self.database.transaction() as db:
+            if next_stage is None:
+                result = await db.execute(delete(CONNECT_REQUESTS).where(*match).returning(*columns))
+            else:
+                result = await db.execute(
+                    update(CONNECT_REQUESTS).where(*match).values(stage=next_stage).returning(*columns)
+                )
+            row = result.first()
+        if row is None:
+            return None
+        return self._opened(str(row.id), str(row.subject), str(row.state), str(row.verifier))
 
     async def expect(self, request_id: str, stage: str, state: str, code_verifier: str) -> None:
         """Record what the next redirect back must carry, moving the flow to `stage`."""
-
-        def update() -> None:
-            with self._transaction() as db:
-                db.execute(
-                    "UPDATE connect_requests SET stage = ?, state = ?, verifier = ? WHERE id = ?",
-                    (stage, *self._seal(request_id, state, code_verifier), request_id),
-                )
-
-        await anyio.to_thread.run_sync(update)
+        sealed_state, sealed_verifier = self._seal(request_id, state, code_verifier)
+        statement = (
+            update(CONNECT_REQUESTS)
+            .where(CONNECT_REQUESTS.c.id == request_id)
+            .values(stage=stage, state=sealed_state, verifier=sealed_verifier)
+        )
+        async with self.database.transaction() as db:
+            await db.execute(statement)
 
     async def discard(self, request_id: str) -> None:
-        def delete() -> None:
-            with self._transaction() as db:
-                db.execute("DELETE FROM connect_requests WHERE id = ?", (request_id,))
-
-        await anyio.to_thread.run_sync(delete)
+        async with self.database.transaction() as db:
+            await db.execute(delete(CONNECT_REQUESTS).where(CONNECT_REQUESTS.c.id == request_id))
 
     def _seal(self, request_id: str, state: str, code_verifier: str) -> tuple[str, str]:
         return (
@@ -167,18 +146,3 @@ class ConnectRequests:
         if opened_state is None or opened_verifier is None:
             return None
         return FlowStep(request_id, subject, opened_state, opened_verifier)
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # BEGIN IMMEDIATE takes the write lock up front, so a read-then-write is atomic across replicas.
-        db = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            yield db
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        finally:
-            db.close()

@@ -1,7 +1,8 @@
 """crm-mcp's settings: where its downstreams are and the credentials of patterns 1, 2, 3b, 4 and 5.
 
 Client secrets are optional: by default crm-mcp authenticates with private_key_jwt and its keys live
-in a file under CRM_MCP_DATA_DIR, not here.
+in a file under CRM_MCP_DATA_DIR, not here. DATABASE_URL (DatabaseSettings) holds pattern 4's vault and
+connect flows; empty: <CRM_MCP_DATA_DIR>/crm-mcp.sqlite3.
 """
 
 from __future__ import annotations
@@ -12,15 +13,21 @@ from typing import Annotated, Literal
 from oauth_tokens.client_assertion import AssertionAudience
 from oauth_tokens.cors import CorsSettings
 from oauth_tokens.mcp_sessions import McpSessionSettings
+from oauth_tokens.service_database import DatabaseSettings, ServiceDatabase
 from oauth_tokens.settings import CommaList, OptionalPort, TrustSettings
+from oauth_tokens.shared_state import SharedStateSettings
 from oauth_tokens.signing_keys import SigningAlgorithm
 from oauth_tokens.token_endpoint import AuthMethod
 from oauth_tokens.vault import VaultKeys
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 
 
-class Settings(TrustSettings, CorsSettings, McpSessionSettings):
-    """Every field is the environment variable of the same name, upper-cased (see .env.example)."""
+class Settings(TrustSettings, CorsSettings, McpSessionSettings, DatabaseSettings, SharedStateSettings):
+    """Every field is the environment variable of the same name, upper-cased (see .env.example).
+
+    REDIS_URL (SharedStateSettings): every replica shares one client-credentials token (pattern 2) and one
+    exchanged token per user token (3b), sealed in Redis under CRM_MCP_VAULT_KEYS; empty: per process.
+    """
 
     crm_mcp_host: str = "127.0.0.1"
     crm_mcp_port: int = 8001
@@ -136,6 +143,12 @@ class Settings(TrustSettings, CorsSettings, McpSessionSettings):
     @property
     def calendar_revocation_endpoint(self) -> str:
         return self.calendar_revocation_url or f"{self.calendar_auth_issuer}/revoke"
+
+    def database(self) -> ServiceDatabase:
+        """crm-mcp's database: DATABASE_URL, else <CRM_MCP_DATA_DIR>/crm-mcp.sqlite3; migrations in crm_mcp."""
+        return ServiceDatabase.from_settings(
+            self, default_sqlite_file=self.crm_mcp_data_dir / "crm-mcp.sqlite3", migrations="crm_mcp:migrations"
+        )
 
     @property
     def client_keys_dir(self) -> Path:

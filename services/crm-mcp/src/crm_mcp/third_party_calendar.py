@@ -7,9 +7,11 @@ revocation. `CalendarAccounts` keeps each user's grant in the encrypted `TokenVa
 provider issuer), and hands out a fresh access token, refreshed ahead of expiry in one flight per user
 grant: concurrent callers of one user share the one refresh in progress and its result or error
 (`oauth_tokens.single_flight.KeyedSingleFlight`, which forgets a user once no call of theirs is waiting,
-so the map never outgrows the calls in progress), and a lease on the vault row keeps replicas from
-redeeming one refresh token twice. A refresh against a provider that hangs therefore costs every waiter
-one deadline together, not one deadline each in turn. A refused refresh (`invalid_grant`) deletes the
+so the map never outgrows the calls in progress), and across replicas one refresh per grant on the vault
+row's versioned lease (`oauth_tokens.grant_refresh.refresh_once`): the replica that wins it redeems the
+refresh token, the others wait (at most one downstream deadline) and use the grant it stores, so a
+rotated-away refresh token is never sent again. A refresh against a provider that hangs therefore costs
+every waiter one deadline together, not one deadline each in turn. A refused refresh (`invalid_grant`) deletes the
 grant, so the tool asks the user to connect again.
 `CalendarApiClient` calls calendar-api with that token. How the user connects is in connect_calendar.py,
 how a tool asks them to (URL-mode elicitation) in calendar_tools.py.
@@ -23,8 +25,8 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
-import anyio
 from oauth_tokens import TokenEndpointError
+from oauth_tokens.grant_refresh import RefreshInProgressElsewhereError, refresh_once
 from oauth_tokens.single_flight import KeyedSingleFlight
 from oauth_tokens.telemetry import trace_http
 from oauth_tokens.token_endpoint import TokenEndpoint
@@ -40,9 +42,6 @@ logger = logging.getLogger(__name__)
 SERVICE = "calendar-api"
 PROVIDER = "the calendar provider's authorization server"
 CALLBACK_PATH = "/connect/calendar/callback"
-# How long another replica's refresh may take before this one stops waiting for it.
-_LEASE_SECONDS = 15.0
-_LEASE_POLL_SECONDS = 0.2
 
 
 class GrantRevokedError(Exception):
@@ -154,10 +153,16 @@ def _grant_from(body: dict[str, Any]) -> StoredGrant:
 class CalendarAccounts:
     """Each user's calendar grant, from the vault, refreshed ahead of expiry."""
 
-    def __init__(self, provider: CalendarProvider, vault: TokenVault, refresh_margin_seconds: float) -> None:
+    def __init__(
+        self, provider: CalendarProvider, vault: TokenVault, refresh_margin_seconds: float, deadline_seconds: float
+    ) -> None:
         self.provider = provider
         self.vault = vault
         self._margin = refresh_margin_seconds
+        # Another replica's refresh is waited for at most one downstream deadline; the lease outlives the
+        # holder's own refresh (one deadline) with room to store its result.
+        self._wait_seconds = deadline_seconds
+        self._lease_seconds = 2 * deadline_seconds + 5
         # No failure back-off: a refresh that failed is tried again by the next call, not remembered.
         self._refreshes: KeyedSingleFlight[str, str | None] = KeyedSingleFlight()
 
@@ -167,40 +172,36 @@ class CalendarAccounts:
 
     async def access_token(self, subject: str) -> str | None:
         """A usable calendar access token for `subject`, or None when they must connect (again)."""
-        grant = await self.vault.get(subject, self.provider.issuer)
-        if grant is None:
+        entry = await self.vault.read(subject, self.provider.issuer)
+        if entry is None:
             return None
-        if not grant.expires_within(self._margin):
-            return grant.access_token
-        return await self._refreshes.run(subject, lambda: self._refresh(subject))
+        if not entry.grant.expires_within(self._margin):
+            return entry.grant.access_token
+        return await self._refreshes.run(subject, lambda: self._refresh(subject, entry.version))
 
-    async def _refresh(self, subject: str) -> str | None:
+    async def _refresh(self, subject: str, seen_version: int) -> str | None:
         issuer = self.provider.issuer
-        grant = await self.vault.get(subject, issuer)
-        if grant is None or grant.refresh_token is None:
-            await self.vault.delete(subject, issuer)
-            return None
-        if not grant.expires_within(self._margin):  # refreshed by a flight that ended just before this one
-            return grant.access_token
-        while not await self.vault.try_lease(subject, issuer, _LEASE_SECONDS):
-            # Another replica is redeeming this refresh token; use what it stores rather than replay it.
-            await anyio.sleep(_LEASE_POLL_SECONDS)
-            current = await self.vault.get(subject, issuer)
-            if current is None:
-                return None
-            if current.refresh_token != grant.refresh_token:
-                return current.access_token
         try:
-            refreshed = await self.provider.refresh(grant.refresh_token)
+            grant = await refresh_once(
+                self.vault,
+                subject,
+                issuer,
+                self.provider.refresh,
+                margin_seconds=self._margin,
+                wait_seconds=self._wait_seconds,
+                lease_seconds=self._lease_seconds,
+                seen_version=seen_version,
+            )
         except GrantRevokedError:
             logger.info("Calendar grant of %s was refused on refresh; it is deleted", subject)
             await self.vault.delete(subject, issuer)
             return None
-        except BaseException:
-            await self.vault.release_lease(subject, issuer)
-            raise
-        await self.vault.put(subject, issuer, refreshed)  # the rotated refresh token, atomically; frees the lease
-        return refreshed.access_token
+        except RefreshInProgressElsewhereError as exc:
+            raise DownstreamError(
+                "Another crm-mcp replica is still refreshing your calendar access; try again in a few seconds.",
+                retry_after_seconds=int(self._wait_seconds) + 1,
+            ) from exc
+        return None if grant is None else grant.access_token
 
     async def disconnect(self, subject: str) -> bool:
         """Revoke the grant at the provider, then delete it; False if there was none.

@@ -7,11 +7,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
 from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
 from oauth_tokens.mcp_app import protect_mcp_app
+from oauth_tokens.service_database import READY_PATH, readiness_endpoint
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -34,21 +34,24 @@ INSTRUCTIONS = (
 
 def create_app(settings: TicketsMcpSettings) -> Starlette:
     """Build the MCP server and its Starlette app; the app's lifespan runs the MCP session manager."""
-    store = TicketStore(settings.tickets_mcp_data_dir)
+    database = settings.database()
+    store = TicketStore(database)
     validator = AccessTokenValidator(settings.validator_config(audiences=[settings.tickets_mcp_resource]))
 
     @asynccontextmanager
     async def lifespan(_: MCPServer[Any]) -> AsyncIterator[dict[str, Any]]:
-        seeded = await anyio.to_thread.run_sync(store.initialise)
+        await database.start(migrate_on_start=settings.database_migrate_on_start)
         logger.info(
-            "tickets-mcp started: resource %s, issuer %s, database %s%s",
+            "tickets-mcp started: resource %s, issuer %s, database %s",
             settings.tickets_mcp_resource,
             settings.auth_issuer,
-            store.path,
-            " (seeded with demo tickets)" if seeded else "",
+            database.description,
         )
-        async with validator:
-            yield {}
+        try:
+            async with validator:
+                yield {}
+        finally:
+            await database.dispose()
 
     auth = resource_server_auth(settings.auth_issuer, settings.tickets_mcp_resource)
     mcp: MCPServer[dict[str, Any]] = ModelFriendlyMCPServer(
@@ -66,6 +69,7 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
 
     # Called rather than used as a decorator: the SDK's decorator is untyped (mypy would flag it).
     mcp.custom_route(HEALTH_PATH, methods=["GET"])(health)
+    mcp.custom_route(READY_PATH, methods=["GET"])(readiness_endpoint(database))  # 503 while the database is away
 
     # Stateful sessions (the SDK default): crm-mcp keeps one session open and reuses it. A session is
     # bound to the (client_id, iss, sub) of the token that opened it, so a refreshed token of the same
@@ -81,5 +85,5 @@ def create_app(settings: TicketsMcpSettings) -> Starlette:
         resource_name="tickets-mcp",
         dpop=settings,
         mcp_path=MCP_PATH,
-        health_path=HEALTH_PATH,
+        probe_paths=(HEALTH_PATH, READY_PATH),
     )

@@ -1,97 +1,48 @@
-"""Ticket storage in SQLite (stdlib sqlite3), seeded with demo tickets for crm-api's customers.
+"""Ticket storage in tickets-mcp's database (SQLite by default, PostgreSQL with DATABASE_URL).
 
-Methods are synchronous and open one connection per call: tools run them in a worker thread,
-so the event loop never blocks on disk I/O and no connection is shared between threads.
+The tables are SQLAlchemy Core (`TICKETS`, `COMMENTS`), created and seeded with demo tickets for crm-api's
+customers by the Alembic revisions in `tickets_mcp/migrations/versions`, so replicas share one database.
+A database that cannot be reached raises `DatabaseUnavailableError` (the tools answer a ToolError).
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
+from typing import Any
 
-from oauth_tokens.private_files import create_private_file
+from oauth_tokens.service_database import ServiceDatabase
+from sqlalchemy import Column, ForeignKey, Integer, MetaData, Table, Text, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tickets_mcp.models import Comment, Priority, Status, Ticket, TicketSummary
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS tickets (
-    number INTEGER PRIMARY KEY AUTOINCREMENT,
-    customer_id TEXT NOT NULL,
-    title TEXT NOT NULL,
-    description TEXT NOT NULL,
-    status TEXT NOT NULL,
-    priority TEXT NOT NULL,
-    created_by_client TEXT NOT NULL,
-    requested_by TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS tickets_customer ON tickets (customer_id);
-CREATE TABLE IF NOT EXISTS comments (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ticket_number INTEGER NOT NULL REFERENCES tickets (number),
-    text TEXT NOT NULL,
-    by_client TEXT NOT NULL,
-    created_at TEXT NOT NULL
-);
-"""
+MIGRATIONS = "tickets_mcp:migrations"
 
-SEED_CLIENT = "seed-data"
-
-# Customer ids are crm-api's (alice owns cus_001..cus_004, bob cus_005..cus_008).
-_SEED_TICKETS: tuple[tuple[str, str, str, Status, Priority, str], ...] = (
-    (
-        "cus_001",
-        "Invoice shows the wrong VAT rate",
-        "March invoice charged 19% on exempt items.",
-        "open",
-        "high",
-        "alice",
-    ),
-    (
-        "cus_003",
-        "Tracking page times out",
-        "Shipment tracking has been timing out since Monday.",
-        "in_progress",
-        "urgent",
-        "alice",
-    ),
-    (
-        "cus_004",
-        "Robot arm firmware update",
-        "Asks for the 2.4 firmware changelog before updating.",
-        "open",
-        "normal",
-        "alice",
-    ),
-    (
-        "cus_005",
-        "Add the analytics add-on",
-        "Wants the add-on from next month's billing cycle.",
-        "open",
-        "normal",
-        "bob",
-    ),
-    (
-        "cus_006",
-        "Password reset emails missing",
-        "Reset emails land in no inbox; SPF issue fixed.",
-        "resolved",
-        "high",
-        "bob",
-    ),
-    (
-        "cus_008",
-        "Invoices in Spanish",
-        "Requests Spanish-language invoices from now on.",
-        "open",
-        "low",
-        "bob",
-    ),
+_metadata = MetaData()
+TICKETS = Table(
+    "tickets",
+    _metadata,
+    Column("number", Integer, primary_key=True, autoincrement=True),
+    Column("customer_id", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("status", Text, nullable=False),
+    Column("priority", Text, nullable=False),
+    Column("created_by_client", Text, nullable=False),
+    Column("requested_by", Text),
+    Column("created_at", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+)
+COMMENTS = Table(
+    "comments",
+    _metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("ticket_number", Integer, ForeignKey("tickets.number"), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("by_client", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
 )
 
 _TICKET_ID = re.compile(r"^tkt_(\d{1,9})$")
@@ -105,7 +56,7 @@ def format_ticket_id(number: int) -> str:
     return f"tkt_{number:04d}"
 
 
-def _summary(row: sqlite3.Row) -> TicketSummary:
+def _summary(row: RowMapping) -> TicketSummary:
     return TicketSummary(
         id=format_ticket_id(row["number"]),
         customer_id=row["customer_id"],
@@ -117,59 +68,30 @@ def _summary(row: sqlite3.Row) -> TicketSummary:
 
 
 class TicketStore:
-    """Tickets and their comments in one SQLite file; created and seeded on first use."""
+    """Tickets and their comments in tickets-mcp's database."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.path = data_dir / "tickets.sqlite3"
+    def __init__(self, database: ServiceDatabase) -> None:
+        self.database = database
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        connection = sqlite3.connect(self.path, timeout=5.0)
-        connection.row_factory = sqlite3.Row
-        try:
-            with connection:  # commits on success, rolls back on error
-                yield connection
-        finally:
-            connection.close()
-
-    def initialise(self) -> bool:
-        """Create the schema and seed the demo tickets if there are none; True if it seeded."""
-        create_private_file(self.path)
-        with self._connect() as db:
-            db.executescript(_SCHEMA)
-            if db.execute("SELECT COUNT(*) FROM tickets").fetchone()[0]:
-                return False
-            now = _now()
-            db.executemany(
-                "INSERT INTO tickets (customer_id, title, description, status, priority, created_by_client,"
-                " requested_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(*ticket[:5], SEED_CLIENT, ticket[5], now, now) for ticket in _SEED_TICKETS],
-            )
-            return True
-
-    def find(self, customer_id: str | None, status: Status | None) -> list[TicketSummary]:
+    async def find(self, customer_id: str | None, status: Status | None) -> list[TicketSummary]:
         """Tickets, newest first, optionally only one customer's and/or in one status."""
-        conditions: list[str] = []
-        params: list[str] = []
+        statement = select(TICKETS)
         if customer_id is not None:
-            conditions.append("customer_id = ?")
-            params.append(customer_id)
+            statement = statement.where(TICKETS.c.customer_id == customer_id)
         if status is not None:
-            conditions.append("status = ?")
-            params.append(status)
-        where = f" WHERE {' AND '.join(conditions)}" if conditions else ""
-        with self._connect() as db:
-            rows = db.execute(f"SELECT * FROM tickets{where} ORDER BY number DESC", params).fetchall()  # noqa: S608
+            statement = statement.where(TICKETS.c.status == status)
+        async with self.database.transaction() as db:
+            rows = (await db.execute(statement.order_by(TICKETS.c.number.desc()))).mappings().all()
         return [_summary(row) for row in rows]
 
-    def get(self, ticket_id: str) -> Ticket | None:
+    async def get(self, ticket_id: str) -> Ticket | None:
         match = _TICKET_ID.match(ticket_id)
         if match is None:
             return None
-        with self._connect() as db:
-            return self._load(db, int(match.group(1)))
+        async with self.database.transaction() as db:
+            return await _load(db, int(match.group(1)))
 
-    def create(
+    async def create(
         self,
         customer_id: str,
         title: str,
@@ -179,18 +101,25 @@ class TicketStore:
         requested_by: str | None,
     ) -> Ticket:
         now = _now()
-        with self._connect() as db:
-            cursor = db.execute(
-                "INSERT INTO tickets (customer_id, title, description, status, priority, created_by_client,"
-                " requested_by, created_at, updated_at) VALUES (?, ?, ?, 'open', ?, ?, ?, ?, ?)",
-                (customer_id, title, description, priority, created_by_client, requested_by, now, now),
-            )
-            assert cursor.lastrowid is not None
-            ticket = self._load(db, cursor.lastrowid)
-        assert ticket is not None
+        values: dict[str, Any] = {
+            "customer_id": customer_id,
+            "title": title,
+            "description": description,
+            "status": "open",
+            "priority": priority,
+            "created_by_client": created_by_client,
+            "requested_by": requested_by,
+            "created_at": now,
+            "updated_at": now,
+        }
+        async with self.database.transaction() as db:
+            number = (await db.execute(insert(TICKETS).values(**values).returning(TICKETS.c.number))).scalar_one()
+            ticket = await _load(db, number)
+        if ticket is None:
+            raise RuntimeError("a ticket just created could not be read back")
         return ticket
 
-    def update(
+    async def update(
         self,
         ticket_id: str,
         *,
@@ -205,34 +134,38 @@ class TicketStore:
             return None
         number = int(match.group(1))
         now = _now()
-        with self._connect() as db:
-            cursor = db.execute(
-                "UPDATE tickets SET status = COALESCE(?, status), priority = COALESCE(?, priority),"
-                " updated_at = ? WHERE number = ?",
-                (status, priority, now, number),
-            )
-            if cursor.rowcount == 0:
+        changes: dict[str, str] = {"updated_at": now}
+        if status is not None:
+            changes["status"] = status
+        if priority is not None:
+            changes["priority"] = priority
+        statement = update(TICKETS).where(TICKETS.c.number == number).values(**changes)
+        async with self.database.transaction() as db:
+            if (await db.execute(statement)).rowcount == 0:
                 return None
             if comment is not None:
-                db.execute(
-                    "INSERT INTO comments (ticket_number, text, by_client, created_at) VALUES (?, ?, ?, ?)",
-                    (number, comment, by_client, now),
+                await db.execute(
+                    insert(COMMENTS).values(ticket_number=number, text=comment, by_client=by_client, created_at=now)
                 )
-            return self._load(db, number)
+            return await _load(db, number)
 
-    @staticmethod
-    def _load(db: sqlite3.Connection, number: int) -> Ticket | None:
-        row = db.execute("SELECT * FROM tickets WHERE number = ?", (number,)).fetchone()
-        if row is None:
-            return None
-        comments = db.execute(
-            "SELECT text, by_client, created_at FROM comments WHERE ticket_number = ? ORDER BY id", (number,)
-        ).fetchall()
-        return Ticket(
-            **_summary(row).model_dump(),
-            description=row["description"],
-            created_by_client=row["created_by_client"],
-            requested_by=row["requested_by"],
-            created_at=row["created_at"],
-            comments=[Comment(**dict(comment)) for comment in comments],
+
+async def _load(db: AsyncConnection, number: int) -> Ticket | None:
+    row = (await db.execute(select(TICKETS).where(TICKETS.c.number == number))).mappings().first()
+    if row is None:
+        return None
+    comments = (
+        await db.execute(
+            select(COMMENTS.c.text, COMMENTS.c.by_client, COMMENTS.c.created_at)
+            .where(COMMENTS.c.ticket_number == number)
+            .order_by(COMMENTS.c.id)
         )
+    ).mappings()
+    return Ticket(
+        **_summary(row).model_dump(),
+        description=row["description"],
+        created_by_client=row["created_by_client"],
+        requested_by=row["requested_by"],
+        created_at=row["created_at"],
+        comments=[Comment(**dict(comment)) for comment in comments],
+    )

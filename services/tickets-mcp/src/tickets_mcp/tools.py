@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any
 
-import anyio.to_thread
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
@@ -37,13 +35,13 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
     @scoped_tool(mcp, READ_SCOPE, annotations=_READ_ONLY)
     async def list_tickets(customer_id: CustomerId | None = None, status: Status | None = None) -> TicketList:
         """List support tickets, newest first, optionally for one customer and/or in one status."""
-        tickets = await anyio.to_thread.run_sync(functools.partial(store.find, customer_id, status))
+        tickets = await store.find(customer_id, status)
         return TicketList(tickets=tickets, count=len(tickets))
 
     @scoped_tool(mcp, READ_SCOPE, annotations=_READ_ONLY)
     async def get_ticket(ticket_id: TicketId) -> Ticket:
         """Get one ticket with its description, comments and provenance."""
-        ticket = await anyio.to_thread.run_sync(functools.partial(store.get, ticket_id))
+        ticket = await store.get(ticket_id)
         if ticket is None:
             raise not_found(ticket_id)
         return ticket
@@ -71,16 +69,13 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
         access = caller_token()
         # Identity comes only from the validated token; `requested_by` is caller-supplied data that
         # tickets-mcp cannot verify (the client may act for any user), so it is stored, never trusted.
-        return await anyio.to_thread.run_sync(
-            functools.partial(
-                store.create,
-                customer_id=customer_id,
-                title=title,
-                description=description,
-                priority=priority,
-                created_by_client=access.client_id,
-                requested_by=requested_by,
-            )
+        return await store.create(
+            customer_id=customer_id,
+            title=title,
+            description=description,
+            priority=priority,
+            created_by_client=access.client_id,
+            requested_by=requested_by,
         )
 
     @scoped_tool(mcp, WRITE_SCOPE, annotations=_WRITE)
@@ -94,15 +89,8 @@ def register_tools(mcp: MCPServer[Any], store: TicketStore) -> None:
         access = caller_token()
         if status is None and priority is None and comment is None:
             raise ToolError("Nothing to update: give a status, a priority or a comment")
-        ticket = await anyio.to_thread.run_sync(
-            functools.partial(
-                store.update,
-                ticket_id,
-                status=status,
-                priority=priority,
-                comment=comment,
-                by_client=access.client_id,
-            )
+        ticket = await store.update(
+            ticket_id, status=status, priority=priority, comment=comment, by_client=access.client_id
         )
         if ticket is None:
             raise not_found(ticket_id)

@@ -11,10 +11,11 @@ from fastapi import FastAPI, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from oauth_tokens.body_limit import BodyLimitMiddleware
+from oauth_tokens.shared_state import ready
 from pydantic import BaseModel
 
 from weather_api.keys import ApiKeyRing, fingerprint
-from weather_api.rate_limit import FixedWindowRateLimiter
+from weather_api.rate_limit import SharedRateLimiter
 from weather_api.settings import WeatherApiSettings
 from weather_api.weather import CurrentWeather, current_weather
 
@@ -49,7 +50,8 @@ _UNAUTHORIZED_HEADERS = {"WWW-Authenticate": f'ApiKey realm="weather-api", heade
 def create_app(settings: WeatherApiSettings) -> FastAPI:
     """Build the app; keys and rate limiter live in this closure, not in globals."""
     key_ring = ApiKeyRing(settings.weather_api_keys)
-    limiter = FixedWindowRateLimiter(settings.weather_api_rate_limit, settings.weather_api_rate_window_seconds)
+    shared = settings.shared_state("weather-api")  # None: REDIS_URL empty, counts in this process
+    limiter = SharedRateLimiter(settings.weather_api_rate_limit, settings.weather_api_rate_window_seconds, shared)
     api_key_scheme = APIKeyHeader(
         name=API_KEY_HEADER,
         scheme_name="ApiKeyAuth",
@@ -66,7 +68,12 @@ def create_app(settings: WeatherApiSettings) -> FastAPI:
             limiter.limit,
             limiter.window_seconds,
         )
-        yield
+        logger.info("Rate limit counted %s", f"in Redis ({shared.prefix})" if shared else "in this process")
+        try:
+            yield
+        finally:
+            if shared is not None:
+                await shared.aclose()
 
     app = FastAPI(
         title="weather-api (stand-in)",
@@ -94,7 +101,7 @@ def create_app(settings: WeatherApiSettings) -> FastAPI:
             logger.warning("Rejected a request with an invalid API key")
             raise ApiError(401, "invalid_api_key", "The API key is not valid.", _UNAUTHORIZED_HEADERS)
         key_id = fingerprint(api_key)
-        decision = limiter.hit(key_id)
+        decision = await limiter.hit(key_id)
         rate_headers = {
             "X-RateLimit-Limit": str(decision.limit),
             "X-RateLimit-Remaining": str(decision.remaining),
@@ -114,6 +121,14 @@ def create_app(settings: WeatherApiSettings) -> FastAPI:
     @app.get("/health", summary="Liveness check (no API key needed)", tags=["ops"])
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/health/ready", summary="Readiness: 503 while Redis (when configured) cannot be reached", tags=["ops"])
+    async def health_ready() -> JSONResponse:
+        if await ready(shared):
+            return JSONResponse({"status": "ready"})
+        return JSONResponse(
+            {"status": "unavailable", "redis": "unreachable"}, status_code=503, headers={"Retry-After": "2"}
+        )
 
     @app.get(
         "/v1/current",

@@ -1,4 +1,10 @@
-"""A per-key fixed-window rate limiter (in memory, single process), keyed by key fingerprints."""
+"""Per-key fixed-window rate limits, keyed by key fingerprints: in process, or shared by replicas in Redis.
+
+`FixedWindowRateLimiter` counts in this process (REDIS_URL empty). `SharedRateLimiter` counts in Redis
+(`oauth_tokens.shared_state.limits.RedisFixedWindow`), so 60 per minute means 60 in total across every
+replica; while Redis cannot be reached it counts in this process instead (degraded: up to N times the
+limit on N replicas, never an error), and returns to Redis when it answers again.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from oauth_tokens.shared_state import SharedState, SharedStateUnavailable
+from oauth_tokens.shared_state.limits import RedisFixedWindow
 
 
 @dataclass(frozen=True)
@@ -46,3 +55,24 @@ class FixedWindowRateLimiter:
         expired = [key for key, (started, _) in self._windows.items() if now - started >= self.window_seconds]
         for key in expired:
             del self._windows[key]
+
+
+class SharedRateLimiter:
+    """The same limit counted in Redis when `shared` is given (see the module docstring), else in process."""
+
+    def __init__(self, limit: int, window_seconds: float, shared: SharedState | None) -> None:
+        self.limit = limit
+        self.window_seconds = window_seconds
+        self.local = FixedWindowRateLimiter(limit, window_seconds)
+        self._shared = RedisFixedWindow(shared, "api-key", window_seconds) if shared is not None else None
+
+    async def hit(self, bucket: str) -> RateDecision:
+        """Count one request for `bucket`, across replicas while Redis answers."""
+        if self._shared is None:
+            return self.local.hit(bucket)
+        try:
+            counted = await self._shared.hit(bucket)
+        except SharedStateUnavailable:
+            return self.local.hit(bucket)
+        allowed = counted.count <= self.limit
+        return RateDecision(allowed, self.limit, max(0, self.limit - counted.count), counted.reset_after_seconds)

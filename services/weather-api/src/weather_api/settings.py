@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from oauth_tokens.settings import CommaList, OptionalPort, ServiceSettings
+from oauth_tokens.settings import CommaList, OptionalPort
+from oauth_tokens.shared_state import SharedStateSettings
 from pydantic import Field
 
 
-class WeatherApiSettings(ServiceSettings):
-    """Each field's name is its environment variable (upper-cased)."""
+class WeatherApiSettings(SharedStateSettings):
+    """Each field's name is its environment variable (upper-cased).
+
+    REDIS_URL (SharedStateSettings): set it to count the per-key rate limit across replicas (keys under
+    REDIS_KEY_PREFIX, default `weather-api`); empty: each process counts for itself.
+    """
 
     weather_api_host: str = "127.0.0.1"
     weather_api_port: int = Field(default=8004, ge=1, le=65535)

@@ -1,0 +1,48 @@
+"""Shared state for replicas on Redis (`REDIS_URL`), with the in-process behaviour as the embedded default.
+
+Every service with cross-request counters or short-lived shared items reads two settings
+(`SharedStateSettings`): `REDIS_URL` (empty: everything stays in process, today's behaviour) and
+`REDIS_KEY_PREFIX` (default: OTEL_SERVICE_NAME, else the service's name), which namespaces its keys.
+
+Building blocks (redis-py's asyncio client; no hand-written protocol), each with the service's in-process
+implementation behind the same calls:
+
+- `connection`: `SharedState`, the client with short timeouts and the outage policy (log once per
+  outage, probe again after a second), and `SharedStateUnavailable`;
+- `limits`: `RedisFixedWindow` (weather-api), `RedisTokenBucket` (auth-server rate limits),
+  `RedisFailureCounts` (login lockouts): atomic Lua scripts;
+- `quotas`: `RedisOwnedIndex`, auth_server.quotas.OwnedTable's ownership and eviction policy over
+  entries stored elsewhere (registrations, sign-ins in progress): one bound for all replicas;
+- `replay`: `RedisReplayCache` (`SET NX PXAT`; fails closed);
+- `cache`: `SharedCache`, bytes by key with a lifetime (e.g. client metadata documents);
+- `flight`: `SharedTokens`, cross-replica single flight for access tokens (a Redis lock and an
+  AES-GCM-sealed shared cache).
+
+Consistency, in short: counters are exact across replicas while Redis answers and per process while it
+does not (a limit of L allows up to N x L on N replicas during an outage); replay checks are exact or
+refused (503); caches may serve an entry until its own expiry, never after.
+
+`ready(shared)` is the readiness probe's part: True when REDIS_URL is empty or Redis answers a PING.
+"""
+
+from __future__ import annotations
+
+from oauth_tokens.shared_state.connection import (
+    RETRY_AFTER_SECONDS,
+    SharedState,
+    SharedStateSettings,
+    SharedStateUnavailable,
+)
+
+__all__ = [
+    "RETRY_AFTER_SECONDS",
+    "SharedState",
+    "SharedStateSettings",
+    "SharedStateUnavailable",
+    "ready",
+]
+
+
+async def ready(shared: SharedState | None) -> bool:
+    """Readiness: True without Redis configured, else whether Redis answers now (never raises)."""
+    return True if shared is None else await shared.ping()
