@@ -11,8 +11,6 @@ implementation behind the same calls:
   outage, probe again after a second), and `SharedStateUnavailable`;
 - `limits`: `RedisFixedWindow` (weather-api), `RedisTokenBucket` (auth-server rate limits),
   `RedisFailureCounts` (login lockouts): atomic Lua scripts;
-- `quotas`: `RedisOwnedIndex`, auth_server.quotas.OwnedTable's ownership and eviction policy over
-  entries stored elsewhere (registrations, sign-ins in progress): one bound for all replicas;
 - `replay`: `RedisReplayCache` (`SET NX PXAT`; fails closed);
 - `cache`: `SharedCache`, bytes by key with a lifetime (e.g. client metadata documents);
 - `flight`: `SharedTokens`, cross-replica single flight for access tokens (a Redis lock and an
@@ -20,7 +18,9 @@ implementation behind the same calls:
 
 Consistency, in short: counters are exact across replicas while Redis answers and per process while it
 does not (a limit of L allows up to N x L on N replicas during an outage); replay checks are exact or
-refused (503); caches may serve an entry until its own expiry, never after.
+refused (503); caches may serve an entry until its own expiry, never after. Bounded tables that anonymous
+callers grow (registrations, sign-ins in progress) are bounded where their rows live, in the database
+(auth_server.owned_rows), so every replica sees one bound without Redis.
 
 `ready(shared)` is the readiness probe's part: True when REDIS_URL is empty or Redis answers a PING.
 """
