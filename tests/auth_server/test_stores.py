@@ -14,15 +14,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from auth_server.clients import Client, ClientRegistry
 from auth_server.codes import AuthorizationCodeStore, AuthorizationGrant, s256_challenge
-from auth_server.db import migrate_schema
 from auth_server.errors import OAuthError
 from auth_server.pending import PendingAuthorization, PendingAuthorizations
 from auth_server.refresh_tokens import RefreshTokenStore
 from auth_server.registrations import Registrations
 from auth_server.tables import metadata
 from oauth_tokens.database import async_url, create_engine
+from oauth_tokens.service_database import ServiceDatabase
 from sqlalchemy import Connection, text
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.support.servers import postgres_server
 
@@ -49,6 +48,13 @@ async def _new_postgres_database(server_url: str) -> str:
     return server_url.rsplit("/", 1)[0] + f"/{name}"
 
 
+Pair = tuple[ServiceDatabase, ServiceDatabase]
+
+
+def _database(url: str, tmp_path: Path) -> ServiceDatabase:
+    return ServiceDatabase(url, default_sqlite_file=tmp_path / "unused.db", migrations="auth_server:migrations")
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty, migrated database of each kind, as DATABASE_URL."""
@@ -56,28 +62,28 @@ async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         url = f"sqlite:///{tmp_path / 'auth-server.db'}"
     else:
         url = await _new_postgres_database(request.getfixturevalue("postgres_url"))
-    engine = create_engine(async_url(url))
-    await migrate_schema(engine)
-    await engine.dispose()
+    database = _database(url, tmp_path)
+    await database.migrate()
+    await database.dispose()
     return url
 
 
 @pytest.fixture
-async def engines(database_url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
-    """Two engines on one database: what two replicas hold."""
-    pair = (create_engine(async_url(database_url)), create_engine(async_url(database_url)))
+async def databases(database_url: str, tmp_path: Path) -> AsyncIterator[Pair]:
+    """Two ServiceDatabases (engines) on one database: what two replicas hold."""
+    pair = (_database(database_url, tmp_path), _database(database_url, tmp_path))
     yield pair
-    for engine in pair:
-        await engine.dispose()
+    for database in pair:
+        await database.dispose()
 
 
 async def test_the_migrations_create_exactly_the_schema_tables_py_describes(
-    engines: tuple[AsyncEngine, AsyncEngine],
+    databases: Pair,
 ) -> None:
     def differences(connection: Connection) -> list[object]:
         return list(compare_metadata(MigrationContext.configure(connection), metadata))
 
-    async with engines[0].connect() as connection:
+    async with databases[0].engine.connect() as connection:
         assert await connection.run_sync(differences) == []
 
 
@@ -99,8 +105,10 @@ async def _family(store: RefreshTokenStore) -> tuple[str, str]:
     )
 
 
-async def test_a_code_issued_at_one_replica_redeems_once_at_another(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
-    at_a, at_b = (AuthorizationCodeStore(60, engine) for engine in engines)
+async def test_a_code_issued_at_one_replica_redeems_once_at_another(
+    databases: Pair,
+) -> None:
+    at_a, at_b = (AuthorizationCodeStore(60, database) for database in databases)
     code = await at_a.issue(_grant())
     _, grant = await at_b.redeem(code, "app")
     assert (grant.subject, grant.scopes, grant.redirect_uri_in_request) == ("alice", ("crm:read", "crm:write"), True)
@@ -108,8 +116,10 @@ async def test_a_code_issued_at_one_replica_redeems_once_at_another(engines: tup
         await at_a.redeem(code, "app")
 
 
-async def test_one_code_redeemed_at_two_replicas_at_once_redeems_once(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
-    at_a, at_b = (AuthorizationCodeStore(60, engine) for engine in engines)
+async def test_one_code_redeemed_at_two_replicas_at_once_redeems_once(
+    databases: Pair,
+) -> None:
+    at_a, at_b = (AuthorizationCodeStore(60, database) for database in databases)
     for _ in range(5):
         code = await at_a.issue(_grant())
         outcomes = await asyncio.gather(at_a.redeem(code, "app"), at_b.redeem(code, "app"), return_exceptions=True)
@@ -117,9 +127,9 @@ async def test_one_code_redeemed_at_two_replicas_at_once_redeems_once(engines: t
 
 
 async def test_a_code_for_another_client_or_expired_is_invalid_and_spent(
-    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+    databases: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store = AuthorizationCodeStore(60, engines[0])
+    store = AuthorizationCodeStore(60, databases[0])
     code = await store.issue(_grant())
     with pytest.raises(OAuthError, match="invalid_grant"):
         await store.redeem(code, "someone-else")
@@ -134,10 +144,10 @@ async def test_a_code_for_another_client_or_expired_is_invalid_and_spent(
 
 @pytest.mark.parametrize("replay_first", [False, True])
 async def test_a_replayed_code_revokes_the_grant_it_started_whichever_comes_first(
-    engines: tuple[AsyncEngine, AsyncEngine], replay_first: bool
+    databases: Pair, replay_first: bool
 ) -> None:
-    codes_a, codes_b = (AuthorizationCodeStore(60, engine) for engine in engines)
-    refresh = RefreshTokenStore(engines[0])
+    codes_a, codes_b = (AuthorizationCodeStore(60, database) for database in databases)
+    refresh = RefreshTokenStore(databases[0])
     code = await codes_a.issue(_grant())
     digest, _ = await codes_a.redeem(code, "app")
     token, family_id = await _family(refresh)
@@ -154,9 +164,9 @@ async def test_a_replayed_code_revokes_the_grant_it_started_whichever_comes_firs
 
 
 async def test_a_refresh_token_issued_at_one_replica_rotates_at_another(
-    engines: tuple[AsyncEngine, AsyncEngine],
+    databases: Pair,
 ) -> None:
-    at_a, at_b = (RefreshTokenStore(engine) for engine in engines)
+    at_a, at_b = (RefreshTokenStore(database) for database in databases)
     token, _ = await _family(at_a)
     record = await at_b.lookup(token, "app")
     successor = await at_b.rotate(token, record, ("crm:read",))
@@ -165,8 +175,8 @@ async def test_a_refresh_token_issued_at_one_replica_rotates_at_another(
         await at_b.lookup(token, "someone-else")
 
 
-async def test_a_reused_refresh_token_revokes_the_family(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
-    store = RefreshTokenStore(engines[0])
+async def test_a_reused_refresh_token_revokes_the_family(databases: Pair) -> None:
+    store = RefreshTokenStore(databases[0])
     token, _ = await _family(store)
     successor = await store.rotate(token, await store.lookup(token, "app"), ("crm:read",))
     with pytest.raises(OAuthError) as reused:
@@ -177,9 +187,9 @@ async def test_a_reused_refresh_token_revokes_the_family(engines: tuple[AsyncEng
 
 
 async def test_two_concurrent_rotations_at_two_replicas_one_wins_and_the_family_is_revoked(
-    engines: tuple[AsyncEngine, AsyncEngine],
+    databases: Pair,
 ) -> None:
-    at_a, at_b = (RefreshTokenStore(engine) for engine in engines)
+    at_a, at_b = (RefreshTokenStore(database) for database in databases)
     for _ in range(5):
         token, _ = await _family(at_a)
         # Both looked the token up before either rotated: the race RFC 9700 warns of.
@@ -196,8 +206,10 @@ async def test_two_concurrent_rotations_at_two_replicas_one_wins_and_the_family_
             await at_a.lookup(winners[0], "app")  # reuse revoked the family, the winner's token too
 
 
-async def test_revocation_ends_the_family_for_its_own_client_only(engines: tuple[AsyncEngine, AsyncEngine]) -> None:
-    at_a, at_b = (RefreshTokenStore(engine) for engine in engines)
+async def test_revocation_ends_the_family_for_its_own_client_only(
+    databases: Pair,
+) -> None:
+    at_a, at_b = (RefreshTokenStore(database) for database in databases)
     token, _ = await _family(at_a)
     assert await at_b.revoke(token, "someone-else") is False
     await at_a.lookup(token, "app")
@@ -218,8 +230,8 @@ def _registered(number: int) -> Client:
     )
 
 
-def _registry(engine: AsyncEngine, max_clients: int, per_address: int) -> ClientRegistry:
-    registrations = Registrations(engine, max_clients=max_clients, max_per_address=per_address, unused_seconds=3600)
+def _registry(database: ServiceDatabase, max_clients: int, per_address: int) -> ClientRegistry:
+    registrations = Registrations(database, max_clients=max_clients, max_per_address=per_address, unused_seconds=3600)
     return ClientRegistry([], realm="test", registrations=registrations)
 
 
@@ -228,10 +240,10 @@ async def _present(registry: ClientRegistry, *numbers: int) -> list[bool]:
 
 
 async def test_a_full_registry_forgets_the_heaviest_addresses_unused_registration(
-    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+    databases: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
-    registry = _registry(engines[0], max_clients=4, per_address=3)
+    registry = _registry(databases[0], max_clients=4, per_address=3)
     await registry.register(_registered(1), address="10.0.0.1")  # a real client, used
     await registry.mark_used(_registered(1))
     for number in (2, 3, 4):  # then a flood from one address fills the table
@@ -240,15 +252,15 @@ async def test_a_full_registry_forgets_the_heaviest_addresses_unused_registratio
     assert await _present(registry, 1, 2, 3, 4, 5) == [True, False, True, True, True]
     await registry.register(_registered(6), address="10.0.0.9")  # past its share: the flood loses its own oldest
     assert await _present(registry, 3, 1, 5) == [False, True, True]
-    other_replica = _registry(engines[1], max_clients=4, per_address=3)
+    other_replica = _registry(databases[1], max_clients=4, per_address=3)
     assert await other_replica.get("dyn-6") == _registered(6)  # every replica knows a registration
 
 
 async def test_a_used_registration_goes_only_when_no_unused_one_is_left(
-    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+    databases: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
-    registry = _registry(engines[0], max_clients=2, per_address=2)
+    registry = _registry(databases[0], max_clients=2, per_address=2)
     await registry.register(_registered(1), address="10.0.0.1")
     await registry.register(_registered(2), address="10.0.0.2")
     await registry.mark_used(_registered(2))
@@ -260,10 +272,10 @@ async def test_a_used_registration_goes_only_when_no_unused_one_is_left(
 
 
 async def test_an_addresss_share_bounds_its_unused_registrations_not_its_used_ones(
-    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+    databases: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
-    registry = _registry(engines[0], max_clients=10, per_address=1)
+    registry = _registry(databases[0], max_clients=10, per_address=1)
     await registry.register(_registered(1), address="10.0.0.1")
     await registry.mark_used(_registered(1))  # e.g. one colleague behind the office NAT signed in with it
     await registry.register(_registered(2), address="10.0.0.1")  # beyond the share, nothing used goes
@@ -271,12 +283,10 @@ async def test_an_addresss_share_bounds_its_unused_registrations_not_its_used_on
     assert await _present(registry, 1, 2, 3) == [True, False, True]
 
 
-async def test_registrations_never_used_expire_used_ones_stay(
-    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_registrations_never_used_expire_used_ones_stay(databases: Pair, monkeypatch: pytest.MonkeyPatch) -> None:
     now = 1_000_000.0
     monkeypatch.setattr(time, "time", lambda: now)
-    registry = _registry(engines[0], max_clients=2, per_address=2)
+    registry = _registry(databases[0], max_clients=2, per_address=2)
     await registry.register(_registered(1), address="10.0.0.1")
     await registry.register(_registered(2), address="10.0.0.1")
     await registry.mark_used(_registered(2))  # it obtained a token
@@ -298,11 +308,11 @@ async def _pend(store: PendingAuthorizations, address: str = "10.0.0.1") -> Pend
 
 
 async def test_a_full_pending_store_evicts_the_flood_and_expired_entries_go(
-    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+    databases: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     now = 1_000_000.0
     monkeypatch.setattr(time, "time", lambda: now)
-    store = PendingAuthorizations(engines[0], lifetime_seconds=600, max_entries=4, max_per_address=3)
+    store = PendingAuthorizations(databases[0], lifetime_seconds=600, max_entries=4, max_per_address=3)
     user = await _pend(store, "10.0.0.1")
     flood = [await _pend(store, "10.0.0.9") for _ in range(4)]  # past its share of 3: its own oldest went
     assert await store.get(flood[0].request_id) is None
@@ -315,10 +325,10 @@ async def test_a_full_pending_store_evicts_the_flood_and_expired_entries_go(
 
 
 async def test_a_signed_in_pending_request_outlives_unfinished_ones(
-    engines: tuple[AsyncEngine, AsyncEngine], monkeypatch: pytest.MonkeyPatch
+    databases: Pair, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
-    store = PendingAuthorizations(engines[0], lifetime_seconds=600, max_entries=2, max_per_address=2)
+    store = PendingAuthorizations(databases[0], lifetime_seconds=600, max_entries=2, max_per_address=2)
     first, second = await _pend(store), await _pend(store)
     await store.sign_in(first, "alice")  # signed in, deciding on consent
     await _pend(store)
@@ -326,9 +336,9 @@ async def test_a_signed_in_pending_request_outlives_unfinished_ones(
 
 
 async def test_a_sign_in_started_at_one_replica_is_decided_once_at_either(
-    engines: tuple[AsyncEngine, AsyncEngine],
+    databases: Pair,
 ) -> None:
-    at_a, at_b = (PendingAuthorizations(engine) for engine in engines)
+    at_a, at_b = (PendingAuthorizations(database) for database in databases)
     pending = await _pend(at_a)
     assert await at_b.take(pending.request_id) is False  # nobody signed in yet: nothing to decide
     await at_b.sign_in(pending, "alice")

@@ -6,9 +6,11 @@ Every service with durable state uses it the same way (`oauth_tokens.database` i
   directory; `postgresql://…`: PostgreSQL; a secret, since it may carry a password) and
   `DATABASE_MIGRATE_ON_START` (default true; false when a separate job runs the migrations).
 - `ServiceDatabase` owns the engine: `start()` migrates (unless told not to), `transaction()` runs a
-  unit of work and turns "the server is not there" into `DatabaseUnavailableError`, `ready()` pings.
+  unit of work and turns "the server is not there" into `DatabaseUnavailableError`, `ready()` pings
+  (or runs the service's `schema_probe`, so a replica is unready until its schema has been migrated).
 - `install_database_outage(app)` answers `DatabaseUnavailableError` with 503 + Retry-After on any
-  Starlette or FastAPI app, and `readiness_endpoint(database)` is `/health/ready`.
+  Starlette or FastAPI app, and `readiness_endpoint(database, checks)` is `/health/ready` (the database
+  plus a service's other dependencies, named in `{"unavailable": [...]}` when one is down).
 - `run_migrate_command(...)` is `python -m <package> migrate`: the migrations and nothing else.
 
 The SQLite default file is created 0600 before SQLAlchemy opens it (`oauth_tokens.private_files`).
@@ -19,13 +21,14 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TypeVar
 
 import anyio
 from pydantic import SecretStr
+from sqlalchemy import Executable
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -60,6 +63,7 @@ SettingsT = TypeVar("SettingsT", bound="DatabaseSettings")
 
 READY_PATH = "/health/ready"
 UNAVAILABLE_DESCRIPTION = "The service's database cannot be reached right now; retry later"
+NOT_READY_DESCRIPTION = "A dependency of the service cannot be reached right now; retry later"
 
 
 class DatabaseSettings(ServiceSettings):
@@ -74,29 +78,52 @@ class DatabaseSettings(ServiceSettings):
 class ServiceDatabase:
     """One service's engine and migrations; `transaction()` is the only way its stores reach the database."""
 
-    def __init__(self, url: SecretStr | str, *, default_sqlite_file: Path, migrations: str) -> None:
+    def __init__(
+        self,
+        url: SecretStr | str,
+        *,
+        default_sqlite_file: Path,
+        migrations: str,
+        schema_probe: Executable | None = None,
+    ) -> None:
         plain = url.get_secret_value() if isinstance(url, SecretStr) else url
         if not plain:
             create_private_file(default_sqlite_file)  # 0600 before SQLite creates it with the umask's mode
         self.engine: AsyncEngine = create_engine(async_url(plain, default_sqlite_file=default_sqlite_file))
         self.migrations = migrations
+        # A statement that fails until the schema exists: readiness runs it instead of a bare ping.
+        self.schema_probe = schema_probe
         self.description = (
             f"SQLite {default_sqlite_file}" if not plain else f"{self.engine.dialect.name} (DATABASE_URL)"
         )
 
     @classmethod
     def from_settings(
-        cls, settings: DatabaseSettings, *, default_sqlite_file: Path, migrations: str
+        cls,
+        settings: DatabaseSettings,
+        *,
+        default_sqlite_file: Path,
+        migrations: str,
+        schema_probe: Executable | None = None,
     ) -> ServiceDatabase:
-        return cls(settings.database_url, default_sqlite_file=default_sqlite_file, migrations=migrations)
+        return cls(
+            settings.database_url,
+            default_sqlite_file=default_sqlite_file,
+            migrations=migrations,
+            schema_probe=schema_probe,
+        )
 
     async def migrate(self) -> None:
-        """Apply the service's Alembic revisions up to head (replicas starting together migrate once)."""
+        """Apply the service's Alembic revisions up to head (replicas starting together migrate once).
+
+        An unreachable database is DatabaseUnavailableError naming the setting (never its value, nor the
+        driver's message, which may quote the URL: hence `from None`).
+        """
         try:
             await migrate(self.engine, self.migrations)
         except Exception as error:
             if is_unavailable(error):
-                raise DatabaseUnavailableError("the database is unavailable") from error
+                raise DatabaseUnavailableError("DATABASE_URL: the database cannot be reached to migrate it") from None
             raise
 
     async def start(self, *, migrate_on_start: bool) -> None:
@@ -124,17 +151,32 @@ class ServiceDatabase:
             return await work(connection)
 
     async def ready(self) -> bool:
-        """Readiness: can the database run a statement now? (Never raises for an outage.)"""
-        return await ping(self.engine)
+        """Readiness: can the database run a statement now (the schema probe, if any)? Never raises for an outage."""
+        if self.schema_probe is None:
+            return await ping(self.engine)
+        try:
+            async with self.transaction() as connection:
+                await connection.execute(self.schema_probe)
+        except DatabaseUnavailableError:  # unreachable, or (OperationalError) no such table yet
+            return False
+        return True
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
 
-def database_unavailable_response() -> JSONResponse:
-    """503 temporarily_unavailable with Retry-After: what an HTTP route answers during a database outage."""
+def database_unavailable_response(
+    description: str = UNAVAILABLE_DESCRIPTION, *, unavailable: list[str] | None = None
+) -> JSONResponse:
+    """503 temporarily_unavailable with Retry-After: what an HTTP route answers during a database outage.
+
+    `unavailable`: the dependencies readiness found down (the body's `unavailable` list).
+    """
+    body: dict[str, object] = {"error": "temporarily_unavailable", "error_description": description}
+    if unavailable is not None:
+        body["unavailable"] = unavailable
     return JSONResponse(
-        {"error": "temporarily_unavailable", "error_description": UNAVAILABLE_DESCRIPTION},
+        body,
         status_code=503,
         headers={"Retry-After": str(RETRY_AFTER_SECONDS), "Cache-Control": "no-store"},
     )
@@ -149,13 +191,21 @@ def install_database_outage(app: Starlette) -> None:
     app.add_exception_handler(DatabaseUnavailableError, _unavailable)
 
 
-def readiness_endpoint(database: ServiceDatabase) -> Callable[[Request], Awaitable[Response]]:
-    """`/health/ready`: 200 while the database answers, 503 + Retry-After while it cannot be reached."""
+def readiness_endpoint(
+    database: ServiceDatabase, checks: Mapping[str, Callable[[], Awaitable[bool]]] | None = None
+) -> Callable[[Request], Awaitable[Response]]:
+    """`/health/ready`: 200 while the database (and every other check) answers, else 503 + Retry-After
+    whose body lists what is down: `{"unavailable": ["database", ...]}` (the names are `checks`' keys)."""
 
     async def ready(_: Request) -> Response:
-        if await database.ready():
+        problems = [] if await database.ready() else ["database"]
+        for name, check in (checks or {}).items():
+            if not await check():
+                problems.append(name)
+        if not problems:
             return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
-        return database_unavailable_response()
+        description = UNAVAILABLE_DESCRIPTION if "database" in problems else NOT_READY_DESCRIPTION
+        return database_unavailable_response(description, unavailable=problems)
 
     return ready
 

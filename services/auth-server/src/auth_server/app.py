@@ -7,16 +7,15 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
-from fastapi.responses import JSONResponse
 from oauth_tokens.cors import PREFLIGHT_MAX_AGE_SECONDS, origin_regex
-from oauth_tokens.database import RETRY_AFTER_SECONDS, DatabaseUnavailableError
+from oauth_tokens.database import DatabaseUnavailableError
+from oauth_tokens.service_database import READY_PATH, readiness_endpoint
 from oauth_tokens.shared_state import SharedStateUnavailable
 from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from auth_server import authorize, metadata, register, revoke, token
 from auth_server.config import load_config
-from auth_server.db import migrate_schema, schema_ready
 from auth_server.errors import (
     OAuthError,
     database_unavailable_handler,
@@ -97,12 +96,11 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         try:
-            if settings.database_migrate_on_start:
-                await migrate_schema(server.engine)
+            await server.database.start(migrate_on_start=settings.database_migrate_on_start)
             yield
         finally:
             await server.id_jags.aclose()
-            await server.engine.dispose()
+            await server.database.dispose()
             if server.shared is not None:
                 await server.shared.aclose()
 
@@ -125,19 +123,19 @@ def create_app(settings: AuthServerSettings, environ: Mapping[str, str] | None =
         """Liveness: the process serves."""
         return {"status": "ok"}
 
-    @app.get("/health/ready")
-    async def ready() -> JSONResponse:
-        """Readiness: the database answers with its schema and a signing key can be read (else 503 + Retry-After)."""
-        problems = [] if await schema_ready(server.engine) else ["database"]
+    async def signing_keys_ready() -> bool:
         try:
             server.keystore.signing_key()
         except (OSError, RuntimeError, ValueError) as error:  # the shared key directory is unreadable
             logger.warning("Signing keys unavailable: %s", type(error).__name__)
-            problems.append("signing keys")
-        if problems:
-            headers = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-            return JSONResponse({"status": "unavailable", "unavailable": problems}, status_code=503, headers=headers)
-        return JSONResponse({"status": "ok"})
+            return False
+        return True
+
+    # Readiness: the database answers with its schema and a signing key can be read; else 503 + Retry-After
+    # naming what is down ({"unavailable": [...]}). Redis is not a check: without it the counters degrade
+    # to per-process and only replay checks refuse (503), so a replica stays in rotation.
+    readiness = readiness_endpoint(server.database, {"signing keys": signing_keys_ready})
+    app.add_route(READY_PATH, readiness, methods=["GET"])
 
     app.add_middleware(ApiCorsMiddleware, allowed_origins=settings.cors_allowed_origins)
 

@@ -9,12 +9,11 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from oauth_tokens.service_database import ServiceDatabase
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth_server.db import Sweeper, transaction
 from auth_server.errors import OAuthError
-from auth_server.refresh_tokens import revoke_family
+from auth_server.refresh_tokens import Sweeper, revoke_family
 from auth_server.tables import authorization_codes
 from auth_server.tokens import token_digest
 
@@ -58,16 +57,16 @@ class AuthorizationCodeStore:
     it started (RFC 6749 §4.1.2), whichever of the replay and the recording of that grant comes first.
     """
 
-    def __init__(self, lifetime_seconds: int, engine: AsyncEngine) -> None:
+    def __init__(self, lifetime_seconds: int, database: ServiceDatabase) -> None:
         self.lifetime_seconds = lifetime_seconds
-        self._engine = engine
+        self._database = database
         self._sweeper = Sweeper()
 
     async def issue(self, grant: AuthorizationGrant) -> str:
         """Store `grant` (its expiry is set here) under a new random code."""
         code = secrets.token_urlsafe(32)
         expires_at = time.time() + self.lifetime_seconds
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             if self._sweeper.due():
                 await connection.execute(
                     delete(authorization_codes).where(authorization_codes.c.forget_at <= time.time())
@@ -100,7 +99,7 @@ class AuthorizationCodeStore:
         invalid = OAuthError("invalid_grant", "The authorization code is invalid, expired or already used")
         this_code = authorization_codes.c.digest == digest
         consume = update(authorization_codes).where(this_code, authorization_codes.c.redeemed_at.is_(None))
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             won = (await connection.execute(consume.values(redeemed_at=time.time()))).rowcount == 1
             if not won:  # a replay (or an unknown code): flag it before reading which grant it started, the
                 # order record_family mirrors, so one of the two always sees the other's write
@@ -126,7 +125,7 @@ class AuthorizationCodeStore:
         """Remember which refresh family a redeemed code started, until that family expires; if the code
         was replayed meanwhile, the family is revoked at once."""
         this_code = authorization_codes.c.digest == digest
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             await connection.execute(
                 update(authorization_codes).where(this_code).values(family_id=family_id, forget_at=forget_at)
             )

@@ -7,6 +7,7 @@ import logging
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
 from oauth_tokens.database import RETRY_AFTER_SECONDS, DatabaseUnavailableError
+from oauth_tokens.service_database import database_unavailable_response
 from oauth_tokens.shared_state import SharedStateUnavailable
 
 from auth_server.pages import error_page
@@ -63,18 +64,17 @@ async def oauth_error_handler(request: Request, error: Exception) -> JSONRespons
 
 
 async def database_unavailable_handler(request: Request, error: Exception) -> Response:
-    """503 + Retry-After while the database cannot be reached (never a 500): OAuth JSON
-    `temporarily_unavailable` for the API endpoints, a plain page for the browser's routes."""
+    """503 + Retry-After while the database cannot be reached (never a 500): the shared OAuth JSON
+    `temporarily_unavailable` (oauth_tokens.service_database) for the API endpoints, a page for the browser's
+    routes (people sign in there, in this provider's look)."""
     if not isinstance(error, DatabaseUnavailableError):  # registered for DatabaseUnavailableError only
         raise error
     logger.warning("Database unavailable while serving %s %s", request.method, request.url.path)
-    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if request.url.path in JSON_ERROR_PATHS:
-        return JSONResponse(
-            {"error": "temporarily_unavailable", "error_description": "The service is temporarily unavailable"},
-            status_code=503,
-            headers={**NO_STORE_HEADERS, **retry},
-        )
+        response = database_unavailable_response("The service is temporarily unavailable")
+        response.headers.update(NO_STORE_HEADERS)
+        return response
+    retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     brand = request.app.state.auth_server.config.page.brand()  # this provider's name and colour (pages.py)
     page = error_page(brand, "Try again later", "The service is temporarily unavailable. Try again in a moment.", 503)
     page.headers.update(retry)

@@ -10,10 +10,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
+from oauth_tokens.service_database import ServiceDatabase
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from auth_server.db import transaction
 from auth_server.owned_rows import make_room
 from auth_server.quotas import owner_of_address
 from auth_server.tables import pending_sign_ins
@@ -53,12 +52,12 @@ class PendingAuthorizations:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        database: ServiceDatabase,
         lifetime_seconds: float = 600.0,
         max_entries: int = 10_000,
         max_per_address: int = 100,
     ) -> None:
-        self._engine = engine
+        self._database = database
         self._lifetime_seconds = lifetime_seconds
         self._max_entries = max_entries
         self._max_per_address = max_per_address
@@ -91,7 +90,7 @@ class PendingAuthorizations:
             dpop_jkt=dpop_jkt,
         )
         owner = owner_of_address(address)
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             await make_room(
                 connection,
                 pending_sign_ins,
@@ -110,7 +109,7 @@ class PendingAuthorizations:
         query = select(pending_sign_ins).where(
             pending_sign_ins.c.request_id == request_id, pending_sign_ins.c.expires_at > time.time()
         )
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             row = (await connection.execute(query)).one_or_none()
         if row is None:
             return None
@@ -130,7 +129,7 @@ class PendingAuthorizations:
 
     async def sign_in(self, pending: PendingAuthorization, subject: str) -> None:
         """The user `subject` signed in: the request now waits for the consent decision."""
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             await connection.execute(
                 update(pending_sign_ins)
                 .where(pending_sign_ins.c.request_id == pending.request_id)
@@ -143,7 +142,7 @@ class PendingAuthorizations:
         finished = delete(pending_sign_ins).where(
             pending_sign_ins.c.request_id == request_id, pending_sign_ins.c.subject.is_not(None)
         )
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             return bool((await connection.execute(finished)).rowcount == 1)
 
 

@@ -13,10 +13,10 @@ import secrets
 import time
 from dataclasses import dataclass, replace
 
+from oauth_tokens.service_database import ServiceDatabase
 from sqlalchemy import delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from auth_server.db import Sweeper, transaction
 from auth_server.errors import OAuthError
 from auth_server.tables import refresh_families, refresh_tokens
 from auth_server.tokens import token_digest
@@ -53,11 +53,29 @@ async def revoke_family(connection: AsyncConnection, family_id: str) -> None:
     )
 
 
+# Expired rows are deleted at most this often per store and process (a write path pays for it).
+SWEEP_INTERVAL_SECONDS = 60.0
+
+
+class Sweeper:
+    """When a store (this one, codes.py) deletes its expired rows: at most once per SWEEP_INTERVAL_SECONDS."""
+
+    def __init__(self) -> None:
+        self._last = float("-inf")
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now - self._last < SWEEP_INTERVAL_SECONDS:
+            return False
+        self._last = now
+        return True
+
+
 class RefreshTokenStore:
     """Opaque, single-use refresh tokens (rotation). Presenting a used one revokes its whole family."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self._engine = engine
+    def __init__(self, database: ServiceDatabase) -> None:
+        self._database = database
         self._sweeper = Sweeper()
 
     async def issue(
@@ -73,7 +91,7 @@ class RefreshTokenStore:
         """A new grant: the first refresh token of a fresh family (bound to DPoP key `jkt` if given);
         returns (token, family id)."""
         family_id = secrets.token_hex(16)
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             await self._sweep(connection)
             await connection.execute(
                 insert(refresh_families).values(
@@ -94,7 +112,7 @@ class RefreshTokenStore:
             .join(refresh_families, refresh_families.c.family_id == refresh_tokens.c.family_id)
             .where(refresh_tokens.c.digest == token_digest(token))
         )
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             row = (await connection.execute(query)).one_or_none()
             if row is None or row.client_id != client_id or row.revoked_at is not None:
                 raise _invalid()
@@ -125,7 +143,7 @@ class RefreshTokenStore:
             )
             .values(used=True)
         )
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             if (await connection.execute(consume)).rowcount == 1:
                 successor = replace(record, scopes=scopes)
                 return await self._store(connection, successor)
@@ -137,7 +155,7 @@ class RefreshTokenStore:
         query = select(refresh_tokens.c.family_id, refresh_tokens.c.client_id).where(
             refresh_tokens.c.digest == token_digest(token)
         )
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             row = (await connection.execute(query)).one_or_none()
             if row is None or row.client_id != client_id:
                 return False

@@ -14,11 +14,10 @@ import json
 import time
 from typing import Any
 
+from oauth_tokens.service_database import ServiceDatabase
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_server.clients import Client
-from auth_server.db import transaction
 from auth_server.owned_rows import make_room
 from auth_server.tables import registered_clients
 
@@ -51,8 +50,10 @@ def _from_json(client_id: str, text: str) -> Client:
 class Registrations:
     """The registered clients' table under the policy in the module docstring."""
 
-    def __init__(self, engine: AsyncEngine, *, max_clients: int, max_per_address: int, unused_seconds: float) -> None:
-        self._engine = engine
+    def __init__(
+        self, database: ServiceDatabase, *, max_clients: int, max_per_address: int, unused_seconds: float
+    ) -> None:
+        self._database = database
         self._max_clients = max_clients
         self._max_per_address = max_per_address
         self._unused_seconds = unused_seconds
@@ -64,7 +65,7 @@ class Registrations:
     async def get(self, client_id: str) -> Client | None:
         """The registered client `client_id`, unless it expired unused."""
         query = select(registered_clients.c.client, registered_clients.c.rank, registered_clients.c.registered_at)
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             row = (await connection.execute(query.where(registered_clients.c.client_id == client_id))).one_or_none()
         if row is None or (row.rank == 0 and row.registered_at <= time.time() - self._unused_seconds):
             return None
@@ -73,7 +74,7 @@ class Registrations:
     async def add(self, client: Client, owner: str) -> list[tuple[str, bool]]:
         """Register `client` for `owner`; the (client_id, used) of the registrations forgotten to make room."""
         now = time.time()
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             evicted = await make_room(
                 connection,
                 registered_clients,
@@ -92,7 +93,7 @@ class Registrations:
 
     async def mark_used(self, client_id: str) -> None:
         """The client obtained a token: its registration no longer expires."""
-        async with transaction(self._engine) as connection:
+        async with self._database.transaction() as connection:
             await connection.execute(
                 update(registered_clients)
                 .where(registered_clients.c.client_id == client_id, registered_clients.c.rank == 0)

@@ -9,12 +9,16 @@ from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 from oauth_tokens.cors import CorsSettings
+from oauth_tokens.service_database import DatabaseSettings, ServiceDatabase
 from oauth_tokens.settings import CommaList, OptionalPort
 from oauth_tokens.shared_state import SharedStateSettings
-from pydantic import SecretStr, field_validator
+from pydantic import field_validator
+from sqlalchemy import select
+
+from auth_server.tables import refresh_families
 
 
-class AuthServerSettings(CorsSettings, SharedStateSettings):
+class AuthServerSettings(CorsSettings, SharedStateSettings, DatabaseSettings):
     """AUTH_ISSUER is the public URL every token names; the rest say where to listen and keep state.
 
     CORS_ALLOWED_ORIGINS (from CorsSettings): the browser origins whose pages may call /token, /revoke and
@@ -23,6 +27,10 @@ class AuthServerSettings(CorsSettings, SharedStateSettings):
     REDIS_URL / REDIS_KEY_PREFIX (from SharedStateSettings): with Redis, rate limits, login lockouts, the
     replay caches and cached client metadata documents are shared by every replica (state.py); the prefix
     defaults to OTEL_SERVICE_NAME, else `auth-server`, so the calendar-auth-server keeps its own keys.
+
+    DATABASE_URL / DATABASE_MIGRATE_ON_START (from DatabaseSettings): durable state (registered clients,
+    codes, sign-ins in progress, refresh tokens); empty means SQLite at <AUTH_SERVER_DATA_DIR>/auth-server.db,
+    postgresql://… is shared by every replica (`database()`).
     """
 
     auth_issuer: str
@@ -44,11 +52,6 @@ class AuthServerSettings(CorsSettings, SharedStateSettings):
     # all verify (rotate by putting a new key first and dropping the old one after the sign-in lifetime).
     # Every replica has the same list, so a sign-in started at one replica finishes at any other.
     auth_server_state_keys: CommaList
-    # Durable state (registered clients, codes, sign-ins in progress, refresh tokens): empty means SQLite at
-    # <AUTH_SERVER_DATA_DIR>/auth-server.db; postgresql://… is shared by every replica (oauth_tokens.database).
-    database_url: SecretStr = SecretStr("")
-    # Apply the schema's migrations at start-up; false when a separate `python -m auth_server migrate` does.
-    database_migrate_on_start: bool = True
 
     @field_validator("auth_issuer")
     @classmethod
@@ -84,6 +87,16 @@ class AuthServerSettings(CorsSettings, SharedStateSettings):
     def database_file(self) -> Path:
         """The SQLite file used when DATABASE_URL is empty."""
         return self.auth_server_data_dir / "auth-server.db"
+
+    def database(self) -> ServiceDatabase:
+        """The auth-server's database (tables.py). Readiness probes a table, so a replica started with
+        DATABASE_MIGRATE_ON_START=false stays unready until `python -m auth_server migrate` has run."""
+        return ServiceDatabase.from_settings(
+            self,
+            default_sqlite_file=self.database_file,
+            migrations="auth_server:migrations",
+            schema_probe=select(refresh_families.c.family_id).limit(1),
+        )
 
 
 def environment(env_file: Path = Path(".env")) -> dict[str, str]:

@@ -8,16 +8,15 @@ from dataclasses import dataclass
 import httpx2
 from fastapi import Request
 from oauth_tokens.replay_cache import InMemoryReplayCache
+from oauth_tokens.service_database import ServiceDatabase
 from oauth_tokens.shared_state import SharedState
 from oauth_tokens.shared_state.replay import RedisReplayCache
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_server.cimd import ClientMetadataDocuments
 from auth_server.client_auth import ClientAssertionVerifier, ClientKeys
 from auth_server.clients import ClientRegistry
 from auth_server.codes import AuthorizationCodeStore
 from auth_server.config import AuthServerConfig
-from auth_server.db import engine_for
 from auth_server.dpop import TokenEndpointDPoP
 from auth_server.jwt_bearer import IdJagVerifier
 from auth_server.keys import KeyStore
@@ -34,7 +33,7 @@ from auth_server.users import SharedLoginThrottle, UserDirectory
 class AuthServer:
     settings: AuthServerSettings
     config: AuthServerConfig
-    engine: AsyncEngine  # DATABASE_URL: clients, codes, sign-ins, refresh tokens (tables.py)
+    database: ServiceDatabase  # DATABASE_URL: clients, codes, sign-ins, refresh tokens (tables.py)
     keystore: KeyStore
     access_tokens: AccessTokenIssuer
     refresh_tokens: RefreshTokenStore
@@ -68,9 +67,9 @@ class AuthServer:
         keystore = KeyStore(settings.keys_dir, config.lifetimes.access_token_seconds)
         keystore.ensure_key()
         keystore.prune()
-        engine = engine_for(settings)
+        database = settings.database()
         registrations = Registrations(
-            engine,
+            database,
             max_clients=config.registration.max_clients,
             max_per_address=config.registration.max_clients_per_address,
             unused_seconds=config.registration.unused_client_seconds,
@@ -90,11 +89,11 @@ class AuthServer:
         return cls(
             settings=settings,
             config=config,
-            engine=engine,
+            database=database,
             keystore=keystore,
             access_tokens=AccessTokenIssuer(settings.auth_issuer, keystore, config.lifetimes.access_token_seconds),
-            refresh_tokens=RefreshTokenStore(engine),
-            codes=AuthorizationCodeStore(config.lifetimes.authorization_code_seconds, engine),
+            refresh_tokens=RefreshTokenStore(database),
+            codes=AuthorizationCodeStore(config.lifetimes.authorization_code_seconds, database),
             clients=ClientRegistry.from_config(
                 config,
                 environ,
@@ -106,7 +105,7 @@ class AuthServer:
             users=UserDirectory.from_config(config, environ),
             throttle=SharedLoginThrottle(config.login, shared),
             pending=PendingAuthorizations(
-                engine,
+                database,
                 max_entries=config.login.max_pending_sign_ins,
                 max_per_address=config.login.max_pending_sign_ins_per_address,
             ),
