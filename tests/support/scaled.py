@@ -50,7 +50,7 @@ QUIET_PORTS = (20000, 32767)
 def quiet_port() -> int:
     """A port below the ephemeral range that nothing listens on right now."""
     for _ in range(200):
-        port = random.randint(*QUIET_PORTS)  # noqa: S311 - a port number, not a secret
+        port = random.randint(*QUIET_PORTS)  # a port number, not a secret
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
