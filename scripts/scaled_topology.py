@@ -52,7 +52,8 @@ LIVE_PATH = "/health"
 LIVENESS_ONLY = frozenset({"calendar-api"})
 STATS_PORT_VARIABLE = "HAPROXY_STATS_PORT"
 DEFAULT_STATS_PORT = 8404
-PORT_STRIDE = 10000  # replica i of a service on public port P listens on P + i * PORT_STRIDE (make up)
+PORT_OFFSET = 10000  # make up: replica i of public port P listens on P + PORT_OFFSET + (i - 1) * PORT_STRIDE
+PORT_STRIDE = 100
 
 
 def module_of(service: str) -> str:
@@ -127,11 +128,11 @@ def resolve(settings: Mapping[str, str], env: Mapping[str, str]) -> dict[str, st
 
 
 def default_port(public: int, index: int) -> int:
-    port = public + index * PORT_STRIDE
+    """Replica `index` (1, 2, …) of public port P: P + 10000 + 100 * (index - 1), below Linux's ephemeral
+    range (32768 up) for the documented ports, so no outgoing connection holds one while replicas start."""
+    port = public + PORT_OFFSET + (index - 1) * PORT_STRIDE
     if port > 65535:
-        raise ValueError(
-            f"replica {index} of port {public} would be {port}: use public ports below {65535 - 3 * PORT_STRIDE}"
-        )
+        raise ValueError(f"replica {index} of port {public} would be {port}: use public ports below 55000")
     return port
 
 
