@@ -22,6 +22,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs; used only to CREATE DATABASE
@@ -269,7 +270,8 @@ async def _create_databases(server_url: str, names: list[str]) -> None:
 def create_databases(server_url: str, services: list[str]) -> dict[str, str]:
     """One database per service in the PostgreSQL at `server_url`; {database_url_variable: its URL}."""
     names = [DATABASES[service] for service in services if service in DATABASES]
-    asyncio.run(_create_databases(server_url, names))
+    with ThreadPoolExecutor(max_workers=1) as thread:  # its own event loop, also when called from one
+        thread.submit(asyncio.run, _create_databases(server_url, names)).result()
     base = server_url.rsplit("/", 1)[0]
     return {database_url_variable(s): f"{base}/{DATABASES[s]}" for s in services if s in DATABASES}
 
