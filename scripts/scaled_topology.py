@@ -22,6 +22,7 @@ import shlex
 import sys
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import asyncpg  # type: ignore[import-untyped]  # no stubs; used only to CREATE DATABASE
@@ -52,7 +53,8 @@ LIVE_PATH = "/health"
 LIVENESS_ONLY = frozenset({"calendar-api"})
 STATS_PORT_VARIABLE = "HAPROXY_STATS_PORT"
 DEFAULT_STATS_PORT = 8404
-PORT_STRIDE = 10000  # replica i of a service on public port P listens on P + i * PORT_STRIDE (make up)
+PORT_OFFSET = 10000  # make up: replica i of public port P listens on P + PORT_OFFSET + (i - 1) * PORT_STRIDE
+PORT_STRIDE = 100
 
 
 def module_of(service: str) -> str:
@@ -127,11 +129,11 @@ def resolve(settings: Mapping[str, str], env: Mapping[str, str]) -> dict[str, st
 
 
 def default_port(public: int, index: int) -> int:
-    port = public + index * PORT_STRIDE
+    """Replica `index` (1, 2, …) of public port P: P + 10000 + 100 * (index - 1), below Linux's ephemeral
+    range (32768 up) for the documented ports, so no outgoing connection holds one while replicas start."""
+    port = public + PORT_OFFSET + (index - 1) * PORT_STRIDE
     if port > 65535:
-        raise ValueError(
-            f"replica {index} of port {public} would be {port}: use public ports below {65535 - 3 * PORT_STRIDE}"
-        )
+        raise ValueError(f"replica {index} of port {public} would be {port}: use public ports below 55000")
     return port
 
 
@@ -268,7 +270,8 @@ async def _create_databases(server_url: str, names: list[str]) -> None:
 def create_databases(server_url: str, services: list[str]) -> dict[str, str]:
     """One database per service in the PostgreSQL at `server_url`; {database_url_variable: its URL}."""
     names = [DATABASES[service] for service in services if service in DATABASES]
-    asyncio.run(_create_databases(server_url, names))
+    with ThreadPoolExecutor(max_workers=1) as thread:  # its own event loop, also when called from one
+        thread.submit(asyncio.run, _create_databases(server_url, names)).result()
     base = server_url.rsplit("/", 1)[0]
     return {database_url_variable(s): f"{base}/{DATABASES[s]}" for s in services if s in DATABASES}
 

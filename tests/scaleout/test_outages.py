@@ -162,6 +162,10 @@ async def _recovers(scaled: ScaledTopology, token: str) -> float:
             break
         assert time.monotonic() - back < RECOVERY_SECONDS, {n: r.status_code for n, r in answers.items()}
         await anyio.sleep(0.2)
+    # And every replica is back in HAProxy, not just one per service.
+    await anyio.to_thread.run_sync(
+        lambda: scaled.wait_all_up(timeout=max(0.1, RECOVERY_SECONDS - (time.monotonic() - back)))
+    )
     async with bearer_session(scaled.crm_mcp_url, token) as session:
         result = await session.call_tool("customer_briefing", {"customer_id": CUSTOMER})
     assert not result.is_error, result.content

@@ -49,7 +49,7 @@ async def test_patterns_1_2_3_spread_over_the_replicas_keep_each_users_data_apar
     assert not {c["id"] for c in alices["customers"]} & {c["id"] for c in bobs["customers"]}
     assert all(t["customer_id"] == alices["customers"][0]["id"] for t in alices["tickets"])
     assert alices["weather"]["city"] == "Berlin"
-    assert all(after[name] > before[name] for name in after), (before, after)  # every replica served some
+    assert sum(after[name] > before[name] for name in after) >= 2, (before, after)  # spread over replicas
 
 
 async def connect_and_schedule(scaled: ScaledTopology, user: str, title: str) -> list[Any]:

@@ -30,13 +30,13 @@ def test_replica_counts_are_n_crm_mcp_and_two_of_everything_else() -> None:
         replica_counts(0)
 
 
-def test_replicas_listen_on_the_public_port_plus_10000_per_replica() -> None:
+def test_replicas_listen_below_the_ephemeral_range_10000_above_the_public_port() -> None:
     layout = plan(ENV, replica_counts(3))
     assert layout.public_ports["crm-mcp"] == 8001
     assert [(r.name, r.port, r.metrics_port) for r in layout.replicas["crm-mcp"]] == [
         ("crm-mcp-1", 18001, 19401),
-        ("crm-mcp-2", 28001, 29401),
-        ("crm-mcp-3", 38001, 39401),
+        ("crm-mcp-2", 18101, 19501),
+        ("crm-mcp-3", 18201, 19601),
     ]
 
 
@@ -69,7 +69,7 @@ def test_haproxy_round_robins_without_stickiness_and_checks_readiness(tmp_path: 
     assert "cookie" not in config
     assert "stick" not in config
     assert "bind 127.0.0.1:8001" in config
-    assert "server crm-mcp-3 127.0.0.1:38001 check" in config
+    assert "server crm-mcp-3 127.0.0.1:18201 check" in config
     assert "uri /health/ready" in config
     assert "fall 2" in config
     assert "X-Served-By %[srv_name]" in config

@@ -4,7 +4,9 @@ that a missing or malformed CRM_MCP_VAULT_KEYS stops crm-mcp's start-up naming t
 
 from __future__ import annotations
 
+import json
 import secrets
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -18,7 +20,7 @@ from oauth_tokens.errors import SettingsError
 from oauth_tokens.grant_refresh import RefreshInProgressElsewhereError, refresh_once
 from oauth_tokens.service_database import ServiceDatabase
 from oauth_tokens.settings import load_settings
-from oauth_tokens.vault import TOKEN_GRANTS, StoredGrant, TokenVault, parse_vault_keys
+from oauth_tokens.vault import TOKEN_GRANTS, KeyRing, StoredGrant, TokenVault, parse_vault_keys
 from sqlalchemy import select, update
 
 from tests.support.databases import database_url, postgres
@@ -219,3 +221,32 @@ def test_crm_mcp_refuses_to_start_without_a_usable_vault_key(
     assert "tooshort" not in str(refused.value)
     monkeypatch.setenv("CRM_MCP_VAULT_KEYS", key("k1"))
     assert load_settings(Settings).crm_mcp_vault_keys[0].key_id == "k1"
+
+
+async def test_a_vault_file_from_before_migrations_keeps_its_grants(tmp_path: Path) -> None:
+    """crm-mcp.sqlite3 as the SQLite-only vault left it (no version column, no alembic_version table)."""
+    path, keys = tmp_path / "crm-mcp.sqlite3", key("k1")
+    kept = grant("kept")
+    plaintext = json.dumps(
+        {
+            "access_token": kept.access_token,
+            "refresh_token": kept.refresh_token,
+            "expires_at": kept.expires_at,
+            "scope": "",
+        }
+    ).encode()
+    key_id, nonce, ciphertext = KeyRing(parse_vault_keys(keys)).seal(plaintext, ("alice", ISSUER))
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE token_grants (subject TEXT NOT NULL, issuer TEXT NOT NULL, key_id TEXT NOT NULL,"
+            " nonce BLOB NOT NULL, ciphertext BLOB NOT NULL, updated_at REAL NOT NULL,"
+            " lease_until REAL NOT NULL DEFAULT 0, PRIMARY KEY (subject, issuer))"
+        )
+        db.execute("INSERT INTO token_grants VALUES ('alice', ?, ?, ?, ?, 0, 0)", (ISSUER, key_id, nonce, ciphertext))
+        db.execute("CREATE TABLE connect_requests (id TEXT PRIMARY KEY)")
+
+    async with vaults(f"sqlite:///{path}", keys) as (vault,):
+        entry = await vault.read("alice", ISSUER)
+        assert entry is not None
+        assert entry.grant == kept
+        assert await vault.try_lease("alice", ISSUER, 30, version=entry.version)

@@ -10,8 +10,10 @@ replicas with other settings, or stop PostgreSQL or Redis for a while.
 from __future__ import annotations
 
 import os
+import random
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +41,23 @@ from tests.support.servers import haproxy_server, postgres_server, redis_server
 from tests.support.topology import CALENDAR_AUTH_SERVER_CONFIG, DATA_DIR_VARIABLES, Topology, topology_env
 
 SERVED_BY = "x-served-by"
+# Internal ports come from below Linux's ephemeral range (32768-60999), which free_port() and every
+# outgoing connection draw from: a port chosen there for a replica that starts a minute later can be
+# taken by then (seen: "address already in use"). Below it only another listener can take one.
+QUIET_PORTS = (20000, 32767)
+
+
+def quiet_port() -> int:
+    """A port below the ephemeral range that nothing listens on right now."""
+    for _ in range(200):
+        port = random.randint(*QUIET_PORTS)  # a port number, not a secret
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {QUIET_PORTS}")
 
 
 @dataclass
@@ -152,7 +171,7 @@ def scaled_env(crm_api_auth_mode: str) -> dict[str, str]:
     env["AUTH_SERVER_STATE_KEYS"] = secrets.token_urlsafe(32)
     env["CALENDAR_AUTH_SERVER_STATE_KEYS"] = secrets.token_urlsafe(32)
     env["CALENDAR_AUTH_SERVER_CONFIG"] = str(CALENDAR_AUTH_SERVER_CONFIG)
-    env["HAPROXY_STATS_PORT"] = str(free_port())
+    env["HAPROXY_STATS_PORT"] = str(quiet_port())
     # A second weather-api key for tests that count against its limit without crm-mcp's calls counting too.
     env["WEATHER_API_SECOND_KEY"] = secrets.token_urlsafe(32)
     env["WEATHER_API_KEYS"] += "," + env["WEATHER_API_SECOND_KEY"]
@@ -208,7 +227,7 @@ def running_scaled_topology(
             env[variable] = str(workdir / name / "data")
         env.update(create_databases(postgres.url, [service.name for service in SERVICE_LIST]))
         env["REDIS_URL"] = redis.url
-        layout = plan(env, replica_counts(replicas), allocate=lambda _public, _index: free_port())
+        layout = plan(env, replica_counts(replicas), allocate=lambda _public, _index: quiet_port())
         topology = ScaledTopology(env=env, workdir=workdir, layout=layout)
         topology.servers.update(postgresql=postgres, redis=redis)
         stack.callback(topology.stop_replicas)

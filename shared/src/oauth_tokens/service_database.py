@@ -129,7 +129,12 @@ class ServiceDatabase:
     async def start(self, *, migrate_on_start: bool) -> None:
         """At start-up: migrate, or with DATABASE_MIGRATE_ON_START=false leave that to the migrate command."""
         if migrate_on_start:
-            await self.migrate()
+            try:
+                await self.migrate()
+            except DatabaseUnavailableError:
+                # Exit (the orchestrator restarts us) rather than serve without a schema; no URL in the line.
+                logger.error("Database %s cannot be reached at start-up: not migrated, not starting", self.description)
+                raise
             logger.info("Database migrated: %s", self.description)
         else:
             logger.info("Database: %s; not migrated at start (DATABASE_MIGRATE_ON_START=false)", self.description)
