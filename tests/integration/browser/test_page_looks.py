@@ -19,11 +19,11 @@ import anyio
 import pytest
 from mcp.shared.exceptions import MCPError
 from mcp.types import ElicitResult
-from oauth_tokens.vault import TokenVault, parse_vault_keys
 from playwright.sync_api import Page, expect
 
 from tests.integration.browser.flow import BrowserClient, authorization
 from tests.integration.browser.user import CONSENT_HEADING, sign_in
+from tests.support.crm_mcp_state import crm_mcp_vault
 from tests.support.topology import Topology
 
 # A phone's width: where a code span broken mid-word ("we / ather:read") showed.
@@ -55,10 +55,8 @@ def connect_link(topology: Topology) -> str:
 
     async def elicit() -> str:
         env = topology.env
-        vault = TokenVault(
-            Path(env["CRM_MCP_DATA_DIR"]) / "crm-mcp.sqlite3", parse_vault_keys(env["CRM_MCP_VAULT_KEYS"])
-        )
-        await vault.delete("alice", env["CALENDAR_AUTH_ISSUER"])
+        async with crm_mcp_vault(env) as vault:
+            await vault.delete("alice", env["CALENDAR_AUTH_ISSUER"])
         async with topology.user_session("alice", elicitation_callback=_accept, mode="legacy") as client:
             with pytest.raises(MCPError) as required:
                 await client.call_tool("list_my_meetings", {})
