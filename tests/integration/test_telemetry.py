@@ -70,10 +70,37 @@ def briefing(fresh_crm_mcp: Topology) -> list[SpanRecord]:
         return [spans for trace_id, spans in _briefing_traces(topology).items() if trace_id not in before]
 
     deadline = time.monotonic() + POLL_SECONDS
-    while not (len(new := new_traces()) == 1 and {span.service for span in new[0]} >= HOPS):
+    while not (len(new := new_traces()) == 1 and _complete(new[0])):
         assert time.monotonic() < deadline, f"no complete briefing trace: {[len(t) for t in new]} new span(s)"
         time.sleep(0.2)
     return new[0]
+
+
+def _complete(spans: list[SpanRecord]) -> bool:
+    """Whether every span the tests below look for has arrived, not just some span of each hop.
+
+    Each service exports its spans in batches as they end, so one hop's spans can arrive in two batches:
+    tickets-mcp's session set-up first, its tool call's spans a batch later. Waiting for a span of each
+    service was not enough (the tool call's spans were sometimes still on their way).
+    """
+    by_id = {span.span_id: span for span in spans}
+    sent = {
+        s.span_id
+        for s in spans
+        if (s.service, s.kind, s.name) == ("crm-mcp", "client", "MCP send tools/call list_tickets")
+    }
+
+    def has(service: str, where: Callable[[SpanRecord], bool]) -> bool:
+        return any(s.service == service and s.kind == "server" and where(s) for s in spans)
+
+    return (
+        has("crm-mcp", lambda s: s.attributes.get("gen_ai.tool.name") == "customer_briefing")
+        and has("tickets-mcp", lambda s: s.attributes.get("gen_ai.tool.name") == "list_tickets")
+        and has("tickets-mcp", lambda s: s.name == "POST /mcp" and any(a.span_id in sent for a in _ancestors(s, by_id)))
+        and has("crm-api", lambda _: True)
+        and has("weather-api", lambda _: True)
+        and has("auth-server", lambda s: s.name == "POST /token")
+    )
 
 
 def _one(spans: list[SpanRecord], service: str, kind: str, where: Callable[[SpanRecord], bool]) -> SpanRecord:
