@@ -11,7 +11,7 @@ from fastapi import FastAPI, Query, Request, Response, Security
 from fastapi.responses import JSONResponse
 from fastapi.security import APIKeyHeader
 from oauth_tokens.body_limit import BodyLimitMiddleware
-from oauth_tokens.shared_state import ready
+from oauth_tokens.shared_state import reachable
 from pydantic import BaseModel
 
 from weather_api.keys import ApiKeyRing, fingerprint
@@ -122,13 +122,16 @@ def create_app(settings: WeatherApiSettings) -> FastAPI:
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/health/ready", summary="Readiness: 503 while Redis (when configured) cannot be reached", tags=["ops"])
+    @app.get(
+        "/health/ready",
+        summary="Readiness: always ready; `degraded` lists Redis while it cannot be reached",
+        tags=["ops"],
+    )
     async def health_ready() -> JSONResponse:
-        if await ready(shared):
-            return JSONResponse({"status": "ready"})
-        return JSONResponse(
-            {"status": "unavailable", "redis": "unreachable"}, status_code=503, headers={"Retry-After": "2"}
-        )
+        # Redis away is not "not ready": every replica shares it, so a 503 here would take them all out of
+        # the load balancer at once, while each replica can go on counting for itself (a looser limit).
+        degraded = [] if await reachable(shared) else ["redis"]
+        return JSONResponse({"status": "ready", "degraded": degraded}, headers={"Cache-Control": "no-store"})
 
     @app.get(
         "/v1/current",

@@ -39,10 +39,15 @@ __all__ = [
     "SharedState",
     "SharedStateSettings",
     "SharedStateUnavailable",
-    "ready",
+    "reachable",
 ]
 
 
-async def ready(shared: SharedState | None) -> bool:
-    """Readiness: True without Redis configured, else whether Redis answers now (never raises)."""
+async def reachable(shared: SharedState | None) -> bool:
+    """True without Redis configured, else whether Redis answers now (never raises).
+
+    Not a readiness check: every replica shares Redis, so failing readiness on it would take every
+    replica out of the load balancer at once, for a dependency whose outage the callers degrade around.
+    Services report it as `degraded` in `/health/ready` instead.
+    """
     return True if shared is None else await shared.ping()
