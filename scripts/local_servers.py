@@ -106,7 +106,11 @@ class LocalServer:
             self.process = subprocess.Popen(  # noqa: S603 - a command this module built
                 command, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
             )
-        wait_for_port(self.port, self.process, self.log_path, timeout)
+        try:
+            wait_for_port(self.port, self.process, self.log_path, timeout)
+        except BaseException:  # a timeout, Ctrl-C or SIGTERM mid-start: the caller never gets it to stop
+            self.stop()
+            raise
         return self
 
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:

@@ -88,17 +88,25 @@ class ServiceProcess:
             start_new_session=True,
         )
         log.close()
+        try:
+            self._wait_healthy(health_path, timeout)
+        except BaseException:  # a timeout, and also Ctrl-C or SIGTERM mid-start: the caller never gets it to stop
+            self.stop()
+            raise
+        return self
+
+    def _wait_healthy(self, health_path: str, timeout: float) -> None:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.logs()}")
             try:
                 if httpx2.get(self.url + health_path, timeout=1.0).status_code == 200:
-                    return self
+                    return
             except httpx2.TransportError:
                 pass
             time.sleep(0.1)
-        self.stop()
         raise TimeoutError(f"{self.name} not healthy after {timeout}s:\n{self.logs()}")
 
     def stop(self) -> None:
