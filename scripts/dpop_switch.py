@@ -42,10 +42,11 @@ def apply_dpop_switch(env: dict[str, str], given: Mapping[str, str]) -> dict[str
     return {**env, **{name: value for name, value in derived.items() if name not in given}}
 
 
-def dpop_required(crm_mcp_url: str) -> bool:
-    """Whether crm-mcp takes only DPoP-bound tokens: its challenge to an anonymous request offers DPoP alone."""
+def dpop_required(url: str, method: str = "POST") -> bool:
+    """Whether the resource at `url` (crm-mcp's MCP endpoint; calendar-api's /events with GET) takes only
+    DPoP-bound tokens: its challenge to an anonymous request offers DPoP alone."""
     try:
-        response = httpx2.post(crm_mcp_url, json={}, timeout=5)
+        response = httpx2.request(method, url, json={} if method == "POST" else None, timeout=5)
     except httpx2.HTTPError:
         return False
     schemes = {challenge.split(" ")[0].lower() for challenge in response.headers.get_list("WWW-Authenticate")}
