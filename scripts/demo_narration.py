@@ -61,6 +61,7 @@ def narrate_dpop(env: dict[str, str]) -> None:
     if calendar:
         say("  crm-mcp → calendar-api (pattern 4): alice's grant from the vault, bound to crm-mcp's key")
         say("  crm-mcp → calendar-api (pattern 5): the token the ID-JAG bought (jwt-bearer), bound to crm-mcp's key")
+        say("  (the demo repeated pattern 5's hops above with a stand-in key: crm-mcp binds to its own in that mode)")
         say("  crm-mcp's key is kept in <CRM_MCP_DATA_DIR>/dpop-keys, one for every replica, like the vault it serves")
     else:
         say("  crm-mcp → calendar-api (patterns 4, 5): the calendar provider's choice; here it takes bearer tokens")
