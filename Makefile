@@ -21,6 +21,8 @@ ifeq ($(DPOP),require)
 export AUTH_DPOP ?= require
 export CRM_MCP_DPOP ?= true
 export CRM_API_AUTH_MODE ?= exchange
+export CALENDAR_AUTH_DPOP ?= require
+export CALENDAR_AUTH_SERVER_DPOP ?= require
 else ifeq ($(DPOP),accept)
 export AUTH_DPOP ?= accept
 export CRM_MCP_DPOP ?= true

@@ -28,7 +28,7 @@ from scripts.demo_episodes import (
     step_up,
 )
 from scripts.demo_login import demo_dpop, demo_login, user_key
-from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
+from scripts.demo_narration import DemoFailure, call, check, describe, narrate_dpop, say, validated
 from scripts.topology import active_services, load_env
 
 DEMO_TICKET_TITLE = "Demo: renewal question"
@@ -194,11 +194,7 @@ async def run_demo(env: dict[str, str]) -> None:
     await pattern5_cross_app_access(env, storage.tokens.access_token)
     await step_up(env, DEMO_CUSTOMER)
     if dpop:
-        say("\nDPoP: every token above on crm-mcp, tickets-mcp and crm-api was DPoP-bound (cnf.jkt) and sent with")
-        say(
-            "  a fresh proof; the calendar's tokens (patterns 4, 5) are its own provider's choice (CALENDAR_AUTH_DPOP)."
-        )
-        say("  Pattern 3 (cascade) cannot run this way: a DPoP-bound token cannot be forwarded (docs/dpop.md).")
+        narrate_dpop(env)
         return
     other = "cascade" if exchange else "exchange"
     say(f"\nThe other way to crm-api: make down, then make up CRM_API_AUTH_MODE={other}, then make demo.")

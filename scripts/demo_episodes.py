@@ -11,12 +11,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import ElicitRequestURLParams, ElicitResult
 from oauth_tokens import AccessTokenValidator, Principal, TokenEndpointError, TokenExchange, ValidatorConfig
-from oauth_tokens.dpop_client import DPoPKey
+from oauth_tokens.dpop_client import DPoPKey, DPoPTokenAuth
 from oauth_tokens.id_jag import CrossAppAccess, redeem_id_jag
 from oauth_tokens.token_endpoint import TokenEndpoint
 
 from scripts.client_credential import NoClientKey, auth_method, crm_mcp_credential, method_phrase
-from scripts.demo_login import demo_dpop, demo_login
+from scripts.demo_login import calendar_dpop, demo_dpop, demo_login
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
 from scripts.headless_login import HeadlessBrowser, open_in_browser
 
@@ -103,6 +103,10 @@ async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
     crm_mcp = env["CRM_MCP_RESOURCE"]
     say("\nPattern 4 — the user's own account at a third party: schedule_meeting in alice's calendar")
     say("  calendar-api trusts only its own authorization server (its own users, keys and issuer)")
+    bound = calendar_dpop(env["CALENDAR_API_URL"])
+    if bound:
+        say("  and takes only DPoP-bound tokens (CALENDAR_AUTH_DPOP=require); its auth-server issues nothing else")
+        say("  (CALENDAR_AUTH_SERVER_DPOP=require): so every calendar call below that succeeds was made with DPoP")
     opened: list[str] = []
 
     async def alice_at_the_keyboard(context: Any, params: Any) -> ElicitResult:
@@ -119,7 +123,9 @@ async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
         page = await open_in_browser(params.url, people)
         check(page.status_code == 200 and "Calendar connected" in page.text, "consent given; the page says connected")
         say(f"  crm-mcp redeemed the code as a confidential client ({method_phrase(env, calendar=True)});")
-        say("  the tokens are in its vault, AES-GCM encrypted")
+        if bound:
+            say("  with a DPoP proof by crm-mcp's own key: the calendar's tokens are bound to it (cnf.jkt)")
+        say("  the tokens are in its vault, AES-GCM encrypted" + (", with their binding" if bound else ""))
         return ElicitResult(action="accept")
 
     provider, _ = demo_login(env, "alice")
@@ -146,6 +152,8 @@ async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
         check(
             disconnected["disconnected"], "disconnect_calendar: revoked at the calendar provider (RFC 7009), forgotten"
         )
+    if bound:
+        say("  calendar-api took those calls: the grant crm-mcp redeemed (and refreshes) with its proofs is DPoP-bound")
 
 
 async def pattern5_cross_app_access(env: dict[str, str], user_token: str) -> None:
@@ -163,9 +171,11 @@ async def pattern5_cross_app_access(env: dict[str, str], user_token: str) -> Non
     except NoClientKey as missing:  # e.g. crm-mcp runs in a container: its key stays there
         say(f"  (not repeated here: {missing})")
         return
+    # Under DPoP crm-mcp binds the calendar token to its key: a stand-in key here, for this run.
+    key = DPoPKey() if calendar_dpop(env["CALENDAR_API_URL"]) else None
     access = CrossAppAccess(
         TokenEndpoint(idp_url, env["CRM_MCP_CLIENT_ID"], **own),
-        TokenEndpoint(calendar_url, env["CALENDAR_CLIENT_ID"], **calendar),
+        TokenEndpoint(calendar_url, env["CALENDAR_CLIENT_ID"], **calendar, dpop_key=key),
         audience=calendar_as,
         resource=resource,
     )
@@ -183,7 +193,9 @@ async def pattern5_cross_app_access(env: dict[str, str], user_token: str) -> Non
             f"client_id={claims['client_id']} scope={claims['scope']}, valid {claims['exp'] - claims['iat']} s",
         )
         method = auth_method(env, calendar=True)
-        say(f"  crm-mcp ─(client {env['CALENDAR_CLIENT_ID']}, {method}; grant_type=jwt-bearer; assertion=the ID-JAG)")
+        proof = "; a DPoP proof by crm-mcp's key" if key is not None else ""
+        client = env["CALENDAR_CLIENT_ID"]
+        say(f"  crm-mcp ─(client {client}, {method}; grant_type=jwt-bearer; assertion=the ID-JAG{proof})")
         say("           → calendar-auth-server /token: checks the IdP's signature, aud, client_id, maps sub, jti once")
         answer = await redeem_id_jag(access.authorization_server, id_jag)
         trust = ValidatorConfig(
@@ -192,18 +204,30 @@ async def pattern5_cross_app_access(env: dict[str, str], user_token: str) -> Non
         async with AccessTokenValidator(trust) as validator:
             calendar_user = await validator.validate(answer.access_token)
         check(calendar_user.subject == "alice", f"a calendar token, no consent page: {describe(calendar_user)}")
+        if key is not None:
+            check(
+                calendar_user.claims.get("cnf") == {"jkt": key.thumbprint},
+                "DPoP-bound to crm-mcp's key (cnf.jkt, token_type DPoP): useless to anyone else",
+            )
         try:
             await redeem_id_jag(access.authorization_server, id_jag)
         except TokenEndpointError as replay:
             check(replay.error == "invalid_grant", "the same ID-JAG presented again is refused (jti replay)")
         else:
             raise DemoFailure("a replayed ID-JAG was accepted")
+        events_url = f"{env['CALENDAR_API_URL']}/events"
+        as_bearer = httpx2.Headers({"Authorization": f"Bearer {answer.access_token}"})
         async with httpx2.AsyncClient(timeout=10) as http:
-            events = await http.get(
-                f"{env['CALENDAR_API_URL']}/events", headers={"Authorization": f"Bearer {answer.access_token}"}
-            )
+            if key is not None:
+                stolen = await http.get(events_url, headers=as_bearer)
+                check(stolen.status_code == 401, "calendar-api refuses it sent as Bearer, without the key's proof")
+                events = await http.get(events_url, auth=DPoPTokenAuth(key, answer.access_token))
+            else:
+                events = await http.get(events_url, headers=as_bearer)
+        with_proof = " with a fresh proof" if key is not None else ""
         check(
-            events.status_code == 200, f"calendar-api accepts it: {len(events.json()['events'])} meeting(s) of alice's"
+            events.status_code == 200,
+            f"calendar-api accepts it{with_proof}: {len(events.json()['events'])} meeting(s) of alice's",
         )
     finally:
         await access.aclose()

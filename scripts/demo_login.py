@@ -24,6 +24,12 @@ def demo_dpop(crm_mcp_url: str) -> bool:
     return dpop_required(crm_mcp_url)
 
 
+@functools.cache
+def calendar_dpop(calendar_api_url: str) -> bool:
+    """Whether calendar-api takes DPoP-bound tokens only (CALENDAR_AUTH_DPOP=require; asked once per run)."""
+    return dpop_required(calendar_api_url.rstrip("/") + "/events", "GET")
+
+
 def user_key(username: str) -> DPoPKey:
     """`username`'s DPoP key for this run."""
     return _KEYS.setdefault(username, DPoPKey())

@@ -45,6 +45,8 @@ CALENDAR_AUTH_SERVER_SETTINGS = {
     "AUTH_SERVER_DATA_DIR": "$CALENDAR_AUTH_SERVER_DATA_DIR",
     "AUTH_SERVER_CONFIG": "$CALENDAR_AUTH_SERVER_CONFIG",
     "AUTH_SERVER_STATE_KEYS": "$CALENDAR_AUTH_SERVER_STATE_KEYS",
+    "AUTH_SERVER_DPOP": "${CALENDAR_AUTH_SERVER_DPOP:-accept}",
+    "AUTH_SERVER_DPOP_NONCE": "false",
     "OTEL_SERVICE_NAME": "calendar-auth-server",
 }
 READY_PATH = "/health/ready"
@@ -124,8 +126,16 @@ class Replica:
 
 
 def resolve(settings: Mapping[str, str], env: Mapping[str, str]) -> dict[str, str]:
-    """`settings` with each `$NAME` replaced by env's NAME (empty when unset), as the Procfile's shell does."""
-    return {key: env.get(value[1:], "") if value.startswith("$") else value for key, value in settings.items()}
+    """`settings` with each `$NAME` replaced by env's NAME (empty when unset) and each `${NAME:-default}` by
+    NAME or, when unset or empty, `default`, as the Procfile's shell does."""
+
+    def value_of(value: str) -> str:
+        if value.startswith("${") and value.endswith("}") and ":-" in value:
+            name, _, default = value[2:-1].partition(":-")
+            return env.get(name) or default
+        return env.get(value[1:], "") if value.startswith("$") else value
+
+    return {key: value_of(value) for key, value in settings.items()}
 
 
 def default_port(public: int, index: int) -> int:

@@ -305,9 +305,10 @@ def banner(workspace: Workspace) -> int:
         f"The other: make down, then make up CRM_API_AUTH_MODE={other}."
     )
     print(
-        f"DPoP (docs/dpop.md): resource servers AUTH_DPOP={env.get('AUTH_DPOP', 'accept')}, crm-mcp's own tokens "
+        f"DPoP (docs/dpop.md): resource servers AUTH_DPOP={env.get('AUTH_DPOP', 'accept')}, "
+        f"calendar-api CALENDAR_AUTH_DPOP={env.get('CALENDAR_AUTH_DPOP', 'accept')}, crm-mcp's own tokens "
         + ("DPoP-bound" if env.get("CRM_MCP_DPOP", "false").lower() == "true" else "bearer")
-        + ". make up DPOP=require binds every token of the demo."
+        + " (the calendar's too). make up DPOP=require binds every token of the demo."
     )
     print(
         "\nNext:\n"

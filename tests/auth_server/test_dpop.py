@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 import pytest
+from auth_server.dpop import TokenEndpointDPoP
 from oauth_tokens.dpop_client import DPoPKey
 
 from tests.auth_server.conftest import NATIVE_REDIRECT, AuthTestEnv, start_auth_server
@@ -138,3 +139,18 @@ def test_require_mode_and_nonces(strict_server: tuple[AuthTestEnv, ServiceProces
     answer = _client_credentials(auth, http, key, nonce=nonce)
     assert answer.status_code == 200, answer.text
     assert answer.json()["token_type"] == "DPoP"
+
+
+def test_replicas_sharing_the_state_keys_accept_each_others_nonces() -> None:
+    """Two instances of the token endpoint's DPoP check (replicas), configured alike: a nonce one issued is good
+    at the other, since both derive it from AUTH_SERVER_STATE_KEYS; another server's state keys do not take it."""
+    issuer, state_keys = "http://localhost:9000", ("s" * 43,)
+    first = TokenEndpointDPoP(issuer, nonce=True, state_keys=state_keys).policy.nonces
+    second = TokenEndpointDPoP(issuer, nonce=True, state_keys=state_keys).policy.nonces
+    stranger = TokenEndpointDPoP(issuer, nonce=True, state_keys=("t" * 43,)).policy.nonces
+    assert first is not None
+    assert second is not None
+    assert stranger is not None
+    nonce = first.issue()
+    assert second.valid(nonce)
+    assert not stranger.valid(nonce)

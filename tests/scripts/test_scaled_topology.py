@@ -49,6 +49,10 @@ def test_each_replica_gets_its_own_port_its_services_database_and_redis_prefix()
     assert settings["AUTH_ISSUER"] == "http://cal"
     assert settings["DATABASE_URL"] == "postgresql://calendar"
     assert settings["REDIS_KEY_PREFIX"] == "calendar-auth-server"
+    assert settings["AUTH_SERVER_DPOP"] == "accept"  # the calendar's own DPoP setting, by default accept
+    assert (
+        resolve(calendar.settings(), {**env, "CALENDAR_AUTH_SERVER_DPOP": "require"})["AUTH_SERVER_DPOP"] == "require"
+    )
     assert "DATABASE_URL" not in layout.replica("weather-api-1").settings()  # no durable state
     assert set(DATABASES) == {"auth-server", "calendar-auth-server", "crm-mcp", "crm-api", "tickets-mcp"}
 

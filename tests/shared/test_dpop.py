@@ -10,10 +10,13 @@ from oauth_tokens.dpop import (
     DPoPProofError,
     DPoPUnavailableError,
     jwk_thumbprint,
+    nonce_keys,
     normalized_htu,
 )
 from oauth_tokens.dpop_client import DPoPKey
+from oauth_tokens.errors import SettingsError
 from oauth_tokens.replay_cache import ReplayCacheFull
+from oauth_tokens.settings import DPoPSettings, load_settings
 
 from tests.support.clock import ManualClock
 
@@ -97,3 +100,34 @@ def test_none_and_hmac_algorithms_cannot_be_configured() -> None:
     for algorithm in ("none", "HS256"):
         with pytest.raises(ValueError, match="asymmetric"):
             DPoPPolicy(algorithms=(algorithm,))
+
+
+def test_replicas_configured_alike_accept_each_others_nonces(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two replicas of a resource server, with one AUTH_DPOP_NONCE_KEYS: one's nonce is good at the other."""
+    monkeypatch.setenv("AUTH_DPOP_NONCE", "true")
+    monkeypatch.setenv("AUTH_DPOP_NONCE_KEYS", "a" * 32)
+    first, second = load_settings(DPoPSettings).dpop_policy().nonces, load_settings(DPoPSettings).dpop_policy().nonces
+    assert first is not None
+    assert second is not None
+    assert second.valid(first.issue())
+    monkeypatch.setenv("AUTH_DPOP_NONCE_KEYS", f"{'b' * 32},{'a' * 32}")  # rotated: the old key still verifies
+    rotated = load_settings(DPoPSettings).dpop_policy().nonces
+    assert rotated is not None
+    assert rotated.valid(first.issue())
+    assert not first.valid(rotated.issue())  # the new key signs
+    monkeypatch.setenv("AUTH_DPOP_NONCE_KEYS", "")
+    alone = load_settings(DPoPSettings).dpop_policy().nonces  # no keys: one per process, as before
+    assert alone is not None
+    assert not alone.valid(first.issue())
+    assert not (load_settings(DPoPSettings).dpop_policy().nonces or alone).valid(alone.issue())
+
+
+def test_nonce_keys_are_derived_not_the_secret_itself_and_must_be_long(monkeypatch: pytest.MonkeyPatch) -> None:
+    (key,) = nonce_keys(["s" * 32])
+    assert key != b"s" * 32
+    assert len(key) == 32
+    assert nonce_keys(["s" * 32, ""]) == (key,)
+    monkeypatch.setenv("AUTH_DPOP_NONCE_KEYS", "short")
+    with pytest.raises(SettingsError, match="AUTH_DPOP_NONCE_KEYS") as refused:
+        load_settings(DPoPSettings)
+    assert "short" not in str(refused.value)

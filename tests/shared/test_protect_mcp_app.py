@@ -107,6 +107,9 @@ async def test_one_declaration_feeds_tools_list_metadata_and_the_step_up(
             headers={**MCP_HEADERS, "Authorization": f"Bearer {reader}", "MCP-Protocol-Version": "2025-11-25"},
         )
     assert metadata["scopes_supported"] == ["demo:read", WRITE]
+    # RFC 9728 §2 / RFC 9449 §5.2: the DPoP proofs it takes; AUTH_DPOP=accept, so bound tokens are not required.
+    assert metadata["dpop_signing_alg_values_supported"] == ["ES256", "RS256", "PS256", "EdDSA"]
+    assert "dpop_bound_access_tokens_required" not in metadata
     assert refused.status_code == 403
     challenge = dict(re.findall(r'(\w+)="([^"]*)"', refused.headers["www-authenticate"]))
     assert (challenge["error"], challenge["scope"]) == ("insufficient_scope", WRITE)

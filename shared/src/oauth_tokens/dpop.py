@@ -46,6 +46,7 @@ __all__ = [
     "access_token_hash",
     "bound_thumbprint",
     "jwk_thumbprint",
+    "nonce_keys",
     "normalized_htu",
 ]
 
@@ -135,11 +136,18 @@ def normalized_htu(url: str) -> str:
     return f"{scheme}://{netloc}{parts.path or '/'}"
 
 
+def nonce_keys(secrets_: Sequence[str]) -> tuple[bytes, ...]:
+    """DPoPNonces keys derived from configured secrets (first first), so no secret is used for two purposes:
+    HMAC-SHA256(secret, "dpop-nonce-key"). Replicas configured alike derive the same keys."""
+    return tuple(hmac.new(item.encode(), b"dpop-nonce-key", hashlib.sha256).digest() for item in secrets_ if item)
+
+
 class DPoPNonces:
     """Server-provided nonces (RFC 9449 §8, §9) without state: a timestamp and its HMAC under `keys[0]`.
 
     A nonce is valid for `lifetime_seconds` under any of `keys` (rotation); replicas sharing the keys accept
-    each other's nonces. No keys: one random key per process (a single replica)."""
+    each other's nonces (keys from settings every replica shares: `nonce_keys`). No keys: one random key per
+    process, so a nonce is good at the replica that issued it only."""
 
     def __init__(
         self, keys: Sequence[bytes] = (), lifetime_seconds: float = 300, clock: Callable[[], float] = time.time

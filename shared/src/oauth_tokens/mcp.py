@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
+from mcp.server.auth.handlers.metadata import ProtectedResourceMetadataHandler
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.provider import AccessToken
-from mcp.server.auth.routes import create_protected_resource_routes
+from mcp.server.auth.routes import build_resource_metadata_url, cors_middleware
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
+from mcp.shared.auth import ProtectedResourceMetadata
 from starlette.applications import Starlette
+from starlette.routing import Route
 
 from oauth_tokens.cors import DEFAULT_ALLOWED_ORIGINS
 from oauth_tokens.errors import InvalidTokenError, KeySourceUnavailableError
@@ -126,22 +130,37 @@ def resource_server_auth(
     )
 
 
-def advertise_scopes(app: Starlette, auth: AuthSettings, scopes_supported: Sequence[str], resource_name: str) -> None:
+def advertise_scopes(
+    app: Starlette,
+    auth: AuthSettings,
+    scopes_supported: Sequence[str],
+    resource_name: str,
+    *,
+    dpop_algorithms: Sequence[str] = (),
+    dpop_required: bool = False,
+) -> None:
     """Serve RFC 9728 metadata listing `scopes_supported`, ahead of the SDK's own metadata route.
 
     The SDK lists only `required_scopes`, which it also demands on every request; a server that checks
     scopes per tool requires none at the HTTP layer, so it advertises its scopes here instead. Clients
-    (the SDK's OAuth provider among them) request the scopes this metadata lists.
+    (the SDK's OAuth provider among them) request the scopes this metadata lists. With `dpop_algorithms`
+    it also says which DPoP proof algorithms it takes (`dpop_signing_alg_values_supported`) and whether
+    it takes DPoP-bound tokens only (`dpop_bound_access_tokens_required`, RFC 9728 §2 and RFC 9449 §5.2).
     """
     if auth.resource_server_url is None:
         raise ValueError("advertise_scopes needs AuthSettings.resource_server_url")
-    routes = create_protected_resource_routes(
-        resource_url=auth.resource_server_url,
+    metadata = ProtectedResourceMetadata(
+        resource=auth.resource_server_url,
         authorization_servers=[auth.issuer_url],
         scopes_supported=list(scopes_supported),
         resource_name=resource_name,
+        dpop_signing_alg_values_supported=list(dpop_algorithms) or None,
+        dpop_bound_access_tokens_required=True if dpop_required else None,
     )
-    app.router.routes[0:0] = routes
+    path = urlsplit(str(build_resource_metadata_url(auth.resource_server_url))).path
+    handler = ProtectedResourceMetadataHandler(metadata)
+    route = Route(path, endpoint=cors_middleware(handler.handle, ["GET", "OPTIONS"]), methods=["GET", "OPTIONS"])
+    app.router.routes[0:0] = [route]
 
 
 def transport_security(

@@ -90,7 +90,14 @@ def protect_mcp_app(
         session_idle_timeout=sessions.mcp_session_idle_timeout_seconds,
     )
     scopes = declared_scopes(server) if scopes_supported is None else tuple(scopes_supported)
-    advertise_scopes(app, auth, scopes, resource_name=resource_name)  # 5: the metadata clients read
+    advertise_scopes(  # 5: the metadata clients read, with the DPoP it takes (RFC 9728 §2)
+        app,
+        auth,
+        scopes,
+        resource_name=resource_name,
+        dpop_algorithms=tuple(dpop.auth_dpop_algorithms),
+        dpop_required=dpop.auth_dpop == "require",
+    )
     # On the MCP endpoint each wrap goes outside the previous one: 7, then 6.
     limit_sessions_per_user(app, server.session_manager, sessions, path=mcp_path)  # 7
     enforce_tool_scopes(app, server, auth, path=mcp_path)  # 6

@@ -12,7 +12,7 @@ import pydantic_settings
 from pydantic import BeforeValidator, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from oauth_tokens.dpop import DEFAULT_DPOP_ALGORITHMS, DPoPMode, DPoPNonces, DPoPPolicy
+from oauth_tokens.dpop import DEFAULT_DPOP_ALGORITHMS, DPoPMode, DPoPNonces, DPoPPolicy, nonce_keys
 from oauth_tokens.errors import SettingsError
 from oauth_tokens.jwks import ALGORITHM_KEY_TYPES
 from oauth_tokens.replay_cache import ReplayCache
@@ -99,6 +99,9 @@ class DPoPSettings(ServiceSettings):
     auth_dpop_algorithms: CommaList = DEFAULT_DPOP_ALGORITHMS
     auth_dpop_proof_max_age_seconds: Annotated[float, Field(ge=1, le=600)] = 60
     auth_dpop_nonce: bool = False
+    # Secrets the nonces are keyed from, first first (rotation: put a new one first); every replica of a
+    # service must have the same, so a nonce one issued is accepted by the next. Empty: a key per process.
+    auth_dpop_nonce_keys: CommaList = ()
     # Take htu's scheme and host from X-Forwarded-Proto/-Host: only behind a proxy that overwrites them.
     auth_dpop_trust_forwarded_headers: bool = False
 
@@ -109,12 +112,19 @@ class DPoPSettings(ServiceSettings):
             raise ValueError(f"each algorithm must be one of {', '.join(ALGORITHM_KEY_TYPES)}")
         return algorithms
 
+    @field_validator("auth_dpop_nonce_keys")
+    @classmethod
+    def _nonce_keys_are_long(cls, keys: tuple[str, ...]) -> tuple[str, ...]:
+        if any(len(key) < 32 for key in keys):
+            raise ValueError("each key must be at least 32 characters (a random secret)")  # never quotes one
+        return keys
+
     def dpop_policy(self, replay_cache: ReplayCache | None = None) -> DPoPPolicy:
         """How this service checks DPoP proofs; `replay_cache` None: one in memory (a single replica)."""
         policy = DPoPPolicy(
             algorithms=tuple(self.auth_dpop_algorithms),
             max_age_seconds=self.auth_dpop_proof_max_age_seconds,
-            nonces=DPoPNonces() if self.auth_dpop_nonce else None,
+            nonces=DPoPNonces(nonce_keys(self.auth_dpop_nonce_keys)) if self.auth_dpop_nonce else None,
         )
         if replay_cache is not None:
             policy.replay_cache = replay_cache

@@ -164,9 +164,19 @@ class StoredGrant:
     refresh_token: str | None = field(repr=False)
     expires_at: float
     scope: str = ""
+    # RFC 9449: "DPoP" when the access token is bound to the key whose thumbprint is `dpop_jkt` (every use
+    # needs a proof by it), "Bearer" otherwise.
+    token_type: str = "Bearer"  # noqa: S105 - a type name
+    dpop_jkt: str | None = None
 
     def expires_within(self, seconds: float) -> bool:
         return self.expires_at - time.time() <= seconds
+
+    def bound_to(self, jkt: str | None) -> bool:
+        """Whether this grant's access token is usable by a caller holding DPoP key `jkt` (None: no key, bearer)."""
+        if jkt is None:
+            return self.token_type.lower() != "dpop"
+        return self.token_type.lower() == "dpop" and self.dpop_jkt == jkt
 
 
 @dataclass(frozen=True)
@@ -208,6 +218,8 @@ class TokenVault:
                 "refresh_token": grant.refresh_token,
                 "expires_at": grant.expires_at,
                 "scope": grant.scope,
+                "token_type": grant.token_type,
+                "dpop_jkt": grant.dpop_jkt,
             }
         ).encode()
         key_id, nonce, ciphertext = self._ring.seal(plaintext, (subject, issuer))
@@ -267,6 +279,9 @@ class TokenVault:
             refresh_token=values["refresh_token"],
             expires_at=float(values["expires_at"]),
             scope=str(values["scope"]),
+            # Rows stored before DPoP was recorded hold bearer tokens.
+            token_type=str(values.get("token_type", "Bearer")),
+            dpop_jkt=values.get("dpop_jkt"),
         )
 
 

@@ -6,11 +6,16 @@ issues (`cnf.jkt`, `token_type: DPoP`) and, for a public client, the refresh tok
 client's refresh tokens are bound to its authentication already). AUTH_SERVER_DPOP=require refuses token
 requests without a proof; AUTH_SERVER_DPOP_NONCE=true makes proofs carry this server's nonce
 (`use_dpop_nonce`, with a `DPoP-Nonce` header). The proof checks themselves are oauth_tokens.dpop's.
+
+Replicas: nonces are keyed from AUTH_SERVER_STATE_KEYS (a key derived from them, oauth_tokens.dpop.nonce_keys),
+which every replica shares, so a nonce one replica issued is accepted by the next; proofs' `jti`s go to
+the shared replay cache (Redis) when there is one, so a proof replayed at another replica is refused too.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from fastapi import Request
 from oauth_tokens.dpop import (
@@ -19,8 +24,9 @@ from oauth_tokens.dpop import (
     DPoPPolicy,
     DPoPProofError,
     DPoPUnavailableError,
+    nonce_keys,
 )
-from oauth_tokens.replay_cache import InMemoryReplayCache
+from oauth_tokens.replay_cache import InMemoryReplayCache, ReplayCache
 
 from auth_server.errors import OAuthError
 
@@ -37,11 +43,22 @@ def bound_token_type(jkt: str | None) -> str:
 class TokenEndpointDPoP:
     """Checks token requests' proofs for one authorization server (`issuer`)."""
 
-    def __init__(self, issuer: str, *, required: bool = False, nonce: bool = False) -> None:
+    def __init__(
+        self,
+        issuer: str,
+        *,
+        required: bool = False,
+        nonce: bool = False,
+        state_keys: Sequence[str] = (),
+        replay_cache: ReplayCache | None = None,
+    ) -> None:
+        """`state_keys`: AUTH_SERVER_STATE_KEYS, which the nonces' key is derived from (none: a key per process);
+        `replay_cache`: the replicas' shared one (None: in memory)."""
         self.token_endpoint = f"{issuer}/token"
         self.required = required
         self.policy = DPoPPolicy(
-            replay_cache=InMemoryReplayCache(max_entries=100_000), nonces=DPoPNonces() if nonce else None
+            replay_cache=replay_cache if replay_cache is not None else InMemoryReplayCache(max_entries=100_000),
+            nonces=DPoPNonces(nonce_keys(state_keys)) if nonce else None,
         )
 
     @property

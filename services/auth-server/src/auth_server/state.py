@@ -123,6 +123,8 @@ class AuthServer:
                 settings.auth_issuer,
                 required=settings.auth_server_dpop == "require",
                 nonce=settings.auth_server_dpop_nonce,
+                state_keys=settings.auth_server_state_keys,
+                replay_cache=RedisReplayCache(shared, "replay-dpop") if shared else None,
             ),
         )
 

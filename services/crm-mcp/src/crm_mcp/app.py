@@ -86,19 +86,21 @@ def crm_api_credentials(
 
 @asynccontextmanager
 async def open_downstreams(
-    settings: Settings, credential: ClientCredential, shared: SharedState | None = None
+    settings: Settings,
+    credential: ClientCredential,
+    shared: SharedState | None = None,
+    dpop_key: DPoPKey | None = None,
 ) -> AsyncIterator[Downstreams]:
     """Create the clients of patterns 1-3 once; close them (and the MCP session they hold) at shutdown.
 
-    `shared` (REDIS_URL): patterns 2 and 3b share their tokens across replicas (shared_tokens)."""
+    `shared` (REDIS_URL): patterns 2 and 3b share their tokens across replicas (shared_tokens).
+    `dpop_key` (CRM_MCP_DPOP): their tokens are bound to it, the key every replica shares."""
     tokens = shared_tokens(settings, shared)
     timeout = settings.crm_mcp_downstream_timeout_seconds
     # Without AUTH_TOKEN_URL, the token endpoint is found the way MCP clients find it: from tickets-mcp.
     discovery = TokenEndpointDiscovery(
         settings.tickets_mcp_url, (settings.auth_issuer, *settings.auth_issuer_aliases), timeout_seconds=timeout
     )
-    # CRM_MCP_DPOP: one key per process, in memory only, for its own tokens (docs/dpop.md says why not the client key).
-    dpop_key = DPoPKey() if settings.crm_mcp_dpop else None
     if dpop_key is not None:
         logger.info("crm-mcp's tokens for tickets-mcp and crm-api are DPoP-bound (jkt %s)", dpop_key.thumbprint)
     tickets_auth = ClientCredentialsAuth(
@@ -161,7 +163,11 @@ def create_server(settings: Settings, auth: AuthSettings) -> MCPServer[Downstrea
     async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
         await database.start(migrate_on_start=settings.database_migrate_on_start)
         try:
-            async with validator, calendar.running(), open_downstreams(settings, identity.own(), shared) as downstreams:
+            async with (
+                validator,
+                calendar.running(),
+                open_downstreams(settings, identity.own(), shared, identity.dpop_key) as downstreams,
+            ):
                 yield downstreams
         finally:
             await database.dispose()

@@ -50,6 +50,7 @@ from crm_mcp.third_party_calendar import (
     CalendarAccounts,
     CalendarApiClient,
     CalendarProvider,
+    CalendarToken,
     Meeting,
     NewMeeting,
 )
@@ -87,7 +88,7 @@ class CalendarPattern:
     def build(
         cls, settings: Settings, validator: AccessTokenValidator, identity: ClientIdentity, database: ServiceDatabase
     ) -> CalendarPattern:
-        provider = CalendarProvider(settings, identity.calendar())
+        provider = CalendarProvider(settings, identity.calendar(), identity.dpop_key)
         vault = TokenVault(database, settings.crm_mcp_vault_keys)
         accounts = CalendarAccounts(
             provider,
@@ -106,12 +107,15 @@ class CalendarPattern:
                 connect.own_token_endpoint,
                 idp_credential=identity.own().token_endpoint_arguments(),
                 calendar_credential=identity.calendar().token_endpoint_arguments(),
+                dpop_key=identity.dpop_key,
             )
         return cls(
             provider=provider,
             accounts=accounts,
             api=CalendarApiClient(
-                settings.calendar_api_url, timeout_seconds=settings.crm_mcp_downstream_timeout_seconds
+                settings.calendar_api_url,
+                timeout_seconds=settings.crm_mcp_downstream_timeout_seconds,
+                dpop_key=identity.dpop_key,
             ),
             requests=requests,
             connect=connect,
@@ -119,10 +123,13 @@ class CalendarPattern:
             cross_app=cross_app,
         )
 
-    async def access_token(self, subject: str) -> str | None:
-        """The user's calendar token: pattern 5's when configured, else pattern 4's grant (None: connect first)."""
+    async def access_token(self, subject: str) -> CalendarToken | None:
+        """The user's calendar token: pattern 5's when configured, else pattern 4's grant (None: connect first).
+
+        DPoP-bound (to crm-mcp's key) when CRM_MCP_DPOP is on, for both patterns."""
         if self.cross_app is not None:
-            return await self.cross_app.access_token(subject)
+            token_type = "DPoP" if self.provider.dpop_jkt is not None else "Bearer"
+            return CalendarToken(await self.cross_app.access_token(subject), token_type)
         return await self.accounts.access_token(subject)
 
     @asynccontextmanager

@@ -14,6 +14,10 @@ two) or CALENDAR_CLIENT_AUTH_METHOD says:
   providers that support nothing else.
 
 The JWKS route answers without a token (it holds public keys only) and may be cached for a minute.
+
+With CRM_MCP_DPOP=true crm-mcp also holds a DPoP key (RFC 9449), in <CRM_MCP_DATA_DIR>/dpop-keys: every
+token it obtains for itself is bound to it, and since those tokens are shared by every replica (the vault,
+the shared token cache), so is the key (oauth_tokens.dpop_keys). It is never published.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oauth_tokens.client_assertion import ClientAssertionSigner, client_keys
+from oauth_tokens.dpop_client import DPoPKey
+from oauth_tokens.dpop_keys import persistent_dpop_key
 from oauth_tokens.signing_keys import KeyStore
 from oauth_tokens.token_endpoint import AuthMethod
 from pydantic import SecretStr
@@ -60,6 +66,8 @@ class ClientIdentity:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self.keys: KeyStore = client_keys(settings.client_keys_dir, settings.crm_mcp_client_key_algorithm)
+        # CRM_MCP_DPOP: the key its own tokens are bound to, shared by every replica; None: bearer tokens.
+        self.dpop_key: DPoPKey | None = persistent_dpop_key(settings.dpop_keys_dir) if settings.crm_mcp_dpop else None
 
     def _credential(self, method: AuthMethod, secret: SecretStr | None, issuer: str) -> ClientCredential:
         if method == "private_key_jwt":
@@ -89,8 +97,9 @@ class ClientIdentity:
     def describe(self) -> str:
         """One line for the start-up log: each client's method."""
         settings = self._settings
+        dpop = f"; DPoP key jkt {self.dpop_key.thumbprint}" if self.dpop_key is not None else "; no DPoP"
         return (
             f"client authentication: {settings.crm_mcp_client_id} and {settings.crm_mcp_connect_client_id} "
             f"{settings.crm_mcp_client_auth_method}, {settings.calendar_client_id} "
-            f"{settings.calendar_client_auth_method}; public client keys at {JWKS_PATH}"
+            f"{settings.calendar_client_auth_method}; public client keys at {JWKS_PATH}{dpop}"
         )

@@ -7,6 +7,9 @@ authorization server (`audience` = CALENDAR_AUTH_ISSUER) and calendar-api (`reso
 with the jwt-bearer grant as its client at the calendar (CALENDAR_CLIENT_ID). Both requests go through the
 shared `oauth_tokens.id_jag` (each authenticates through its `TokenEndpoint`). The IdP's admin policy decides
 whether crm-mcp may do this; the calendar maps the IdP's user to its own. Nothing is stored in the vault.
+With CRM_MCP_DPOP the jwt-bearer request carries a proof by crm-mcp's DPoP key and its answer must be
+`token_type: DPoP` (the calendar token is bound to that key); the ID-JAG itself is no access token and is
+asked for without one.
 
 Cache policy: the calendar token per user `sub` (and resource, scope), kept until
 CRM_MCP_CALENDAR_REFRESH_MARGIN_SECONDS before its `expires_in`, at most `MAX_CACHED_USERS` users (the least
@@ -23,6 +26,7 @@ from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from oauth_tokens import TokenEndpointError
+from oauth_tokens.dpop_client import DPoPKey
 from oauth_tokens.id_jag import CrossAppAccess, IdJag, redeem_id_jag
 from oauth_tokens.single_flight import KeyedSingleFlight
 from oauth_tokens.token_endpoint import TokenEndpoint
@@ -48,6 +52,7 @@ class CrossAppCalendarAccess:
         *,
         idp_credential: Mapping[str, Any],
         calendar_credential: Mapping[str, Any],
+        dpop_key: DPoPKey | None = None,
     ) -> None:
         """`discover_idp_token_url` finds the IdP's token endpoint when AUTH_TOKEN_URL is empty (RFC 8414).
 
@@ -70,6 +75,7 @@ class CrossAppCalendarAccess:
                 **calendar_credential,
                 timeout_seconds=timeout,
                 pattern="cross_app_access",
+                dpop_key=dpop_key,
             ),
             audience=settings.calendar_auth_issuer,
             resource=settings.calendar_api_audience,

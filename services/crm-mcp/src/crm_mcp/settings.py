@@ -64,8 +64,9 @@ class Settings(TrustSettings, CorsSettings, McpSessionSettings, DatabaseSettings
     tickets_mcp_url: str
     tickets_mcp_resource: str
 
-    # DPoP (RFC 9449, docs/dpop.md): crm-mcp's own tokens (pattern 2 for tickets-mcp, 3b for crm-api) are bound
-    # to a key only this process holds, and every call carries a fresh proof. The auth-server must support it.
+    # DPoP (RFC 9449, docs/dpop.md): crm-mcp's own tokens (pattern 2 for tickets-mcp, 3b for crm-api, the
+    # calendar's of patterns 4 and 5) are bound to its DPoP key, kept in <CRM_MCP_DATA_DIR>/dpop-keys (generated
+    # on first start, shared by every replica), and every call carries a fresh proof. The servers must support it.
     crm_mcp_dpop: bool = False
 
     # Pattern 3 — crm-api, by token cascade (3) or token exchange (3b).
@@ -154,3 +155,8 @@ class Settings(TrustSettings, CorsSettings, McpSessionSettings, DatabaseSettings
     def client_keys_dir(self) -> Path:
         """Where crm-mcp's client-assertion keys live (0600 PEM files; oauth_tokens.client_assertion)."""
         return self.crm_mcp_data_dir / "client-keys"
+
+    @property
+    def dpop_keys_dir(self) -> Path:
+        """Where crm-mcp's DPoP key lives (CRM_MCP_DPOP; a separate key from the client keys: docs/dpop.md)."""
+        return self.crm_mcp_data_dir / "dpop-keys"

@@ -15,17 +15,28 @@ every waiter one deadline together, not one deadline each in turn. A refused ref
 grant, so the tool asks the user to connect again.
 `CalendarApiClient` calls calendar-api with that token. How the user connects is in connect_calendar.py,
 how a tool asks them to (URL-mode elicitation) in calendar_tools.py.
+
+DPoP (CRM_MCP_DPOP, docs/dpop.md): the code redemption and every refresh carry a proof by crm-mcp's DPoP key
+(shared by every replica, like the vault), the provider must answer `token_type: DPoP`, the grant is stored
+with its binding (`StoredGrant.token_type`, `dpop_jkt`), and every calendar-api call carries a fresh proof.
+A stored grant bound otherwise than crm-mcp's key now says (DPoP turned on or off, the key replaced) is
+refreshed before use, so it is never sent where it would be refused.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
+from collections.abc import Generator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx2
 from oauth_tokens import TokenEndpointError
+from oauth_tokens.dpop_client import DPoPKey, DPoPNonceStore, DPoPTokenAuth
 from oauth_tokens.grant_refresh import RefreshInProgressElsewhereError, refresh_once
 from oauth_tokens.single_flight import KeyedSingleFlight
 from oauth_tokens.telemetry import trace_http
@@ -42,6 +53,18 @@ logger = logging.getLogger(__name__)
 SERVICE = "calendar-api"
 PROVIDER = "the calendar provider's authorization server"
 CALLBACK_PATH = "/connect/calendar/callback"
+
+
+@dataclass(frozen=True)
+class CalendarToken:
+    """A calendar access token and how it is presented: DPoP (with a proof by crm-mcp's key) or Bearer."""
+
+    access_token: str = field(repr=False)
+    token_type: str = "Bearer"  # noqa: S105 - a type name
+
+    @property
+    def bound(self) -> bool:
+        return self.token_type.lower() == "dpop"
 
 
 class GrantRevokedError(Exception):
@@ -72,8 +95,10 @@ class CalendarProvider:
     """crm-mcp's OAuth client at the calendar's authorization server (CALENDAR_CLIENT_ID, authenticated
     as CALENDAR_CLIENT_AUTH_METHOD says: client_identity.py)."""
 
-    def __init__(self, settings: Settings, credential: ClientCredential) -> None:
+    def __init__(self, settings: Settings, credential: ClientCredential, dpop_key: DPoPKey | None = None) -> None:
+        """`dpop_key` (CRM_MCP_DPOP): token requests carry its proof, and only DPoP-bound answers are taken."""
         self.issuer = settings.calendar_auth_issuer
+        self.dpop_jkt = dpop_key.thumbprint if dpop_key is not None else None
         self.redirect_uri = settings.crm_mcp_public_url + CALLBACK_PATH
         self._settings = settings
         self._timeout = settings.crm_mcp_downstream_timeout_seconds
@@ -83,6 +108,7 @@ class CalendarProvider:
             **credential.token_endpoint_arguments(),
             timeout_seconds=self._timeout,
             pattern="third_party",
+            dpop_key=dpop_key,
         )
         # For revocation, authenticated the same way as at the token endpoint.
         credential_kind = self._token_endpoint.credential_kind
@@ -134,19 +160,22 @@ class CalendarProvider:
             if exc.error == "temporarily_unavailable":
                 raise DownstreamError(f"{PROVIDER} did not answer; try again later.") from exc
             raise DownstreamError(f"{PROVIDER} refused the token request ({exc.error}).") from exc
-        return parse_response(PROVIDER, lambda: _grant_from(dict(answer.body)))
+        return parse_response(PROVIDER, lambda: _grant_from(dict(answer.body), self.dpop_jkt))
 
     async def aclose(self) -> None:
         await self._http.aclose()
         await self._token_endpoint.aclose()
 
 
-def _grant_from(body: dict[str, Any]) -> StoredGrant:
+def _grant_from(body: dict[str, Any], dpop_jkt: str | None) -> StoredGrant:
+    """The grant in a token answer; with `dpop_jkt` the TokenEndpoint has checked it is `token_type: DPoP`."""
     return StoredGrant(
         access_token=str(body["access_token"]),
         refresh_token=str(body["refresh_token"]) if body.get("refresh_token") else None,
         expires_at=time.time() + float(body["expires_in"]),
         scope=str(body.get("scope", "")),
+        token_type="DPoP" if dpop_jkt is not None else "Bearer",
+        dpop_jkt=dpop_jkt,
     )
 
 
@@ -164,22 +193,23 @@ class CalendarAccounts:
         self._wait_seconds = deadline_seconds
         self._lease_seconds = 2 * deadline_seconds + 5
         # No failure back-off: a refresh that failed is tried again by the next call, not remembered.
-        self._refreshes: KeyedSingleFlight[str, str | None] = KeyedSingleFlight()
+        self._refreshes: KeyedSingleFlight[str, CalendarToken | None] = KeyedSingleFlight()
 
     async def connect(self, subject: str, grant: StoredGrant) -> None:
         await self.vault.put(subject, self.provider.issuer, grant)
         logger.info("Calendar connected for %s", subject)
 
-    async def access_token(self, subject: str) -> str | None:
+    async def access_token(self, subject: str) -> CalendarToken | None:
         """A usable calendar access token for `subject`, or None when they must connect (again)."""
         entry = await self.vault.read(subject, self.provider.issuer)
         if entry is None:
             return None
-        if not entry.grant.expires_within(self._margin):
-            return entry.grant.access_token
-        return await self._refreshes.run(subject, lambda: self._refresh(subject, entry.version))
+        bound_right = entry.grant.bound_to(self.provider.dpop_jkt)
+        if bound_right and not entry.grant.expires_within(self._margin):
+            return _token_of(entry.grant)
+        return await self._refreshes.run(subject, lambda: self._refresh(subject, entry.version, bound_right))
 
-    async def _refresh(self, subject: str, seen_version: int) -> str | None:
+    async def _refresh(self, subject: str, seen_version: int, bound_right: bool) -> CalendarToken | None:
         issuer = self.provider.issuer
         try:
             grant = await refresh_once(
@@ -187,7 +217,8 @@ class CalendarAccounts:
                 subject,
                 issuer,
                 self.provider.refresh,
-                margin_seconds=self._margin,
+                # A grant bound otherwise than this key is due whatever its expiry (the module docstring).
+                margin_seconds=self._margin if bound_right else math.inf,
                 wait_seconds=self._wait_seconds,
                 lease_seconds=self._lease_seconds,
                 seen_version=seen_version,
@@ -201,7 +232,7 @@ class CalendarAccounts:
                 "Another crm-mcp replica is still refreshing your calendar access; try again in a few seconds.",
                 retry_after_seconds=int(self._wait_seconds) + 1,
             ) from exc
-        return None if grant is None else grant.access_token
+        return None if grant is None else _token_of(grant)
 
     async def disconnect(self, subject: str) -> bool:
         """Revoke the grant at the provider, then delete it; False if there was none.
@@ -218,28 +249,44 @@ class CalendarAccounts:
         return True
 
 
-class CalendarApiClient:
-    """calendar-api, called with the user's own calendar token (from CalendarAccounts)."""
+def _token_of(grant: StoredGrant) -> CalendarToken:
+    return CalendarToken(grant.access_token, grant.token_type)
 
-    def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
+
+class CalendarApiClient:
+    """calendar-api, called with the user's own calendar token (from CalendarAccounts, or pattern 5's).
+
+    A DPoP-bound token goes as `Authorization: DPoP` with a fresh proof by `dpop_key` on every request (a
+    retry included) and one retry when calendar-api asks for its nonce; a bearer token as `Bearer`."""
+
+    def __init__(self, base_url: str, *, timeout_seconds: float, dpop_key: DPoPKey | None = None) -> None:
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout_seconds
+        self._dpop_key = dpop_key
+        self._nonces = DPoPNonceStore()
         self._http = trace_http(http_client(timeout_seconds), pattern="third_party", credential="third_party")
 
-    async def list_meetings(self, token: str) -> list[Meeting]:
+    def _auth(self, token: CalendarToken) -> httpx2.Auth:
+        if not token.bound:
+            return _Bearer(token.access_token)
+        if self._dpop_key is None:  # a bound token reaches this client only when crm-mcp holds a key
+            raise DownstreamError("The calendar token is DPoP-bound, but crm-mcp has no DPoP key (CRM_MCP_DPOP).")
+        return DPoPTokenAuth(self._dpop_key, token.access_token, token.token_type, self._nonces)
+
+    async def list_meetings(self, token: CalendarToken) -> list[Meeting]:
         response = await send(
             SERVICE,
-            lambda: self._http.get(f"{self._base_url}/events", headers=_bearer(token)),
+            lambda: self._http.get(f"{self._base_url}/events", auth=self._auth(token)),
             idempotent=True,
             deadline_seconds=self._timeout,
         )
         return parse_response(SERVICE, lambda: _meetings.validate_python(response.json()["events"]))
 
-    async def add_meeting(self, token: str, meeting: NewMeeting) -> Meeting:
+    async def add_meeting(self, token: CalendarToken, meeting: NewMeeting) -> Meeting:
         response = await send(
             SERVICE,
             lambda: self._http.post(
-                f"{self._base_url}/events", json=meeting.model_dump(mode="json"), headers=_bearer(token)
+                f"{self._base_url}/events", json=meeting.model_dump(mode="json"), auth=self._auth(token)
             ),
             idempotent=False,
             deadline_seconds=self._timeout,
@@ -250,5 +297,10 @@ class CalendarApiClient:
         await self._http.aclose()
 
 
-def _bearer(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+class _Bearer(httpx2.Auth):
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx2.Request) -> Generator[httpx2.Request, httpx2.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
