@@ -107,12 +107,17 @@ async def test_add_customer_note_is_recorded_by_crm_api_as_the_caller(topology: 
 
 async def test_list_customer_tickets_calls_tickets_mcp_as_crm_mcp_itself(topology: InProcessTopology) -> None:
     topology.tickets_tokens.clear()
-    result = await call(topology, ALL_SCOPES, "list_customer_tickets", {"customer_id": "cus_001", "status": "open"})
+    async with topology.as_caller(topology.user_token(ALL_SCOPES)) as client:
+        in_progress = await client.call_tool(
+            "list_customer_tickets", {"customer_id": "cus_003", "status": "in_progress"}
+        )
+        still_open = await client.call_tool("list_customer_tickets", {"customer_id": "cus_003", "status": "open"})
 
-    tickets = (result.structured_content or {})["result"]
-    assert tickets
-    assert {(ticket["customer_id"], ticket["status"]) for ticket in tickets} == {("cus_001", "open")}
-    # Pattern 2: crm-mcp's own client-credentials token, for tickets-mcp's resource, not the user's token.
+    tickets = (in_progress.structured_content or {})["result"]
+    assert [(ticket["customer_id"], ticket["status"]) for ticket in tickets] == [("cus_003", "in_progress")]
+    assert still_open.structured_content == {"result": []}
+    # Pattern 2: crm-mcp's own client-credentials token, for tickets-mcp's resource, not the user's token;
+    # one for both calls, which share one kept MCP session.
     assert [(form["grant_type"], form["resource"]) for form in topology.tickets_tokens] == [
         ("client_credentials", TICKETS_MCP)
     ]
