@@ -200,7 +200,7 @@ async def in_process_topology(data_dir: Path) -> AsyncIterator[InProcessTopology
             tickets_mcp_allowed_hosts=("tickets-mcp.test",),
         )
     )
-    weather_api = create_weather_api(WeatherApiSettings(weather_api_keys=(WEATHER_KEY,), _env_file=None))  # type: ignore[call-arg]
+    weather_api = create_weather_api(WeatherApiSettings(weather_api_keys=(WEATHER_KEY,), _env_file=None))
     hosts = {"crm-api.test": crm_api, "tickets-mcp.test": tickets_mcp, "weather-api.test": weather_api}
     settings = _settings(issuer.url, data_dir)
     validator = AccessTokenValidator(
@@ -211,7 +211,7 @@ async def in_process_topology(data_dir: Path) -> AsyncIterator[InProcessTopology
     try:
         async with AsyncExitStack() as running:
             for app in hosts.values():
-                await running.enter_async_context(app.router.lifespan_context(app))  # type: ignore[attr-defined]
+                await running.enter_async_context(app.router.lifespan_context(app))
             await running.enter_async_context(validator)
             yield topology
     finally:

@@ -160,9 +160,9 @@ async def test_weather_api_refusing_a_wrong_key(topology: InProcessTopology) -> 
 async def test_weather_api_over_its_rate_limit_says_when_to_retry(topology: InProcessTopology) -> None:
     # The real weather-api, allowing one request a minute per key.
     strict = create_weather_api(
-        WeatherApiSettings(weather_api_keys=(WEATHER_KEY,), weather_api_rate_limit=1, _env_file=None)  # type: ignore[call-arg]
+        WeatherApiSettings(weather_api_keys=(WEATHER_KEY,), weather_api_rate_limit=1, _env_file=None)
     )
-    async with strict.router.lifespan_context(strict):  # type: ignore[attr-defined]
+    async with strict.router.lifespan_context(strict):
         with topology.routes.replaced(WEATHER_API, strict):
             first = await call(topology, "get_weather", {"city": "Oslo"})
             second = await call(topology, "get_weather", {"city": "Oslo"})
