@@ -59,8 +59,6 @@ TICKETS_MCP = "http://tickets-mcp.test/mcp"
 CRM_MCP = "http://crm-mcp.test/mcp"
 CLIENT_ID = "crm-mcp-agent"
 WEATHER_KEY = "in-process-weather-key"
-# Short, so the one test that waits one out stays short; long enough for the in-process calls.
-DEADLINE_SECONDS = 1.0
 
 
 class Routes(httpx2.AsyncBaseTransport):
@@ -156,14 +154,16 @@ class InProcessTopology:
 
 
 def _settings(issuer: str, data_dir: Path) -> Settings:
-    """crm-mcp's settings for the in-process topology (pattern 4's are required but unused by these tools)."""
+    """crm-mcp's settings for the in-process topology (pattern 4's are required but unused by these tools).
+
+    The downstream deadline is the service's default (10 s), so a slow machine fails no call; the test
+    that waits one out sets a short one for itself (`as_caller(..., crm_mcp_downstream_timeout_seconds=…)`)."""
     key = base64.urlsafe_b64encode(os.urandom(32)).decode()
     return Settings(
         auth_issuer=issuer,
         auth_jwks_url=f"{issuer}/jwks",
         auth_token_url=f"{issuer}/token",
         crm_mcp_resource=CRM_MCP,
-        crm_mcp_downstream_timeout_seconds=DEADLINE_SECONDS,
         weather_api_url=WEATHER_API,
         weather_api_key=WEATHER_KEY,
         crm_mcp_client_id=CLIENT_ID,
