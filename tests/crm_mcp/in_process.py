@@ -68,6 +68,10 @@ class Routes(httpx2.AsyncBaseTransport):
         self._apps = {host: httpx2.ASGITransport(app) for host, app in apps.items()}
         self.requests: Counter[str] = Counter()  # host -> requests crm-mcp sent there
 
+    def mount(self, url: str, app: ASGIApp) -> None:
+        """From now on, `url`'s host is `app`."""
+        self._apps[httpx2.URL(url).host] = httpx2.ASGITransport(app)
+
     @contextmanager
     def replaced(self, url: str, app: ASGIApp | None) -> Iterator[None]:
         """Within the block, `url`'s host is `app` instead (None: nothing listens there)."""

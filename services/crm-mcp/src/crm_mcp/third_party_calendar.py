@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlencode
 
+import httpx2
 from oauth_tokens import TokenEndpointError
 from oauth_tokens.grant_refresh import RefreshInProgressElsewhereError, refresh_once
 from oauth_tokens.single_flight import KeyedSingleFlight
@@ -221,10 +222,15 @@ class CalendarAccounts:
 class CalendarApiClient:
     """calendar-api, called with the user's own calendar token (from CalendarAccounts)."""
 
-    def __init__(self, base_url: str, *, timeout_seconds: float) -> None:
+    def __init__(
+        self, base_url: str, *, timeout_seconds: float, transport: httpx2.AsyncBaseTransport | None = None
+    ) -> None:
+        """`transport`: None for sockets; in-process tests pass an ASGI transport (downstream.http_client)."""
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout_seconds
-        self._http = trace_http(http_client(timeout_seconds), pattern="third_party", credential="third_party")
+        self._http = trace_http(
+            http_client(timeout_seconds, transport=transport), pattern="third_party", credential="third_party"
+        )
 
     async def list_meetings(self, token: str) -> list[Meeting]:
         response = await send(
