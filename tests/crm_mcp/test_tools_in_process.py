@@ -4,7 +4,7 @@ The MCP SDK's in-process `Client` calls crm-mcp's own tools (`register_tools`, d
 `open_downstreams`), which reach the real crm-api, tickets-mcp and weather-api apps through an ASGI
 transport (tests/crm_mcp/in_process.py says what is not real and why). The subprocess tests in
 tests/integration prove the same over HTTP with every service started; these show one tool's behaviour
-at a time. Failure modes: test_tools_in_process_failures.py.
+at a time. Failure modes: test_tools_in_process_failures.py; pattern 4: test_tools_in_process_calendar.py.
 """
 
 from __future__ import annotations
