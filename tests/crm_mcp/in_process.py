@@ -33,13 +33,14 @@ import httpx2
 from crm_api.app import create_app as create_crm_api
 from crm_api.settings import CrmApiSettings
 from crm_mcp.app import open_downstreams
+from crm_mcp.calendar_tools import CalendarPattern, register_calendar_tools
 from crm_mcp.client_identity import ClientCredential
 from crm_mcp.settings import Settings
 from crm_mcp.tools import Downstreams, register_tools
 from mcp import Client
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
 from oauth_tokens.mcp import JWTTokenVerifier
 from oauth_tokens.tool_errors import ModelFriendlyMCPServer
@@ -59,6 +60,7 @@ TICKETS_MCP = "http://tickets-mcp.test/mcp"
 CRM_MCP = "http://crm-mcp.test/mcp"
 CLIENT_ID = "crm-mcp-agent"
 WEATHER_KEY = "in-process-weather-key"
+CLIENT_OPTIONS = frozenset({"elicitation_callback", "mode"})  # as_caller's options that are the Client's
 
 
 class Routes(httpx2.AsyncBaseTransport):
@@ -124,8 +126,9 @@ class InProcessTopology:
         )
         return mint(self.key, payload)
 
-    def server(self, settings: Settings) -> MCPServer[Downstreams]:
-        """crm-mcp's tools on an MCPServer whose lifespan opens its real downstream clients, through `routes`."""
+    def server(self, settings: Settings, calendar: CalendarPattern | None = None) -> MCPServer[Downstreams]:
+        """crm-mcp's tools (and pattern 4's, given `calendar`) on an MCPServer built as create_server builds it,
+        whose lifespan opens crm-mcp's real downstream clients (open_downstreams) through `routes`."""
 
         @asynccontextmanager
         async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
@@ -133,25 +136,38 @@ class InProcessTopology:
             async with open_downstreams(settings, credential, transport=self.routes) as downstreams:
                 yield downstreams
 
-        server: MCPServer[Downstreams] = ModelFriendlyMCPServer(name="crm-mcp", lifespan=lifespan)
+        server: MCPServer[Downstreams] = ModelFriendlyMCPServer(
+            name="crm-mcp",
+            lifespan=lifespan,
+            request_state_security=RequestStateSecurity(keys=list(settings.crm_mcp_request_state_keys)),
+        )
         register_tools(server)
+        if calendar is not None:
+            register_calendar_tools(server, calendar)
         return server
 
     @asynccontextmanager
-    async def as_caller(self, token: str, **settings: Any) -> AsyncIterator[Client]:
-        """An MCP client of a fresh crm-mcp, calling as the user `token` names (checked by crm-mcp's verifier).
+    async def as_caller(
+        self, token: str, *, server: MCPServer[Downstreams] | None = None, **options: Any
+    ) -> AsyncIterator[Client]:
+        """An MCP client of crm-mcp, calling as the user `token` names (checked by crm-mcp's verifier).
 
-        `settings` override crm-mcp's (e.g. crm_mcp_downstream_timeout_seconds)."""
+        `server`: this one instead of the topology's (built once; its lifespan runs per client). `options`:
+        the Client's (e.g. elicitation_callback), else crm-mcp settings to override for a fresh server
+        (e.g. crm_mcp_downstream_timeout_seconds)."""
+        client_options = {name: value for name, value in options.items() if name in CLIENT_OPTIONS}
+        settings = {name: value for name, value in options.items() if name not in CLIENT_OPTIONS}
+        if settings:
+            server = self.server(self.settings.model_copy(update=settings))
+        elif server is None:
+            self._server = self._server or self.server(self.settings)
+            server = self._server
         access_token = await self.verifier.verify_token(token)
         assert access_token is not None, "crm-mcp's verifier refused the test's user token"
+        # What the SDK's AuthContextMiddleware does for an HTTP request whose bearer token was accepted.
         reset = auth_context_var.set(AuthenticatedUser(access_token))
         try:
-            if settings:
-                server = self.server(self.settings.model_copy(update=settings))
-            else:  # built once: its lifespan, run per client, is what opens crm-mcp's downstream clients
-                self._server = self._server or self.server(self.settings)
-                server = self._server
-            async with Client(server, raise_exceptions=False) as client:
+            async with Client(server, **client_options) as client:
                 yield client
         finally:
             auth_context_var.reset(reset)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -21,18 +21,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from calendar_api.app import create_app as create_calendar_api
 from calendar_api.settings import CalendarApiSettings
-from crm_mcp.app import open_downstreams
-from crm_mcp.calendar_tools import NO_URL_ELICITATION, CalendarPattern, register_calendar_tools
-from crm_mcp.client_identity import ClientCredential, ClientIdentity
+from crm_mcp.calendar_tools import NO_URL_ELICITATION, CalendarPattern
+from crm_mcp.client_identity import ClientIdentity
 from crm_mcp.connect_calendar import CONNECT_PATH
 from crm_mcp.third_party_calendar import CalendarApiClient
-from crm_mcp.tools import Downstreams, register_tools
+from crm_mcp.tools import Downstreams
 from mcp import Client
-from mcp.server.auth.middleware.auth_context import auth_context_var
-from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
-from mcp.server.mcpserver import MCPServer, RequestStateSecurity
+from mcp.server.mcpserver import MCPServer
 from mcp.types import CallToolResult, ElicitRequestURLParams, ElicitResult, TextContent
-from oauth_tokens.tool_errors import ModelFriendlyMCPServer
 from oauth_tokens.vault import StoredGrant
 
 from tests.crm_mcp.in_process import InProcessTopology, in_process_topology
@@ -63,16 +59,9 @@ class Calendar:
         )
         await self.pattern.accounts.connect(user, StoredGrant(token, None, expires_at=time.time() + 600))
 
-    @asynccontextmanager
-    async def as_caller(self, user: str, **client: Any) -> AsyncIterator[Client]:
-        access_token = await self.base.verifier.verify_token(self.base.user_token("crm:read", sub=user))
-        assert access_token is not None
-        reset = auth_context_var.set(AuthenticatedUser(access_token))
-        try:
-            async with Client(self.server, **client) as connected:
-                yield connected
-        finally:
-            auth_context_var.reset(reset)
+    def as_caller(self, user: str, **client: Any) -> AbstractAsyncContextManager[Client]:
+        """An MCP client of crm-mcp with pattern 4's tools, calling as `user` (a token with crm:read)."""
+        return self.base.as_caller(self.base.user_token("crm:read", sub=user), server=self.server, **client)
 
 
 @pytest.fixture(scope="module")
@@ -110,19 +99,7 @@ async def calendar(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Ca
             pattern.api = CalendarApiClient(CALENDAR_API, timeout_seconds=5, transport=base.routes)
             await running.enter_async_context(pattern.running())
 
-            @asynccontextmanager
-            async def lifespan(_: MCPServer[Downstreams]) -> AsyncIterator[Downstreams]:
-                credential = ClientCredential("client_secret_post", client_secret="in-process-secret")
-                async with open_downstreams(settings, credential, transport=base.routes) as downstreams:
-                    yield downstreams
-
-            server: MCPServer[Downstreams] = ModelFriendlyMCPServer(
-                name="crm-mcp",
-                lifespan=lifespan,
-                request_state_security=RequestStateSecurity(keys=list(settings.crm_mcp_request_state_keys)),
-            )
-            register_tools(server)
-            register_calendar_tools(server, pattern)
+            server = base.server(settings, calendar=pattern)
             yield Calendar(base, issuer, key, pattern, server)
     finally:
         issuer.stop()
