@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx2
 from oauth_tokens.telemetry import trace_http
 from pydantic import BaseModel, SecretStr
 
@@ -45,12 +46,23 @@ def map_weather_response(payload: dict[str, Any]) -> Weather:
 class WeatherApiClient:
     """Calls the weather provider with crm-mcp's own API key (the caller's identity is not involved)."""
 
-    def __init__(self, base_url: str, api_key: SecretStr, *, key_header: str, timeout_seconds: float) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        api_key: SecretStr,
+        *,
+        key_header: str,
+        timeout_seconds: float,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport`: None for sockets; in-process tests pass an ASGI transport (downstream.http_client)."""
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
         self._key_header = key_header
         self._timeout = timeout_seconds
-        self._http = trace_http(http_client(timeout_seconds), pattern="api_key", credential="api_key")
+        self._http = trace_http(
+            http_client(timeout_seconds, transport=transport), pattern="api_key", credential="api_key"
+        )
 
     async def current_weather(self, city: str) -> Weather:
         """GET {base}/v1/current?city=… with the key in its header; idempotent, so retried once if safe."""

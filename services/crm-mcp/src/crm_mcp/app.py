@@ -14,6 +14,7 @@ from contextlib import asynccontextmanager
 from urllib.parse import urlsplit
 
 import anyio
+import httpx2
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer, RequestStateSecurity
 from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
@@ -90,11 +91,16 @@ async def open_downstreams(
     credential: ClientCredential,
     shared: SharedState | None = None,
     dpop_key: DPoPKey | None = None,
+    *,
+    transport: httpx2.AsyncBaseTransport | None = None,
 ) -> AsyncIterator[Downstreams]:
     """Create the clients of patterns 1-3 once; close them (and the MCP session they hold) at shutdown.
 
     `shared` (REDIS_URL): patterns 2 and 3b share their tokens across replicas (shared_tokens).
-    `dpop_key` (CRM_MCP_DPOP): their tokens are bound to it, the key every replica shares."""
+    `dpop_key` (CRM_MCP_DPOP): their tokens are bound to it, the key every replica shares.
+    `transport`: how the three clients reach weather-api, crm-api and tickets-mcp; None (the service)
+    opens sockets, the in-process tests pass one ASGI transport that routes each host to its app.
+    Token requests (patterns 2 and 3b) always use their own client."""
     tokens = shared_tokens(settings, shared)
     timeout = settings.crm_mcp_downstream_timeout_seconds
     # Without AUTH_TOKEN_URL, the token endpoint is found the way MCP clients find it: from tickets-mcp.
@@ -120,14 +126,16 @@ async def open_downstreams(
             settings.weather_api_key,
             key_header=settings.weather_api_key_header,
             timeout_seconds=timeout,
+            transport=transport,
         ),
         crm_api=CrmApiClient(
             settings.crm_api_url,
             crm_api_credentials(settings, discovery, credential, dpop_key, tokens),
             timeout_seconds=timeout,
             dpop_key=dpop_key,
+            transport=transport,
         ),
-        tickets=TicketsMcpClient(settings.tickets_mcp_url, tickets_auth, timeout_seconds=timeout),
+        tickets=TicketsMcpClient(settings.tickets_mcp_url, tickets_auth, timeout_seconds=timeout, transport=transport),
     )
     async with anyio.create_task_group() as session_owner:
         downstreams.tickets.bind(session_owner)

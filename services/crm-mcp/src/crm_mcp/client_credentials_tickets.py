@@ -103,13 +103,20 @@ class TicketsMcpClient:
     """Calls tickets-mcp's tools with crm-mcp's own client-credentials token over one kept MCP session."""
 
     def __init__(
-        self, url: str, auth: ClientCredentialsAuth, *, timeout_seconds: float, failure_backoff_seconds: float = 1.0
+        self,
+        url: str,
+        auth: ClientCredentialsAuth,
+        *,
+        timeout_seconds: float,
+        failure_backoff_seconds: float = 1.0,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
+        """`transport`: None for sockets; in-process tests pass an ASGI transport (downstream.http_client)."""
         self._url = url
         self._auth = auth
         self._timeout = timeout_seconds
         # A backstop only: every call and set-up has its own deadline, which ends it first (see the docstring).
-        session_http = http_client(2 * timeout_seconds, auth=auth)
+        session_http = http_client(2 * timeout_seconds, auth=auth, transport=transport)
         self._http = trace_http(session_http, pattern="client_credentials", credential="client_credentials")
         self._opening: SingleFlight[_Session] = SingleFlight(
             failure_backoff_seconds=failure_backoff_seconds, remember=_hung

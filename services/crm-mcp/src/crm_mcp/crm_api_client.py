@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Protocol
 from urllib.parse import quote
 
+import httpx2
 from oauth_tokens.dpop_client import DPoPKey, DPoPProofAuth
 from oauth_tokens.telemetry import trace_http
 from pydantic import BaseModel, TypeAdapter
@@ -83,14 +84,19 @@ class CrmApiClient:
         *,
         timeout_seconds: float,
         dpop_key: DPoPKey | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
     ) -> None:
-        """With `dpop_key`, a credential given as `Authorization: DPoP` gets a fresh proof on every request."""
+        """With `dpop_key`, a credential given as `Authorization: DPoP` gets a fresh proof on every request.
+
+        `transport`: None for sockets; in-process tests pass an ASGI transport (downstream.http_client)."""
         self._base_url = base_url.rstrip("/")
         self.credentials = credentials
         self._timeout = timeout_seconds
         auth = DPoPProofAuth(dpop_key) if dpop_key is not None else None
         self._http = trace_http(
-            http_client(timeout_seconds, auth), pattern=credentials.pattern, credential=credentials.credential
+            http_client(timeout_seconds, auth, transport),
+            pattern=credentials.pattern,
+            credential=credentials.credential,
         )
 
     async def search_customers(self, query: str | None = None) -> list[CustomerSummary]:

@@ -85,11 +85,17 @@ async def _record_response(response: httpx2.Response) -> None:
         watch.response = response
 
 
-def http_client(timeout_seconds: float, auth: httpx2.Auth | None = None) -> httpx2.AsyncClient:
-    """One pooled client per downstream, created at start-up and reused for every call."""
+def http_client(
+    timeout_seconds: float, auth: httpx2.Auth | None = None, transport: httpx2.AsyncBaseTransport | None = None
+) -> httpx2.AsyncClient:
+    """One pooled client per downstream, created at start-up and reused for every call.
+
+    `transport`: None (sockets, as deployed); tests pass an ASGI transport to reach the services in process.
+    """
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(timeout_seconds),
         auth=auth,
+        transport=transport,
         follow_redirects=False,
         limits=httpx2.Limits(max_connections=50, max_keepalive_connections=20),
         event_hooks={"response": [_record_response]},

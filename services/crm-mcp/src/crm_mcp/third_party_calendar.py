@@ -259,12 +259,22 @@ class CalendarApiClient:
     A DPoP-bound token goes as `Authorization: DPoP` with a fresh proof by `dpop_key` on every request (a
     retry included) and one retry when calendar-api asks for its nonce; a bearer token as `Bearer`."""
 
-    def __init__(self, base_url: str, *, timeout_seconds: float, dpop_key: DPoPKey | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout_seconds: float,
+        dpop_key: DPoPKey | None = None,
+        transport: httpx2.AsyncBaseTransport | None = None,
+    ) -> None:
+        """`transport`: None for sockets; in-process tests pass an ASGI transport (downstream.http_client)."""
         self._base_url = base_url.rstrip("/")
         self._timeout = timeout_seconds
         self._dpop_key = dpop_key
         self._nonces = DPoPNonceStore()
-        self._http = trace_http(http_client(timeout_seconds), pattern="third_party", credential="third_party")
+        self._http = trace_http(
+            http_client(timeout_seconds, transport=transport), pattern="third_party", credential="third_party"
+        )
 
     def _auth(self, token: CalendarToken) -> httpx2.Auth:
         if not token.bound:
