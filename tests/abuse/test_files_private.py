@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
-from crm_mcp.connect_requests import CHECKING, SIGNING_IN, ConnectRequests, pkce_pair
+from crm_mcp.third_party_calendar.connect_requests import CHECKING, SIGNING_IN, ConnectRequests, pkce_pair
 from oauth_tokens.service_database import ServiceDatabase
 from oauth_tokens.vault import StoredGrant, TokenVault, parse_vault_keys
 

@@ -33,9 +33,9 @@ import httpx2
 from crm_api.app import create_app as create_crm_api
 from crm_api.settings import CrmApiSettings
 from crm_mcp.app import open_downstreams
-from crm_mcp.calendar_tools import CalendarPattern, register_calendar_tools
 from crm_mcp.client_identity import ClientCredential
 from crm_mcp.settings import Settings
+from crm_mcp.third_party_calendar.tools import CalendarPattern, register_calendar_tools
 from crm_mcp.tools import Downstreams, register_tools
 from mcp import Client
 from mcp.server.auth.middleware.auth_context import auth_context_var

@@ -17,7 +17,8 @@ import pytest
 from crm_mcp.client_identity import ClientIdentity
 from crm_mcp.downstream import DownstreamError
 from crm_mcp.settings import Settings
-from crm_mcp.third_party_calendar import CalendarAccounts, CalendarProvider
+from crm_mcp.third_party_calendar.accounts import CalendarAccounts
+from crm_mcp.third_party_calendar.provider import CalendarProvider
 from oauth_tokens.vault import StoredGrant
 
 from tests.support.crm_mcp_state import crm_mcp_vault

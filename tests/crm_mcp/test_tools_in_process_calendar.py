@@ -21,10 +21,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from calendar_api.app import create_app as create_calendar_api
 from calendar_api.settings import CalendarApiSettings
-from crm_mcp.calendar_tools import NO_URL_ELICITATION, CalendarPattern
 from crm_mcp.client_identity import ClientIdentity
-from crm_mcp.connect_calendar import CONNECT_PATH
-from crm_mcp.third_party_calendar import CalendarApiClient
+from crm_mcp.third_party_calendar.api_client import CalendarApiClient
+from crm_mcp.third_party_calendar.connect_pages import CONNECT_PATH
+from crm_mcp.third_party_calendar.tools import NO_URL_ELICITATION, CalendarPattern
 from crm_mcp.tools import Downstreams
 from mcp import Client
 from mcp.server.mcpserver import MCPServer

@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import httpx2
 import pytest
-from crm_mcp.connect_requests import CONNECT_REQUESTS
+from crm_mcp.third_party_calendar.connect_requests import CONNECT_REQUESTS
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError

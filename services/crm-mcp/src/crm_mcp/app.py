@@ -32,11 +32,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from crm_mcp.api_key_weather import WeatherApiClient
-from crm_mcp.calendar_tools import CalendarPattern, register_calendar_tools
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.client_identity import JWKS_PATH, ClientCredential, ClientIdentity
 from crm_mcp.crm_api_client import CrmApiClient, CrmApiCredentials
 from crm_mcp.settings import Settings
+from crm_mcp.third_party_calendar.tools import CalendarPattern, register_calendar_tools
 from crm_mcp.token_cascade_crm_api import CallerToken
 from crm_mcp.token_exchange_crm_api import ExchangedToken
 from crm_mcp.tools import Downstreams, register_tools

@@ -1,7 +1,7 @@
 """Pattern 5 — enterprise-managed cross-app access (SEP-990): the user's calendar token with no browser step.
 
 With CALENDAR_AUTH_MODE=cross-app-access the calendar tools get the user's calendar token this way instead of
-pattern 4's consent (third_party_calendar.py): crm-mcp, as its client at the enterprise IdP (the auth-server,
+pattern 4's consent (the third_party_calendar package): crm-mcp, as its client at the enterprise IdP (the auth-server,
 client CRM_MCP_CLIENT_ID), exchanges the user's access token it received for an ID-JAG naming the calendar's
 authorization server (`audience` = CALENDAR_AUTH_ISSUER) and calendar-api (`resource`), then presents it there
 with the jwt-bearer grant as its client at the calendar (CALENDAR_CLIENT_ID). Both requests go through the

@@ -30,11 +30,19 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from crm_mcp.client_identity import ClientCredential
-from crm_mcp.connect_requests import CHECKING, CONSENTING, SIGNING_IN, ConnectRequests, FlowStep, pkce_pair
 from crm_mcp.downstream import DownstreamError
-from crm_mcp.elicitation_complete import ElicitationCompletions
 from crm_mcp.settings import Settings
-from crm_mcp.third_party_calendar import CalendarAccounts, CalendarProvider
+from crm_mcp.third_party_calendar.accounts import CalendarAccounts
+from crm_mcp.third_party_calendar.connect_requests import (
+    CHECKING,
+    CONSENTING,
+    SIGNING_IN,
+    ConnectRequests,
+    FlowStep,
+    pkce_pair,
+)
+from crm_mcp.third_party_calendar.elicitation_complete import ElicitationCompletions
+from crm_mcp.third_party_calendar.provider import CalendarProvider
 
 logger = logging.getLogger(__name__)
 

@@ -40,20 +40,14 @@ from oauth_tokens.vault import TokenVault
 from pydantic import AwareDatetime, BaseModel, Field
 
 from crm_mcp.client_identity import ClientIdentity
-from crm_mcp.connect_calendar import CONNECT_PATH, SIGNED_IN_PATH, CalendarConnect
-from crm_mcp.connect_requests import ConnectRequests
 from crm_mcp.cross_app_access_calendar import CrossAppCalendarAccess
-from crm_mcp.elicitation_complete import ElicitationCompletions
 from crm_mcp.settings import Settings
-from crm_mcp.third_party_calendar import (
-    CALLBACK_PATH,
-    CalendarAccounts,
-    CalendarApiClient,
-    CalendarProvider,
-    CalendarToken,
-    Meeting,
-    NewMeeting,
-)
+from crm_mcp.third_party_calendar.accounts import CalendarAccounts
+from crm_mcp.third_party_calendar.api_client import CalendarApiClient, CalendarToken, Meeting, NewMeeting
+from crm_mcp.third_party_calendar.connect_pages import CONNECT_PATH, SIGNED_IN_PATH, CalendarConnect
+from crm_mcp.third_party_calendar.connect_requests import ConnectRequests
+from crm_mcp.third_party_calendar.elicitation_complete import ElicitationCompletions
+from crm_mcp.third_party_calendar.provider import CALLBACK_PATH, CalendarProvider
 from crm_mcp.tools import CustomerId, Downstreams
 
 logger = logging.getLogger(__name__)
