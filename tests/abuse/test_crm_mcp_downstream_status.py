@@ -17,11 +17,11 @@ import pytest
 from crm_mcp.api_key_weather import WeatherApiClient
 from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.downstream import DownstreamError
+from devkit.topology import Topology
 from pydantic import SecretStr
 
 from tests.support.fault_proxy import Fault, FaultProxy, fault_proxy
 from tests.support.tickets_client import running_tickets_client
-from tests.support.topology import Topology
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -9,8 +9,7 @@ import re
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx2
-
-from scripts.headless_login import Form, parse_forms
+from devkit.headless_login import Form, parse_forms
 
 
 def only_form(page: httpx2.Response) -> Form:

@@ -17,11 +17,11 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from devkit.headless_login import HeadlessBrowser, open_in_browser
+from devkit.processes import free_port
 
-from scripts.headless_login import HeadlessBrowser, open_in_browser
 from tests.auth_server.conftest import AuthTestEnv, start_auth_server
 from tests.conformance.suite import ConformanceSuite
-from tests.support.processes import free_port
 
 # The pinned suite's authorization-server scenarios, and the check each must pass (a scenario that cannot
 # apply reports SKIPPED, which would not fail the run: each one is required by name).

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from devkit.topology import Topology, running_topology
 
 from scripts.demo import run_demo
 from tests.docs.expected_output import RUN, Run
 from tests.docs.markdown import ROOT, Block, blocks, documentation_files
-from tests.support.topology import Topology, running_topology
 
 SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "console"})
 DEFAULT_PORTS = {

@@ -12,13 +12,13 @@ from typing import Any
 import httpx2
 import jwt
 import pytest
+from devkit.headless_login import user_oauth
+from devkit.topology import Topology, running_topology
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from oauth_tokens.dpop_client import DPoPKey, DPoPOverAuth
 
-from scripts.headless_login import user_oauth
 from tests.integration.test_patterns import call_ok
-from tests.support.topology import Topology, running_topology
 
 pytestmark = pytest.mark.anyio
 

@@ -15,12 +15,12 @@ from contextlib import asynccontextmanager
 import httpx2
 import jwt
 import pytest
+from devkit.headless_login import MemoryTokenStorage, user_oauth
+from devkit.topology import Topology
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from scripts.headless_login import MemoryTokenStorage, user_oauth
 from tests.integration.test_patterns import call_ok
-from tests.support.topology import Topology
 
 pytestmark = pytest.mark.anyio
 

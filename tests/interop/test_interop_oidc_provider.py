@@ -19,10 +19,10 @@ import anyio
 import httpx2
 import jwt
 import pytest
+from devkit.headless_login import user_oauth
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
-from scripts.headless_login import user_oauth
 from tests.interop.conftest import EXPIRING_CLIENT, Interop
 from tests.shared.tokens import claims, mint, rsa_key
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from devkit.clock import ManualClock
 from oauth_tokens.dpop import (
     DPoPNonceRequiredError,
     DPoPNonces,
@@ -14,8 +15,6 @@ from oauth_tokens.dpop import (
 )
 from oauth_tokens.dpop_client import DPoPKey
 from oauth_tokens.replay_cache import ReplayCacheFull
-
-from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

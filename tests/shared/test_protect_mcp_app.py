@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from devkit.processes import free_port
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import auth_context_var
@@ -31,7 +32,6 @@ from oauth_tokens.settings import DPoPSettings
 from tests.shared.conftest import Keys
 from tests.shared.test_mcp_adapter import _serve
 from tests.shared.tokens import claims, mint
-from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
 

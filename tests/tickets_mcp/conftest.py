@@ -8,11 +8,10 @@ from dataclasses import dataclass
 
 import httpx2
 import pytest
+from devkit.processes import ServiceProcess, free_port, start_service
+from devkit.tokens import TestIssuer
 from mcp.client.session import ClientSession
 from mcp.client.streamable_http import streamable_http_client
-
-from tests.support.processes import ServiceProcess, free_port, start_service
-from tests.support.tokens import TestIssuer
 
 EXTRA_ALLOWED_HOST = "tickets-mcp:8002"
 

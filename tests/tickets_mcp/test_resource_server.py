@@ -10,10 +10,10 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from devkit.processes import free_port, start_service
+from devkit.tokens import TestIssuer
 from mcp import MCPError
 
-from tests.support.processes import free_port, start_service
-from tests.support.tokens import TestIssuer
 from tests.tickets_mcp.conftest import EXTRA_ALLOWED_HOST, TicketsServer, mcp_session, mint_for
 
 pytestmark = pytest.mark.anyio

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx2
 import pytest
+from devkit.tokens import TestIssuer
 
-from tests.support.tokens import TestIssuer
 from tests.tickets_mcp.conftest import TicketsServer, mcp_session, mint_for
 
 pytestmark = pytest.mark.anyio

@@ -7,11 +7,11 @@ from typing import Any
 import httpx2
 import mcp
 import pytest
+from devkit.tokens import TestIssuer
 from mcp import MCPError
 from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from tests.support.tokens import TestIssuer
 from tests.tickets_mcp.conftest import TicketsServer, mcp_session, mint_for
 
 pytestmark = pytest.mark.anyio
