@@ -15,8 +15,8 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 from crm_mcp.api_key_weather import WeatherApiClient
-from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.downstream import DownstreamError
+from crm_mcp.tickets_mcp_client import TicketsMcpClient
 from devkit.topology import Topology
 from pydantic import SecretStr
 

@@ -1,7 +1,7 @@
 """One scaled topology for the whole scale-out suite: PostgreSQL, Redis, HAProxy and every service's replicas.
 
 Started once (~17 processes on a 2-core CI machine) on free ports by devkit.scaled, on
-scripts.scaled_topology's layout: 3 crm-mcp replicas, 2 of everything else. Tests that break something
+devkit.scaled_layout's layout: 3 crm-mcp replicas, 2 of everything else. Tests that break something
 (a SIGKILLed replica, PostgreSQL or Redis stopped, crm-mcp in another mode) put it back before they end,
 so the order of the modules does not matter. Outside CI a missing PostgreSQL, Redis or HAProxy skips the
 suite with the command that installs it; in CI (CI set, as root) they are installed, and a failed
