@@ -12,11 +12,9 @@ from typing import Any
 import httpx2
 import jwt
 import pytest
-from devkit.headless_login import user_oauth
+from devkit.sessions import oauth_session
 from devkit.topology import Topology, running_topology
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from oauth_tokens.dpop_client import DPoPKey, DPoPOverAuth
+from oauth_tokens.dpop_client import DPoPKey
 
 from tests.integration.test_patterns import call_ok
 
@@ -41,11 +39,8 @@ def _claims(token: str) -> dict[str, Any]:
 async def test_the_sdk_client_and_crm_mcp_use_dpop_on_every_hop(dpop_topology: Topology) -> None:
     key = DPoPKey()
     url = dpop_topology.crm_mcp_url
-    provider, storage = user_oauth(url, "alice", dpop_topology.password("alice"))
-    async with (
-        httpx2.AsyncClient(auth=DPoPOverAuth(provider, key), timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http)) as alice,
-    ):
+    async with oauth_session(url, "alice", dpop_topology.password("alice"), dpop_key=key) as session:
+        alice = session.client
         customers = await call_ok(alice, "search_customers", {"query": ""})  # 3b: exchanged, DPoP-bound
         assert customers
         assert all(customer["owner"] == "alice" for customer in customers)
@@ -53,8 +48,7 @@ async def test_the_sdk_client_and_crm_mcp_use_dpop_on_every_hop(dpop_topology: T
         assert isinstance(tickets, list)
         briefing = await call_ok(alice, "customer_briefing", {"customer_id": customers[0]["id"]})
         assert not briefing["unavailable"]
-    assert storage.tokens is not None
-    user_token = storage.tokens.access_token
+    user_token = session.access_token
     assert _claims(user_token)["cnf"] == {"jkt": key.thumbprint}
     # Stolen, the same token is useless without alice's key: as Bearer, or as DPoP with another key's proof.
     async with httpx2.AsyncClient(timeout=10) as http:

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx2
-import mcp
+import devkit.sessions
 import pytest
 from devkit.tokens import TestIssuer
 from mcp import MCPError
-from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
 from tests.tickets_mcp.conftest import TicketsServer, mcp_session, mint_for
@@ -121,11 +119,8 @@ async def test_unknown_ticket_and_empty_update_are_tool_errors(tickets: TicketsS
 
 async def test_modern_stateless_protocol_enforces_the_same_scopes(tickets: TicketsServer, issuer: TestIssuer) -> None:
     """`mcp.Client` in its default mode negotiates 2026-07-28: no session, auth on every request."""
-    headers = {"Authorization": f"Bearer {mint_for(issuer, tickets, 'tickets:read')}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=10.0) as http_client,
-        mcp.Client(streamable_http_client(tickets.mcp_url, http_client=http_client)) as client,
-    ):
+    token = mint_for(issuer, tickets, "tickets:read")
+    async with devkit.sessions.mcp_session(tickets.mcp_url, token=token, http_timeout=10.0) as client:
         listed = await client.call_tool("list_tickets", {"customer_id": "cus_003"})
         with pytest.raises(MCPError):
             await client.call_tool("create_ticket", {"customer_id": "cus_003", "title": "Nope"})
