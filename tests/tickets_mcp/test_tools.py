@@ -10,7 +10,7 @@ from devkit.tokens import TestIssuer
 from mcp import MCPError
 from mcp.types import CallToolResult, TextContent
 
-from tests.tickets_mcp.conftest import TicketsServer, mcp_session, mint_for
+from tests.tickets_mcp.conftest import TicketsServer, legacy_session, mint_for
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +28,7 @@ def error_text(result: CallToolResult) -> str:
 
 
 async def test_tools_declare_their_scopes_and_structured_output(tickets: TicketsServer, issuer: TestIssuer) -> None:
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as (session, _):
+    async with legacy_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
     assert set(tools) == {"list_tickets", "get_ticket", "create_ticket", "update_ticket"}
     for name, scope in [("list_tickets", "tickets:read"), ("create_ticket", "tickets:write")]:
@@ -39,7 +39,7 @@ async def test_tools_declare_their_scopes_and_structured_output(tickets: Tickets
 
 
 async def test_list_and_get_with_tickets_read(tickets: TicketsServer, issuer: TestIssuer) -> None:
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as (session, _):
+    async with legacy_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as session:
         listed = structured(await session.call_tool("list_tickets", {"customer_id": "cus_001"}))
         assert listed["count"] == len(listed["tickets"]) >= 1
         assert {ticket["customer_id"] for ticket in listed["tickets"]} == {"cus_001"}
@@ -66,7 +66,7 @@ async def test_create_records_the_client_from_the_token_and_requested_by_as_data
         # An attempt to set provenance through arguments: not a parameter, so it cannot be set.
         "created_by_client": "someone-else",
     }
-    async with mcp_session(tickets.mcp_url, token) as (session, _):
+    async with legacy_session(tickets.mcp_url, token) as session:
         created = structured(await session.call_tool("create_ticket", arguments))
         assert created["created_by_client"] == "crm-mcp-agent"
         assert created["requested_by"] == "alice"
@@ -78,7 +78,7 @@ async def test_create_records_the_client_from_the_token_and_requested_by_as_data
 
 async def test_update_changes_status_and_adds_an_attributed_comment(tickets: TicketsServer, issuer: TestIssuer) -> None:
     token = mint_for(issuer, tickets, "tickets:read tickets:write", client_id="support-console")
-    async with mcp_session(tickets.mcp_url, token) as (session, _):
+    async with legacy_session(tickets.mcp_url, token) as session:
         created = structured(await session.call_tool("create_ticket", {"customer_id": "cus_007", "title": "Login"}))
         updated = structured(
             await session.call_tool(
@@ -93,7 +93,7 @@ async def test_update_changes_status_and_adds_an_attributed_comment(tickets: Tic
 
 async def test_read_only_token_cannot_write(tickets: TicketsServer, issuer: TestIssuer) -> None:
     """The 403 step-up challenge comes before the tool: nothing is written (the challenge: test_step_up.py)."""
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as (session, _):
+    async with legacy_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as session:
         with pytest.raises(MCPError):
             await session.call_tool("update_ticket", {"ticket_id": "tkt_0001", "status": "closed"})
         ticket = structured(await session.call_tool("get_ticket", {"ticket_id": "tkt_0001"}))
@@ -101,14 +101,14 @@ async def test_read_only_token_cannot_write(tickets: TicketsServer, issuer: Test
 
 
 async def test_write_only_token_cannot_read(tickets: TicketsServer, issuer: TestIssuer) -> None:
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:write")) as (session, _):
+    async with legacy_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:write")) as session:
         with pytest.raises(MCPError):
             await session.call_tool("list_tickets", {})
 
 
 async def test_unknown_ticket_and_empty_update_are_tool_errors(tickets: TicketsServer, issuer: TestIssuer) -> None:
     token = mint_for(issuer, tickets, "tickets:read tickets:write")
-    async with mcp_session(tickets.mcp_url, token) as (session, _):
+    async with legacy_session(tickets.mcp_url, token) as session:
         missing = await session.call_tool("get_ticket", {"ticket_id": "tkt_99999"})
         empty_update = await session.call_tool("update_ticket", {"ticket_id": "tkt_0001"})
         bad_status = await session.call_tool("list_tickets", {"status": "lost"})
