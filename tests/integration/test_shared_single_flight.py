@@ -120,7 +120,8 @@ async def test_many_briefings_over_two_replicas_make_one_token_request_and_one_e
             assert time.monotonic() - returned_at < 5, "not recovered within 5 s of Redis's return"
             await anyio.sleep(0.2)
     assert result.structured_content is not None
+    processes = {**topology.services, **topology.extras}
     for name in ("auth-server", "crm-mcp", "crm-mcp-2"):
-        logs = topology.services[name].logs()
+        logs = processes[name].logs()
         assert "redis://" not in logs
         assert " 500" not in logs

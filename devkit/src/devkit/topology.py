@@ -53,6 +53,8 @@ class Topology:
     env: dict[str, str]
     workdir: Path
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    # Processes `extra` started beside the services, by their own names (kept after they stop, for their logs).
+    extras: dict[str, ServiceProcess] = field(default_factory=dict)
     # Every tool result (and tool list) a user session received, as JSON: scanned for secrets at the end.
     received: list[str] = field(default_factory=list)
 
@@ -121,9 +123,10 @@ class Topology:
     ) -> Iterator[ServiceProcess]:
         """One more process `name` of service `of` beside the topology, on a free port (or `port`), with the
         topology's settings and `overrides` (its data directory too, as a replica's, unless overridden), once
-        `health_path` answers (within `timeout` s); listed in `services` (so its log is read with theirs) and
-        stopped on the way out."""
-        if (running := self.services.get(name)) is not None and running.process and running.process.poll() is None:
+        `health_path` answers (within `timeout` s); kept in `extras` (`logs()` reads its log with the
+        services') and stopped on the way out."""
+        running = self.extras.get(name) or self.services.get(name)
+        if running is not None and running.process is not None and running.process.poll() is None:
             raise ValueError(f"{name} runs already in this topology: give the extra process another name")
         # The port setting its process reads: AUTH_SERVER_PORT for the calendar's auth-server too.
         port_variable = f"{service(of).module.upper()}_PORT"
@@ -137,14 +140,15 @@ class Topology:
             health_path=health_path,
             timeout=timeout,
         )
-        self.services[name] = process
+        self.extras[name] = process
         try:
             yield process
         finally:
             process.stop()
 
     def logs(self) -> str:
-        return "\n".join(service.logs() for service in self.services.values())
+        """Every service's log and every extra process's, as one text."""
+        return "\n".join(process.logs() for process in [*self.services.values(), *self.extras.values()])
 
     def tickets_auth(self, scope: str = "tickets:read tickets:write") -> ClientCredentialsAuth:
         """crm-mcp's own client-credentials token source for tickets-mcp, as crm-mcp builds it."""
