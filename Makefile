@@ -47,7 +47,7 @@ help: ## Show this help
 	@$(PYTHON) -m venv .tools
 	@.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
-$(VENV_STAMP): uv.lock pyproject.toml shared/pyproject.toml $(wildcard services/*/pyproject.toml) | $(UV)
+$(VENV_STAMP): uv.lock pyproject.toml shared/pyproject.toml devkit/pyproject.toml $(wildcard services/*/pyproject.toml) | $(UV)
 	@$(UV) sync --frozen --all-packages --quiet
 	@touch $@
 
@@ -113,7 +113,7 @@ test: install ## Run the whole test suite (unit, attack catalog, auth server, in
 lint: install ## ruff check, ruff format --check, mypy, compose and Kubernetes schema checks
 	@$(RUN) ruff check .
 	@$(RUN) ruff format --check .
-	@$(RUN) mypy shared/src services/*/src scripts
+	@$(RUN) mypy shared/src services/*/src devkit/src scripts
 	@$(RUN) check-jsonschema --builtin-schema vendor.compose-spec docker-compose.yml
 	@$(RUN) python -m scripts.k8s_manifests check
 

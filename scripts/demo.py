@@ -10,15 +10,14 @@ counts it prints tell earlier runs' tickets apart, and `make down` deletes the d
 
 from __future__ import annotations
 
+import functools
 import sys
 
 import anyio
 import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.client_credential import method_phrase
 from oauth_tokens.telemetry import configure_tracing, trace_http
 
-from scripts.client_credential import method_phrase
 from scripts.demo_episodes import (
     narrate_client_authentication,
     narrate_exchange,
@@ -27,7 +26,7 @@ from scripts.demo_episodes import (
     pattern5_tools,
     step_up,
 )
-from scripts.demo_login import demo_dpop, demo_login, user_key
+from scripts.demo_login import demo_dpop, demo_session, user_key
 from scripts.demo_narration import DemoFailure, call, check, describe, narrate_dpop, say, validated
 from scripts.topology import active_services, load_env
 
@@ -62,15 +61,10 @@ async def run_demo(env: dict[str, str]) -> None:
     if dpop:
         say("  DPoP (RFC 9449): crm-mcp takes only DPoP-bound tokens, so alice's client holds a key of its own;")
         say("  its token requests carry a proof, and every MCP request a fresh one (htm, htu, ath, jti once)")
-    provider, storage = demo_login(env, "alice")
-    async with (
-        trace_http(
-            httpx2.AsyncClient(auth=provider, timeout=30), pattern="mcp_client", credential="user_token"
-        ) as http,
-        Client(streamable_http_client(crm_mcp, http_client=http)) as alice,
-    ):
-        assert storage.tokens is not None
-        user = await validated(env, storage.tokens.access_token, [crm_mcp])
+    traced = functools.partial(trace_http, pattern="mcp_client", credential="user_token")
+    async with demo_session(env, "alice", instrument=traced) as signed_in:
+        alice = signed_in.client
+        user = await validated(env, signed_in.access_token, [crm_mcp])
         say(f"  alice's token (validated with the shared package): {describe(user)}")
         if dpop:
             cnf = user.claims.get("cnf")
@@ -114,7 +108,7 @@ async def run_demo(env: dict[str, str]) -> None:
 
         if exchange:
             check(user.audiences == (crm_mcp,), "the token names crm-mcp alone: passing it on to crm-api is useless")
-            await narrate_exchange(env, storage.tokens.access_token, user)
+            await narrate_exchange(env, signed_in.access_token, user)
         else:
             check(env["CRM_API_AUDIENCE"] in user.audiences, "the token also names crm-api: the same trust boundary")
             say("\nPattern 3 — token cascade: search_customers")
@@ -153,12 +147,8 @@ async def run_demo(env: dict[str, str]) -> None:
         cross_app = "(cross-app access)" in (await call(alice, "disconnect_calendar", {}))["message"]
 
     say("\nBoundaries")
-    provider, _ = demo_login(env, "bob")
-    async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(crm_mcp, http_client=http)) as bob,
-    ):
-        bobs = await call(bob, "search_customers", {"query": ""})
+    async with demo_session(env, "bob") as bob:
+        bobs = await call(bob.client, "search_customers", {"query": ""})
     check(
         not {c["id"] for c in bobs} & {c["id"] for c in customers},
         "bob sees his own customers, none of alice's",
@@ -167,21 +157,19 @@ async def run_demo(env: dict[str, str]) -> None:
         response = await http.post(
             env["TICKETS_MCP_RESOURCE"],
             json={"jsonrpc": "2.0", "id": 1, "method": "ping"},
-            headers={"Authorization": f"Bearer {storage.tokens.access_token}"},
+            headers={"Authorization": f"Bearer {signed_in.access_token}"},
         )
     check(response.status_code == 401, "tickets-mcp refuses alice's token (wrong audience): no confused deputy")
     if dpop:
         async with httpx2.AsyncClient(timeout=10) as http:
-            response = await http.post(
-                crm_mcp, json={}, headers={"Authorization": f"Bearer {storage.tokens.access_token}"}
-            )
+            response = await http.post(crm_mcp, json={}, headers={"Authorization": f"Bearer {signed_in.access_token}"})
         check(
             response.status_code == 401 and response.headers["WWW-Authenticate"].startswith("DPoP "),
             "crm-mcp refuses alice's own token replayed without her key (as Bearer): a stolen copy is useless",
         )
     async with httpx2.AsyncClient(timeout=10) as http:
         response = await http.get(
-            env["CRM_API_URL"] + "/customers", headers={"Authorization": f"Bearer {storage.tokens.access_token}"}
+            env["CRM_API_URL"] + "/customers", headers={"Authorization": f"Bearer {signed_in.access_token}"}
         )
     if exchange:
         check(response.status_code == 401, "crm-api refuses alice's crm-mcp token sent straight to it: no passthrough")
@@ -191,7 +179,7 @@ async def run_demo(env: dict[str, str]) -> None:
         await pattern5_tools(env, DEMO_CUSTOMER)
     else:
         await pattern4_third_party(env, DEMO_CUSTOMER)
-    await pattern5_cross_app_access(env, storage.tokens.access_token)
+    await pattern5_cross_app_access(env, signed_in.access_token)
     await step_up(env, DEMO_CUSTOMER)
     if dpop:
         narrate_dpop(env)

@@ -7,18 +7,16 @@ from typing import Any
 
 import httpx2
 import jwt
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.client_credential import NoClientKey, auth_method, crm_mcp_credential, method_phrase
+from devkit.headless_login import HeadlessBrowser, open_in_browser
 from mcp.types import ElicitRequestURLParams, ElicitResult
 from oauth_tokens import AccessTokenValidator, Principal, TokenEndpointError, TokenExchange, ValidatorConfig
 from oauth_tokens.dpop_client import DPoPKey, DPoPTokenAuth
 from oauth_tokens.id_jag import CrossAppAccess, redeem_id_jag
 from oauth_tokens.token_endpoint import TokenEndpoint
 
-from scripts.client_credential import NoClientKey, auth_method, crm_mcp_credential, method_phrase
-from scripts.demo_login import calendar_dpop, demo_dpop, demo_login
+from scripts.demo_login import calendar_dpop, demo_dpop, demo_session
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
-from scripts.headless_login import HeadlessBrowser, open_in_browser
 
 
 async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal) -> None:
@@ -81,17 +79,14 @@ async def step_up(env: dict[str, str], customer_id: str) -> None:
     say("\nStep-up — a client that consented to less: alice grants crm:read only, then adds a note")
     say('  crm-mcp answers add_customer_note with 403 insufficient_scope, scope="crm:write", before the tool runs;')
     say("  the SDK client logs alice in again, asking for its first request plus crm:write (SEP-2350), and retries")
-    provider, storage = demo_login(env, "alice", scope="crm:read")
-    async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(crm_mcp, http_client=http)) as alice,
-    ):
-        await call(alice, "get_customer", {"customer_id": customer_id})
-        assert storage.tokens is not None
-        before = await validated(env, storage.tokens.access_token, [crm_mcp])
+    async with demo_session(env, "alice", scope="crm:read") as alice:
+        await call(alice.client, "get_customer", {"customer_id": customer_id})
+        before = await validated(env, alice.access_token, [crm_mcp])
         check(before.scopes == {"crm:read"}, "alice's first token: scope crm:read only")
-        noted = await call(alice, "add_customer_note", {"customer_id": customer_id, "note": "Added by make demo"})
-        after = await validated(env, storage.tokens.access_token, [crm_mcp])
+        noted = await call(
+            alice.client, "add_customer_note", {"customer_id": customer_id, "note": "Added by make demo"}
+        )
+        after = await validated(env, alice.access_token, [crm_mcp])
     check(
         {"crm:read", "crm:write"} <= after.scopes and any(n["text"] == "Added by make demo" for n in noted["notes"]),
         f"note added after the step-up; the new token: scope={' '.join(sorted(after.scopes))}",
@@ -100,7 +95,6 @@ async def step_up(env: dict[str, str], customer_id: str) -> None:
 
 async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
     """Pattern 4: connect alice's calendar through a URL-mode elicitation, schedule a meeting, disconnect."""
-    crm_mcp = env["CRM_MCP_RESOURCE"]
     say("\nPattern 4 — the user's own account at a third party: schedule_meeting in alice's calendar")
     say("  calendar-api trusts only its own authorization server (its own users, keys and issuer)")
     bound = calendar_dpop(env["CALENDAR_API_URL"])
@@ -128,11 +122,8 @@ async def pattern4_third_party(env: dict[str, str], customer_id: str) -> None:
         say("  the tokens are in its vault, AES-GCM encrypted" + (", with their binding" if bound else ""))
         return ElicitResult(action="accept")
 
-    provider, _ = demo_login(env, "alice")
-    async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(crm_mcp, http_client=http), elicitation_callback=alice_at_the_keyboard) as alice,
-    ):
+    async with demo_session(env, "alice", elicitation_callback=alice_at_the_keyboard) as signed_in:
+        alice = signed_in.client
         await call(alice, "disconnect_calendar", {})  # start from no grant, so the consent is shown
         meeting = await call(
             alice,
@@ -236,7 +227,6 @@ async def pattern5_cross_app_access(env: dict[str, str], user_token: str) -> Non
 
 async def pattern5_tools(env: dict[str, str], customer_id: str) -> None:
     """With crm-mcp itself in cross-app mode: schedule_meeting and list_my_meetings, never an elicitation."""
-    crm_mcp = env["CRM_MCP_RESOURCE"]
     say("\nPattern 5 through crm-mcp (CALENDAR_AUTH_MODE=cross-app-access): schedule_meeting, no elicitation")
     asked: list[Any] = []
 
@@ -244,11 +234,8 @@ async def pattern5_tools(env: dict[str, str], customer_id: str) -> None:
         asked.append(params)
         return ElicitResult(action="decline")
 
-    provider, _ = demo_login(env, "alice")
-    async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(crm_mcp, http_client=http), elicitation_callback=no_elicitation) as alice,
-    ):
+    async with demo_session(env, "alice", elicitation_callback=no_elicitation) as signed_in:
+        alice = signed_in.client
         meeting = await call(
             alice,
             "schedule_meeting",

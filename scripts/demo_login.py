@@ -8,12 +8,13 @@ back bound to the key, `cnf.jkt`) and a fresh one on every MCP request. Otherwis
 from __future__ import annotations
 
 import functools
+from contextlib import AbstractAsyncContextManager
+from typing import Any
 
-import httpx2
-from oauth_tokens.dpop_client import DPoPKey, DPoPOverAuth
+from devkit.sessions import OAuthSession, oauth_session
+from oauth_tokens.dpop_client import DPoPKey
 
 from scripts.dpop_switch import dpop_required
-from scripts.headless_login import MemoryTokenStorage, user_oauth
 
 _KEYS: dict[str, DPoPKey] = {}
 
@@ -35,12 +36,12 @@ def user_key(username: str) -> DPoPKey:
     return _KEYS.setdefault(username, DPoPKey())
 
 
-def demo_login(
-    env: dict[str, str], username: str, *, scope: str | None = None
-) -> tuple[httpx2.Auth, MemoryTokenStorage]:
-    """An httpx2 auth logging `username` in to crm-mcp headlessly, with DPoP when crm-mcp requires it."""
+def demo_session(
+    env: dict[str, str], username: str, *, scope: str | None = None, **options: Any
+) -> AbstractAsyncContextManager[OAuthSession]:
+    """`username` signed in to crm-mcp headlessly (devkit.sessions.oauth_session), with DPoP when crm-mcp
+    requires it; `options` go on to oauth_session (`instrument`) and the SDK's Client (`elicitation_callback`)."""
     crm_mcp = env["CRM_MCP_RESOURCE"]
-    provider, storage = user_oauth(crm_mcp, username, env[f"DEMO_{username.upper()}_PASSWORD"], scope=scope)
-    if not demo_dpop(crm_mcp):
-        return provider, storage
-    return DPoPOverAuth(provider, user_key(username)), storage
+    password = env[f"DEMO_{username.upper()}_PASSWORD"]
+    key = user_key(username) if demo_dpop(crm_mcp) else None
+    return oauth_session(crm_mcp, username, password, scope=scope, dpop_key=key, **options)

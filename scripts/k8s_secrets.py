@@ -17,6 +17,7 @@ import secrets
 import sys
 from pathlib import Path
 
+from devkit.services import SERVICES
 from dotenv import dotenv_values
 
 NAMESPACE = "mcp"
@@ -43,13 +44,7 @@ FROM_ENV: dict[str, dict[str, str]] = {
     "weather-api-secrets": {"WEATHER_API_KEYS": "WEATHER_API_KEYS"},
 }
 # Secret name -> its service's database on the in-cluster PostgreSQL (deploy/kubernetes/overlays/local/postgres.yaml).
-DATABASES = {
-    "auth-server-secrets": "auth_server",
-    "calendar-auth-server-secrets": "calendar_auth_server",
-    "crm-mcp-secrets": "crm_mcp",
-    "crm-api-secrets": "crm_api",
-    "tickets-mcp-secrets": "tickets_mcp",
-}
+DATABASES = {f"{service.name}-secrets": service.database for service in SERVICES if service.database}
 USES_REDIS = frozenset(
     {"auth-server-secrets", "calendar-auth-server-secrets", "crm-mcp-secrets", "weather-api-secrets"}
 )

@@ -1,4 +1,4 @@
-"""`make up REPLICAS=N` / `make down` for the scaled topology as local processes (plan: scripts.scaled_topology).
+"""`make up REPLICAS=N` / `make down` for the scaled topology as local processes (plan: devkit.scaled_layout).
 
 `up` starts PostgreSQL and Redis (Debian's packages: installed with apt-get when missing and we are root,
 else it prints the command), creates one database per service, has honcho run every replica from a
@@ -18,8 +18,8 @@ import sys
 import time
 from pathlib import Path
 
-from scripts.local_servers import LocalServer, MissingServer, start_haproxy, start_postgres, start_redis
-from scripts.scaled_topology import (
+from devkit.local_servers import LocalServer, MissingServer, start_haproxy, start_postgres, start_redis
+from devkit.scaled_layout import (
     DATABASES,
     LIVE_PATH,
     LIVENESS_ONLY,
@@ -27,14 +27,13 @@ from scripts.scaled_topology import (
     Plan,
     create_databases,
     haproxy_config,
-    healthy,
     plan,
-    procfile,
     replica_counts,
 )
+from devkit.services import CALENDAR_AUTH_SERVER_CONFIG, ROOT
+
+from scripts.scaled_topology import healthy, procfile
 from scripts.topology import (
-    CALENDAR_AUTH_SERVER_CONFIG,
-    ROOT,
     Workspace,
     active_services,
     delete_data,

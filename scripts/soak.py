@@ -28,11 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+from devkit.headless_login import HeadlessBrowser, open_in_browser
+from devkit.topology import Topology, running_topology
 from mcp import Client
 from mcp.types import ElicitRequestParams, ElicitRequestURLParams, ElicitResult
-
-from scripts.headless_login import HeadlessBrowser, open_in_browser
-from tests.support.topology import Topology, running_topology
 
 MIB = 1024 * 1024
 # crm-mcp's resident memory may grow by less than this over a soak (issue 20: 120 s, under 10 MiB).

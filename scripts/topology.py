@@ -25,23 +25,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
+from devkit.services import CALENDAR_AUTH_SERVER_CONFIG, ROOT, SERVICES, Service
 from dotenv import dotenv_values
 
 from scripts.dpop_switch import apply_dpop_switch, dpop_problem
 from scripts.topology_report import failure_report, save_settings, settings_mismatch
 
-ROOT = Path(__file__).resolve().parent.parent
 PROCFILE = ROOT / "Procfile"
 ENV_EXAMPLE = ROOT / ".env.example"
 HEALTH_TIMEOUT_SECONDS = 60.0
 # The services' data directories (.env can move them), relative to the workspace.
-DATA_DIRS = {
-    "AUTH_SERVER_DATA_DIR": "data/auth-server",
-    "CRM_API_DATA_DIR": "data/crm-api",
-    "TICKETS_MCP_DATA_DIR": "data/tickets-mcp",
-    "CRM_MCP_DATA_DIR": "data/crm-mcp",
-    "CALENDAR_AUTH_SERVER_DATA_DIR": "data/calendar-auth-server",
-}
+DATA_DIRS = {service.data_dir_variable: service.default_data_dir for service in SERVICES if service.data_dir_variable}
 
 
 @dataclass(frozen=True)
@@ -73,30 +67,6 @@ class Workspace:
     def settings_file(self) -> Path:
         """The settings the running topology started with (scripts.topology_report)."""
         return self.directory / ".run" / "topology.settings.json"
-
-
-@dataclass(frozen=True)
-class Service:
-    """One service of the topology, as `make up` presents it."""
-
-    name: str
-    port_variable: str
-    default_port: int
-    role: str
-    path: str = ""
-
-
-SERVICES = (
-    Service("auth-server", "AUTH_SERVER_PORT", 9000, "OAuth 2.1 authorization server (local stand-in)"),
-    Service("weather-api", "WEATHER_API_PORT", 8004, "external weather SaaS stand-in (pattern 1: API key)"),
-    Service("crm-api", "CRM_API_PORT", 8003, "internal CRM backend (pattern 3: token cascade)"),
-    Service("tickets-mcp", "TICKETS_MCP_PORT", 8002, "tickets MCP server (pattern 2: client credentials)", "/mcp"),
-    Service("calendar-auth-server", "CALENDAR_AUTH_SERVER_PORT", 9001, "the calendar SaaS's own authorization server"),
-    Service("calendar-api", "CALENDAR_API_PORT", 8005, "calendar SaaS stand-in (pattern 4: the user's own account)"),
-    Service("crm-mcp", "CRM_MCP_PORT", 8001, "the MCP server you connect to", "/mcp"),
-)
-# The calendar's authorization server is auth_server run with this config (the Procfile passes it on).
-CALENDAR_AUTH_SERVER_CONFIG = ROOT / "services" / "calendar-api" / "auth-server.toml"
 
 
 CRM_API_AUTH_MODES = {

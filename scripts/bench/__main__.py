@@ -26,8 +26,12 @@ from pathlib import Path
 
 import anyio
 from auth_server.config import default_config_text
+from devkit.local_servers import MissingServer
+from devkit.scaled import plain_servers, running_scaled_topology
+from devkit.sessions import mcp_session
+from devkit.topology import Topology, running_topology
 
-from scripts.bench.clients import bare_mcp_server, bearer_session, customers_json
+from scripts.bench.clients import bare_mcp_server, customers_json
 from scripts.bench.counts import bench_counts
 from scripts.bench.dpop import bench_dpop
 from scripts.bench.exchange import bench_exchange
@@ -40,9 +44,6 @@ from scripts.bench.report import print_notes, print_ratios, print_rows, print_sc
 from scripts.bench.tool_calls import bench_client_credentials, bench_scaling, bench_tool_calls
 from scripts.bench.tracing import bench_tracing
 from scripts.bench.validation import bench_validation
-from scripts.local_servers import MissingServer
-from tests.support.scaled import plain_servers, running_scaled_topology
-from tests.support.topology import Topology, running_topology
 
 UNTHROTTLED = "{ burst = 1000000, per_minute = 1000000 }"
 
@@ -79,8 +80,8 @@ async def bench_topology(topology: Topology, results: Results, *, profile: bool)
     token = await topology.user_token("alice")
     with bare_mcp_server(topology, await customers_json(topology, token)) as bare_server:
         async with (
-            bearer_session(topology.crm_mcp_url, token) as crm_mcp,
-            bearer_session(f"{bare_server.url}/mcp", token) as bare,
+            mcp_session(topology.crm_mcp_url, token=token) as crm_mcp,
+            mcp_session(f"{bare_server.url}/mcp", token=token) as bare,
         ):
             progress("tool calls")
             results.rows += await bench_tool_calls(crm_mcp)

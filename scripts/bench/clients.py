@@ -1,32 +1,19 @@
-"""Client plumbing the bench groups share: an MCP session with a bearer token, the bare server, log counts."""
+"""Client plumbing the bench groups share: the bare server, log counts."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-
-from tests.support.processes import ServiceProcess, start_service
-from tests.support.topology import Topology
+from devkit.processes import ServiceProcess, start_service
+from devkit.topology import Topology
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@asynccontextmanager
-async def bearer_session(url: str, token: str) -> AsyncIterator[Client]:
-    """An MCP session with `url` that sends `token` on every request (no OAuth flow, no refresh)."""
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        yield client
 
 
 @contextmanager

@@ -8,17 +8,18 @@ is opened before counting starts.
 from __future__ import annotations
 
 import anyio
+from devkit.sessions import mcp_session
+from devkit.topology import Topology
 
-from scripts.bench.clients import auth_server_requests, bearer_session
+from scripts.bench.clients import auth_server_requests
 from scripts.bench.measure import Count, Target
-from tests.support.topology import Topology
 
 CALLS = 100
 
 
 async def _concurrent_briefings(topology: Topology, token: str) -> tuple[int, int]:
     """(token requests, JWKS requests) the auth-server saw during CALLS concurrent customer_briefing calls."""
-    async with bearer_session(topology.crm_mcp_url, token) as session:
+    async with mcp_session(topology.crm_mcp_url, token=token) as session:
         tokens_before = auth_server_requests(topology, "POST", "/token")
         jwks_before = auth_server_requests(topology, "GET", "/jwks")
         async with anyio.create_task_group() as group:

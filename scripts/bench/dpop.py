@@ -13,63 +13,35 @@ The rows time the shared package's own work in this process: `DPoPKey.proof` (ES
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import httpx2
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.sessions import mcp_session, oauth_session
+from devkit.topology import Topology
 from oauth_tokens.dpop import DPoPPolicy
-from oauth_tokens.dpop_client import DPoPKey, DPoPOverAuth, DPoPTokenAuth
+from oauth_tokens.dpop_client import DPoPKey, DPoPTokenAuth
 from oauth_tokens.replay_cache import InMemoryReplayCache
 
-from scripts.bench.clients import bearer_session
 from scripts.bench.measure import SCALE, Ratio, Row, Target, paired_latency, timed
-from scripts.headless_login import user_oauth
-from tests.support.processes import ServiceProcess, start_service
-from tests.support.topology import Topology
 
 DPOP_CALL_TARGET = Target("<=", 1.15)
 
 
 async def bound_user_token(topology: Topology, key: DPoPKey) -> str:
     """alice's token for crm-mcp (and, in cascade mode, crm-api), bound to `key` by the real OAuth flow."""
-    provider, storage = user_oauth(topology.crm_mcp_url, "alice", topology.password("alice"))
-    async with (
-        httpx2.AsyncClient(auth=DPoPOverAuth(provider, key), timeout=30) as http,
-        Client(streamable_http_client(topology.crm_mcp_url, http_client=http)),
-    ):
-        pass
-    if storage.tokens is None:
-        raise RuntimeError("the DPoP login produced no token")
-    return storage.tokens.access_token
-
-
-@contextmanager
-def exchange_crm_mcp(topology: Topology, name: str, **overrides: str) -> Iterator[ServiceProcess]:
-    """A crm-mcp in exchange mode on a free port, otherwise configured as the topology's."""
-    service = start_service(
-        name,
-        "crm_mcp",
-        port_variable="CRM_MCP_PORT",
-        env={**topology.env, "CRM_API_AUTH_MODE": "exchange", **overrides},
-        workdir=topology.workdir / name,
-    )
-    try:
-        yield service
-    finally:
-        service.stop()
+    async with oauth_session(topology.crm_mcp_url, "alice", topology.password("alice"), dpop_key=key) as session:
+        return session.access_token
 
 
 async def tool_ratio(topology: Topology, bearer_token: str) -> Ratio:
     """search_customers through crm-mcp with its exchanged token DPoP-bound, against bearer; both warm."""
     with (
-        exchange_crm_mcp(topology, "bench-crm-mcp-dpop", CRM_MCP_DPOP="true") as bound_service,
-        exchange_crm_mcp(topology, "bench-crm-mcp-bearer") as bearer_service,
+        topology.extra("bench-crm-mcp-dpop", CRM_API_AUTH_MODE="exchange", CRM_MCP_DPOP="true") as bound_service,
+        topology.extra("bench-crm-mcp-bearer", CRM_API_AUTH_MODE="exchange") as bearer_service,
     ):
         async with (
-            bearer_session(f"{bound_service.url}/mcp", bearer_token) as bound,
-            bearer_session(f"{bearer_service.url}/mcp", bearer_token) as bearer,
+            mcp_session(f"{bound_service.url}/mcp", token=bearer_token) as bound,
+            mcp_session(f"{bearer_service.url}/mcp", token=bearer_token) as bearer,
         ):
             return await paired_latency(
                 "search_customers: crm-mcp → crm-api DPoP-bound vs bearer (3b, warm)",

@@ -8,31 +8,11 @@ request itself (crm-mcp's `TokenExchange`, its cache emptied before each call) a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
+from devkit.sessions import mcp_session
+from devkit.topology import Topology
 from oauth_tokens import TokenExchange
 
-from scripts.bench.clients import bearer_session
 from scripts.bench.measure import Ratio, Row, Target, paired_latency, timed
-from tests.support.processes import ServiceProcess, start_service
-from tests.support.topology import Topology
-
-
-@contextmanager
-def exchange_crm_mcp(topology: Topology) -> Iterator[ServiceProcess]:
-    """A crm-mcp with CRM_API_AUTH_MODE=exchange on a free port, otherwise configured as the topology's."""
-    service = start_service(
-        "bench-crm-mcp-exchange",
-        "crm_mcp",
-        port_variable="CRM_MCP_PORT",
-        env={**topology.env, "CRM_API_AUTH_MODE": "exchange"},
-        workdir=topology.workdir / "bench-crm-mcp-exchange",
-    )
-    try:
-        yield service
-    finally:
-        service.stop()
 
 
 async def bench_exchange(topology: Topology, token: str) -> tuple[list[Row], list[Ratio]]:
@@ -54,10 +34,10 @@ async def bench_exchange(topology: Topology, token: str) -> tuple[list[Row], lis
         ]
     finally:
         await exchange.aclose()
-    with exchange_crm_mcp(topology) as service:
+    with topology.extra("bench-crm-mcp-exchange", CRM_API_AUTH_MODE="exchange") as service:
         async with (
-            bearer_session(topology.crm_mcp_url, token) as cascade,
-            bearer_session(f"{service.url}/mcp", token) as exchanged,
+            mcp_session(topology.crm_mcp_url, token=token) as cascade,
+            mcp_session(f"{service.url}/mcp", token=token) as exchanged,
         ):
             rows.append(
                 await timed(

@@ -17,12 +17,12 @@ from urllib.parse import quote
 
 import anyio
 import httpx2
+from devkit.topology import Topology
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from oauth_tokens.token_endpoint import TokenEndpoint
 
 from scripts.bench.measure import SCALE, Ratio, Target, interleaved_throughputs, throughput_ratio
-from tests.support.topology import Topology
 
 PROJECT_TARGET = Target(">=", 2)
 CALLERS = 10

@@ -17,12 +17,12 @@ from __future__ import annotations
 import time
 
 import httpx2
+from devkit.processes import ServiceProcess
+from devkit.topology import Topology
 from mcp import Client
 
 from scripts.bench.clients import cpu_seconds
 from scripts.bench.measure import SCALE, Operation, Ratio, Target, paired_latency
-from tests.support.processes import ServiceProcess
-from tests.support.topology import Topology
 
 OVERHEAD_TARGET = Target("<=", 1.2)
 

@@ -22,10 +22,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
+from devkit.processes import ServiceProcess
+from devkit.sessions import mcp_session
+from devkit.topology import Topology
 
-from scripts.bench.clients import ROOT, bearer_session
-from tests.support.processes import ServiceProcess
-from tests.support.topology import Topology
+from scripts.bench.clients import ROOT
 
 TOP = 12
 
@@ -110,7 +111,7 @@ async def bench_tool_profiles(topology: Topology, bare_server: ServiceProcess, t
     profiles.mkdir(exist_ok=True)
     crm_mcp = topology.services["crm-mcp"]
     with profiled_process(crm_mcp, profiles / "crm-mcp.prof") as profiled:
-        async with bearer_session(topology.crm_mcp_url, token) as session:
+        async with mcp_session(topology.crm_mcp_url, token=token) as session:
             await session.call_tool("search_customers", {"query": ""})
             client, server = await _profile_window(
                 profiled,
@@ -122,7 +123,7 @@ async def bench_tool_profiles(topology: Topology, bare_server: ServiceProcess, t
     sections += [summary("crm-mcp", server, operations), client]
     sections.append("Profile of the bare server's customers tool (the same result, no downstream call):")
     with profiled_process(bare_server, profiles / "bare.prof") as profiled:
-        async with bearer_session(f"{profiled.url}/mcp", token) as session:
+        async with mcp_session(f"{profiled.url}/mcp", token=token) as session:
             await session.call_tool("customers", {})
             client, server = await _profile_window(
                 profiled, profiles / "bare.prof", lambda: session.call_tool("customers", {}), operations

@@ -1,4 +1,4 @@
-"""Bench group: the scaled topology (tests.support.scaled) at 1 and 3 crm-mcp replicas.
+"""Bench group: the scaled topology (devkit.scaled) at 1 and 3 crm-mcp replicas.
 
 For each: crm-mcp restarted in exchange mode (pattern 3b) with a fresh REDIS_KEY_PREFIX, so no token is
 cached anywhere; then CALLS concurrent customer_briefing calls, alice's and bob's, sent to one replica
@@ -15,11 +15,11 @@ import time
 import uuid
 
 import anyio
+from devkit.scaled import ScaledTopology
+from devkit.sessions import mcp_session
 from mcp import Client
 
-from scripts.bench.clients import bearer_session
 from scripts.bench.measure import Count, Row, Target, concurrent
-from tests.support.scaled import ScaledTopology
 
 CALLS = 100
 USERS = ("alice", "bob")
@@ -38,7 +38,7 @@ async def _burst(url: str, tokens: dict[str, str], customers: dict[str, str], ca
             raise RuntimeError(f"customer_briefing failed: {result.content}")
         samples.append((time.perf_counter() - begin) * 1000)
 
-    async with bearer_session(url, tokens["alice"]) as alice, bearer_session(url, tokens["bob"]) as bob:
+    async with mcp_session(url, token=tokens["alice"]) as alice, mcp_session(url, token=tokens["bob"]) as bob:
         started = time.perf_counter()
         async with anyio.create_task_group() as group:
             for index in range(calls):
@@ -52,7 +52,7 @@ async def _burst(url: str, tokens: dict[str, str], customers: dict[str, str], ca
 async def _customers(url: str, tokens: dict[str, str]) -> dict[str, str]:
     customers = {}
     for user, token in tokens.items():
-        async with bearer_session(url, token) as session:
+        async with mcp_session(url, token=token) as session:
             found = await session.call_tool("search_customers", {"query": ""})
             content = found.structured_content or {}
             customers[user] = content["result"][0]["id"]
@@ -92,7 +92,7 @@ async def bench_replicas(
             ),
         ]
         arguments = {"customer_id": customers["alice"]}
-        async with bearer_session(url, tokens["alice"]) as session:
+        async with mcp_session(url, token=tokens["alice"]) as session:
             warm = await concurrent(
                 f"customer_briefing, 10 concurrent callers, {where}",
                 10,

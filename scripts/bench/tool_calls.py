@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from devkit.topology import Topology
 from mcp import Client
 
 from scripts.bench.measure import Ratio, Row, concurrent, paired_latency, timed
-from tests.support.topology import Topology
 
 
 async def bench_client_credentials(topology: Topology) -> tuple[list[Row], list[Ratio]]:

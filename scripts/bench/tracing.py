@@ -10,8 +10,9 @@ from __future__ import annotations
 import statistics
 import time
 
+from devkit.topology import Topology, running_topology
+
 from scripts.bench.measure import SCALE, Row
-from tests.support.topology import Topology, running_topology
 
 TOOL = "customer_briefing"
 ARGUMENTS = {"customer_id": "cus_001"}

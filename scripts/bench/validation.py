@@ -15,11 +15,11 @@ import time
 from collections.abc import Iterator
 
 import jwt
+from devkit.tokens import TestIssuer
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
 
 from scripts.bench.measure import SCALE, Ratio, Row, Target, paired_latency, timed
 from scripts.bench.profiles import profile_async_calls, profile_calls
-from tests.support.tokens import TestIssuer
 
 FIRST_SEEN_TARGET = Target("<=", 1.2)
 CACHED_TARGET = Target("<=", 0.1)

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import anyio
 import pytest
+from devkit.sessions import mcp_session
+from devkit.topology import Topology
 from mcp.types import TextContent
 
-from tests.integration.test_third_party_calendar import bearer_session, connected
+from tests.integration.test_third_party_calendar import connected
 from tests.support.crm_mcp_state import crm_mcp_vault
 from tests.support.hanging import misbehaving_server
-from tests.support.processes import start_service
-from tests.support.topology import Topology
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -39,31 +39,27 @@ async def test_concurrent_calls_of_one_user_share_one_refresh_against_a_hanging_
     ended: list[float] = []
     errors: list[str] = []
     async with misbehaving_server() as hanging:
-        env = {
-            **topology.env,
+        overrides = {
             "CALENDAR_TOKEN_URL": f"{hanging.url}/token",
             "CRM_MCP_DOWNSTREAM_TIMEOUT_SECONDS": str(DEADLINE),
             "CRM_MCP_CALENDAR_REFRESH_MARGIN_SECONDS": "100000",
         }
-        replica = start_service(
-            "crm-mcp-hanging-calendar", "crm_mcp", port_variable="CRM_MCP_PORT", env=env, workdir=tmp_path
-        )
         try:
-            async with bearer_session(replica.url + "/mcp", token) as client:
+            with topology.extra("crm-mcp-hanging-calendar", workdir=tmp_path, **overrides) as replica:
+                async with mcp_session(replica.url + "/mcp", token=token) as client:
 
-                async def list_meetings() -> None:
-                    result = await client.call_tool("list_my_meetings", {})
-                    ended.append(time.monotonic() - started)
-                    assert result.is_error
-                    errors.append(" ".join(b.text for b in result.content if isinstance(b, TextContent)))
+                    async def list_meetings() -> None:
+                        result = await client.call_tool("list_my_meetings", {})
+                        ended.append(time.monotonic() - started)
+                        assert result.is_error
+                        errors.append(" ".join(b.text for b in result.content if isinstance(b, TextContent)))
 
-                started = time.monotonic()
-                with anyio.fail_after(CALLERS * DEADLINE + 10):  # the test itself never hangs
-                    async with anyio.create_task_group() as group:
-                        for _ in range(CALLERS):
-                            group.start_soon(list_meetings)
+                    started = time.monotonic()
+                    with anyio.fail_after(CALLERS * DEADLINE + 10):  # the test itself never hangs
+                        async with anyio.create_task_group() as group:
+                            for _ in range(CALLERS):
+                                group.start_soon(list_meetings)
         finally:
-            replica.stop()
             async with crm_mcp_vault(topology.env) as vault:
                 await vault.delete("alice", issuer)  # no grant left for the next test
 

@@ -15,13 +15,13 @@ from contextlib import AbstractAsyncContextManager
 
 import pytest
 from crm_mcp.api_key_weather import WeatherApiClient
-from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.downstream import DownstreamError
+from crm_mcp.tickets_mcp_client import TicketsMcpClient
+from devkit.topology import Topology
 from pydantic import SecretStr
 
 from tests.support.fault_proxy import Fault, FaultProxy, fault_proxy
 from tests.support.tickets_client import running_tickets_client
-from tests.support.topology import Topology
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

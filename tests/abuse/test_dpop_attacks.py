@@ -21,12 +21,11 @@ from typing import Any
 import httpx2
 import jwt
 import pytest
+from devkit.processes import ServiceProcess, start_service
+from devkit.tokens import TestIssuer
+from devkit.topology import topology_env
 from oauth_tokens.dpop import access_token_hash
 from oauth_tokens.dpop_client import DPoPKey
-
-from tests.support.processes import ServiceProcess, start_service
-from tests.support.tokens import TestIssuer
-from tests.support.topology import topology_env
 
 pytestmark = pytest.mark.anyio
 

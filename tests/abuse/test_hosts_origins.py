@@ -14,9 +14,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
-
-from tests.support.processes import ServiceProcess
-from tests.support.topology import Topology, topology_env
+from devkit.processes import ServiceProcess
+from devkit.topology import Topology, topology_env
 
 pytestmark = pytest.mark.anyio
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from devkit.topology import Topology, running_topology
 
 from tests.shared.test_mcp_hardening import INITIALIZE, MCP_HEADERS
-from tests.support.topology import Topology, running_topology
 
 pytestmark = pytest.mark.anyio
 

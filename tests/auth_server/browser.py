@@ -1,6 +1,6 @@
 """A headless stand-in for the user's browser, with assertions: opens the login page, submits its forms.
 
-The form parsing is `scripts/headless_login.py`'s (the one `make demo` uses); this adds strict checks.
+The form parsing is `devkit/src/devkit/headless_login.py`'s (the one `make demo` uses); this adds strict checks.
 """
 
 from __future__ import annotations
@@ -9,8 +9,7 @@ import re
 from urllib.parse import parse_qs, urljoin, urlsplit
 
 import httpx2
-
-from scripts.headless_login import Form, parse_forms
+from devkit.headless_login import Form, parse_forms
 
 
 def only_form(page: httpx2.Response) -> Form:

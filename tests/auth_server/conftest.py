@@ -13,11 +13,11 @@ from typing import Any
 import httpx2
 import pytest
 from auth_server.config import default_config_text
+from devkit.processes import ServiceProcess, free_port, start_service
 from oauth_tokens.client_assertion import AssertionAudience, AssertionKey, ClientAssertionSigner, client_keys
 from oauth_tokens.signing_keys import KeyStore
 
 from tests.auth_server.metadata_host import Answer, DocumentHost
-from tests.support.processes import ServiceProcess, free_port, start_service
 
 # Appended to the shipped config: clients the negative tests need (TOML arrays of tables may continue
 # anywhere in the file). Names and secrets are test-only.

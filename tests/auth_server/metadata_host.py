@@ -22,8 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-
-from tests.support.processes import free_port
+from devkit.processes import free_port
 
 
 @dataclass(frozen=True)

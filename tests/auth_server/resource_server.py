@@ -9,8 +9,7 @@ from contextlib import asynccontextmanager
 import anyio
 import httpx2
 import uvicorn
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.sessions import mcp_session
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
@@ -59,10 +58,7 @@ async def running_resource_server(
 
 async def whoami(url: str, auth_provider: httpx2.Auth) -> str:
     """Call the `whoami` tool at `url` through the SDK's MCP client, authenticated by `auth_provider`."""
-    async with (
-        httpx2.AsyncClient(auth=auth_provider, timeout=30.0) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
+    async with mcp_session(url, auth=auth_provider) as client:
         result = await client.call_tool("whoami", {})
     assert not result.is_error, result
     content = result.content[0]

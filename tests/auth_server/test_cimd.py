@@ -15,11 +15,11 @@ from urllib.parse import urlencode
 
 import httpx2
 import pytest
+from devkit.headless_login import MemoryTokenStorage
 from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import OAuthClientMetadata
 from pydantic import AnyUrl
 
-from scripts.headless_login import MemoryTokenStorage
 from tests.auth_server.browser import Browser, query_of
 from tests.auth_server.conftest import AuthTestEnv, start_auth_server
 from tests.auth_server.metadata_host import Answer, DocumentHost, write_test_ca

@@ -19,12 +19,12 @@ from typing import Any
 import httpx2
 import jwt
 import pytest
+from devkit.processes import ServiceProcess, free_port, start_service
+from devkit.tokens import OMIT, TestIssuer, generate_rsa_key
 
 from tests.auth_server.conftest import AuthTestEnv
 from tests.auth_server.flows import user_tokens
 from tests.auth_server.tokens import claims_of, header_of
-from tests.support.processes import ServiceProcess, free_port, start_service
-from tests.support.tokens import OMIT, TestIssuer, generate_rsa_key
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"

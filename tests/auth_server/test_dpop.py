@@ -11,12 +11,12 @@ from urllib.parse import parse_qs, urlsplit
 import httpx2
 import pytest
 from auth_server.dpop import TokenEndpointDPoP
+from devkit.processes import ServiceProcess
 from oauth_tokens.dpop_client import DPoPKey
 
 from tests.auth_server.conftest import NATIVE_REDIRECT, AuthTestEnv, start_auth_server
 from tests.auth_server.flows import code_for
 from tests.auth_server.tokens import claims_of, validate
-from tests.support.processes import ServiceProcess
 
 
 def _client_credentials(

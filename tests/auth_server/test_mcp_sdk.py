@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from devkit.headless_login import MemoryTokenStorage
 from mcp.client.auth import OAuthClientProvider
 from mcp.client.auth.extensions.client_credentials import ClientCredentialsOAuthProvider
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from pydantic import AnyUrl
 
-from scripts.headless_login import MemoryTokenStorage
 from tests.auth_server.browser import Browser, query_of
 from tests.auth_server.conftest import AuthTestEnv
 from tests.auth_server.resource_server import running_resource_server, whoami

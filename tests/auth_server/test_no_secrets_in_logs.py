@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import httpx2
+from devkit.processes import ServiceProcess
 
 from tests.auth_server.browser import query_of
 from tests.auth_server.conftest import AuthTestEnv
 from tests.auth_server.flows import code_for, native_app
-from tests.support.processes import ServiceProcess
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"

@@ -16,13 +16,13 @@ import httpx2
 import pytest
 from auth_server.config import default_config_text
 from authlib.common.security import generate_token
+from devkit.headless_login import parse_forms
+from devkit.local_servers import LocalServer
+from devkit.processes import ServiceProcess, free_port, start_service
 
-from scripts.headless_login import parse_forms
-from scripts.local_servers import LocalServer
 from tests.auth_server.browser import Browser, only_form, query_of
 from tests.auth_server.conftest import NATIVE_REDIRECT, TEST_CLIENTS, AuthTestEnv
 from tests.auth_server.flows import authorize_url, native_app
-from tests.support.processes import ServiceProcess, free_port, start_service
 from tests.support.servers import postgres_server
 
 pytestmark = pytest.mark.slow

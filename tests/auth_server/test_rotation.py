@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx2
 import pytest
 from auth_server.keys import KeyStore
+from devkit.processes import ServiceProcess
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
 from oauth_tokens.jwks import JWKS_REFETCH_COOLDOWN_SECONDS
 
 from tests.auth_server.conftest import AuthTestEnv, start_auth_server
 from tests.auth_server.tokens import header_of
-from tests.support.processes import ServiceProcess
 
 PUBLIC_ISSUER = "https://auth.example.test"  # what browsers and tokens use; not resolvable here
 LIFETIME = 600  # the access-token lifetime of the default configuration (how long retired keys stay)

@@ -13,16 +13,16 @@ from dataclasses import dataclass
 import httpx2
 import pytest
 from authlib.common.security import generate_token
+from devkit.local_servers import LocalServer
+from devkit.processes import ServiceProcess
 from oauth_tokens.client_assertion import CLIENT_ASSERTION_TYPE, ClientAssertionSigner, client_keys
 from oauth_tokens.signing_keys import KeyStore
 
-from scripts.local_servers import LocalServer
 from tests.auth_server.browser import Browser, only_form
 from tests.auth_server.conftest import AuthTestEnv, start_auth_server
 from tests.auth_server.flows import authorize_url, native_app
 from tests.auth_server.metadata_host import Answer, DocumentHost
 from tests.auth_server.test_cimd import _open, document
-from tests.support.processes import ServiceProcess
 from tests.support.servers import redis_server
 
 SCALED_DOWN = {"max_failures = 10": "max_failures = 2"}

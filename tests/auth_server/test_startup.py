@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from devkit.processes import free_port, start_service
 
 from tests.auth_server.conftest import AuthTestEnv
-from tests.support.processes import free_port, start_service
 
 _SCRUBBED = ("AUTH_", "CRM_", "TICKETS_", "DEMO_", "TEST_", "DATABASE_")
 

@@ -5,7 +5,7 @@
 (`authorization-code-grant`): it prints the authorization URL for a person to open, waits for the redirect
 to its own loopback callback server, and redeems the code. Here the auth-server runs as a real process;
 the client is registered through its real dynamic client registration (a public PKCE client, as MCP
-clients are) and the person is the project's headless login (scripts/headless_login.py) signing alice
+clients are) and the person is the project's headless login (devkit/src/devkit/headless_login.py) signing alice
 in and approving consent on the real pages. Every scenario the pinned suite offers applies and must pass.
 """
 
@@ -17,11 +17,11 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from devkit.headless_login import HeadlessBrowser, open_in_browser
+from devkit.processes import free_port
 
-from scripts.headless_login import HeadlessBrowser, open_in_browser
 from tests.auth_server.conftest import AuthTestEnv, start_auth_server
 from tests.conformance.suite import ConformanceSuite
-from tests.support.processes import free_port
 
 # The pinned suite's authorization-server scenarios, and the check each must pass (a scenario that cannot
 # apply reports SKIPPED, which would not fail the run: each one is required by name).

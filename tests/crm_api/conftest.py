@@ -7,9 +7,8 @@ from typing import Any
 
 import httpx2
 import pytest
-
-from tests.support.processes import ServiceProcess, start_service
-from tests.support.tokens import TestIssuer
+from devkit.processes import ServiceProcess, start_service
+from devkit.tokens import TestIssuer
 
 AUDIENCE = "http://localhost:8003"
 

@@ -11,9 +11,8 @@ from pathlib import Path
 
 import httpx2
 import pytest
-
-from tests.support.processes import ServiceProcess
-from tests.support.tokens import TestIssuer, generate_rsa_key
+from devkit.processes import ServiceProcess
+from devkit.tokens import TestIssuer, generate_rsa_key
 
 pytestmark = pytest.mark.anyio
 

@@ -14,8 +14,7 @@ from collections.abc import Callable
 
 import httpx2
 import pytest
-
-from tests.support.processes import ServiceProcess
+from devkit.processes import ServiceProcess
 
 Bearer = Callable[..., dict[str, str]]
 

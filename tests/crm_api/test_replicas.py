@@ -15,12 +15,12 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from devkit.local_servers import LocalServer
+from devkit.processes import ServiceProcess, start_service
+from devkit.tokens import TestIssuer
 
-from scripts.local_servers import LocalServer
 from tests.crm_api.conftest import AUDIENCE
 from tests.support.databases import new_postgres_database, postgres
-from tests.support.processes import ServiceProcess, start_service
-from tests.support.tokens import TestIssuer
 
 __all__ = ["postgres"]  # fixture
 

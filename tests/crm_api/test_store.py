@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 from crm_api.store import MIGRATIONS, CustomerStore
+from devkit.local_servers import LocalServer
 from oauth_tokens.database import DatabaseUnavailableError
 from oauth_tokens.service_database import ServiceDatabase
 
-from scripts.local_servers import LocalServer
 from tests.support.databases import create_postgres_database, database_url, postgres, ready_within
 
 __all__ = ["database_url", "postgres"]  # fixtures

@@ -14,8 +14,8 @@ from contextlib import AbstractAsyncContextManager
 import anyio
 import pytest
 from crm_mcp.api_key_weather import WeatherApiClient
-from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.downstream import DownstreamError
+from crm_mcp.tickets_mcp_client import TicketsMcpClient
 from oauth_tokens import ClientCredentialsAuth, TokenEndpointError
 from pydantic import SecretStr
 

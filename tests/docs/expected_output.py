@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tests.support.topology import Topology
+from devkit.topology import Topology
 
 
 @dataclass(frozen=True)

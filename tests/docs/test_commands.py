@@ -20,11 +20,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from devkit.topology import Topology, running_topology
 
 from scripts.demo import run_demo
 from tests.docs.expected_output import RUN, Run
 from tests.docs.markdown import ROOT, Block, blocks, documentation_files
-from tests.support.topology import Topology, running_topology
 
 SHELL_LANGUAGES = frozenset({"bash", "sh", "shell", "console"})
 DEFAULT_PORTS = {
@@ -97,7 +97,7 @@ MAKE_TARGETS_EXERCISED_BY = {
     "install": "every other target depends on it; CI runs it through `make lint` and `make test` (.ci/run)",
     "up": "tests/scripts/test_topology.py runs what it runs locally (`python -m scripts.topology up`) in a "
     "scratch directory on free ports; the Docker path (`docker compose build`, then `up --wait`) is proven by hand; "
-    "`REPLICAS=N` runs scripts.scaled_topology's layout, which tests/scaleout starts on free ports (make demo "
+    "`REPLICAS=N` runs devkit.scaled_layout's layout, which tests/scaleout starts on free ports (make demo "
     "included: tests/scaleout/test_docs_commands.py)",
     "down": "tests/scripts/test_topology.py, as for `up`",
     "logs": "not run: `tail -F` never ends",

@@ -102,7 +102,7 @@ def test_each_pattern_page_points_at_its_implementation() -> None:
     """The code references the README promises, so a reader finds each pattern's code from its page."""
     expected = {
         "docs/api-key.md": {"WeatherApiClient.current_weather"},
-        "docs/client-credentials.md": {"TicketsMcpClient.call_tool", "ClientCredentialsAuth"},
+        "docs/client-credentials.md": {"tickets_credential", "TicketsMcpClient.call_tool", "ClientCredentialsAuth"},
         "docs/token-cascade.md": {"caller_authorization", "CrmApiClient"},
     }
     for page, symbols in expected.items():

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from devkit.topology import Topology, running_topology
 
-from tests.support.topology import SERVICES, Topology, running_topology
-
-__all__ = ["SERVICES", "Topology"]
+__all__ = ["Topology"]
 
 
 @pytest.fixture(scope="session")

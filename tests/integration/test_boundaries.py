@@ -8,10 +8,11 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from devkit.processes import free_port
+from devkit.services import service
+from devkit.topology import Topology
 
 from tests.integration.test_patterns import call_error, call_ok
-from tests.support.processes import free_port
-from tests.support.topology import SERVICES, Topology
 
 pytestmark = pytest.mark.anyio
 
@@ -120,7 +121,7 @@ async def test_a_wrong_weather_key_is_a_clear_tool_error_without_the_key(topolog
 
 def test_a_missing_weather_key_fails_start_up_naming_the_variable(topology: Topology, tmp_path: Path) -> None:
     env = {k: v for k, v in topology.env.items() if k != "WEATHER_API_KEY"}
-    module, _ = SERVICES["crm-mcp"]
+    module = service("crm-mcp").module
     completed = subprocess.run(
         [sys.executable, "-m", module],
         cwd=tmp_path,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import AsyncIterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -24,15 +25,16 @@ from urllib.parse import parse_qs, urlsplit
 import anyio
 import httpx2
 import pytest
+from devkit.local_servers import LocalServer
+from devkit.processes import ServiceProcess
+from devkit.sessions import mcp_session
 from mcp import Client
 from mcp.types import CallToolResult, ElicitResult, InputRequiredResult
 
-from scripts.local_servers import LocalServer
 from tests.integration.conftest import Topology
-from tests.integration.test_third_party_calendar import UserAtTheKeyboard, accounts, bearer_session, text_of
+from tests.integration.test_third_party_calendar import UserAtTheKeyboard, accounts, text_of
 from tests.support.databases import create_postgres_database, postgres
 from tests.support.fault_proxy import FaultProxy, fault_proxy
-from tests.support.processes import ServiceProcess, start_service
 
 __all__ = ["postgres"]  # fixture
 
@@ -57,31 +59,25 @@ class Replicas:
 async def replicas(topology: Topology, postgres: LocalServer, tmp_path: Path) -> AsyncIterator[Replicas]:
     database_url = await create_postgres_database(postgres)
     async with fault_proxy(topology.env["CALENDAR_AUTH_ISSUER"]) as calendar_token:
-        env = {
-            **topology.env,
+        overrides = {
             "DATABASE_URL": database_url,
             "CALENDAR_TOKEN_URL": f"{calendar_token.url}/token",
             "CRM_MCP_CALENDAR_REFRESH_MARGIN_SECONDS": "100000",  # every call finds the grant due
         }
-        started: list[ServiceProcess] = []
-        try:
-            for name in ("crm-mcp-pg-a", "crm-mcp-pg-b"):
-                workdir = tmp_path / name
-                started.append(
-                    start_service(
+        with ExitStack() as started:
+            a, b = (
+                started.enter_context(
+                    topology.extra(
                         name,
-                        "crm_mcp",
-                        port_variable="CRM_MCP_PORT",
-                        env=env,
-                        workdir=workdir,
+                        workdir=tmp_path / name,
                         health_path="/health/ready",
                         timeout=STARTUP_SECONDS,
+                        **overrides,
                     )
                 )
-            yield Replicas(started[0], started[1], calendar_token)
-        finally:
-            for service in started:
-                service.stop()
+                for name in ("crm-mcp-pg-a", "crm-mcp-pg-b")
+            )
+            yield Replicas(a, b, calendar_token)
 
 
 def on(replica: ServiceProcess, url: str) -> str:
@@ -93,7 +89,9 @@ def on(replica: ServiceProcess, url: str) -> str:
 async def connect_across(topology: Topology, replicas: Replicas) -> None:
     """alice's calendar connected by a flow spread over both replicas (see the module docstring)."""
     token = await topology.user_token("alice")
-    async with bearer_session(f"{replicas.a.url}/mcp", token, elicitation_callback=UserAtTheKeyboard(None)) as client:
+    async with mcp_session(
+        f"{replicas.a.url}/mcp", token=token, elicitation_callback=UserAtTheKeyboard(None)
+    ) as client:
         first = await client.session.call_tool("list_my_meetings", {}, allow_input_required=True)
     assert isinstance(first, InputRequiredResult)
     assert first.input_requests is not None
@@ -113,7 +111,9 @@ async def connect_across(topology: Topology, replicas: Replicas) -> None:
     assert answer.status_code == 200, answer.text
     assert "Calendar connected" in answer.text
 
-    async with bearer_session(f"{replicas.b.url}/mcp", token, elicitation_callback=UserAtTheKeyboard(None)) as client:
+    async with mcp_session(
+        f"{replicas.b.url}/mcp", token=token, elicitation_callback=UserAtTheKeyboard(None)
+    ) as client:
         retried = await client.session.call_tool(
             "list_my_meetings",
             {},
@@ -145,8 +145,8 @@ async def test_two_replicas_finding_one_grant_due_send_exactly_one_refresh(
         results.append(await client.call_tool("list_my_meetings", {}))
 
     async with (
-        bearer_session(f"{replicas.a.url}/mcp", token) as at_a,
-        bearer_session(f"{replicas.b.url}/mcp", token) as at_b,
+        mcp_session(f"{replicas.a.url}/mcp", token=token) as at_a,
+        mcp_session(f"{replicas.b.url}/mcp", token=token) as at_b,
     ):
         with anyio.fail_after(30):
             async with anyio.create_task_group() as group:
@@ -171,8 +171,8 @@ async def test_postgresql_down_is_a_clear_error_and_503_then_everything_recovers
         assert (await http.get(f"{replicas.a.url}/health/ready")).status_code == 200
         postgres.stop(signal.SIGINT)
         try:
-            async with bearer_session(
-                f"{replicas.a.url}/mcp", token, elicitation_callback=UserAtTheKeyboard(None)
+            async with mcp_session(
+                f"{replicas.a.url}/mcp", token=token, elicitation_callback=UserAtTheKeyboard(None)
             ) as c:
                 with anyio.fail_after(15):  # within one deadline, never a hang
                     down = await c.session.call_tool("list_my_meetings", {}, allow_input_required=True)
@@ -194,6 +194,6 @@ async def test_postgresql_down_is_a_clear_error_and_503_then_everything_recovers
                 if (await http.get(f"{replicas.a.url}/health/ready")).status_code == 200:
                     break
                 await anyio.sleep(0.1)
-    async with bearer_session(f"{replicas.a.url}/mcp", token, elicitation_callback=UserAtTheKeyboard(None)) as c:
+    async with mcp_session(f"{replicas.a.url}/mcp", token=token, elicitation_callback=UserAtTheKeyboard(None)) as c:
         recovered = await c.session.call_tool("list_my_meetings", {}, allow_input_required=True)
     assert isinstance(recovered, InputRequiredResult)  # bob is not connected: asked to connect, as before

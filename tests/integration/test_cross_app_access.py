@@ -11,22 +11,20 @@ that maps alice but not bob.
 from __future__ import annotations
 
 import shutil
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.processes import ServiceProcess
+from devkit.services import CALENDAR_AUTH_SERVER_CONFIG
+from devkit.sessions import mcp_session
 from mcp.types import CallToolResult, ElicitResult
 
 from tests.integration.conftest import Topology
 from tests.support.crm_mcp_state import crm_mcp_vault
-from tests.support.processes import ServiceProcess, free_port, start_service
-from tests.support.topology import CALENDAR_AUTH_SERVER_CONFIG, service_overrides
 
 pytestmark = pytest.mark.anyio
 
@@ -46,30 +44,15 @@ class NoElicitation:
         return ElicitResult(action="decline")
 
 
-@asynccontextmanager
-async def session(url: str, token: str, callback: NoElicitation) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), elicitation_callback=callback) as client,
-    ):
-        yield client
-
-
 @pytest.fixture
 def start(topology: Topology, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
-    """Start services beside the topology (stopped after the test): `start(name, module, port_variable, **env)`."""
-    started: list[ServiceProcess] = []
+    """Start services beside the topology (stopped after the test): `start(name, of="crm-mcp", **env)`."""
+    with ExitStack() as started:
 
-    def starter(name: str, module: str, port_variable: str, **overrides: str) -> ServiceProcess:
-        service = start_service(
-            name, module, port_variable=port_variable, env={**topology.env, **overrides}, workdir=tmp_path / name
-        )
-        started.append(service)
-        return service
+        def starter(name: str, of: str = "crm-mcp", **overrides: str) -> ServiceProcess:
+            return started.enter_context(topology.extra(name, of, workdir=tmp_path / name, **overrides))
 
-    yield starter
-    for service in started:
-        service.stop()
+        yield starter
 
 
 def cross_app_crm_mcp(
@@ -85,8 +68,6 @@ def cross_app_crm_mcp(
     shutil.copytree(keys, data_dir / "client-keys", dirs_exist_ok=True)
     return start(
         f"crm-mcp-cross-app-{len(overrides)}",
-        "crm_mcp",
-        "CRM_MCP_PORT",
         CALENDAR_AUTH_MODE="cross-app-access",
         CRM_MCP_DATA_DIR=str(data_dir),
         **overrides,
@@ -105,7 +86,7 @@ async def test_pattern_5_reaches_the_users_calendar_without_any_browser_step(
     issued_before = topology.services["auth-server"].logs().count("Issued ID-JAG: client=crm-mcp-agent sub=alice")
     alice = NoElicitation()
 
-    async with session(f"{crm_mcp.url}/mcp", alice_token, alice) as client:
+    async with mcp_session(f"{crm_mcp.url}/mcp", token=alice_token, elicitation_callback=alice) as client:
         scheduled = await client.call_tool("schedule_meeting", meeting_args("Cross-app renewal"))
         listed = await client.call_tool("list_my_meetings", {})
 
@@ -125,7 +106,9 @@ async def test_pattern_5_reaches_the_users_calendar_without_any_browser_step(
         assert await vault.get("alice", env["CALENDAR_AUTH_ISSUER"]) is None
 
     bob = NoElicitation()
-    async with session(f"{crm_mcp.url}/mcp", await topology.user_token("bob"), bob) as client:
+    async with mcp_session(
+        f"{crm_mcp.url}/mcp", token=await topology.user_token("bob"), elicitation_callback=bob
+    ) as client:
         bobs = await client.call_tool("list_my_meetings", {})
     assert not bobs.is_error, text_of(bobs)
     assert "Cross-app renewal" not in text_of(bobs)  # bob's own calendar account, mapped from his IdP sub
@@ -138,7 +121,9 @@ async def test_a_refused_policy_is_a_tool_error_naming_what_to_ask_the_administr
     # The IdP's policy allows crm-mcp-agent calendar:read and calendar:write only.
     crm_mcp = cross_app_crm_mcp(start, topology, tmp_path, CALENDAR_SCOPES="calendar:read calendar:delete")
 
-    async with session(f"{crm_mcp.url}/mcp", await topology.user_token("alice"), NoElicitation()) as client:
+    async with mcp_session(
+        f"{crm_mcp.url}/mcp", token=await topology.user_token("alice"), elicitation_callback=NoElicitation()
+    ) as client:
         result = await client.call_tool("list_my_meetings", {})
 
     assert result.is_error
@@ -151,29 +136,22 @@ async def test_a_refused_policy_is_a_tool_error_naming_what_to_ask_the_administr
 async def test_a_user_the_calendar_does_not_map_gets_a_tool_error(
     topology: Topology, start: Callable[..., ServiceProcess], tmp_path: Path
 ) -> None:
-    env = topology.env
     config = tmp_path / "calendar-alice-only.toml"
     shipped = CALENDAR_AUTH_SERVER_CONFIG.read_text(encoding="utf-8")
     config.write_text(shipped.replace('subjects = { alice = "alice", bob = "bob" }', 'subjects = { alice = "alice" }'))
     assert config.read_text() != shipped
     # The calendar's authorization server again (same issuer and keys), with bob unmapped.
-    calendar_as = start(
-        "calendar-auth-server-alice-only",
-        "auth_server",
-        "AUTH_SERVER_PORT",
-        **{
-            **service_overrides("calendar-auth-server", env),
-            "AUTH_SERVER_CONFIG": str(config),
-            # Its signing keys too, so calendar-api accepts what it issues to alice.
-            "AUTH_SERVER_DATA_DIR": env["CALENDAR_AUTH_SERVER_DATA_DIR"],
-            "AUTH_SERVER_METRICS_PORT": str(free_port()),
-        },
-    )
+    # (With the calendar's signing keys, its data directory's, so calendar-api accepts what it issues to alice.)
+    calendar_as = start("calendar-auth-server-alice-only", "calendar-auth-server", AUTH_SERVER_CONFIG=str(config))
     crm_mcp = cross_app_crm_mcp(start, topology, tmp_path, CALENDAR_TOKEN_URL=f"{calendar_as.url}/token")
 
-    async with session(f"{crm_mcp.url}/mcp", await topology.user_token("bob"), NoElicitation()) as client:
+    async with mcp_session(
+        f"{crm_mcp.url}/mcp", token=await topology.user_token("bob"), elicitation_callback=NoElicitation()
+    ) as client:
         refused = await client.call_tool("list_my_meetings", {})
-    async with session(f"{crm_mcp.url}/mcp", await topology.user_token("alice"), NoElicitation()) as client:
+    async with mcp_session(
+        f"{crm_mcp.url}/mcp", token=await topology.user_token("alice"), elicitation_callback=NoElicitation()
+    ) as client:
         allowed = await client.call_tool("list_my_meetings", {})
 
     assert refused.is_error
@@ -193,7 +171,7 @@ async def test_concurrent_calls_of_one_user_share_one_id_jag(
     before = idp.logs().count("Issued ID-JAG: client=crm-mcp-agent sub=bob")
     results: list[CallToolResult] = []
 
-    async with session(f"{crm_mcp.url}/mcp", bob_token, NoElicitation()) as client:
+    async with mcp_session(f"{crm_mcp.url}/mcp", token=bob_token, elicitation_callback=NoElicitation()) as client:
 
         async def one_call() -> None:
             results.append(await client.call_tool("list_my_meetings", {}))

@@ -12,26 +12,23 @@ from __future__ import annotations
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import jwt
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
-from oauth_tokens.dpop_client import DPoPKey, DPoPOverAuth, DPoPTokenAuth
+from devkit.processes import ServiceProcess
+from devkit.sessions import mcp_session, oauth_session
+from devkit.topology import Topology, running_topology
+from oauth_tokens.dpop_client import DPoPKey, DPoPTokenAuth
 from oauth_tokens.dpop_keys import persistent_dpop_key
 from oauth_tokens.vault import StoredGrant
 
-from scripts.headless_login import user_oauth
 from tests.integration.test_patterns import call_ok
 from tests.integration.test_third_party_calendar import UserAtTheKeyboard, accounts
 from tests.support.crm_mcp_state import crm_mcp_vault
-from tests.support.processes import ServiceProcess, start_service
-from tests.support.topology import Topology, running_topology
 
 pytestmark = pytest.mark.anyio
 
@@ -61,11 +58,8 @@ def _claims(token: str) -> dict[str, Any]:
 async def test_the_sdk_client_and_crm_mcp_use_dpop_on_every_hop(dpop_topology: Topology) -> None:
     key = DPoPKey()
     url = dpop_topology.crm_mcp_url
-    provider, storage = user_oauth(url, "alice", dpop_topology.password("alice"))
-    async with (
-        httpx2.AsyncClient(auth=DPoPOverAuth(provider, key), timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http)) as alice,
-    ):
+    async with oauth_session(url, "alice", dpop_topology.password("alice"), dpop_key=key) as session:
+        alice = session.client
         customers = await call_ok(alice, "search_customers", {"query": ""})  # 3b: exchanged, DPoP-bound
         assert customers
         assert all(customer["owner"] == "alice" for customer in customers)
@@ -73,8 +67,7 @@ async def test_the_sdk_client_and_crm_mcp_use_dpop_on_every_hop(dpop_topology: T
         assert isinstance(tickets, list)
         briefing = await call_ok(alice, "customer_briefing", {"customer_id": customers[0]["id"]})
         assert not briefing["unavailable"]
-    assert storage.tokens is not None
-    user_token = storage.tokens.access_token
+    user_token = session.access_token
     assert _claims(user_token)["cnf"] == {"jkt": key.thumbprint}
     # Stolen, the same token is useless without alice's key: as Bearer, or as DPoP with another key's proof.
     async with httpx2.AsyncClient(timeout=10) as http:
@@ -103,15 +96,6 @@ async def test_a_bearer_client_is_refused_where_dpop_is_required(dpop_topology: 
     assert "resource_metadata=" in challenges[0]  # MCP clients still find the authorization server
 
 
-@asynccontextmanager
-async def dpop_session(url: str, auth: httpx2.Auth, **client_options: Any) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(auth=auth, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), **client_options) as client,
-    ):
-        yield client
-
-
 def text_of(result: Any) -> str:
     return "".join(getattr(block, "text", "") for block in result.content)
 
@@ -129,11 +113,8 @@ async def test_metadata_says_dpop_bound_tokens_are_required(dpop_topology: Topol
 @pytest.fixture
 def replica(dpop_topology: Topology, tmp_path: Path) -> Iterator[ServiceProcess]:
     """A second crm-mcp with the same settings and data directory (its vault, its DPoP key), as behind a balancer."""
-    service = start_service(
-        "crm-mcp-replica", "crm_mcp", port_variable="CRM_MCP_PORT", env=dpop_topology.env, workdir=tmp_path / "replica"
-    )
-    yield service
-    service.stop()
+    with dpop_topology.extra("crm-mcp-replica", workdir=tmp_path / "replica") as service:
+        yield service
 
 
 async def test_pattern_4s_grant_is_dpop_bound_in_the_vault_useless_without_the_key_and_shared_by_replicas(
@@ -144,10 +125,12 @@ async def test_pattern_4s_grant_is_dpop_bound_in_the_vault_useless_without_the_k
     async with crm_mcp_vault(env) as vault:
         await vault.delete("alice", issuer)
     key = DPoPKey()
-    provider, storage = user_oauth(url, "alice", dpop_topology.password("alice"))
     alice = UserAtTheKeyboard(accounts(dpop_topology, "alice"))
-    async with dpop_session(url, DPoPOverAuth(provider, key), elicitation_callback=alice) as client:
-        listed = await client.call_tool("list_my_meetings", {})  # connects: the code redeemed with a proof
+    async with oauth_session(
+        url, "alice", dpop_topology.password("alice"), dpop_key=key, elicitation_callback=alice
+    ) as session:
+        listed = await session.client.call_tool("list_my_meetings", {})  # connects: the code redeemed with a proof
+        user_token = session.access_token
     assert not listed.is_error, text_of(listed)
     assert len(alice.urls) == 1
     crm_mcp_key = persistent_dpop_key(Path(env["CRM_MCP_DATA_DIR"]) / "dpop-keys")  # as an operator could read it
@@ -189,9 +172,10 @@ async def test_pattern_4s_grant_is_dpop_bound_in_the_vault_useless_without_the_k
     # calendar auth-server that issues bound tokens only; the other replica does it, with the key they share.
     async with crm_mcp_vault(env) as vault:
         await vault.put("alice", issuer, StoredGrant(token, grant.refresh_token, time.time() + 3600, grant.scope))
-    assert storage.tokens is not None
-    user_auth = DPoPTokenAuth(key, storage.tokens.access_token)
-    async with dpop_session(replica.url + "/mcp", user_auth, elicitation_callback=UserAtTheKeyboard(None)) as client:
+    user_auth = DPoPTokenAuth(key, user_token)
+    async with mcp_session(
+        replica.url + "/mcp", auth=user_auth, elicitation_callback=UserAtTheKeyboard(None)
+    ) as client:
         again = await client.call_tool("list_my_meetings", {})
     assert not again.is_error, text_of(again)
     async with crm_mcp_vault(env) as vault:
@@ -208,11 +192,11 @@ async def test_a_nonce_from_one_crm_mcp_replica_is_good_at_the_other(
 ) -> None:
     """AUTH_DPOP_NONCE_KEYS shared: a client that learnt a nonce at one replica is not asked again by the next."""
     key = DPoPKey()
-    provider, storage = user_oauth(dpop_topology.crm_mcp_url, "alice", dpop_topology.password("alice"))
-    async with dpop_session(dpop_topology.crm_mcp_url, DPoPOverAuth(provider, key)) as client:
-        await call_ok(client, "get_weather", {"city": "Berlin"})
-    assert storage.tokens is not None
-    token = storage.tokens.access_token
+    async with oauth_session(
+        dpop_topology.crm_mcp_url, "alice", dpop_topology.password("alice"), dpop_key=key
+    ) as session:
+        await call_ok(session.client, "get_weather", {"city": "Berlin"})
+        token = session.access_token
     first, other = dpop_topology.crm_mcp_url, replica.url + "/mcp"
     async with httpx2.AsyncClient(timeout=10) as http:
         asked = await http.post(
@@ -241,21 +225,20 @@ async def test_pattern_5s_calendar_token_is_dpop_bound(dpop_topology: Topology, 
     else), and calendar-api takes nothing but a bound token with a fresh proof."""
     data_dir = tmp_path / "crm-mcp-cross-app"
     shutil.copytree(Path(dpop_topology.env["CRM_MCP_DATA_DIR"]) / "client-keys", data_dir / "client-keys")
-    env = {**dpop_topology.env, "CALENDAR_AUTH_MODE": "cross-app-access", "CRM_MCP_DATA_DIR": str(data_dir)}
-    crm_mcp = start_service(
-        "crm-mcp-cross-app", "crm_mcp", port_variable="CRM_MCP_PORT", env=env, workdir=tmp_path / "x"
-    )
-    try:
+    with dpop_topology.extra(
+        "crm-mcp-cross-app",
+        workdir=tmp_path / "x",
+        CALENDAR_AUTH_MODE="cross-app-access",
+        CRM_MCP_DATA_DIR=str(data_dir),
+    ) as crm_mcp:
         key = DPoPKey()
-        provider, storage = user_oauth(dpop_topology.crm_mcp_url, "alice", dpop_topology.password("alice"))
-        async with dpop_session(dpop_topology.crm_mcp_url, DPoPOverAuth(provider, key)) as client:
-            await call_ok(client, "get_weather", {"city": "Berlin"})
-        assert storage.tokens is not None
-        auth = DPoPTokenAuth(key, storage.tokens.access_token)
-        async with dpop_session(crm_mcp.url + "/mcp", auth, elicitation_callback=UserAtTheKeyboard(None)) as client:
+        async with oauth_session(
+            dpop_topology.crm_mcp_url, "alice", dpop_topology.password("alice"), dpop_key=key
+        ) as session:
+            await call_ok(session.client, "get_weather", {"city": "Berlin"})
+            auth = DPoPTokenAuth(key, session.access_token)
+        async with mcp_session(crm_mcp.url + "/mcp", auth=auth, elicitation_callback=UserAtTheKeyboard(None)) as client:
             listed = await client.call_tool("list_my_meetings", {})
         assert not listed.is_error, text_of(listed)
         assert "grant=jwt_bearer client=crm-mcp sub=alice" in dpop_topology.services["calendar-auth-server"].logs()
         assert "DPoP key jkt" in crm_mcp.logs()
-    finally:
-        crm_mcp.stop()

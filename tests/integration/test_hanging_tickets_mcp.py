@@ -12,15 +12,12 @@ import time
 from pathlib import Path
 
 import anyio
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.sessions import mcp_session
+from devkit.topology import Topology
 from mcp.types import TextContent
 
 from tests.support.hanging import misbehaving_server
-from tests.support.processes import start_service
-from tests.support.topology import Topology
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -38,15 +35,10 @@ async def test_five_concurrent_tool_calls_against_a_hanging_tickets_mcp_end_with
     customer_id = found.structured_content["result"][0]["id"]
 
     async with misbehaving_server() as hanging:
-        env = {**topology.env, "TICKETS_MCP_URL": f"{hanging.url}/mcp"}
-        env["CRM_MCP_DOWNSTREAM_TIMEOUT_SECONDS"] = str(DEADLINE)
-        crm_mcp = start_service("crm-mcp", "crm_mcp", port_variable="CRM_MCP_PORT", env=env, workdir=tmp_path)
+        overrides = {"TICKETS_MCP_URL": f"{hanging.url}/mcp", "CRM_MCP_DOWNSTREAM_TIMEOUT_SECONDS": str(DEADLINE)}
         errors: list[str] = []
-        try:
-            async with (
-                httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
-                Client(streamable_http_client(f"{crm_mcp.url}/mcp", http_client=http)) as client,
-            ):
+        with topology.extra("crm-mcp-hanging-tickets", workdir=tmp_path, **overrides) as crm_mcp:
+            async with mcp_session(f"{crm_mcp.url}/mcp", token=token) as client:
 
                 async def list_tickets() -> None:
                     result = await client.call_tool("list_customer_tickets", {"customer_id": customer_id})
@@ -59,8 +51,6 @@ async def test_five_concurrent_tool_calls_against_a_hanging_tickets_mcp_end_with
                         for _ in range(CALLERS):
                             group.start_soon(list_tickets)
                 took = time.monotonic() - started
-        finally:
-            crm_mcp.stop()
 
     print(f"{CALLERS} list_customer_tickets against a hanging tickets-mcp ended after {took:.2f} s")
     expected = (

@@ -13,9 +13,9 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from devkit.topology import DATA_DIR_VARIABLES, Topology, topology_env
 
 from tests.shared.tokens import claims, mint, rsa_key
-from tests.support.topology import DATA_DIR_VARIABLES, Topology, topology_env
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

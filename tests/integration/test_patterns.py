@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from devkit.topology import Topology
 from mcp import Client
 from mcp.types import CallToolResult, TextContent
-
-from tests.support.topology import Topology
 
 pytestmark = pytest.mark.anyio
 

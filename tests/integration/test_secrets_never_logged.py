@@ -4,8 +4,7 @@ last, so it also covers what the other integration tests did, but it calls every
 from __future__ import annotations
 
 import pytest
-
-from tests.support.topology import Topology
+from devkit.topology import Topology
 
 pytestmark = pytest.mark.anyio
 

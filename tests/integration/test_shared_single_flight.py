@@ -8,23 +8,20 @@ assertion's jti), never a 500; within 5 s of Redis's return it succeeds."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import anyio
 import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.local_servers import LocalServer
+from devkit.processes import free_port
+from devkit.sessions import mcp_session
+from devkit.topology import Topology, running_topology
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.local_servers import LocalServer
 from tests.integration.test_patterns import call_ok
-from tests.support.processes import ServiceProcess, free_port, start_service
 from tests.support.servers import redis_server
-from tests.support.topology import Topology, running_topology
 
 pytestmark = pytest.mark.anyio
 
@@ -43,17 +40,9 @@ def replicas(tmp_path_factory: pytest.TempPathFactory, redis: LocalServer) -> It
     workdir = tmp_path_factory.mktemp("shared-flight")
     with running_topology(workdir, crm_api_auth_mode="exchange", overrides={"REDIS_URL": redis.url}) as topology:
         port = free_port()
-        second: ServiceProcess = start_service(
-            "crm-mcp",
-            "crm_mcp",
-            port_variable="CRM_MCP_PORT",
-            port=port,
-            # The same data directory (its client keys, as replicas share them) and resource; its own port.
-            env={**topology.env, "CRM_MCP_ALLOWED_HOSTS": f"127.0.0.1:{port}"},
-            workdir=Path(workdir) / "crm-mcp-2",
-        )
-        topology.services["crm-mcp-2"] = second
-        yield topology, [topology.crm_mcp_url, f"http://127.0.0.1:{port}/mcp"]
+        # The same data directory (its client keys, as replicas share them) and resource; its own port.
+        with topology.extra("crm-mcp-2", port=port, CRM_MCP_ALLOWED_HOSTS=f"127.0.0.1:{port}"):
+            yield topology, [topology.crm_mcp_url, f"http://127.0.0.1:{port}/mcp"]
 
 
 def _issued(topology: Topology, grant: str) -> float:
@@ -71,20 +60,11 @@ def _issued(topology: Topology, grant: str) -> float:
     return 0.0
 
 
-@asynccontextmanager
-async def _session(url: str, token: str) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        yield client
-
-
 async def _briefings(urls: list[str], tokens: dict[str, str], customers: dict[str, str]) -> list[Any]:
     results: list[Any] = []
 
     async def one_session(url: str, user: str) -> None:
-        async with _session(url, tokens[user]) as client, anyio.create_task_group() as calls:
+        async with mcp_session(url, token=tokens[user]) as client, anyio.create_task_group() as calls:
             for _ in range(CALLS_PER_SESSION):
 
                 async def call() -> None:
@@ -102,7 +82,7 @@ async def _briefings(urls: list[str], tokens: dict[str, str], customers: dict[st
 async def _customers(url: str, tokens: dict[str, str]) -> dict[str, str]:
     customers = {}
     for user in USERS:
-        async with _session(url, tokens[user]) as client:
+        async with mcp_session(url, token=tokens[user]) as client:
             customers[user] = (await call_ok(client, "search_customers", {"query": ""}))[0]["id"]
     return customers
 
@@ -127,7 +107,7 @@ async def test_many_briefings_over_two_replicas_make_one_token_request_and_one_e
     redis.stop()
     try:
         during = await _briefings(urls, tokens, customers)
-        async with _session(urls[0], fresh) as client:
+        async with mcp_session(urls[0], token=fresh) as client:
             refused = await client.call_tool("customer_briefing", {"customer_id": customers["alice"]})
     finally:
         redis.start()
@@ -135,12 +115,13 @@ async def test_many_briefings_over_two_replicas_make_one_token_request_and_one_e
     assert all(result["unavailable"] == {} for result in during)
     assert refused.is_error
     assert "temporarily_unavailable" in str(refused.content)
-    async with _session(urls[1], fresh) as client:
+    async with mcp_session(urls[1], token=fresh) as client:
         while (result := await client.call_tool("customer_briefing", {"customer_id": customers["alice"]})).is_error:
             assert time.monotonic() - returned_at < 5, "not recovered within 5 s of Redis's return"
             await anyio.sleep(0.2)
     assert result.structured_content is not None
+    processes = {**topology.services, **topology.extras}
     for name in ("auth-server", "crm-mcp", "crm-mcp-2"):
-        logs = topology.services[name].logs()
+        logs = processes[name].logs()
         assert "redis://" not in logs
         assert " 500" not in logs

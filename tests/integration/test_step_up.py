@@ -9,18 +9,15 @@ the 403: the test only sees that the note was added, with a wider token.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 
 import httpx2
 import jwt
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.sessions import OAuthSession, oauth_session
+from devkit.topology import Topology
 
-from scripts.headless_login import MemoryTokenStorage, user_oauth
 from tests.integration.test_patterns import call_ok
-from tests.support.topology import Topology
 
 pytestmark = pytest.mark.anyio
 
@@ -35,47 +32,38 @@ def challenge_params(response: httpx2.Response) -> dict[str, str]:
     return dict(re.findall(r'(\w+)="([^"]*)"', response.headers["www-authenticate"]))
 
 
-@asynccontextmanager
-async def alice_with_crm_read_only(topology: Topology) -> AsyncIterator[tuple[Client, MemoryTokenStorage]]:
+def alice_with_crm_read_only(topology: Topology) -> AbstractAsyncContextManager[OAuthSession]:
     """alice's SDK client session, logged in through the real pages having consented to crm:read only."""
-    url = topology.crm_mcp_url
-    provider, storage = user_oauth(url, "alice", topology.password("alice"), scope="crm:read")
-    async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http)) as alice,
-    ):
-        yield alice, storage
+    return oauth_session(topology.crm_mcp_url, "alice", topology.password("alice"), scope="crm:read")
 
 
 async def test_the_sdk_client_steps_up_to_add_a_note(topology: Topology) -> None:
-    async with alice_with_crm_read_only(topology) as (alice, storage):
-        customer = (await call_ok(alice, "search_customers", {"query": ""}))[0]
-        assert storage.tokens is not None
-        first_token = storage.tokens.access_token
+    async with alice_with_crm_read_only(topology) as alice:
+        customer = (await call_ok(alice.client, "search_customers", {"query": ""}))[0]
+        first_token = alice.access_token
         assert scopes_of(first_token) == {"crm:read"}
 
-        noted = await call_ok(alice, "add_customer_note", {"customer_id": customer["id"], "note": "Stepped up"})
+        noted = await call_ok(alice.client, "add_customer_note", {"customer_id": customer["id"], "note": "Stepped up"})
         # The earlier grant is kept (SEP-2350 union), so the read tools keep working.
-        again = await call_ok(alice, "get_customer", {"customer_id": customer["id"]})
+        again = await call_ok(alice.client, "get_customer", {"customer_id": customer["id"]})
 
-    assert storage.tokens.access_token != first_token
-    assert scopes_of(storage.tokens.access_token) >= {"crm:read", "crm:write"}
+    assert alice.access_token != first_token
+    assert scopes_of(alice.access_token) >= {"crm:read", "crm:write"}
     assert any(note["text"] == "Stepped up" for note in noted["notes"])
     assert any(note["text"] == "Stepped up" for note in again["notes"])
 
 
 async def test_a_read_only_token_gets_403_naming_crm_write_before_the_tool_runs(topology: Topology) -> None:
     url = topology.crm_mcp_url
-    async with alice_with_crm_read_only(topology) as (alice, storage):
-        customer = (await call_ok(alice, "search_customers", {"query": ""}))[0]
-    assert storage.tokens is not None
+    async with alice_with_crm_read_only(topology) as alice:
+        customer = (await call_ok(alice.client, "search_customers", {"query": ""}))[0]
     call = {
         "jsonrpc": "2.0",
         "id": 7,
         "method": "tools/call",
         "params": {"name": "add_customer_note", "arguments": {"customer_id": customer["id"], "note": "Never"}},
     }
-    headers = {**MCP_HEADERS, "Authorization": f"Bearer {storage.tokens.access_token}"}
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {alice.access_token}"}
     async with httpx2.AsyncClient(timeout=10) as http:
         refused = await http.post(url, json=call, headers=headers)
         anonymous = await http.post(url, json=call, headers=MCP_HEADERS)

@@ -14,12 +14,12 @@ from collections.abc import Callable
 import anyio
 import httpx2
 import pytest
+from devkit.topology import Topology
 from oauth_tokens.trace_file import SpanRecord, read_spans
 from prometheus_client.parser import text_string_to_metric_families
 
 from scripts.trace import main as make_trace
 from scripts.trace import pick_trace
-from tests.support.topology import Topology
 
 pytestmark = pytest.mark.anyio
 

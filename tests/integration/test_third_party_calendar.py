@@ -8,10 +8,11 @@ up or inspects state directly (the vault file, a reference's expiry), it says so
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,8 +21,9 @@ import anyio
 import httpx2
 import pytest
 from crm_mcp.third_party_calendar.connect_requests import CONNECT_REQUESTS
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.headless_login import HeadlessBrowser, open_in_browser
+from devkit.processes import ServiceProcess
+from devkit.sessions import mcp_session
 from mcp.shared.exceptions import MCPError
 from mcp.types import (
     CallToolResult,
@@ -34,10 +36,8 @@ from oauth_tokens.token_endpoint import TokenEndpoint
 from oauth_tokens.vault import TokenVault
 from sqlalchemy import update
 
-from scripts.headless_login import HeadlessBrowser, open_in_browser
 from tests.integration.conftest import Topology
 from tests.support.crm_mcp_state import crm_mcp_vault
-from tests.support.processes import ServiceProcess, start_service
 
 pytestmark = pytest.mark.anyio
 
@@ -278,38 +278,26 @@ async def test_a_2025_11_25_client_is_told_when_the_connection_is_complete(topol
 
 
 @pytest.fixture
-def replica(topology: Topology, tmp_path: Path) -> Iterator[Any]:
+def replica(topology: Topology, tmp_path: Path) -> Iterator[Callable[..., ServiceProcess]]:
     """Start more crm-mcp processes with the same settings (data dir, keys), as replicas behind a balancer."""
-    started: list[ServiceProcess] = []
+    with ExitStack() as started:
+        names = (f"crm-mcp-replica-{index}" for index in itertools.count())
 
-    def start(**overrides: str) -> ServiceProcess:
-        name = f"crm-mcp-replica-{len(started)}"
-        service = start_service(
-            name, "crm_mcp", port_variable="CRM_MCP_PORT", env={**topology.env, **overrides}, workdir=tmp_path / name
-        )
-        started.append(service)
-        return service
+        def start(**overrides: str) -> ServiceProcess:
+            name = next(names)
+            return started.enter_context(topology.extra(name, workdir=tmp_path / name, **overrides))
 
-    yield start
-    for service in started:
-        service.stop()
-
-
-@asynccontextmanager
-async def bearer_session(url: str, token: str, **client_options: Any) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http), **client_options) as client,
-    ):
-        yield client
+        yield start
 
 
 @pytest.mark.usefixtures("disconnected")
-async def test_two_replicas_start_and_finish_one_flow(topology: Topology, replica: Any) -> None:
+async def test_two_replicas_start_and_finish_one_flow(
+    topology: Topology, replica: Callable[..., ServiceProcess]
+) -> None:
     """The tool call and the connect link are served by one replica; the sign-in, consent and retry by the other."""
     other = replica()
     token = await topology.user_token("alice")
-    async with bearer_session(other.url + "/mcp", token, elicitation_callback=UserAtTheKeyboard(None)) as client:
+    async with mcp_session(other.url + "/mcp", token=token, elicitation_callback=UserAtTheKeyboard(None)) as client:
         first = await client.session.call_tool("list_my_meetings", {}, allow_input_required=True)
     assert isinstance(first, InputRequiredResult)
     assert first.input_requests is not None
@@ -321,7 +309,7 @@ async def test_two_replicas_start_and_finish_one_flow(topology: Topology, replic
     page = await open_in_browser(on_other, accounts(topology, "alice"))  # redirects back to the public URL
     assert page.status_code == 200, page.text
 
-    async with bearer_session(topology.crm_mcp_url, token, elicitation_callback=UserAtTheKeyboard(None)) as client:
+    async with mcp_session(topology.crm_mcp_url, token=token, elicitation_callback=UserAtTheKeyboard(None)) as client:
         retried = await client.session.call_tool(
             "list_my_meetings",
             {},
@@ -335,7 +323,7 @@ async def test_two_replicas_start_and_finish_one_flow(topology: Topology, replic
 
 @pytest.mark.usefixtures("disconnected")
 async def test_refresh_rotates_the_stored_grant_and_a_refused_refresh_asks_again(
-    topology: Topology, vault: TokenVault, replica: Any
+    topology: Topology, vault: TokenVault, replica: Callable[..., ServiceProcess]
 ) -> None:
     issuer = topology.env["CALENDAR_AUTH_ISSUER"]
     eager = replica(CRM_MCP_CALENDAR_REFRESH_MARGIN_SECONDS="100000")  # refreshes on every call
@@ -343,7 +331,7 @@ async def test_refresh_rotates_the_stored_grant_and_a_refused_refresh_asks_again
     before = await vault.get("alice", issuer)
     assert before is not None
     token = await topology.user_token("alice")
-    async with bearer_session(eager.url + "/mcp", token, elicitation_callback=UserAtTheKeyboard(None)) as client:
+    async with mcp_session(eager.url + "/mcp", token=token, elicitation_callback=UserAtTheKeyboard(None)) as client:
         for _ in range(2):  # the second refresh redeems the rotated token: a replay would revoke the grant
             result = await client.call_tool("list_my_meetings", {})
             assert not result.is_error, text_of(result)

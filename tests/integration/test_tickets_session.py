@@ -6,11 +6,11 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
-from crm_mcp.client_credentials_tickets import TicketsMcpClient
 from crm_mcp.downstream import DownstreamError
+from crm_mcp.tickets_mcp_client import TicketsMcpClient
+from devkit.topology import Topology
 
 from tests.support.tickets_client import running_tickets_client
-from tests.support.topology import Topology
 
 pytestmark = pytest.mark.anyio
 

@@ -6,19 +6,16 @@ their own settings next to the topology's (same resource, so alice's token for c
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 
-import httpx2
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.processes import ServiceProcess, free_port
+from devkit.sessions import mcp_session
+from devkit.topology import Topology
 from oauth_tokens import ClientCredentialsAuth, TokenEndpointError
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 
 from tests.integration.test_patterns import call_error, call_ok
-from tests.support.processes import ServiceProcess, free_port, start_service
-from tests.support.topology import Topology
 
 pytestmark = pytest.mark.anyio
 
@@ -26,31 +23,15 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture(scope="module")
 def crm_mcp_discovering(topology: Topology) -> Iterator[ServiceProcess]:
     """A crm-mcp configured with only tickets-mcp's URL and its client id and secret."""
-    service = start_service(
-        "crm-mcp-discovering",
-        "crm_mcp",
-        port_variable="CRM_MCP_PORT",
-        env={**topology.env, "AUTH_TOKEN_URL": ""},
-        workdir=topology.workdir / "crm-mcp-discovering",
-    )
-    yield service
-    service.stop()
-
-
-@asynccontextmanager
-async def session_at(url: str, token: str) -> AsyncIterator[Client]:
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        yield client
+    with topology.extra("crm-mcp-discovering", AUTH_TOKEN_URL="") as service:
+        yield service
 
 
 async def test_crm_mcp_discovers_the_token_endpoint_from_tickets_mcp(
     topology: Topology, crm_mcp_discovering: ServiceProcess
 ) -> None:
     token = await topology.user_token("alice")
-    async with session_at(crm_mcp_discovering.url + "/mcp", token) as alice:
+    async with mcp_session(crm_mcp_discovering.url + "/mcp", token=token) as alice:
         customer = (await call_ok(alice, "search_customers", {"query": ""}))[0]
         tickets = await call_ok(alice, "list_customer_tickets", {"customer_id": customer["id"]})
     assert all(ticket["customer_id"] == customer["id"] for ticket in tickets)
@@ -61,19 +42,15 @@ async def test_discovery_failure_is_a_clear_tool_error(
     topology: Topology, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     nothing_there = f"http://127.0.0.1:{free_port()}/mcp"
-    service = start_service(
+    token = await topology.user_token("alice")
+    with topology.extra(
         "crm-mcp-lost",
-        "crm_mcp",
-        port_variable="CRM_MCP_PORT",
-        env={**topology.env, "AUTH_TOKEN_URL": "", "TICKETS_MCP_URL": nothing_there},
         workdir=tmp_path_factory.mktemp("crm-mcp-lost"),
-    )
-    try:
-        token = await topology.user_token("alice")
-        async with session_at(service.url + "/mcp", token) as alice:
+        AUTH_TOKEN_URL="",
+        TICKETS_MCP_URL=nothing_there,
+    ) as service:
+        async with mcp_session(service.url + "/mcp", token=token) as alice:
             error = await call_error(alice, "list_customer_tickets", {"customer_id": "cus_001"})
-    finally:
-        service.stop()
     assert error.endswith(
         "crm-mcp could not get a token for tickets-mcp: its authorization server could not be discovered "
         "(the resource is unreachable (ConnectError))."

@@ -15,12 +15,13 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from devkit.processes import free_port
+from devkit.services import SERVICES_BY_NAME
+from devkit.topology import Topology
 from oauth_tokens import AccessTokenValidator, TokenExchange, ValidatorConfig
 
 from scripts.demo import run_demo
 from tests.integration.test_patterns import call_error, call_ok
-from tests.support.processes import free_port
-from tests.support.topology import SERVICES, Topology
 
 pytestmark = pytest.mark.anyio
 
@@ -167,7 +168,7 @@ def _restart_auth_server(topology: Topology, while_stopped: Callable[[], object]
 def test_a_bad_mode_stops_start_up_naming_the_variable(
     topology: Topology, tmp_path: Path, service: str, overrides: dict[str, str], named: str
 ) -> None:
-    module, port_variable = SERVICES[service]
+    module, port_variable = SERVICES_BY_NAME[service].module, SERVICES_BY_NAME[service].port_variable
     completed = subprocess.run(
         [sys.executable, "-m", module],
         cwd=tmp_path,

@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from devkit.processes import ServiceProcess, free_port
+from devkit.services import SERVICES
+from devkit.topology import DATA_DIR_VARIABLES, Topology, topology_env
 from dotenv import dotenv_values
 
 from tests.docs.markdown import ROOT
 from tests.support.node import node_tool, npm_ci
-from tests.support.processes import ServiceProcess, free_port, start_service
-from tests.support.topology import DATA_DIR_VARIABLES, SERVICES, Topology, topology_env
 
 PROVIDER_DIR = ROOT / "tests" / "interop" / "oidc_provider"
 PROFILE = ROOT / ".env.oidc-provider.example"
@@ -114,25 +115,19 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
     )
     try:
         provider.start(health_path="/.well-known/oauth-authorization-server")
-        for name in SERVICES:
-            if name != "auth-server":
-                topology.start(name)
-        exchange_crm_mcp = start_service(
-            "crm-mcp-exchange",
-            "crm_mcp",
-            port_variable="CRM_MCP_PORT",
-            port=exchange_port,
-            env={**env, "CRM_MCP_RESOURCE": exchange_resource, "CRM_API_AUTH_MODE": "exchange"},
-            workdir=workdir / "crm-mcp-exchange",
-        )
-        topology.services["crm-mcp-exchange"] = exchange_crm_mcp
-        yield Interop(
-            topology=topology,
-            provider=provider,
-            issuer=issuer,
-            probe_secret=probe_secret,
-            exchange_crm_mcp_url=exchange_resource,
-        )
+        for each in SERVICES:
+            if each.name != "auth-server":
+                topology.start(each.name)
+        with topology.extra(
+            "crm-mcp-exchange", port=exchange_port, CRM_MCP_RESOURCE=exchange_resource, CRM_API_AUTH_MODE="exchange"
+        ):
+            yield Interop(
+                topology=topology,
+                provider=provider,
+                issuer=issuer,
+                probe_secret=probe_secret,
+                exchange_crm_mcp_url=exchange_resource,
+            )
     finally:
         for service in topology.services.values():
             service.stop()

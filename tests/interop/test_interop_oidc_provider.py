@@ -19,10 +19,8 @@ import anyio
 import httpx2
 import jwt
 import pytest
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
+from devkit.sessions import mcp_session, oauth_session
 
-from scripts.headless_login import user_oauth
 from tests.interop.conftest import EXPIRING_CLIENT, Interop
 from tests.shared.tokens import claims, mint, rsa_key
 
@@ -76,10 +74,7 @@ async def test_pattern_2_client_credentials_token_for_tickets_mcp(interop: Inter
     oidc-provider's token endpoint for tickets-mcp's resource, and tickets-mcp accepts it."""
     topology = interop.topology
     auth = topology.tickets_auth()
-    async with (
-        httpx2.AsyncClient(auth=auth, timeout=10) as http,
-        Client(streamable_http_client(topology.env["TICKETS_MCP_URL"], http_client=http)) as client,
-    ):
+    async with mcp_session(topology.env["TICKETS_MCP_URL"], auth=auth, http_timeout=10) as client:
         result = await client.call_tool("list_tickets", {"customer_id": "cus_001"})
     assert not result.is_error, result.content
     assert result.structured_content is not None
@@ -213,16 +208,13 @@ async def test_step_up_through_oidc_provider(interop: Interop) -> None:
     """alice consents to crm:read only; add_customer_note gets crm-mcp's 403 insufficient_scope, and the SDK
     client goes back to oidc-provider for more scope, then retries (no 403 handling in this test)."""
     url = interop.exchange_crm_mcp_url
-    provider, storage = user_oauth(url, "alice", interop.topology.password("alice"), scope="crm:read")
-    async with (
-        httpx2.AsyncClient(auth=provider, timeout=30) as http,
-        Client(streamable_http_client(url, http_client=http)) as client,
-    ):
-        read = await client.call_tool("get_customer", {"customer_id": "cus_003"})
-        assert storage.tokens is not None
-        _, before = _token_parts(storage.tokens.access_token)
-        noted = await client.call_tool("add_customer_note", {"customer_id": "cus_003", "note": "interop: step-up"})
-        _, after = _token_parts(storage.tokens.access_token)
+    async with oauth_session(url, "alice", interop.topology.password("alice"), scope="crm:read") as alice:
+        read = await alice.client.call_tool("get_customer", {"customer_id": "cus_003"})
+        _, before = _token_parts(alice.access_token)
+        noted = await alice.client.call_tool(
+            "add_customer_note", {"customer_id": "cus_003", "note": "interop: step-up"}
+        )
+        _, after = _token_parts(alice.access_token)
     assert not read.is_error, read.content
     assert before["scope"] == "crm:read"
     assert not noted.is_error, noted.content

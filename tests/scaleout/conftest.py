@@ -1,7 +1,7 @@
 """One scaled topology for the whole scale-out suite: PostgreSQL, Redis, HAProxy and every service's replicas.
 
-Started once (~17 processes on a 2-core CI machine) on free ports by tests.support.scaled, on
-scripts.scaled_topology's layout: 3 crm-mcp replicas, 2 of everything else. Tests that break something
+Started once (~17 processes on a 2-core CI machine) on free ports by devkit.scaled, on
+devkit.scaled_layout's layout: 3 crm-mcp replicas, 2 of everything else. Tests that break something
 (a SIGKILLed replica, PostgreSQL or Redis stopped, crm-mcp in another mode) put it back before they end,
 so the order of the modules does not matter. Outside CI a missing PostgreSQL, Redis or HAProxy skips the
 suite with the command that installs it; in CI (CI set, as root) they are installed, and a failed
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 from auth_server.config import default_config_text
+from devkit.scaled import ScaledTopology, running_scaled_topology
 
-from tests.support.scaled import ScaledTopology, running_scaled_topology
+from tests.support.servers import servers_for_tests
 
 LOCKOUT_AFTER = 4
 
@@ -51,5 +52,5 @@ def scaled(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScaledTopology]
         "AUTH_SERVER_CONFIG": str(scaled_auth_server_config(workdir)),
         "SCALEOUT_CAROL_PASSWORD": secrets.token_urlsafe(16),
     }
-    with running_scaled_topology(workdir, replicas=3, overrides=overrides) as topology:
+    with running_scaled_topology(workdir, replicas=3, overrides=overrides, servers=servers_for_tests()) as topology:
         yield topology

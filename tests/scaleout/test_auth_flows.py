@@ -14,9 +14,8 @@ import secrets
 from urllib.parse import parse_qs, urlencode, urljoin, urlparse
 
 import httpx2
-
-from scripts.headless_login import parse_forms
-from tests.support.scaled import SERVED_BY, ScaledTopology
+from devkit.headless_login import parse_forms
+from devkit.scaled import SERVED_BY, ScaledTopology
 
 REDIRECT_URI = "http://127.0.0.1:3030/callback"
 

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import anyio
 import pytest
+from devkit.scaled import ScaledTopology
 
 from scripts.demo import run_demo
 from tests.docs.markdown import ROOT, blocks
 from tests.docs.test_commands import NOT_RUN, SCALED, commands_in, make_targets_of
-from tests.support.scaled import ScaledTopology
 
 PAGE = ROOT / "docs" / "scale-out.md"
 PORTS = {8001: "CRM_MCP_PORT", 8404: "HAPROXY_STATS_PORT"}

@@ -13,10 +13,10 @@ from collections import Counter
 from urllib.parse import urlencode, urljoin
 
 import httpx2
+from devkit.headless_login import parse_forms
+from devkit.scaled import SERVED_BY, ScaledTopology
 
-from scripts.headless_login import parse_forms
 from tests.scaleout.conftest import LOCKOUT_AFTER
-from tests.support.scaled import SERVED_BY, ScaledTopology
 
 
 def test_weather_api_allows_60_per_minute_in_total_over_its_replicas(scaled: ScaledTopology) -> None:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import itertools
 
 import httpx2
-
-from tests.support.scaled import SERVED_BY, ScaledTopology
+from devkit.scaled import SERVED_BY, ScaledTopology
 
 
 def test_consecutive_requests_land_on_different_replicas_of_every_service(scaled: ScaledTopology) -> None:

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field
 import anyio
 import httpx2
 import pytest
-
-from scripts.bench.clients import bearer_session
-from tests.support.scaled import ScaledTopology
+from devkit.scaled import ScaledTopology
+from devkit.sessions import mcp_session
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +42,7 @@ async def note_writer(scaled: ScaledTopology, token: str, outcomes: Outcomes, un
         note = f"load {uuid.uuid4().hex}"
         started = time.monotonic()
         try:
-            async with bearer_session(scaled.crm_mcp_url, token) as session:
+            async with mcp_session(scaled.crm_mcp_url, token=token) as session:
                 result = await session.call_tool("add_customer_note", {"customer_id": CUSTOMER, "note": note})
                 if result.is_error:
                     outcomes.failed.append((started, str(result.content)))
@@ -85,7 +84,7 @@ async def test_sigkill_of_a_crm_mcp_and_an_auth_server_replica_under_load(scaled
             await anyio.to_thread.run_sync(scaled.kill, "auth-server-2")
         status = scaled.backend_status()
         stored = await customer_notes(scaled, token)
-        async with bearer_session(scaled.crm_mcp_url, token) as later:
+        async with mcp_session(scaled.crm_mcp_url, token=token) as later:
             for _ in range(6):
                 result = await later.call_tool("add_customer_note", {"customer_id": CUSTOMER, "note": "after"})
                 assert not result.is_error, result.content
@@ -166,7 +165,7 @@ async def _recovers(scaled: ScaledTopology, token: str) -> float:
     await anyio.to_thread.run_sync(
         lambda: scaled.wait_all_up(timeout=max(0.1, RECOVERY_SECONDS - (time.monotonic() - back)))
     )
-    async with bearer_session(scaled.crm_mcp_url, token) as session:
+    async with mcp_session(scaled.crm_mcp_url, token=token) as session:
         result = await session.call_tool("customer_briefing", {"customer_id": CUSTOMER})
     assert not result.is_error, result.content
     return time.monotonic() - back

@@ -13,11 +13,11 @@ import uuid
 from typing import Any
 
 import pytest
+from devkit.scaled import ScaledTopology
 from mcp import Client
 
 from tests.integration.test_patterns import call_ok
 from tests.integration.test_third_party_calendar import UserAtTheKeyboard, accounts, meeting_args, text_of
-from tests.support.scaled import ScaledTopology
 
 pytestmark = pytest.mark.anyio
 

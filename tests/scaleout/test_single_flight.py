@@ -17,13 +17,13 @@ from typing import Any
 
 import anyio
 import pytest
+from devkit.scaled import ScaledTopology
+from devkit.sessions import mcp_session
 from mcp import Client
 
-from scripts.bench.clients import bearer_session
 from scripts.bench.replicas import bench_replicas
 from tests.integration.test_patterns import call_ok
 from tests.scaleout.test_patterns import mcp_requests
-from tests.support.scaled import ScaledTopology
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +46,7 @@ async def test_pattern_3b_each_user_sees_only_their_customers_through_an_exchang
 ) -> None:
     exchanges = exchange_mode.token_requests(TOKEN_EXCHANGE)
     alice = await exchange_mode.user_token("alice")
-    async with bearer_session(exchange_mode.crm_mcp_url, alice) as session:
+    async with mcp_session(exchange_mode.crm_mcp_url, token=alice) as session:
         customers = await call_ok(session, "search_customers", {"query": ""})
     assert customers
     assert {c["owner"] for c in customers} == {"alice"}
@@ -60,8 +60,8 @@ async def _briefings(url: str, tokens: dict[str, str], customer_ids: dict[str, s
         results.append(await session.call_tool("customer_briefing", {"customer_id": customer_id}))
 
     async with (
-        bearer_session(url, tokens["alice"]) as alice,
-        bearer_session(url, tokens["bob"]) as bob,
+        mcp_session(url, token=tokens["alice"]) as alice,
+        mcp_session(url, token=tokens["bob"]) as bob,
         anyio.create_task_group() as group,
     ):
         for index in range(CALLS):
@@ -78,7 +78,7 @@ async def test_100_concurrent_briefings_over_3_replicas_one_token_request_and_on
     exchanges = exchange_mode.token_requests(TOKEN_EXCHANGE)
     customer_ids = {}
     for user, token in tokens.items():
-        async with bearer_session(exchange_mode.crm_mcp_url, token) as session:
+        async with mcp_session(exchange_mode.crm_mcp_url, token=token) as session:
             customer_ids[user] = (await call_ok(session, "search_customers", {"query": ""}))[0]["id"]
     before = mcp_requests(exchange_mode)
 

@@ -1,4 +1,5 @@
-"""scripts.scaled_topology's plan, Procfile and HAProxy configuration (no process started; tests/scaleout runs them)."""
+"""The scaled topology's plan and HAProxy configuration (devkit.scaled_layout) and its Procfile
+(scripts.scaled_topology) (no process started; tests/scaleout runs them)."""
 
 from __future__ import annotations
 
@@ -7,15 +8,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-from scripts.scaled_topology import (
+from devkit.scaled_layout import (
     DATABASES,
     haproxy_config,
     plan,
-    procfile,
     replica_counts,
     resolve,
 )
+
+from scripts.scaled_topology import procfile
 
 ENV = {"CRM_MCP_PORT": "8001", "CRM_MCP_METRICS_PORT": "9401", "AUTH_SERVER_PORT": "9000"}
 

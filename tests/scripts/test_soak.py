@@ -10,8 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devkit.services import SERVICES
+
 from scripts.soak import CRM_MCP_GROWTH_BOUND_MIB, MIB, crm_mcp_growth
-from tests.support.topology import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS = (
@@ -50,7 +51,7 @@ def test_a_short_soak_calls_every_tool_without_errors_and_reports_memory() -> No
         assert int(row.group(1)) > 0
     assert re.search(r"^errors: 0$", output, re.MULTILINE)
     for service in SERVICES:
-        assert re.search(rf"^{service}\s+[\d.]+\s+[\d.]+\s+[+-][\d.]+$", output, re.MULTILINE), service
+        assert re.search(rf"^{service.name}\s+[\d.]+\s+[\d.]+\s+[+-][\d.]+$", output, re.MULTILINE), service
     assert re.search(r"^crm-mcp RSS growth [+-][\d.]+ MiB, bound 10 MiB: met$", output, re.MULTILINE)
 
 

@@ -9,8 +9,7 @@ import sys
 from pathlib import Path
 
 import httpx2
-
-from tests.support.processes import free_port
+from devkit.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PORT_VARIABLES = ("AUTH_SERVER_PORT", "CRM_MCP_PORT", "TICKETS_MCP_PORT", "CRM_API_PORT", "WEATHER_API_PORT")

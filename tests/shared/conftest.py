@@ -7,11 +7,11 @@ from dataclasses import dataclass
 
 import httpx2
 import pytest
+from devkit.clock import ManualClock
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
 
 from tests.shared.loopback import LoopbackAuthServer
 from tests.shared.tokens import AUDIENCE, SigningKeyPair, ec_key, rsa_key
-from tests.support.clock import ManualClock
 
 
 @dataclass(frozen=True)

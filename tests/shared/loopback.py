@@ -15,12 +15,11 @@ from typing import Any, Self
 
 import anyio
 import uvicorn
+from devkit.processes import free_port
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
-
-from tests.support.processes import free_port
 
 
 @dataclass

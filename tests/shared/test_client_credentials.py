@@ -11,12 +11,12 @@ import anyio
 import httpx2
 import pytest
 from authlib.oauth2.rfc6749.util import extract_basic_authorization  # type: ignore[import-untyped]
+from devkit.clock import ManualClock
+from devkit.processes import free_port
 from oauth_tokens import ClientCredentialsAuth, TokenCache, TokenEndpointError
 from oauth_tokens.errors import DeadlineExceededError
 
 from tests.shared.loopback import LoopbackAuthServer
-from tests.support.clock import ManualClock
-from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from devkit.clock import ManualClock
 from oauth_tokens.dpop import (
     DPoPNonceRequiredError,
     DPoPNonces,
@@ -17,8 +18,6 @@ from oauth_tokens.dpop_client import DPoPKey
 from oauth_tokens.errors import SettingsError
 from oauth_tokens.replay_cache import ReplayCacheFull
 from oauth_tokens.settings import DPoPSettings, load_settings
-
-from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.anyio
 

@@ -7,6 +7,7 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
+from devkit.clock import ManualClock
 from oauth_tokens import AccessTokenValidator, KeySourceUnavailableError, SigningKeyUnavailableError, ValidatorConfig
 from oauth_tokens.jwks import JWKSCache
 
@@ -221,17 +222,17 @@ async def test_after_a_failed_fetch_the_keys_are_retried_within_seconds_not_the_
 
 
 async def test_failed_fetches_back_off_up_to_a_bound(auth_server: LoopbackAuthServer) -> None:
-    now = [1000.0]
+    clock = ManualClock(1000.0)
     auth_server.state.jwks_down = True
     async with httpx2.AsyncClient() as client:
-        cache = JWKSCache(f"{auth_server.url}/jwks", client, allowed_algorithms=("RS256",), clock=lambda: now[0])
+        cache = JWKSCache(f"{auth_server.url}/jwks", client, allowed_algorithms=("RS256",), clock=clock)
         waits = []
         for _ in range(5):
             with pytest.raises(KeySourceUnavailableError) as refused:
                 await cache.get_signing_key("rsa-1")
             assert refused.value.retry_after_seconds is not None
             waits.append(refused.value.retry_after_seconds)
-            now[0] += refused.value.retry_after_seconds
+            clock.now += refused.value.retry_after_seconds
     assert waits == [1, 2, 4, 4, 4]
     assert cache.fetch_count == 5
 

@@ -10,6 +10,7 @@ import anyio
 import httpx2
 import pytest
 import uvicorn
+from devkit.processes import free_port
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.auth.middleware.auth_context import auth_context_var
@@ -26,7 +27,6 @@ from starlette.requests import Request
 from tests.shared.conftest import Keys
 from tests.shared.loopback import LoopbackAuthServer
 from tests.shared.tokens import AUDIENCE, claims, mint
-from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
 

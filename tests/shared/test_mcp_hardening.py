@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import anyio
 import httpx2
 import pytest
+from devkit.processes import free_port
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
 from oauth_tokens.host_check import allowed, install_strict_host_check
@@ -20,7 +21,6 @@ from tests.shared.conftest import Keys
 from tests.shared.loopback import LoopbackAuthServer
 from tests.shared.test_mcp_adapter import _serve
 from tests.shared.tokens import claims, mint
-from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -10,6 +10,7 @@ from contextlib import AsyncExitStack
 
 import httpx2
 import pytest
+from devkit.processes import free_port
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator, ValidatorConfig
 from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth, transport_security
@@ -21,7 +22,6 @@ from tests.shared.loopback import LoopbackAuthServer
 from tests.shared.test_mcp_adapter import _serve
 from tests.shared.test_mcp_hardening import INITIALIZE, MCP_HEADERS
 from tests.shared.tokens import claims, mint
-from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
 

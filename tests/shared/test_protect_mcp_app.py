@@ -14,8 +14,8 @@ from typing import Any
 
 import httpx2
 import pytest
-from mcp import ClientSession
-from mcp.client.streamable_http import streamable_http_client
+from devkit.processes import free_port
+from devkit.sessions import mcp_session
 from mcp.server.auth.middleware.auth_context import auth_context_var
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken
@@ -31,7 +31,6 @@ from oauth_tokens.settings import DPoPSettings
 from tests.shared.conftest import Keys
 from tests.shared.test_mcp_adapter import _serve
 from tests.shared.tokens import claims, mint
-from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -87,13 +86,8 @@ async def test_one_declaration_feeds_tools_list_metadata_and_the_step_up(
 ) -> None:
     url, server = protected
     reader = token_for(keys, issuer, url, "demo:read")
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {reader}"}, timeout=10.0) as client,
-        streamable_http_client(url, http_client=client) as (read_stream, write_stream),
-        ClientSession(read_stream, write_stream) as session,
-    ):
-        await session.initialize()
-        listed = {tool.name: tool for tool in (await session.list_tools()).tools}
+    async with mcp_session(url, token=reader, http_timeout=10.0, mode="legacy") as client:
+        listed = {tool.name: tool for tool in (await client.session.list_tools()).tools}
     assert (listed["write_thing"].meta or {})[SCOPES_META_KEY] == [WRITE]
     assert listed["write_thing"].description == f"Write the thing.\n\nRequires scope {WRITE}."
     assert declared_scopes(server) == ("demo:read", WRITE)

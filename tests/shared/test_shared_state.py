@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from devkit.local_servers import LocalServer
 from oauth_tokens.errors import SettingsError
 from oauth_tokens.shared_state import SharedState, SharedStateSettings, SharedStateUnavailable, ready
 from oauth_tokens.shared_state.cache import SharedCache
@@ -18,7 +19,6 @@ from oauth_tokens.shared_state.limits import RedisFailureCounts, RedisFixedWindo
 from oauth_tokens.shared_state.replay import RedisReplayCache
 from oauth_tokens.vault import KeyRing, VaultKey
 
-from scripts.local_servers import LocalServer
 from tests.support.servers import redis_server
 
 

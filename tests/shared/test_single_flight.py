@@ -4,21 +4,14 @@ from __future__ import annotations
 
 import anyio
 import pytest
+from devkit.clock import ManualClock
 from oauth_tokens.single_flight import KeyedSingleFlight, SingleFlight
 
 pytestmark = pytest.mark.anyio
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_concurrent_callers_share_one_attempt_and_its_error() -> None:
-    clock = Clock()
+    clock = ManualClock(0.0)
     flight: SingleFlight[str] = SingleFlight(failure_backoff_seconds=1.0, clock=clock)
     release = anyio.Event()
     errors: list[BaseException] = []

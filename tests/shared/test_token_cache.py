@@ -15,6 +15,7 @@ import anyio
 import httpx2
 import jwt
 import pytest
+from devkit.clock import ManualClock
 from oauth_tokens import (
     AccessTokenValidator,
     InsufficientScopeError,
@@ -31,16 +32,6 @@ from tests.shared.loopback import LoopbackAuthServer
 from tests.shared.tokens import AUDIENCE, claims, mint, rsa_key
 
 pytestmark = pytest.mark.anyio
-
-
-class Clock:
-    """A settable clock (seconds)."""
-
-    def __init__(self, now: float = 1_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def _principal(expires_at: int, **extra_claims: Any) -> Principal:
@@ -188,7 +179,7 @@ def test_the_least_recently_used_entry_is_evicted_beyond_the_size() -> None:
 
 
 def test_an_entry_lives_until_the_earlier_of_exp_and_the_maximum_age() -> None:
-    wall, monotonic = Clock(), Clock()
+    wall, monotonic = ManualClock(), ManualClock()
     cache = VerifiedTokenCache(max_size=10, max_age_seconds=60, wall_clock=wall, monotonic_clock=monotonic)
     short_lived, long_lived = token_digest("short"), token_digest("long")
     cache.put(short_lived, "kid", {}, _principal(expires_at=int(wall.now) + 30))
@@ -210,7 +201,7 @@ def test_an_entry_lives_until_the_earlier_of_exp_and_the_maximum_age() -> None:
 
 
 def test_nbf_is_checked_on_every_hit() -> None:
-    wall = Clock()
+    wall = ManualClock()
     cache = VerifiedTokenCache(max_size=10, max_age_seconds=60, leeway_seconds=5, wall_clock=wall)
     key = token_digest("not-yet")
     cache.put(key, "kid", {}, _principal(expires_at=int(wall.now) + 300, nbf=wall.now + 2))

@@ -12,12 +12,12 @@ from collections.abc import AsyncIterator
 
 import anyio
 import pytest
+from devkit.clock import ManualClock
+from devkit.processes import free_port
 from oauth_tokens import TokenEndpointError, TokenExchange
 from oauth_tokens.token_exchange import ExchangedTokenCache, fingerprint
 
 from tests.shared.loopback import LoopbackAuthServer
-from tests.support.clock import ManualClock
-from tests.support.processes import free_port
 
 pytestmark = pytest.mark.anyio
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import anyio
 import pytest
+from devkit.local_servers import LocalServer
 from oauth_tokens.database import is_unavailable
 from oauth_tokens.service_database import ServiceDatabase
 from sqlalchemy import text
@@ -20,7 +21,6 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from scripts.local_servers import LocalServer
 from tests.support.servers import postgres_server
 
 START_SECONDS = 30.0

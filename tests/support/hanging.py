@@ -27,7 +27,7 @@ class MisbehavingServer:
 async def misbehaving_server(*, drip_every_seconds: float | None = None) -> AsyncIterator[MisbehavingServer]:
     """A server at `url` that never answers, or (with `drip_every_seconds`) drips a 200's body forever."""
     listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(SocketAttribute.local_port)  # noqa: S610 - anyio's typed attribute, not Django's extra()
+    port = listener.extra(SocketAttribute.local_port)
     server = MisbehavingServer(url=f"http://127.0.0.1:{port}")
 
     async def handle(stream: SocketStream) -> None:

@@ -1,4 +1,4 @@
-"""PostgreSQL, Redis and HAProxy for the tests that need real shared state (scripts.local_servers).
+"""PostgreSQL, Redis and HAProxy for the tests that need real shared state (devkit.local_servers).
 
 In CI (CI set, as root) a missing server is installed from Debian's packages and a failed install fails
 the test; elsewhere a missing server skips the test with the command that installs it, so `make test`
@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-
-from scripts.local_servers import LocalServer, MissingServer, start_haproxy, start_postgres, start_redis
-from tests.support.processes import free_port
+from devkit.local_servers import LocalServer, MissingServer, start_haproxy, start_postgres, start_redis
+from devkit.processes import free_port
+from devkit.scaled import Servers
 
 
 def _in_ci() -> bool:
@@ -69,3 +69,8 @@ def haproxy_server(config: Path, port: int) -> Iterator[LocalServer]:
     """HAProxy with `config`, whose frontend listens on `port`."""
     with _server(lambda install: start_haproxy(config, port, install=install)) as server:
         yield server
+
+
+def servers_for_tests() -> Servers:
+    """The scaled topology's servers for a test: skipped (or, in CI, installed) when missing."""
+    return Servers(postgres=postgres_server, redis=redis_server, haproxy=haproxy_server)

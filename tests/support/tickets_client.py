@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-from crm_mcp.client_credentials_tickets import TicketsMcpClient
+from crm_mcp.tickets_mcp_client import TicketsMcpClient
 from oauth_tokens import ClientCredentialsAuth
 
 

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 
 import httpx2
 import pytest
+from devkit.processes import ServiceProcess, free_port, start_service
+from devkit.sessions import mcp_session
+from devkit.tokens import TestIssuer
 from mcp.client.session import ClientSession
-from mcp.client.streamable_http import streamable_http_client
-
-from tests.support.processes import ServiceProcess, free_port, start_service
-from tests.support.tokens import TestIssuer
 
 EXTRA_ALLOWED_HOST = "tickets-mcp:8002"
 
@@ -61,13 +60,21 @@ def mint_for(issuer: TestIssuer, tickets: TicketsServer, scope: str, client_id: 
     return issuer.mint(sub=client_id, client_id=client_id, aud=tickets.resource, scope=scope)
 
 
+class SwitchableBearer(httpx2.Auth):
+    """`Authorization: Bearer <token>` on every request, where the test may change `token` mid-session."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def auth_flow(self, request: httpx2.Request) -> Iterator[httpx2.Request]:
+        request.headers["Authorization"] = f"Bearer {self.token}"
+        yield request
+
+
 @asynccontextmanager
-async def mcp_session(url: str, token: str) -> AsyncIterator[tuple[ClientSession, httpx2.AsyncClient]]:
-    """An initialised MCP session over Streamable HTTP whose every request carries `Bearer token`."""
-    async with (
-        httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=10.0) as http_client,
-        streamable_http_client(url, http_client=http_client) as (read_stream, write_stream),
-        ClientSession(read_stream, write_stream) as session,
-    ):
-        await session.initialize()
-        yield session, http_client
+async def legacy_session(url: str, token: str | SwitchableBearer) -> AsyncIterator[ClientSession]:
+    """An initialised MCP session (the handshake-era protocol, with a session id) whose every request
+    carries `Bearer token` (the token a `SwitchableBearer` holds at the time)."""
+    auth = token if isinstance(token, SwitchableBearer) else SwitchableBearer(token)
+    async with mcp_session(url, auth=auth, http_timeout=10.0, mode="legacy") as client:
+        yield client.session

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import httpx2
 import pytest
+from devkit.tokens import TestIssuer
 
-from tests.support.tokens import TestIssuer
 from tests.tickets_mcp.conftest import TicketsServer, mint_for
 
 pytestmark = pytest.mark.anyio

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import httpx2
 import pytest
+from devkit.tokens import TestIssuer
 
-from tests.support.tokens import TestIssuer
 from tests.tickets_mcp.conftest import TicketsServer, mint_for
 from tests.tickets_mcp.test_resource_server import metadata_url, post_initialize
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
+from devkit.processes import free_port, start_service
+from devkit.tokens import TestIssuer
 from mcp import MCPError
 
-from tests.support.processes import free_port, start_service
-from tests.support.tokens import TestIssuer
-from tests.tickets_mcp.conftest import EXTRA_ALLOWED_HOST, TicketsServer, mcp_session, mint_for
+from tests.tickets_mcp.conftest import EXTRA_ALLOWED_HOST, SwitchableBearer, TicketsServer, legacy_session, mint_for
 
 pytestmark = pytest.mark.anyio
 
@@ -135,12 +135,12 @@ async def test_session_survives_a_refreshed_token_but_not_another_client(
     tickets: TicketsServer, issuer: TestIssuer
 ) -> None:
     """crm-mcp keeps one session: a new token for the same client works on it, another client's does not."""
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as (session, http_client):
-        http_client.headers["Authorization"] = f"Bearer {mint_for(issuer, tickets, 'tickets:read')}"
+    bearer = SwitchableBearer(mint_for(issuer, tickets, "tickets:read"))
+    async with legacy_session(tickets.mcp_url, bearer) as session:
+        bearer.token = mint_for(issuer, tickets, "tickets:read")
         assert not (await session.call_tool("list_tickets", {})).is_error
 
-        other = mint_for(issuer, tickets, "tickets:read", client_id="another-client")
-        http_client.headers["Authorization"] = f"Bearer {other}"
+        bearer.token = mint_for(issuer, tickets, "tickets:read", client_id="another-client")
         with pytest.raises(MCPError, match="Session not found"):
             await session.call_tool("list_tickets", {})
 
@@ -150,7 +150,7 @@ async def test_many_concurrent_sessions(tickets: TicketsServer, issuer: TestIssu
 
     async def one_session(index: int) -> None:
         token = mint_for(issuer, tickets, "tickets:read", client_id=f"client-{index}")
-        async with mcp_session(tickets.mcp_url, token) as (session, _):
+        async with legacy_session(tickets.mcp_url, token) as session:
             result = await session.call_tool("list_tickets", {"customer_id": "cus_005"})
             assert result.structured_content is not None
             counts.append(result.structured_content["count"])
@@ -164,7 +164,7 @@ async def test_many_concurrent_sessions(tickets: TicketsServer, issuer: TestIssu
 
 async def test_tokens_never_reach_the_log(tickets: TicketsServer, issuer: TestIssuer) -> None:
     token = mint_for(issuer, tickets, "tickets:read")
-    async with mcp_session(tickets.mcp_url, token) as (session, _):
+    async with legacy_session(tickets.mcp_url, token) as session:
         await session.call_tool("list_tickets", {})
     await post_initialize(tickets, {"Authorization": f"Bearer {token}x"})
     log = tickets.process.logs()

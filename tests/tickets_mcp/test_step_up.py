@@ -11,9 +11,9 @@ from typing import Any
 
 import httpx2
 import pytest
+from devkit.tokens import TestIssuer
 
-from tests.support.tokens import TestIssuer
-from tests.tickets_mcp.conftest import TicketsServer, mcp_session, mint_for
+from tests.tickets_mcp.conftest import TicketsServer, legacy_session, mint_for
 
 pytestmark = pytest.mark.anyio
 
@@ -122,7 +122,7 @@ async def test_an_oversized_legacy_body_is_refused(tickets: TicketsServer, issue
 
 
 async def test_tools_list_tells_clients_each_tools_scopes(tickets: TicketsServer, issuer: TestIssuer) -> None:
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as (session, _):
+    async with legacy_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
     assert {name: (tool.meta or {}).get("oauth-tokens/required-scopes") for name, tool in tools.items()} == {
         "list_tickets": ["tickets:read"],

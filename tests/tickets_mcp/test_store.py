@@ -9,11 +9,11 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from devkit.local_servers import LocalServer
 from oauth_tokens.database import DatabaseUnavailableError
 from oauth_tokens.service_database import ServiceDatabase
 from tickets_mcp.store import MIGRATIONS, TicketStore
 
-from scripts.local_servers import LocalServer
 from tests.support.databases import create_postgres_database, database_url, postgres, ready_within
 
 __all__ = ["database_url", "postgres"]  # fixtures

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx2
-import mcp
+import devkit.sessions
 import pytest
+from devkit.tokens import TestIssuer
 from mcp import MCPError
-from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, TextContent
 
-from tests.support.tokens import TestIssuer
-from tests.tickets_mcp.conftest import TicketsServer, mcp_session, mint_for
+from tests.tickets_mcp.conftest import TicketsServer, legacy_session, mint_for
 
 pytestmark = pytest.mark.anyio
 
@@ -30,7 +28,7 @@ def error_text(result: CallToolResult) -> str:
 
 
 async def test_tools_declare_their_scopes_and_structured_output(tickets: TicketsServer, issuer: TestIssuer) -> None:
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as (session, _):
+    async with legacy_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as session:
         tools = {tool.name: tool for tool in (await session.list_tools()).tools}
     assert set(tools) == {"list_tickets", "get_ticket", "create_ticket", "update_ticket"}
     for name, scope in [("list_tickets", "tickets:read"), ("create_ticket", "tickets:write")]:
@@ -41,7 +39,7 @@ async def test_tools_declare_their_scopes_and_structured_output(tickets: Tickets
 
 
 async def test_list_and_get_with_tickets_read(tickets: TicketsServer, issuer: TestIssuer) -> None:
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as (session, _):
+    async with legacy_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as session:
         listed = structured(await session.call_tool("list_tickets", {"customer_id": "cus_001"}))
         assert listed["count"] == len(listed["tickets"]) >= 1
         assert {ticket["customer_id"] for ticket in listed["tickets"]} == {"cus_001"}
@@ -68,7 +66,7 @@ async def test_create_records_the_client_from_the_token_and_requested_by_as_data
         # An attempt to set provenance through arguments: not a parameter, so it cannot be set.
         "created_by_client": "someone-else",
     }
-    async with mcp_session(tickets.mcp_url, token) as (session, _):
+    async with legacy_session(tickets.mcp_url, token) as session:
         created = structured(await session.call_tool("create_ticket", arguments))
         assert created["created_by_client"] == "crm-mcp-agent"
         assert created["requested_by"] == "alice"
@@ -80,7 +78,7 @@ async def test_create_records_the_client_from_the_token_and_requested_by_as_data
 
 async def test_update_changes_status_and_adds_an_attributed_comment(tickets: TicketsServer, issuer: TestIssuer) -> None:
     token = mint_for(issuer, tickets, "tickets:read tickets:write", client_id="support-console")
-    async with mcp_session(tickets.mcp_url, token) as (session, _):
+    async with legacy_session(tickets.mcp_url, token) as session:
         created = structured(await session.call_tool("create_ticket", {"customer_id": "cus_007", "title": "Login"}))
         updated = structured(
             await session.call_tool(
@@ -95,7 +93,7 @@ async def test_update_changes_status_and_adds_an_attributed_comment(tickets: Tic
 
 async def test_read_only_token_cannot_write(tickets: TicketsServer, issuer: TestIssuer) -> None:
     """The 403 step-up challenge comes before the tool: nothing is written (the challenge: test_step_up.py)."""
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as (session, _):
+    async with legacy_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:read")) as session:
         with pytest.raises(MCPError):
             await session.call_tool("update_ticket", {"ticket_id": "tkt_0001", "status": "closed"})
         ticket = structured(await session.call_tool("get_ticket", {"ticket_id": "tkt_0001"}))
@@ -103,14 +101,14 @@ async def test_read_only_token_cannot_write(tickets: TicketsServer, issuer: Test
 
 
 async def test_write_only_token_cannot_read(tickets: TicketsServer, issuer: TestIssuer) -> None:
-    async with mcp_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:write")) as (session, _):
+    async with legacy_session(tickets.mcp_url, mint_for(issuer, tickets, "tickets:write")) as session:
         with pytest.raises(MCPError):
             await session.call_tool("list_tickets", {})
 
 
 async def test_unknown_ticket_and_empty_update_are_tool_errors(tickets: TicketsServer, issuer: TestIssuer) -> None:
     token = mint_for(issuer, tickets, "tickets:read tickets:write")
-    async with mcp_session(tickets.mcp_url, token) as (session, _):
+    async with legacy_session(tickets.mcp_url, token) as session:
         missing = await session.call_tool("get_ticket", {"ticket_id": "tkt_99999"})
         empty_update = await session.call_tool("update_ticket", {"ticket_id": "tkt_0001"})
         bad_status = await session.call_tool("list_tickets", {"status": "lost"})
@@ -121,11 +119,8 @@ async def test_unknown_ticket_and_empty_update_are_tool_errors(tickets: TicketsS
 
 async def test_modern_stateless_protocol_enforces_the_same_scopes(tickets: TicketsServer, issuer: TestIssuer) -> None:
     """`mcp.Client` in its default mode negotiates 2026-07-28: no session, auth on every request."""
-    headers = {"Authorization": f"Bearer {mint_for(issuer, tickets, 'tickets:read')}"}
-    async with (
-        httpx2.AsyncClient(headers=headers, timeout=10.0) as http_client,
-        mcp.Client(streamable_http_client(tickets.mcp_url, http_client=http_client)) as client,
-    ):
+    token = mint_for(issuer, tickets, "tickets:read")
+    async with devkit.sessions.mcp_session(tickets.mcp_url, token=token, http_timeout=10.0) as client:
         listed = await client.call_tool("list_tickets", {"customer_id": "cus_003"})
         with pytest.raises(MCPError):
             await client.call_tool("create_ticket", {"customer_id": "cus_003", "title": "Nope"})

@@ -7,8 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import httpx2
 import pytest
-
-from tests.support.processes import ServiceProcess, start_service
+from devkit.processes import ServiceProcess, start_service
 
 RATE_LIMIT = 5
 KEY_NAMES = ("basic", "determinism", "rate", "rate_neighbour", "logging")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from devkit.processes import ServiceProcess
 from oauth_tokens.errors import SettingsError
 from oauth_tokens.settings import load_settings
 from weather_api.settings import WeatherApiSettings
 
-from tests.support.processes import ServiceProcess
 from tests.weather_api.conftest import RATE_LIMIT
 
 pytestmark = pytest.mark.anyio

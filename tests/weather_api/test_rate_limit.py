@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from devkit.clock import ManualClock
 from weather_api.rate_limit import FixedWindowRateLimiter
-
-from tests.support.clock import ManualClock
 
 
 def test_allows_up_to_the_limit_then_refuses_until_the_window_ends() -> None:

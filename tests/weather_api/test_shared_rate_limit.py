@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx2
 import pytest
+from devkit.local_servers import LocalServer
+from devkit.processes import ServiceProcess, start_service
 
-from scripts.local_servers import LocalServer
-from tests.support.processes import ServiceProcess, start_service
 from tests.support.servers import redis_server
 
 LIMIT = 60

@@ -10,12 +10,12 @@ from __future__ import annotations
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
+from devkit.headless_login import MemoryTokenStorage
 from mcp.client.auth import OAuthClientProvider
 from mcp.shared.auth import AuthorizationCodeResult, OAuthClientMetadata
 from oauth_tokens.dpop_client import DPoPKey, DPoPOverAuth
 from pydantic import AnyUrl
 
-from scripts.headless_login import MemoryTokenStorage
 from tests.conformance.adapters.scenario import TIMEOUT_SECONDS, list_tools, run, server_url
 
 CALLBACK_URL = "http://localhost:3030/callback"

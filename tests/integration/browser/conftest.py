@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from devkit.topology import Topology
 from playwright.sync_api import Browser, Page, sync_playwright
 
 from tests.integration.browser.chromium import chromium_executable
 from tests.integration.browser.flow import BrowserClient, register
 from tests.integration.browser.origin import OriginServer, serving_origin
-from tests.support.topology import Topology
 
 # Resolved to 127.0.0.1 inside this Chromium only: a loopback page whose origin CORS_ALLOWED_ORIGINS does
 # not list, as a page of a DNS-rebinding attacker's name would be.

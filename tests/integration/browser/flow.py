@@ -11,8 +11,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import httpx2
 from authlib.common.security import generate_token
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-
-from tests.support.topology import Topology
+from devkit.topology import Topology
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ import json
 from typing import Any
 
 import pytest
+from devkit.topology import Topology
 from playwright.sync_api import Browser, Page
 
 from tests.integration.browser.conftest import DISALLOWED_HOST
 from tests.integration.browser.flow import BrowserClient, authorization, exchange
 from tests.integration.browser.origin import OriginServer
 from tests.integration.browser.user import sent_back, sign_in
-from tests.support.topology import Topology
 
 PROTOCOL_VERSION = "2025-11-25"
 PREFLIGHT_REFUSED = '"OPTIONS /mcp HTTP/1.1" 400'

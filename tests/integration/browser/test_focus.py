@@ -10,12 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
+from devkit.topology import Topology
 from playwright.sync_api import Locator, Page, expect
 
 from tests.integration.browser.flow import BrowserClient, authorization
 from tests.integration.browser.user import expect_consent
 from tests.integration.browser.wcag import FOCUS_INDICATOR_MINIMUM, contrast_ratio
-from tests.support.topology import Topology
 
 # The outline as computed, and the nearest opaque background behind the element.
 FOCUS_STYLE = """(element) => {

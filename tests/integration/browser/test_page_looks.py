@@ -17,6 +17,7 @@ from typing import Any
 
 import anyio
 import pytest
+from devkit.topology import Topology
 from mcp.shared.exceptions import MCPError
 from mcp.types import ElicitResult
 from playwright.sync_api import Page, expect
@@ -24,7 +25,6 @@ from playwright.sync_api import Page, expect
 from tests.integration.browser.flow import BrowserClient, authorization
 from tests.integration.browser.user import CONSENT_HEADING, sign_in
 from tests.support.crm_mcp_state import crm_mcp_vault
-from tests.support.topology import Topology
 
 # A phone's width: where a code span broken mid-word ("we / ather:read") showed.
 NARROW = {"width": 360, "height": 900}

@@ -6,11 +6,11 @@ every code the browser brings back is exchanged at the token endpoint, which pro
 
 from __future__ import annotations
 
+from devkit.topology import Topology
 from playwright.sync_api import Page, expect
 
 from tests.integration.browser.flow import BrowserClient, authorization, exchange
 from tests.integration.browser.user import expect_consent, sent_back, sign_in
-from tests.support.topology import Topology
 
 SCOPE = "crm:read tickets:write"
 LOGIN_FAILED = "The username or password is incorrect."

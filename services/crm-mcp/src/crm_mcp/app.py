@@ -17,7 +17,7 @@ import anyio
 import httpx2
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer, RequestStateSecurity
-from oauth_tokens import AccessTokenValidator, ClientCredentialsAuth, TokenExchange
+from oauth_tokens import AccessTokenValidator, TokenExchange
 from oauth_tokens.dpop_client import DPoPKey
 from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth
 from oauth_tokens.mcp_app import protect_mcp_app
@@ -32,19 +32,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from crm_mcp.api_key_weather import WeatherApiClient
-from crm_mcp.client_credentials_tickets import TicketsMcpClient
+from crm_mcp.client_credentials_tickets import tickets_credential
 from crm_mcp.client_identity import JWKS_PATH, ClientCredential, ClientIdentity
 from crm_mcp.crm_api_client import CrmApiClient, CrmApiCredentials
 from crm_mcp.settings import Settings
 from crm_mcp.third_party_calendar.tools import CalendarPattern, register_calendar_tools
+from crm_mcp.tickets_mcp_client import TicketsMcpClient
 from crm_mcp.token_cascade_crm_api import CallerToken
 from crm_mcp.token_exchange_crm_api import ExchangedToken
 from crm_mcp.tools import Downstreams, register_tools
 
 logger = logging.getLogger(__name__)
 
-# What crm-mcp asks for, as itself, from tickets-mcp (pattern 2).
-TICKETS_SCOPES = "tickets:read tickets:write"
 
 INSTRUCTIONS = (
     "CRM assistant for sales reps: search and read your customers, add notes, list and open support "
@@ -109,17 +108,7 @@ async def open_downstreams(
     )
     if dpop_key is not None:
         logger.info("crm-mcp's tokens for tickets-mcp and crm-api are DPoP-bound (jkt %s)", dpop_key.thumbprint)
-    tickets_auth = ClientCredentialsAuth(
-        settings.auth_token_url,
-        settings.crm_mcp_client_id,
-        **credential.token_endpoint_arguments(),
-        scope=TICKETS_SCOPES,
-        resource=settings.tickets_mcp_resource,
-        timeout_seconds=timeout,
-        discover_token_url=discovery.token_endpoint,
-        dpop_key=dpop_key,
-        shared_tokens=tokens,
-    )
+    tickets_auth = tickets_credential(settings, credential, discovery, dpop_key=dpop_key, shared_tokens=tokens)
     downstreams = Downstreams(
         weather=WeatherApiClient(
             settings.weather_api_url,

@@ -27,14 +27,14 @@ from oauth_tokens.mcp_step_up import scoped_tool
 from pydantic import BaseModel, Field
 
 from crm_mcp.api_key_weather import Weather, WeatherApiClient
-from crm_mcp.client_credentials_tickets import (
+from crm_mcp.crm_api_client import CrmApiClient, Customer, CustomerSummary
+from crm_mcp.tickets_mcp_client import (
     Ticket,
     TicketPriority,
     TicketsMcpClient,
     TicketStatus,
     TicketSummary,
 )
-from crm_mcp.crm_api_client import CrmApiClient, Customer, CustomerSummary
 
 CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A customer id, e.g. cus_001")]
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)

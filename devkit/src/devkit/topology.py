@@ -1,6 +1,7 @@
 """The whole topology as seven real processes on free loopback ports, with freshly generated secrets.
 
 Used by the integration tests (tests/integration/conftest.py), `make bench` and `make soak`.
+`Topology.extra(...)` starts one more process of a service beside it (another crm-mcp in another mode).
 """
 
 from __future__ import annotations
@@ -12,51 +13,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx2
 from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.types import CallToolResult, ListToolsResult
 from oauth_tokens import ClientCredentialsAuth
 from oauth_tokens.resource_discovery import TokenEndpointDiscovery
 from oauth_tokens.token_endpoint import TokenEndpoint
 
-from scripts.client_credential import crm_mcp_credential
-from scripts.headless_login import user_oauth
-from tests.support.processes import ServiceProcess, free_port, start_service
+from devkit.client_credential import crm_mcp_credential
+from devkit.processes import ServiceProcess, free_port, start_service
+from devkit.services import CALENDAR_AUTH_SERVER_CONFIG, SERVICES, service
+from devkit.sessions import oauth_session
 
-SERVICES = {
-    # name: (module, port variable)
-    "auth-server": ("auth_server", "AUTH_SERVER_PORT"),
-    # Pattern 4's third party: a second auth-server instance (see SERVICE_OVERRIDES) and its API.
-    "calendar-auth-server": ("auth_server", "CALENDAR_AUTH_SERVER_PORT"),
-    "calendar-api": ("calendar_api", "CALENDAR_API_PORT"),
-    "weather-api": ("weather_api", "WEATHER_API_PORT"),
-    "crm-api": ("crm_api", "CRM_API_PORT"),
-    "tickets-mcp": ("tickets_mcp", "TICKETS_MCP_PORT"),
-    "crm-mcp": ("crm_mcp", "CRM_MCP_PORT"),
-}
-
-# Each service's /metrics listener (oauth_tokens.metrics), also on a free loopback port.
-METRICS_PORT_VARIABLES = {
-    "auth-server": "AUTH_SERVER_METRICS_PORT",
-    "weather-api": "WEATHER_API_METRICS_PORT",
-    "crm-api": "CRM_API_METRICS_PORT",
-    "tickets-mcp": "TICKETS_MCP_METRICS_PORT",
-    "crm-mcp": "CRM_MCP_METRICS_PORT",
-    "calendar-auth-server": "CALENDAR_AUTH_SERVER_METRICS_PORT",
-    "calendar-api": "CALENDAR_API_METRICS_PORT",
-}
-
-DATA_DIR_VARIABLES = {
-    "auth-server": "AUTH_SERVER_DATA_DIR",
-    "calendar-auth-server": "CALENDAR_AUTH_SERVER_DATA_DIR",
-    "crm-mcp": "CRM_MCP_DATA_DIR",
-    "crm-api": "CRM_API_DATA_DIR",
-    "tickets-mcp": "TICKETS_MCP_DATA_DIR",
-}
-
-
-CALENDAR_AUTH_SERVER_CONFIG = Path(__file__).resolve().parents[2] / "services" / "calendar-api" / "auth-server.toml"
+# Each service's data directory setting (CRM_MCP_DATA_DIR, …), for those that keep data.
+DATA_DIR_VARIABLES = {s.name: s.data_dir_variable for s in SERVICES if s.data_dir_variable}
 
 
 def service_overrides(name: str, env: dict[str, str]) -> dict[str, str]:
@@ -84,6 +53,8 @@ class Topology:
     env: dict[str, str]
     workdir: Path
     services: dict[str, ServiceProcess] = field(default_factory=dict)
+    # Processes `extra` started beside the services, by their own names (kept after they stop, for their logs).
+    extras: dict[str, ServiceProcess] = field(default_factory=dict)
     # Every tool result (and tool list) a user session received, as JSON: scanned for secrets at the end.
     received: list[str] = field(default_factory=list)
 
@@ -101,7 +72,7 @@ class Topology:
         return Path(self.env["TRACES_DIR"])
 
     def metrics_url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.env[METRICS_PORT_VARIABLES[name]]}/metrics"
+        return f"http://127.0.0.1:{self.env[service(name).metrics_port_variable]}/metrics"
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -125,21 +96,59 @@ class Topology:
         return self.env[f"DEMO_{user.upper()}_PASSWORD"]
 
     def start(self, name: str, **overrides: str) -> ServiceProcess:
-        module, port_variable = SERVICES[name]
-        port = int(self.env[port_variable])
-        service = start_service(
+        """Start service `name` on its port in this topology's settings (with `overrides`)."""
+        port_variable = service(name).port_variable
+        process = start_service(
             name,
-            module,
+            service(name).module,
             port_variable=port_variable,
-            port=port,
+            port=int(self.env[port_variable]),
             env={**self.env, **service_overrides(name, self.env), **overrides},
             workdir=self.workdir / name,
         )
-        self.services[name] = service
-        return service
+        self.services[name] = process
+        return process
+
+    @contextmanager
+    def extra(
+        self,
+        name: str,
+        of: str = "crm-mcp",
+        *,
+        port: int | None = None,
+        workdir: Path | None = None,
+        health_path: str = "/health",
+        timeout: float = 30.0,
+        **overrides: str,
+    ) -> Iterator[ServiceProcess]:
+        """One more process `name` of service `of` beside the topology, on a free port (or `port`), with the
+        topology's settings and `overrides` (its data directory too, as a replica's, unless overridden), once
+        `health_path` answers (within `timeout` s); kept in `extras` (`logs()` reads its log with the
+        services') and stopped on the way out."""
+        running = self.extras.get(name) or self.services.get(name)
+        if running is not None and running.process is not None and running.process.poll() is None:
+            raise ValueError(f"{name} runs already in this topology: give the extra process another name")
+        # The port setting its process reads: AUTH_SERVER_PORT for the calendar's auth-server too.
+        port_variable = f"{service(of).module.upper()}_PORT"
+        process = start_service(
+            name,
+            service(of).module,
+            port_variable=port_variable,
+            port=port,
+            env={**self.env, **service_overrides(of, self.env), **overrides},
+            workdir=workdir or self.workdir / name,
+            health_path=health_path,
+            timeout=timeout,
+        )
+        self.extras[name] = process
+        try:
+            yield process
+        finally:
+            process.stop()
 
     def logs(self) -> str:
-        return "\n".join(service.logs() for service in self.services.values())
+        """Every service's log and every extra process's, as one text."""
+        return "\n".join(process.logs() for process in [*self.services.values(), *self.extras.values()])
 
     def tickets_auth(self, scope: str = "tickets:read tickets:write") -> ClientCredentialsAuth:
         """crm-mcp's own client-credentials token source for tickets-mcp, as crm-mcp builds it."""
@@ -176,12 +185,8 @@ class Topology:
 
         `client_options` go to the SDK's `Client` (e.g. `elicitation_callback`, `mode="legacy"`)."""
         url = url or self.crm_mcp_url
-        provider, _ = user_oauth(url, user, self.password(user), scope=scope)
-        async with (
-            httpx2.AsyncClient(auth=provider, timeout=30) as http,
-            Client(streamable_http_client(url, http_client=http), **client_options) as client,
-        ):
-            yield self._recording(client)
+        async with oauth_session(url, user, self.password(user), scope=scope, **client_options) as session:
+            yield self._recording(session.client)
 
     def _recording(self, client: Client) -> Client:
         """`client`, with every tool result and tool list it receives also kept in `received`."""
@@ -204,19 +209,13 @@ class Topology:
     async def user_token(self, user: str, scope: str | None = None) -> str:
         """The access token `user` gets for crm-mcp through the real OAuth flow (to test it elsewhere),
         asking for `scope` (else every scope crm-mcp advertises)."""
-        provider, storage = user_oauth(self.crm_mcp_url, user, self.password(user), scope=scope)
-        async with (
-            httpx2.AsyncClient(auth=provider, timeout=30) as http,
-            Client(streamable_http_client(self.crm_mcp_url, http_client=http)),
-        ):
-            pass
-        assert storage.tokens is not None
-        return storage.tokens.access_token
+        async with oauth_session(self.crm_mcp_url, user, self.password(user), scope=scope) as session:
+            return session.access_token
 
 
 def topology_env(crm_api_auth_mode: str = "cascade") -> dict[str, str]:
-    ports = {port_variable: free_port() for _, port_variable in SERVICES.values()}
-    ports.update({variable: free_port() for variable in METRICS_PORT_VARIABLES.values()})
+    ports = {s.port_variable: free_port() for s in SERVICES}
+    ports.update({s.metrics_port_variable: free_port() for s in SERVICES})
     issuer = f"http://127.0.0.1:{ports['AUTH_SERVER_PORT']}"
     weather_key = secrets.token_urlsafe(32)
     calendar_issuer = f"http://127.0.0.1:{ports['CALENDAR_AUTH_SERVER_PORT']}"
@@ -281,8 +280,8 @@ def running_topology(
     for name, variable in DATA_DIR_VARIABLES.items():
         topology.env[variable] = str(workdir / name / "data")
     try:
-        for name in SERVICES:
-            topology.start(name)
+        for each in SERVICES:
+            topology.start(each.name)
         yield topology
     finally:
         for service in topology.services.values():

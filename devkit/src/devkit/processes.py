@@ -79,7 +79,7 @@ class ServiceProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
         env.update(self.env)
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
+        self.process = subprocess.Popen(  # noqa: S603 - our own interpreter and module, or a test's fixed command
             self.command or [sys.executable, "-m", self.module],
             cwd=self.workdir,
             env=env,

@@ -1,6 +1,6 @@
-"""The scaled topology for tests: real PostgreSQL, Redis and HAProxy, replicas of every service, free ports.
+"""The scaled topology for tests and the bench: real PostgreSQL, Redis and HAProxy, replicas of every service.
 
-The layout is scripts.scaled_topology's, the one `make up REPLICAS=N` runs: the services' public URLs are
+The layout is devkit.scaled_layout's, the one `make up REPLICAS=N` runs: the services' public URLs are
 HAProxy's frontends (round robin, no stickiness, `X-Served-By` names the replica), each replica gets its
 own internal port, every service with durable state its own database, all of them one Redis. Replicas
 are started here as `ServiceProcess`es (not honcho) so a test can SIGKILL one, restart a service's
@@ -24,8 +24,9 @@ from pathlib import Path
 import httpx2
 from prometheus_client.parser import text_string_to_metric_families
 
-from scripts.local_servers import LocalServer, start_haproxy, start_postgres, start_redis
-from scripts.scaled_topology import (
+from devkit.local_servers import LocalServer, start_haproxy, start_postgres, start_redis
+from devkit.processes import ServiceProcess, free_port
+from devkit.scaled_layout import (
     LIVE_PATH,
     Plan,
     Replica,
@@ -35,10 +36,8 @@ from scripts.scaled_topology import (
     replica_counts,
     resolve,
 )
-from scripts.topology import SERVICES as SERVICE_LIST
-from tests.support.processes import ServiceProcess, free_port
-from tests.support.servers import haproxy_server, postgres_server, redis_server
-from tests.support.topology import CALENDAR_AUTH_SERVER_CONFIG, DATA_DIR_VARIABLES, Topology, topology_env
+from devkit.services import CALENDAR_AUTH_SERVER_CONFIG, SERVICES
+from devkit.topology import DATA_DIR_VARIABLES, Topology, topology_env
 
 SERVED_BY = "x-served-by"
 # Internal ports come from below Linux's ephemeral range (32768-60999), which free_port() and every
@@ -50,7 +49,7 @@ QUIET_PORTS = (20000, 32767)
 def quiet_port() -> int:
     """A port below the ephemeral range that nothing listens on right now."""
     for _ in range(200):
-        port = random.randint(*QUIET_PORTS)  # a port number, not a secret
+        port = random.randint(*QUIET_PORTS)  # noqa: S311 - a port number, not a secret
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
@@ -180,11 +179,12 @@ def scaled_env(crm_api_auth_mode: str) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Servers:
-    """How the topology gets its PostgreSQL, Redis and HAProxy (tests: skip or fail when missing)."""
+    """How the topology gets its PostgreSQL, Redis and HAProxy: `plain_servers` outside pytest; the tests'
+    (tests/support/servers.py) skip or fail when one is missing."""
 
-    postgres: Callable[[], AbstractContextManager[LocalServer]] = postgres_server
-    redis: Callable[[], AbstractContextManager[LocalServer]] = redis_server
-    haproxy: Callable[[Path, int], AbstractContextManager[LocalServer]] = haproxy_server
+    postgres: Callable[[], AbstractContextManager[LocalServer]]
+    redis: Callable[[], AbstractContextManager[LocalServer]]
+    haproxy: Callable[[Path, int], AbstractContextManager[LocalServer]]
 
 
 @contextmanager
@@ -215,17 +215,16 @@ def running_scaled_topology(
     replicas: int = 3,
     crm_api_auth_mode: str = "cascade",
     overrides: Mapping[str, str] | None = None,
-    servers: Servers | None = None,
+    servers: Servers,
 ) -> Iterator[ScaledTopology]:
     """PostgreSQL, Redis, every service's replicas (first ones first: they create shared keys) and HAProxy."""
-    servers = servers or Servers()
     with ExitStack() as stack:
         postgres = stack.enter_context(servers.postgres())
         redis = stack.enter_context(servers.redis())
         env = {**scaled_env(crm_api_auth_mode), **(overrides or {})}
         for name, variable in DATA_DIR_VARIABLES.items():
             env[variable] = str(workdir / name / "data")
-        env.update(create_databases(postgres.url, [service.name for service in SERVICE_LIST]))
+        env.update(create_databases(postgres.url, [service.name for service in SERVICES]))
         env["REDIS_URL"] = redis.url
         layout = plan(env, replica_counts(replicas), allocate=lambda _public, _index: quiet_port())
         topology = ScaledTopology(env=env, workdir=workdir, layout=layout)
