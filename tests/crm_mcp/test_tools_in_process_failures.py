@@ -181,23 +181,9 @@ async def test_a_token_endpoint_refusing_crm_mcp_is_blamed_not_tickets_mcp(topol
     )
 
 
-async def test_tickets_mcp_refusing_crm_mcps_token_for_a_tool_it_lacks_scope_for(topology: InProcessTopology) -> None:
-    topology.granted_scope = "tickets:read"  # the authorization server grants crm-mcp less than it asked
-
-    result = await call(topology, "open_ticket", {"customer_id": "cus_001", "title": "Broken", "description": "x"})
-
-    # tickets-mcp's real step-up (403 insufficient_scope) reaches the model as a tool error naming the call.
-    assert error_text(result).endswith("tickets-mcp call 'create_ticket' failed: Server returned an error response")
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="Known gap: client_credentials_tickets._status_error reads only 429 and 5xx, so tickets-mcp's 403 "
-    "reaches the model as the SDK's 'Server returned an error response', without the status or the scope "
-    "tickets-mcp named; downstream.error_for_status already words it (remove this mark when fixed).",
-)
 async def test_tickets_mcp_refusing_for_scope_names_the_scope(topology: InProcessTopology) -> None:
-    topology.granted_scope = "tickets:read"
+    """tickets-mcp's real step-up (403 insufficient_scope) reaches the model naming the status and the scope."""
+    topology.granted_scope = "tickets:read"  # the authorization server grants crm-mcp less than it asked
 
     result = await call(topology, "open_ticket", {"customer_id": "cus_001", "title": "Broken", "description": "x"})
 

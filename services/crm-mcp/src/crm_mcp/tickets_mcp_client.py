@@ -259,12 +259,13 @@ def _connect_error(exc: BaseException) -> DownstreamError:
 
 
 def _status_error(watch: ResponseWatch) -> DownstreamError | None:
-    """The tool error for tickets-mcp's HTTP answer if it was 429 or 5xx (the session itself is fine).
+    """The tool error for tickets-mcp's HTTP answer if it was 403, 429 or 5xx (the session itself is fine).
 
+    A 403 is crm-mcp's token lacking the tool's scope: the error names the scope tickets-mcp asked for.
     Other statuses are left to the SDK's reading: a 400 or 404 may mean the session is gone.
     """
     response = watch.response
-    if response is None or not (response.status_code == 429 or response.status_code >= 500):
+    if response is None or not (response.status_code in (403, 429) or response.status_code >= 500):
         return None
     return watch.error(SERVICE)
 
