@@ -17,6 +17,7 @@ from oauth_tokens.token_endpoint import TokenEndpoint
 
 from scripts.demo_login import calendar_dpop, demo_dpop, demo_session
 from scripts.demo_narration import DemoFailure, call, check, describe, say, validated
+from scripts.topology import Workspace
 
 
 async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal) -> None:
@@ -28,7 +29,7 @@ async def narrate_exchange(env: dict[str, str], user_token: str, user: Principal
     say(f"  crm-mcp ─(client {env['CRM_MCP_CLIENT_ID']}, {method}; subject_token=alice's token; resource={crm_api};")
     say("           scope=crm:read, only what this tool needs)→ auth-server /token")
     try:
-        credential = crm_mcp_credential(env)
+        credential = crm_mcp_credential(env, workspace=Workspace.from_environment().directory)
     except NoClientKey as missing:  # e.g. crm-mcp runs in a container: its key stays there
         say(f"  (not repeated here: {missing}; crm-mcp performed it for the search above)")
         return
@@ -158,7 +159,9 @@ async def pattern5_cross_app_access(env: dict[str, str], user_token: str) -> Non
     calendar_url = env.get("CALENDAR_TOKEN_URL") or f"{calendar_as}/token"
     # crm-mcp's credentials at each server, as it holds them (its key, or a secret from .env).
     try:
-        own, calendar = crm_mcp_credential(env), crm_mcp_credential(env, calendar=True)
+        workspace = Workspace.from_environment().directory  # a relative CRM_MCP_DATA_DIR is relative to it
+        own = crm_mcp_credential(env, workspace=workspace)
+        calendar = crm_mcp_credential(env, calendar=True, workspace=workspace)
     except NoClientKey as missing:  # e.g. crm-mcp runs in a container: its key stays there
         say(f"  (not repeated here: {missing})")
         return
