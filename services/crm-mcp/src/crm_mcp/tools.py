@@ -34,7 +34,7 @@ from crm_mcp.client_credentials_tickets import (
     TicketStatus,
     TicketSummary,
 )
-from crm_mcp.crm_api_client import CrmApiClient, Customer, CustomerSummary
+from crm_mcp.crm_api_client import CrmApiClient, Customer, InlineCustomerSummary
 
 CustomerId = Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", description="A customer id, e.g. cus_001")]
 READ_ONLY = ToolAnnotations(read_only_hint=True, open_world_hint=False)
@@ -77,7 +77,7 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         query: Annotated[
             str | None, Field(max_length=100, description="Part of a name, company or city; omit to list all")
         ] = None,
-    ) -> list[CustomerSummary]:
+    ) -> list[InlineCustomerSummary]:
         """Search your customers by name, company or city, or list them all."""
         return await _downstreams(ctx).crm_api.search_customers(query)
 
