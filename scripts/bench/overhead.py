@@ -100,7 +100,14 @@ async def bench_overhead(
         hop = await _cpu_ms_per_call(bare_hop, {"bare server": bare_server}, calls)
         same = await _cpu_ms_per_call(bare_hop_same_result, {"bare server": bare_server}, calls)
         direct = await _cpu_ms_per_call(direct_search, {"crm-api": crm_api_process}, calls)
+        gap = ratio.ours - ratio.baseline
+        sdk_ms = sdk_share.ours - sdk_share.baseline
         lines = [
+            f"  The gap, {gap:.2f} ms per call (medians): the MCP SDK's own cost of a structured result like this one"
+            f" (the bare server returning it, against its no-op) is {sdk_ms:.2f} ms; {gap - sdk_ms:.2f} ms is left to"
+            " crm-mcp and to a third process in the chain",
+            f"  (with the SDK's share in the baseline, crm-mcp is {own_share.ratio:.2f}x:"
+            " the row 'tool via crm-mcp vs same-result bare hop + direct call').",
             "  Per call, in ms (CPU from /proc; the bench client is this process):",
             _breakdown("via crm-mcp:", via),
             _breakdown("bare MCP hop:", hop),
