@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from crm_mcp.crm_api_client import CustomerSummary
+from crm_mcp.crm_api_client import CustomerSummary, InlineCustomerSummary
 from mcp.server.mcpserver import MCPServer
 from oauth_tokens import AccessTokenValidator
 from oauth_tokens.mcp import JWTTokenVerifier, resource_server_auth, transport_security
@@ -62,7 +62,7 @@ def create_app(settings: Settings) -> Starlette:
         return "ok"
 
     @mcp.tool()
-    async def customers() -> list[CustomerSummary]:
+    async def customers() -> list[InlineCustomerSummary]:
         """Returns the customers it was started with, as search_customers would."""
         return result
 

@@ -6,6 +6,8 @@ result. crm-mcp and the bare server are restarted under scripts.bench.profiled a
 while the measured calls run; the bench client (this process) is profiled around the same calls.
 Function calls per operation are printed too: unlike times, they do not move with the machine's load.
 cProfile slows what it measures (about 3x here): compare shares and call counts, not milliseconds.
+Each profile is also kept whole in .run/bench-profiles/ (`python -m pstats FILE`, or snakeviz), so a
+reader can sort it by cumulative time or follow callers beyond the top functions printed here.
 """
 
 from __future__ import annotations
@@ -29,6 +31,14 @@ from devkit.topology import Topology
 from scripts.bench.clients import ROOT
 
 TOP = 12
+# Where the whole profiles are kept after the run (the topology's own directory is deleted with it).
+KEPT = ROOT / ".run" / "bench-profiles"
+
+
+def keep(stats: pstats.Stats | cProfile.Profile, name: str) -> None:
+    """Write `stats` to .run/bench-profiles/`name`.prof, for sorting and browsing after the run."""
+    KEPT.mkdir(parents=True, exist_ok=True)
+    stats.dump_stats(str(KEPT / f"{name}.prof"))
 
 
 def summary(title: str, stats: pstats.Stats, operations: int, top: int = TOP) -> str:
@@ -49,23 +59,29 @@ def summary(title: str, stats: pstats.Stats, operations: int, top: int = TOP) ->
     )
 
 
-def profile_calls(title: str, operation: Callable[[], object], operations: int) -> str:
-    """Profile `operations` synchronous calls of `operation` in this process, CPU clock."""
+def profile_calls(title: str, operation: Callable[[], object], operations: int, kept_as: str = "") -> str:
+    """Profile `operations` synchronous calls of `operation` in this process, CPU clock (kept if `kept_as`)."""
     profiler = cProfile.Profile(time.process_time)
     profiler.enable()
     for _ in range(operations):
         operation()
     profiler.disable()
+    if kept_as:
+        keep(profiler, kept_as)
     return summary(title, pstats.Stats(profiler), operations)
 
 
-async def profile_async_calls(title: str, operation: Callable[[], Awaitable[object]], operations: int) -> str:
-    """Profile `operations` sequential awaits of `operation` in this process, CPU clock."""
+async def profile_async_calls(
+    title: str, operation: Callable[[], Awaitable[object]], operations: int, kept_as: str = ""
+) -> str:
+    """Profile `operations` sequential awaits of `operation` in this process, CPU clock (kept if `kept_as`)."""
     profiler = cProfile.Profile(time.process_time)
     profiler.enable()
     for _ in range(operations):
         await operation()
     profiler.disable()
+    if kept_as:
+        keep(profiler, kept_as)
     return summary(title, pstats.Stats(profiler), operations)
 
 
@@ -91,17 +107,19 @@ def profiled_process(service: ServiceProcess, output: Path) -> Iterator[ServiceP
 async def _profile_window(
     process: ServiceProcess, output: Path, operation: Callable[[], Awaitable[object]], operations: int
 ) -> tuple[str, pstats.Stats]:
-    """The client's and `process`'s profiles over the same `operations` calls."""
+    """The client's and `process`'s profiles over the same `operations` calls (both kept, named by the output)."""
     assert process.process is not None
     os.kill(process.process.pid, signal.SIGUSR1)
     await anyio.sleep(0.2)  # the signal is handled between two bytecodes of the server's main thread
-    client = await profile_async_calls("bench client", operation, operations)
+    client = await profile_async_calls("bench client", operation, operations, kept_as=f"bench-client-{output.stem}")
     os.kill(process.process.pid, signal.SIGUSR2)
     for _ in range(100):  # written whole, then renamed: it exists once complete
         if await anyio.Path(output).exists():
             break
         await anyio.sleep(0.1)
-    return client, pstats.Stats(str(output))
+    stats = pstats.Stats(str(output))
+    keep(stats, output.stem)
+    return client, stats
 
 
 async def bench_tool_profiles(topology: Topology, bare_server: ServiceProcess, token: str, operations: int) -> str:

@@ -29,7 +29,10 @@ AUDIENCE = "bench"
 async def _profile(validator: AccessTokenValidator, tokens: Iterator[str], calls: int) -> str:
     """The validator's top functions by own time over `calls` first-seen validations."""
     return await profile_async_calls(
-        "shared validator, first-seen tokens", lambda: validator.validate(next(tokens)), calls
+        "shared validator, first-seen tokens",
+        lambda: validator.validate(next(tokens)),
+        calls,
+        kept_as="validator-first-seen",
     )
 
 
@@ -113,7 +116,9 @@ async def bench_validation(*, profile: bool = False) -> tuple[list[Row], list[Ra
                     [
                         "Profile of first-seen token validation (same tokens, never seen before by either):",
                         await _profile(validator, spare, SCALE(calls)),
-                        profile_calls("bare PyJWT jwt.decode", lambda: bare_decode(next(spare)), SCALE(calls)),
+                        profile_calls(
+                            "bare PyJWT jwt.decode", lambda: bare_decode(next(spare)), SCALE(calls), "jwt-decode"
+                        ),
                     ]
                 )
             if first_seen.met is False:

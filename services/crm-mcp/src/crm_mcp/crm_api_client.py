@@ -8,13 +8,13 @@ comes from a `CrmApiCredentials` object asked once per call for the scope that c
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Annotated, Protocol
 from urllib.parse import quote
 
 import httpx2
 from oauth_tokens.dpop_client import DPoPKey, DPoPProofAuth
 from oauth_tokens.telemetry import trace_http
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, TypeAdapter, WithJsonSchema
 
 from crm_mcp.downstream import http_client, parse_response, send
 
@@ -58,6 +58,13 @@ class CustomerSummary(BaseModel):
     tier: str
 
 
+# search_customers' result items, with CustomerSummary's schema written in place rather than as a `$ref`
+# into `$defs`: the MCP client checks every structured result against the tool's output schema, and
+# resolving the reference for each item doubled that check (0.65 against 0.35 ms for four customers with
+# the SDK's jsonschema). The same fields, types and required keys; only the indirection is gone.
+InlineCustomerSummary = Annotated[CustomerSummary, WithJsonSchema(CustomerSummary.model_json_schema())]
+
+
 class Customer(CustomerSummary):
     """A CRM customer, as crm-api returns it to the user the token names, with contact details and notes."""
 
@@ -90,6 +97,9 @@ class CrmApiClient:
 
         `transport`: None for sockets; in-process tests pass an ASGI transport (downstream.http_client)."""
         self._base_url = base_url.rstrip("/")
+        # Parsed once: httpx2 parses a string URL on every request (and merges even an empty query),
+        # about 300 of the ~680 Python calls it makes to send a search that lists everything.
+        self._customers_url = httpx2.URL(f"{self._base_url}/customers")
         self.credentials = credentials
         self._timeout = timeout_seconds
         auth = DPoPProofAuth(dpop_key) if dpop_key is not None else None
@@ -99,13 +109,13 @@ class CrmApiClient:
             credential=credentials.credential,
         )
 
-    async def search_customers(self, query: str | None = None) -> list[CustomerSummary]:
+    async def search_customers(self, query: str | None = None) -> list[InlineCustomerSummary]:
         """The caller's customers matching `query` (None or empty: all of them)."""
         headers = await self.credentials.authorization(READ_SCOPE)
-        params = {"q": query} if query else {}
+        params = {"q": query} if query else None
         response = await send(
             SERVICE,
-            lambda: self._http.get(f"{self._base_url}/customers", params=params, headers=headers),
+            lambda: self._http.get(self._customers_url, params=params, headers=headers),
             idempotent=True,
             deadline_seconds=self._timeout,
         )

@@ -27,7 +27,7 @@ from oauth_tokens.mcp_step_up import scoped_tool
 from pydantic import BaseModel, Field
 
 from crm_mcp.api_key_weather import Weather, WeatherApiClient
-from crm_mcp.crm_api_client import CrmApiClient, Customer, CustomerSummary
+from crm_mcp.crm_api_client import CrmApiClient, Customer, InlineCustomerSummary
 from crm_mcp.tickets_mcp_client import (
     Ticket,
     TicketPriority,
@@ -77,7 +77,7 @@ def register_tools(mcp: MCPServer[Downstreams]) -> None:
         query: Annotated[
             str | None, Field(max_length=100, description="Part of a name, company or city; omit to list all")
         ] = None,
-    ) -> list[CustomerSummary]:
+    ) -> list[InlineCustomerSummary]:
         """Search your customers by name, company or city, or list them all."""
         return await _downstreams(ctx).crm_api.search_customers(query)
 
