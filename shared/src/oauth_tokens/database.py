@@ -27,9 +27,6 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 import anyio.to_thread
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -143,6 +140,11 @@ async def ping(engine: AsyncEngine) -> bool:
 
 
 def _upgrade_to_head(connection: Connection, script_location: str) -> None:
+    # Alembic (with Mako and Pygments behind it) is imported only to migrate, not by every importer of this module.
+    from alembic.config import Config
+    from alembic.runtime.environment import EnvironmentContext
+    from alembic.script import ScriptDirectory
+
     config = Config()
     config.set_main_option("script_location", script_location)
     script = ScriptDirectory.from_config(config)
