@@ -295,6 +295,7 @@ def running_topology(
                 # A longer deadline than one service's: the wave's processes share the cores while they start.
                 list(pool.map(lambda name: topology.start(name, timeout=90.0), wave))
         yield topology
-    finally:
-        for service in topology.services.values():
-            service.stop()
+    finally:  # every service at once too: each stop waits for its process to end
+        services = list(topology.services.values())
+        with ThreadPoolExecutor(max_workers=max(1, len(services))) as pool:
+            list(pool.map(ServiceProcess.stop, services))
