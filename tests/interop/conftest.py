@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -114,18 +115,26 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
     )
     try:
         provider.start(health_path="/.well-known/oauth-authorization-server")
-        for name in SERVICES:
-            if name != "auth-server":
-                topology.start(name)
-        exchange_crm_mcp = start_service(
-            "crm-mcp-exchange",
-            "crm_mcp",
-            port_variable="CRM_MCP_PORT",
-            port=exchange_port,
-            env={**env, "CRM_MCP_RESOURCE": exchange_resource, "CRM_API_AUTH_MODE": "exchange"},
-            workdir=workdir / "crm-mcp-exchange",
-        )
-        topology.services["crm-mcp-exchange"] = exchange_crm_mcp
+
+        def start_exchange_crm_mcp() -> None:
+            topology.services["crm-mcp-exchange"] = start_service(
+                "crm-mcp-exchange",
+                "crm_mcp",
+                port_variable="CRM_MCP_PORT",
+                port=exchange_port,
+                env={**env, "CRM_MCP_RESOURCE": exchange_resource, "CRM_API_AUTH_MODE": "exchange"},
+                workdir=workdir / "crm-mcp-exchange",
+                timeout=90.0,
+            )
+
+        # The rest at once, as running_topology does: start-up is mostly importing, so the processes share
+        # the cores (hence the longer deadline); each registers in topology.services when healthy.
+        others = [name for name in SERVICES if name != "auth-server"]
+        with ThreadPoolExecutor(max_workers=len(others) + 1) as pool:
+            starting = [pool.submit(topology.start, name, timeout=90.0) for name in others]
+            starting.append(pool.submit(start_exchange_crm_mcp))
+        for started in starting:
+            started.result()  # the first start-up failure, after every start has ended
         yield Interop(
             topology=topology,
             provider=provider,
