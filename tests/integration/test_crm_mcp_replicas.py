@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -65,19 +66,24 @@ async def replicas(topology: Topology, postgres: LocalServer, tmp_path: Path) ->
         }
         started: list[ServiceProcess] = []
         try:
-            for name in ("crm-mcp-pg-a", "crm-mcp-pg-b"):
-                workdir = tmp_path / name
-                started.append(
-                    start_service(
+            # Both at once (start-up is mostly importing); each is kept, in order, once it is healthy.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                starting = [
+                    pool.submit(
+                        start_service,
                         name,
                         "crm_mcp",
                         port_variable="CRM_MCP_PORT",
                         env=env,
-                        workdir=workdir,
+                        workdir=tmp_path / name,
                         health_path="/health/ready",
                         timeout=STARTUP_SECONDS,
                     )
-                )
+                    for name in ("crm-mcp-pg-a", "crm-mcp-pg-b")
+                ]
+            started.extend(future.result() for future in starting if future.exception() is None)
+            for future in starting:
+                future.result()  # a start-up failure, once every start has ended
             yield Replicas(started[0], started[1], calendar_token)
         finally:
             for service in started:
