@@ -14,6 +14,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,9 @@ class Servers:
 
 
 def _start(name: str, module: str, variable: str, env: dict[str, str], workdir: Path) -> ServiceProcess:
-    return start_service(name, module, port_variable=variable, port=int(env[variable]), env=env, workdir=workdir)
+    """`module` on env's port for it (a free one when that is "0"); 90 s, as it starts beside others."""
+    port = int(env[variable]) or None
+    return start_service(name, module, port_variable=variable, port=port, env=env, workdir=workdir, timeout=90.0)
 
 
 @pytest.fixture(scope="module")
@@ -80,19 +83,29 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             TICKETS_MCP_DATA_DIR=str(workdir / "tickets-mcp"),
         )
         processes: list[ServiceProcess] = []
+        require_env = {**env, "AUTH_DPOP": "require", "AUTH_DPOP_NONCE": "false", "CRM_API_PORT": "0"}
+
+        def start(name: str, module: str, variable: str, service_env: dict[str, str]) -> ServiceProcess:
+            process = _start(name, module, variable, service_env, workdir / name)
+            processes.append(process)
+            return process
+
         try:
-            for name, module, variable in (
-                ("crm-api", "crm_api", "CRM_API_PORT"),
-                ("calendar-api", "calendar_api", "CALENDAR_API_PORT"),
-                ("tickets-mcp", "tickets_mcp", "TICKETS_MCP_PORT"),
-                ("crm-mcp", "crm_mcp", "CRM_MCP_PORT"),
-            ):
-                processes.append(_start(name, module, variable, env, workdir / name))
-            require_env = {**env, "AUTH_DPOP": "require", "AUTH_DPOP_NONCE": "false", "CRM_API_PORT": "0"}
-            strict = start_service(
-                "crm-api-require", "crm_api", port_variable="CRM_API_PORT", env=require_env, workdir=workdir / "strict"
-            )
-            processes.append(strict)
+            # All five at once: start-up is mostly importing, so the processes share the cores.
+            with ThreadPoolExecutor(max_workers=5) as pool:
+                starting = [
+                    pool.submit(start, name, module, variable, env)
+                    for name, module, variable in (
+                        ("crm-api", "crm_api", "CRM_API_PORT"),
+                        ("calendar-api", "calendar_api", "CALENDAR_API_PORT"),
+                        ("tickets-mcp", "tickets_mcp", "TICKETS_MCP_PORT"),
+                        ("crm-mcp", "crm_mcp", "CRM_MCP_PORT"),
+                    )
+                ]
+                strict_start = pool.submit(start, "crm-api-require", "crm_api", "CRM_API_PORT", require_env)
+            for started in starting:
+                started.result()  # the first start-up failure, after every start has ended
+            strict = strict_start.result()
             targets = {
                 "crm-api": Target(
                     "crm-api", f"{env['CRM_API_URL']}/customers", "GET", env["CRM_API_AUDIENCE"], "crm:read"

@@ -2,20 +2,18 @@
 /health answered any Host, so a DNS-rebound name reached them), and the CORS origin pattern accepted port
 99999 and leading zeros in a preflight although the Host check refused them.
 
-crm-mcp and tickets-mcp run as real processes (alone: these requests never reach their downstreams). One
+crm-mcp and tickets-mcp are the session topology's real processes (these requests never reach their
+downstreams, and change nothing). One
 policy for every route: a Host or an Origin outside the allow-list is refused everywhere, except /health,
 which is exempt on purpose (orchestrator probes send the pod's IP as Host) and says only "ok".
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import httpx2
 import pytest
 from devkit.processes import ServiceProcess
-from devkit.topology import Topology, topology_env
+from devkit.topology import Topology
 
 pytestmark = pytest.mark.anyio
 
@@ -30,19 +28,9 @@ CRM_MCP_ROUTES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServiceProcess]]:
-    workdir: Path = tmp_path_factory.mktemp("hosts")
-    topology = Topology(env=topology_env(), workdir=workdir)
-    topology.env["CRM_MCP_DATA_DIR"] = str(workdir / "crm-mcp-data")
-    topology.env["TICKETS_MCP_DATA_DIR"] = str(workdir / "tickets-mcp-data")
-    try:
-        topology.start("crm-mcp")
-        topology.start("tickets-mcp")
-        yield topology.services
-    finally:
-        for service in topology.services.values():
-            service.stop()
+@pytest.fixture
+def services(topology: Topology) -> dict[str, ServiceProcess]:
+    return topology.services
 
 
 @pytest.mark.parametrize("origin", ["http://localhost:99999", "http://localhost:08001", "http://127.0.0.1:0"])

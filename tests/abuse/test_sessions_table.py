@@ -2,10 +2,12 @@
 
 Measured on main before the fix: one user with a crm:read token opened 10,000 sessions (2025-11-25
 protocol) in 29 s, crm-mcp's RSS went from 91 to 507 MiB, and then every new session of every user got
-503 "Too many open sessions". Here the real topology runs with small caps (MCP_MAX_SESSIONS=100,
-MCP_MAX_SESSIONS_PER_USER=10), bob opens OPENED sessions (ten times the table), and the bounded outcome
-is asserted: bob holds at most his cap, alice still connects and works, and crm-mcp's RSS grows by less
-than RSS_GROWTH_BOUND (without the cap, 1,000 live sessions cost about 40 MiB).
+503 "Too many open sessions". Here a crm-mcp with small caps (MCP_MAX_SESSIONS=100,
+MCP_MAX_SESSIONS_PER_USER=10) runs beside the session's topology, with its settings otherwise (so the
+users' tokens for crm-mcp are valid for it too, as in tests/integration/test_hanging_tickets_mcp.py), bob
+opens OPENED sessions there (ten times the table), and the bounded outcome is asserted: bob holds at most
+his cap, alice still connects and works, and that crm-mcp's RSS grows by less than RSS_GROWTH_BOUND
+(without the cap, 1,000 live sessions cost about 40 MiB).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from pathlib import Path
 import anyio
 import httpx2
 import pytest
-from devkit.topology import Topology, running_topology
+from devkit.processes import ServiceProcess
+from devkit.sessions import mcp_session
+from devkit.topology import Topology
 
 from tests.shared.test_mcp_hardening import INITIALIZE, MCP_HEADERS
 
@@ -30,11 +34,12 @@ RSS_GROWTH_BOUND = 10 * 1024 * 1024
 PING = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
 
 
-@pytest.fixture(scope="module")
-def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
+@pytest.fixture
+def capped_crm_mcp(topology: Topology, tmp_path: Path) -> Iterator[ServiceProcess]:
+    """A crm-mcp of its own with the small caps (the flood never reaches the shared one)."""
     caps = {"MCP_MAX_SESSIONS": str(TOTAL), "MCP_MAX_SESSIONS_PER_USER": str(PER_USER)}
-    with running_topology(tmp_path_factory.mktemp("sessions"), overrides=caps) as topology:
-        yield topology
+    with topology.extra("crm-mcp-capped", workdir=tmp_path, **caps) as crm_mcp:
+        yield crm_mcp
 
 
 async def open_sessions(url: str, token: str, count: int, concurrency: int = CONCURRENCY) -> list[str]:
@@ -78,23 +83,26 @@ async def live(url: str, token: str, session_ids: list[str]) -> list[str]:
     return alive
 
 
-async def test_one_user_flooding_sessions_keeps_his_cap_and_others_connect(topology: Topology, tmp_path: Path) -> None:
-    crm_mcp = topology.services["crm-mcp"]
+async def test_one_user_flooding_sessions_keeps_his_cap_and_others_connect(
+    topology: Topology, capped_crm_mcp: ServiceProcess
+) -> None:
+    url = capped_crm_mcp.url + "/mcp"
     bob = await topology.user_token("bob", scope="crm:read")
-    rss_before = crm_mcp.resident_bytes()
+    rss_before = capped_crm_mcp.resident_bytes()
 
-    opened = await open_sessions(topology.crm_mcp_url, bob, OPENED)
+    opened = await open_sessions(url, bob, OPENED)
 
-    rss_after = crm_mcp.resident_bytes()
+    rss_after = capped_crm_mcp.resident_bytes()
     assert len(opened) > OPENED // 2  # most openings succeed: the flooder mostly loses his own oldest sessions
-    alive = await live(topology.crm_mcp_url, bob, opened)
+    alive = await live(url, bob, opened)
     assert len(alive) <= PER_USER
     # Not locked out either: his next session evicts his least recently used one, not the newest.
-    (newest,) = await open_sessions(topology.crm_mcp_url, bob, 1)
-    assert set(await live(topology.crm_mcp_url, bob, [*alive, newest])) == {*alive[1:], newest}
+    (newest,) = await open_sessions(url, bob, 1)
+    assert set(await live(url, bob, [*alive, newest])) == {*alive[1:], newest}
     growth = rss_after - rss_before
     assert growth < RSS_GROWTH_BOUND, f"crm-mcp's RSS grew by {growth / 2**20:.1f} MiB for {OPENED} sessions"
 
-    async with topology.user_session("alice") as alice:
-        result = await alice.call_tool("search_customers", {})
+    alice = await topology.user_token("alice")
+    async with mcp_session(url, token=alice) as client:
+        result = await client.call_tool("search_customers", {})
     assert not result.is_error

@@ -252,8 +252,10 @@ scopes = ["crm:read"]
     return server
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def assertion_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AssertionServer]:
+    """One per session: its users (test_private_key_jwt, test_client_assertion_attacks) only read its keys
+    (a test that rotates them starts its own, start_assertion_server) and count key fetches from a start."""
     server = start_assertion_server(tmp_path_factory.mktemp("assertion-server"))
     yield server
     server.process.stop()

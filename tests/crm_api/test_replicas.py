@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import anyio
@@ -57,9 +58,11 @@ def replicas(database_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
     assert "crm-api: database migrated (postgresql (DATABASE_URL))" in migrated.stdout
     started: list[ServiceProcess] = []
     try:
-        for name in ("crm-api-a", "crm-api-b"):
-            started.append(
-                start_service(
+        # Both at once (start-up is mostly importing); each is kept, in order, once it is healthy.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            starting = [
+                pool.submit(
+                    start_service,
                     name,
                     "crm_api",
                     port_variable="CRM_API_PORT",
@@ -68,7 +71,11 @@ def replicas(database_env: dict[str, str], tmp_path_factory: pytest.TempPathFact
                     health_path="/health/ready",
                     timeout=120.0,  # a loaded 2-core runner at times needs more than the default 30 s
                 )
-            )
+                for name in ("crm-api-a", "crm-api-b")
+            ]
+        started.extend(future.result() for future in starting if future.exception() is None)
+        for future in starting:
+            future.result()  # a start-up failure, once every start has ended
         yield started
     finally:
         for service in started:

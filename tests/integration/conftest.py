@@ -1,35 +1,11 @@
-"""The whole topology, started once per test session as seven real processes on free loopback ports.
+"""The integration tests run against the whole topology: seven real processes on free loopback ports.
 
-Every secret is generated for the run, so tests can prove none of them ever shows up in a log or a result.
-`topology` runs the default CRM_API_AUTH_MODE (cascade); a test of crm-mcp → crm-api takes
-`crm_api_topology` instead and runs once per mode, the exchange one on a second topology started
-(once per session) only when such a test runs.
+Its fixtures (`topology`, `exchange_topology`, `crm_api_topology`) are in tests/conftest.py, one instance of
+each per test session, shared with the abuse and fault suite (tests/abuse).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
-from devkit.topology import Topology, running_topology
+from devkit.topology import Topology
 
 __all__ = ["Topology"]
-
-
-@pytest.fixture(scope="session")
-def topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    with running_topology(tmp_path_factory.mktemp("topology"), traced=True) as topology:
-        yield topology
-
-
-@pytest.fixture(scope="session")
-def exchange_topology(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Topology]:
-    """The topology with CRM_API_AUTH_MODE=exchange: crm-mcp exchanges the user's token (RFC 8693)."""
-    with running_topology(tmp_path_factory.mktemp("topology-exchange"), crm_api_auth_mode="exchange") as topology:
-        yield topology
-
-
-@pytest.fixture(params=["cascade", "exchange"])
-def crm_api_topology(request: pytest.FixtureRequest) -> Topology:
-    """The topology in each CRM_API_AUTH_MODE: pattern 3 (cascade) and pattern 3b (exchange)."""
-    return request.getfixturevalue("topology" if request.param == "cascade" else "exchange_topology")

@@ -13,6 +13,7 @@ import json
 import re
 import secrets
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,9 +116,13 @@ def interop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Interop]:
     )
     try:
         provider.start(health_path="/.well-known/oauth-authorization-server")
-        for each in SERVICES:
-            if each.name != "auth-server":
-                topology.start(each.name)
+        # The rest at once, as running_topology does: start-up is mostly importing, so the processes share
+        # the cores (hence the longer deadline); each registers in topology.services when healthy.
+        others = [each.name for each in SERVICES if each.name != "auth-server"]
+        with ThreadPoolExecutor(max_workers=len(others)) as pool:
+            starting = [pool.submit(topology.start, name, timeout=90.0) for name in others]
+        for started in starting:
+            started.result()  # the first start-up failure, after every start has ended
         with topology.extra(
             "crm-mcp-exchange", port=exchange_port, CRM_MCP_RESOURCE=exchange_resource, CRM_API_AUTH_MODE="exchange"
         ):

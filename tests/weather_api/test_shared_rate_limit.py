@@ -7,6 +7,7 @@ import asyncio
 import secrets
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx2
@@ -35,22 +36,31 @@ def replicas(
     tmp_path_factory: pytest.TempPathFactory, redis: LocalServer, keys: dict[str, str]
 ) -> Iterator[list[ServiceProcess]]:
     started: list[ServiceProcess] = []
+    env = {
+        "WEATHER_API_KEYS": ",".join(keys.values()),
+        "WEATHER_API_RATE_LIMIT": str(LIMIT),
+        "WEATHER_API_RATE_WINDOW_SECONDS": "60",
+        "REDIS_URL": redis.url,
+    }
+    workdirs = [tmp_path_factory.mktemp(f"weather-{index}") for index in range(2)]
     try:
-        for index in range(2):
-            started.append(
-                start_service(
+        # Both at once (start-up is mostly importing); each is kept, in order, once it is healthy.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            starting = [
+                pool.submit(
+                    start_service,
                     "weather-api",
                     "weather_api",
                     port_variable="WEATHER_API_PORT",
-                    env={
-                        "WEATHER_API_KEYS": ",".join(keys.values()),
-                        "WEATHER_API_RATE_LIMIT": str(LIMIT),
-                        "WEATHER_API_RATE_WINDOW_SECONDS": "60",
-                        "REDIS_URL": redis.url,
-                    },
-                    workdir=tmp_path_factory.mktemp(f"weather-{index}"),
+                    env=env,
+                    workdir=workdir,
+                    timeout=90.0,
                 )
-            )
+                for workdir in workdirs
+            ]
+        started.extend(future.result() for future in starting if future.exception() is None)
+        for future in starting:
+            future.result()  # a start-up failure, once every start has ended
         yield started
     finally:
         for service in started:

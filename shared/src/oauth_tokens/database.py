@@ -24,12 +24,9 @@ import fcntl
 import zlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, TypeVar
 
 import anyio.to_thread
-from alembic.config import Config
-from alembic.runtime.environment import EnvironmentContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -37,6 +34,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from oauth_tokens.errors import DatabaseUnavailableError, SettingsError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 T = TypeVar("T")
 
@@ -142,10 +143,21 @@ async def ping(engine: AsyncEngine) -> bool:
     return True
 
 
-def _upgrade_to_head(connection: Connection, script_location: str) -> None:
+def _alembic_scripts(script_location: str) -> tuple[Config, ScriptDirectory]:
+    """Alembic's configuration and revision scripts for `script_location`.
+
+    Alembic (with Mako and Pygments behind it) is imported here, as only migrating needs it, not by every
+    importer of this module."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
     config = Config()
     config.set_main_option("script_location", script_location)
-    script = ScriptDirectory.from_config(config)
+    return config, ScriptDirectory.from_config(config)
+
+
+def _upgrade_to_head(connection: Connection, config: Config, script: ScriptDirectory) -> None:
+    from alembic.runtime.environment import EnvironmentContext
 
     def upgrade(revision: Any, _context: Any) -> Any:
         return script._upgrade_revs("head", revision)
@@ -159,12 +171,15 @@ def _upgrade_to_head(connection: Connection, script_location: str) -> None:
 
 async def migrate(engine: AsyncEngine, script_location: str) -> None:
     """Apply every Alembic revision in `script_location` (a `package:path` or a directory) up to head."""
+    # Alembic is imported before the lock is taken: a replica waiting for the lock gives up after
+    # CONNECT_TIMEOUT_SECONDS (asyncpg's command_timeout), so its holder must not spend that long importing.
+    config, script = _alembic_scripts(script_location)
     async with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             lock = zlib.crc32(script_location.encode()) & 0x7FFFFFFF
             await connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": lock})
             try:
-                await connection.run_sync(_upgrade_to_head, script_location)
+                await connection.run_sync(_upgrade_to_head, config, script)
                 await connection.commit()
             finally:
                 await connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": lock})
@@ -172,7 +187,7 @@ async def migrate(engine: AsyncEngine, script_location: str) -> None:
         else:
             lock_file = await anyio.to_thread.run_sync(_sqlite_migration_lock, engine.url.database)
             try:
-                await connection.run_sync(_upgrade_to_head, script_location)
+                await connection.run_sync(_upgrade_to_head, config, script)
                 await connection.commit()
             finally:
                 if lock_file is not None:

@@ -20,17 +20,16 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import redis.asyncio as redis_asyncio
-import redis.exceptions
 from pydantic import SecretStr, field_validator
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from oauth_tokens.errors import OAuthTokensError, SettingsError
 from oauth_tokens.settings import ServiceSettings
+
+if TYPE_CHECKING:  # redis-py is imported when a SharedState is made (REDIS_URL set), not by every service
+    import redis.asyncio as redis_asyncio
 
 __all__ = [
     "RETRY_AFTER_SECONDS",
@@ -91,6 +90,8 @@ class SharedStateSettings(ServiceSettings):
 
 
 def _is_outage(error: BaseException) -> bool:
+    import redis.exceptions
+
     return isinstance(error, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError | OSError | TimeoutError)
 
 
@@ -111,6 +112,10 @@ class SharedState:
     @classmethod
     def from_url(cls, url: str, prefix: str) -> SharedState:
         """A client for `url` (REDIS_URL) with short timeouts; connects lazily, on the first command."""
+        import redis.asyncio as redis_asyncio
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
         try:
             client = redis_asyncio.Redis.from_url(
                 url,

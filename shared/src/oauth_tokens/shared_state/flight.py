@@ -29,8 +29,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-from redis.exceptions import LockError
-
 from oauth_tokens.shared_state.connection import SharedState, SharedStateUnavailable
 from oauth_tokens.vault import KeyRing
 
@@ -133,6 +131,8 @@ class SharedTokens:
             return  # the token is still good for this caller
 
     async def _release(self, lock: object) -> None:
+        from redis.exceptions import LockError  # here: redis-py is imported only where Redis is configured
+
         try:
             await self._shared.run(lambda _: lock.release())  # type: ignore[attr-defined]
         except (SharedStateUnavailable, LockError):  # expired or Redis gone: its timeout frees it
