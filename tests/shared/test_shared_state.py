@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from devkit.local_servers import LocalServer
 from oauth_tokens.errors import SettingsError
-from oauth_tokens.shared_state import SharedState, SharedStateSettings, SharedStateUnavailable, ready
+from oauth_tokens.shared_state import SharedState, SharedStateSettings, SharedStateUnavailable, reachable
 from oauth_tokens.shared_state.cache import SharedCache
 from oauth_tokens.shared_state.flight import SharedTokens
 from oauth_tokens.shared_state.limits import RedisFailureCounts, RedisFixedWindow, RedisTokenBucket
@@ -191,8 +191,8 @@ def test_an_outage_is_fast_logged_once_and_recovered(redis: LocalServer, caplog:
         replay = RedisReplayCache(state)
         window = RedisFixedWindow(state, "w", 60)
         tokens = SharedTokens(state, ring, lock_seconds=2)
-        assert await ready(state)
-        assert await ready(None)
+        assert await reachable(state)
+        assert await reachable(None)
         redis.stop()
         try:
             started = time.monotonic()
@@ -203,11 +203,11 @@ def test_an_outage_is_fast_logged_once_and_recovered(redis: LocalServer, caplog:
                     await window.hit("k")
             assert time.monotonic() - started < 5  # well within one request deadline (not a timing target)
             assert (await tokens.token("cc", ("a",), request))[0] == "token-during-outage"  # falls back
-            assert not await ready(state)
+            assert not await reachable(state)
         finally:
             redis.start()
         deadline = time.monotonic() + 5
-        while not await ready(state):
+        while not await reachable(state):
             assert time.monotonic() < deadline, "not ready within 5 s of Redis's return"
             await asyncio.sleep(0.1)
         assert await replay.first_use("jti-after", time.time() + 60)
